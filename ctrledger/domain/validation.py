@@ -1,0 +1,162 @@
+"""containerd's validation rules and error texts for IDs, namespaces and records.
+
+The texts follow containerd 1.6 (``identifiers/validate.go``, ``labels/validate.go``,
+``metadata/containers.go``), less the printf mangling of ``%`` (deliberate
+difference D3). Each check raises ``InvalidArgument`` or ``FailedPrecondition``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from ..errors import FailedPrecondition, InvalidArgument
+from .model import Container, Payload
+
+__all__ = [
+    "IDENTIFIER_PATTERN",
+    "LABEL_MAX_SIZE",
+    "MAX_IDENTIFIER_LENGTH",
+    "check_identifier",
+    "check_record",
+    "go_quote",
+    "record_problem",
+    "validate_namespace",
+]
+
+MAX_IDENTIFIER_LENGTH = 76
+LABEL_MAX_SIZE = 4096
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$"
+_identifier_re = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*\Z", re.ASCII)
+
+_GO_ESCAPES = {
+    "\a": r"\a", "\b": r"\b", "\f": r"\f", "\n": r"\n",
+    "\r": r"\r", "\t": r"\t", "\v": r"\v", "\\": r"\\", '"': r"\"",
+}
+
+
+def go_quote(s: str) -> str:
+    """Quote ``s`` as Go's ``%q`` does (printable runes kept, the rest escaped)."""
+    out = ['"']
+    for ch in s:
+        if ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            cp = ord(ch)
+            if cp < 0x80:
+                out.append(f"\\x{cp:02x}")
+            elif cp < 0x10000:
+                out.append(f"\\u{cp:04x}")
+            else:
+                out.append(f"\\U{cp:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def identifier_problem(s: str) -> str | None:
+    """What is wrong with ``s`` as an identifier, in containerd's words, or None."""
+    if not s:
+        return "identifier must not be empty"
+    if len(s.encode("utf-8", "surrogatepass")) > MAX_IDENTIFIER_LENGTH:
+        return (
+            f"identifier {go_quote(s)} greater than maximum length "
+            f"({MAX_IDENTIFIER_LENGTH} characters)"
+        )
+    if not _identifier_re.match(s):
+        return f"identifier {go_quote(s)} must match {IDENTIFIER_PATTERN}"
+    return None
+
+
+def check_identifier(s: str) -> None:
+    """Raise ``InvalidArgument`` if ``s`` is not a valid identifier."""
+    problem = identifier_problem(s)
+    if problem is not None:
+        raise InvalidArgument(f"{problem}: invalid argument")
+
+
+def validate_namespace(namespace: object) -> str:
+    """Return the namespace if it is given and valid, else raise.
+
+    ``None`` or ``""`` is ``FailedPrecondition``; a malformed name ``InvalidArgument``.
+    """
+    if namespace is None or namespace == "":
+        raise FailedPrecondition("namespace is required: failed precondition")
+    if not isinstance(namespace, str):
+        raise InvalidArgument(
+            f"namespace validation: namespace must be a string, not "
+            f"{type(namespace).__name__}: invalid argument"
+        )
+    problem = identifier_problem(namespace)
+    if problem is not None:
+        raise InvalidArgument(f"namespace validation: {problem}: invalid argument")
+    return namespace
+
+
+def _label_problem(labels: Mapping[str, str]) -> str | None:
+    for key, value in labels.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            return f"containers.Labels: label keys and values must be strings, got {key!r}: {value!r}"
+        size = len(key.encode("utf-8", "surrogatepass")) + len(value.encode("utf-8", "surrogatepass"))
+        if size > LABEL_MAX_SIZE:
+            shown = key.encode("utf-8", "surrogatepass")[:10].decode("utf-8", "replace")
+            return (
+                f"containers.Labels: label key and value greater than maximum size "
+                f"({LABEL_MAX_SIZE} bytes), key: {shown}"
+            )
+    for key, value in labels.items():
+        if key == "" and value != "":
+            # D2: containerd fails in storage with UNKNOWN; we name the problem.
+            return f"containers.Labels: label key must not be empty (value {go_quote(value)})"
+    return None
+
+
+def record_problem(c: Container) -> str | None:
+    """The first problem with a record, in containerd's create order, or None.
+
+    Order: ID, extension keys, labels, runtime name, spec, snapshot key.
+    """
+    if not isinstance(c.id, str):
+        return f"container.ID: must be a string, not {type(c.id).__name__}"
+    problem = identifier_problem(c.id)
+    if problem is not None:
+        return f"container.ID: {problem}"
+    for key, value in c.extensions.items():
+        if not isinstance(key, str):
+            return f"container.Extension keys must be strings, not {type(key).__name__}"
+        if key == "":
+            return "container.Extension keys must not be zero-length"
+        if not isinstance(value, Payload):
+            return f"container.Extensions[{go_quote(key)}] must be a Payload, not {type(value).__name__}"
+    problem = _label_problem(c.labels)
+    if problem is not None:
+        return problem
+    if not c.runtime.name:
+        return "container.Runtime.Name must be set"
+    if c.spec is None:
+        return "container.Spec must be set"
+    if c.snapshot_key and not c.snapshotter:
+        return "container.Snapshotter must be set if container.SnapshotKey is set"
+    for name in ("image", "snapshotter", "snapshot_key", "sandbox"):
+        if not isinstance(getattr(c, name), str):
+            return f"container.{name} must be a string, not {type(getattr(c, name)).__name__}"
+    if not isinstance(c.runtime.name, str) or not (
+        c.runtime.options is None or isinstance(c.runtime.options, Payload)
+    ):
+        return "container.Runtime must hold a string name and a Payload or None as options"
+    if not isinstance(c.spec, Payload):
+        return f"container.Spec must be a Payload, not {type(c.spec).__name__}"
+    return None
+
+
+def check_record(c: Container, context: str) -> None:
+    """Raise ``InvalidArgument`` ``"<context>: <problem>: invalid argument"`` if invalid."""
+    problem = record_problem(c)
+    if problem is not None:
+        raise InvalidArgument(f"{context}: {problem}: invalid argument")
+
+
+def drop_empty_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """Labels as stored: those with an empty value are dropped."""
+    return {k: v for k, v in labels.items() if v != ""}

@@ -1,0 +1,1 @@
+"""Storage of the event log: msgpack encoding, stable topics, SQLite backend settings."""

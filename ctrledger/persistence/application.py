@@ -1,0 +1,64 @@
+"""The eventsourcing application behind a store, and how a target selects its settings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.application import Application
+from eventsourcing.utils import Environment
+
+from ..domain.container import ContainerAggregate, ContainerEvent
+from .sqlite import LedgerSQLiteRecorder
+
+__all__ = ["LedgerApplication", "sqlite_env"]
+
+
+class LedgerApplication(Application[str]):
+    """Appends container events to the log and loads container aggregates.
+
+    ``name`` is pinned: it names the upstream application in every tracking record,
+    so renaming the class must not reset the read models.
+    """
+
+    name = "ctrledger"
+
+    def construct_env(self, name: str, env: Any = None) -> Environment:
+        # Only the settings ctrledger chose: the process environment must not
+        # override them (eventsourcing would read CTRLEDGER_* variables).
+        return Environment(name, dict(env or {}))
+
+    def append(self, events: Sequence[ContainerEvent]) -> None:
+        """Append the events of one operation atomically, running the inline hooks."""
+        self.save(*events, inline_events=list(events))
+
+    def load(self, stream: str) -> ContainerAggregate | None:
+        """The aggregate of a stream, or None if the stream has no events."""
+        from eventsourcing.application import AggregateNotFoundError
+
+        try:
+            agg = self.repository.get(stream)
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(agg, ContainerAggregate)
+        return agg
+
+    @property
+    def ledger_recorder(self) -> LedgerSQLiteRecorder:
+        assert isinstance(self.recorder, LedgerSQLiteRecorder)
+        return self.recorder
+
+
+def sqlite_env(path: str, *, synchronous: str = "FULL", lock_timeout: int = 30) -> dict[str, Any]:
+    """eventsourcing settings for an embedded store in the SQLite file ``path``."""
+    return {
+        "PERSISTENCE_MODULE": "ctrledger.persistence.sqlite:LedgerSQLiteFactory",
+        "TRANSCODER_TOPIC": "ctrledger.persistence.transcoder:MsgPackTranscoder",
+        "SQLITE_DBNAME": path,
+        "SQLITE_LOCK_TIMEOUT": str(lock_timeout),
+        "SQLITE_SYNCHRONOUS": synchronous,
+        "ORIGINATOR_ID_TYPE": "text",
+        "CREATE_TABLE": "y",
+        "AGGREGATE_CACHE_MAXSIZE": "1000",
+        "AGGREGATE_CACHE_FASTFORWARD": "y",
+    }

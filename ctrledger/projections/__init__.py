@@ -1,0 +1,1 @@
+"""Read models: projections of the event log into SQLite tables, and their queries."""

@@ -1,0 +1,232 @@
+"""The current-state read model: one row per live container, and a label index.
+
+``CurrentStateView`` is a pure handler over the tables: given a cursor inside a
+write transaction, the new events and their log positions, it updates the rows
+and advances its tracking position in that same transaction. It never consults
+the event store. It runs inline (in the append transaction of the embedded
+store) or from the catch-up runner (rebuilds, other nodes).
+
+``CurrentStateReader`` answers Get and filtered List from the tables.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..domain.container import (
+    ContainerEvent,
+    Created,
+    Deleted,
+    ExtensionsChanged,
+    ImageChanged,
+    LabelsChanged,
+    SnapshotKeyChanged,
+    SpecUpdated,
+    Touched,
+)
+from ..domain.filters import Filter
+from ..domain.model import Container, Payload, Runtime
+from ..persistence.transcoder import packb, unpackb
+from .sqlfilter import compile_filter, register_functions
+
+__all__ = ["CurrentStateReader", "CurrentStateView", "advance_tracking", "micros", "from_micros"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def micros(ts: datetime) -> int:
+    """An aware datetime as integer microseconds since the epoch (exact)."""
+    d = ts - _EPOCH
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+
+
+def from_micros(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def advance_tracking(cur: sqlite3.Cursor, view: str, position: int) -> None:
+    """Move ``view``'s tracked position forward to ``position``, or fail.
+
+    Fails (so the enclosing transaction rolls back) if the view is already at or
+    past ``position``: an event is never applied twice.
+    """
+    cur.execute(
+        "INSERT INTO ctrledger_tracking(view, position) VALUES (?, ?) "
+        "ON CONFLICT(view) DO UPDATE SET position=excluded.position "
+        "WHERE excluded.position > ctrledger_tracking.position",
+        (view, position),
+    )
+    if cur.rowcount != 1:
+        raise RuntimeError(f"read model {view!r} has already applied position {position}")
+
+
+def tracked_position(conn: sqlite3.Connection | sqlite3.Cursor, view: str) -> int:
+    row = conn.execute("SELECT position FROM ctrledger_tracking WHERE view=?", (view,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+class CurrentStateView:
+    """Handlers that keep ``containers``, ``labels`` and ``namespaces`` current."""
+
+    name = "current"
+
+    def __init__(self) -> None:
+        self._handlers: dict[type[ContainerEvent], Callable[[sqlite3.Cursor, Any], None]] = {
+            Created: self._created,
+            LabelsChanged: self._labels_changed,
+            ImageChanged: self._image_changed,
+            SpecUpdated: self._spec_updated,
+            SnapshotKeyChanged: self._snapshot_key_changed,
+            ExtensionsChanged: self._extensions_changed,
+            Touched: self._touched,
+            Deleted: self._deleted,
+        }
+
+    def process(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None:
+        """Apply ``events`` (at ``positions``) and advance tracking, all on ``cur``."""
+        if not events:
+            return
+        # Tracking first: it is a write, so it takes the write lock before any read.
+        advance_tracking(cur, self.name, positions[-1])
+        for event in events:
+            handler = self._handlers.get(type(event))
+            if handler is not None:
+                handler(cur, event)
+
+    # Every handler keys rows by the stream, i.e. (namespace, id) from the stream ID.
+    @staticmethod
+    def _key(event: ContainerEvent) -> tuple[str, str]:
+        namespace, _, container_id = event.originator_id.partition("/")
+        return namespace, container_id
+
+    def _touch(self, cur: sqlite3.Cursor, event: ContainerEvent, sets: str = "", params: tuple[Any, ...] = ()) -> None:
+        ns, cid = self._key(event)
+        cur.execute(
+            f"UPDATE containers SET {sets}version=?, updated_at=? WHERE namespace=? AND id=?",
+            (*params, event.originator_version, micros(event.timestamp), ns, cid),
+        )
+
+    def _created(self, cur: sqlite3.Cursor, e: Created) -> None:
+        ns, cid = self._key(e)
+        ts = micros(e.timestamp)
+        cur.execute("INSERT OR IGNORE INTO namespaces(name) VALUES (?)", (ns,))
+        cur.execute("DELETE FROM labels WHERE namespace=? AND id=?", (ns, cid))
+        cur.execute(
+            "INSERT OR REPLACE INTO containers(namespace, id, version, incarnation, image, runtime_name, "
+            "runtime_options, spec_type_url, spec_value, snapshotter, snapshot_key, sandbox, labels, "
+            "extensions, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                ns, cid, e.originator_version, e.incarnation, e.image, e.runtime.name,
+                None if e.runtime.options is None else packb(e.runtime.options),
+                e.spec.type_url, e.spec.value, e.snapshotter, e.snapshot_key, e.sandbox,
+                packb(dict(e.labels)), packb(dict(e.extensions)), ts, ts,
+            ),
+        )
+        cur.executemany(
+            "INSERT INTO labels(namespace, id, key, value) VALUES (?,?,?,?)",
+            [(ns, cid, k, v) for k, v in e.labels.items()],
+        )
+
+    def _labels_changed(self, cur: sqlite3.Cursor, e: LabelsChanged) -> None:
+        ns, cid = self._key(e)
+        row = cur.execute("SELECT labels FROM containers WHERE namespace=? AND id=?", (ns, cid)).fetchone()
+        labels: dict[str, str] = unpackb(row[0])
+        for key in e.removed:
+            labels.pop(key, None)
+        labels.update(e.set)
+        if e.removed:
+            cur.executemany(
+                "DELETE FROM labels WHERE namespace=? AND id=? AND key=?",
+                [(ns, cid, k) for k in e.removed],
+            )
+        cur.executemany(
+            "INSERT INTO labels(namespace, id, key, value) VALUES (?,?,?,?) "
+            "ON CONFLICT(namespace, id, key) DO UPDATE SET value=excluded.value",
+            [(ns, cid, k, v) for k, v in e.set.items()],
+        )
+        self._touch(cur, e, "labels=?, ", (packb(labels),))
+
+    def _image_changed(self, cur: sqlite3.Cursor, e: ImageChanged) -> None:
+        self._touch(cur, e, "image=?, ", (e.image,))
+
+    def _spec_updated(self, cur: sqlite3.Cursor, e: SpecUpdated) -> None:
+        self._touch(cur, e, "spec_type_url=?, spec_value=?, ", (e.spec.type_url, e.spec.value))
+
+    def _snapshot_key_changed(self, cur: sqlite3.Cursor, e: SnapshotKeyChanged) -> None:
+        self._touch(cur, e, "snapshot_key=?, ", (e.snapshot_key,))
+
+    def _extensions_changed(self, cur: sqlite3.Cursor, e: ExtensionsChanged) -> None:
+        ns, cid = self._key(e)
+        row = cur.execute(
+            "SELECT extensions FROM containers WHERE namespace=? AND id=?", (ns, cid)
+        ).fetchone()
+        extensions: dict[str, Payload] = unpackb(row[0])
+        for key in e.removed:
+            extensions.pop(key, None)
+        extensions.update(e.set)
+        self._touch(cur, e, "extensions=?, ", (packb(extensions),))
+
+    def _touched(self, cur: sqlite3.Cursor, e: Touched) -> None:
+        self._touch(cur, e)
+
+    def _deleted(self, cur: sqlite3.Cursor, e: Deleted) -> None:
+        ns, cid = self._key(e)
+        cur.execute("DELETE FROM containers WHERE namespace=? AND id=?", (ns, cid))
+        cur.execute("DELETE FROM labels WHERE namespace=? AND id=?", (ns, cid))
+
+
+_COLUMNS = (
+    "id, version, image, runtime_name, runtime_options, spec_type_url, spec_value, "
+    "snapshotter, snapshot_key, sandbox, labels, extensions, created_at, updated_at"
+)
+
+
+def _row_to_container(row: tuple[Any, ...]) -> Container:
+    (cid, version, image, runtime_name, runtime_options, spec_type_url, spec_value,
+     snapshotter, snapshot_key, sandbox, labels, extensions, created_at, updated_at) = row
+    return Container(
+        id=cid,
+        labels=unpackb(labels),
+        image=image,
+        runtime=Runtime(runtime_name, None if runtime_options is None else unpackb(runtime_options)),
+        spec=Payload(spec_type_url, spec_value),
+        snapshotter=snapshotter,
+        snapshot_key=snapshot_key,
+        created_at=from_micros(created_at),
+        updated_at=from_micros(updated_at),
+        extensions=unpackb(extensions),
+        sandbox=sandbox,
+        version=version,
+    )
+
+
+class CurrentStateReader:
+    """Queries over the current-state tables through one SQLite connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        register_functions(conn)
+
+    def get(self, namespace: str, container_id: str) -> Container | None:
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM containers WHERE namespace=? AND id=?", (namespace, container_id)
+        ).fetchone()
+        return None if row is None else _row_to_container(row)
+
+    def list(self, namespace: str, flt: Filter) -> list[Container]:
+        where, params = compile_filter(flt, namespace)
+        rows = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM containers WHERE namespace=? AND ({where}) ORDER BY id",
+            (namespace, *params),
+        ).fetchall()
+        return [_row_to_container(r) for r in rows]
+
+    def namespace_known(self, namespace: str) -> bool:
+        """Whether the namespace has ever held a container (containerd's bucket exists)."""
+        return self.conn.execute("SELECT 1 FROM namespaces WHERE name=?", (namespace,)).fetchone() is not None
+
+    def position(self, view: str = CurrentStateView.name) -> int:
+        return tracked_position(self.conn, view)

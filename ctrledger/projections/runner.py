@@ -1,0 +1,102 @@
+"""Feeding a read model from the log, exactly once.
+
+The embedded store appends and projects in one SQLite transaction (``InlineRunner``
+is the recorder's inline hook). Before applying the new events it makes sure the
+view has applied everything before them, reading any missing events from the log
+inside the same transaction, so a view that was reset or created late can never
+skip an event. ``catch_up`` does the same outside an append (at open, after a
+rebuild), in batches, each batch with its tracking position in one transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+from eventsourcing.persistence import Mapper, StoredEvent
+
+from .current import tracked_position
+
+__all__ = ["InlineRunner", "View", "catch_up", "read_log"]
+
+BATCH = 1000
+
+
+class View(Protocol):
+    name: str
+
+    def process(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None: ...
+
+
+def read_log(
+    cur: sqlite3.Cursor | sqlite3.Connection, mapper: Mapper[Any], after: int, before: int | None = None,
+    *, batch: int = BATCH,
+) -> Iterator[tuple[list[Any], list[int]]]:
+    """Decoded events of the log after position ``after`` (and before ``before``), in batches."""
+    while True:
+        sql = (
+            "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
+            "WHERE rowid > ?"
+        )
+        params: list[Any] = [after]
+        if before is not None:
+            sql += " AND rowid < ?"
+            params.append(before)
+        sql += " ORDER BY rowid LIMIT ?"
+        params.append(batch)
+        rows = cur.execute(sql, params).fetchall()
+        if not rows:
+            return
+        events = [
+            mapper.to_domain_event(
+                StoredEvent(originator_id=r[1], originator_version=r[2], topic=r[3], state=r[4])
+            )
+            for r in rows
+        ]
+        positions = [int(r[0]) for r in rows]
+        yield events, positions
+        after = positions[-1]
+        if len(rows) < batch:
+            return
+
+
+class InlineRunner:
+    """The recorder hook that applies a view in the append transaction."""
+
+    def __init__(self, view: View, mapper: Mapper[Any]) -> None:
+        self.view = view
+        self.mapper = mapper
+
+    def __call__(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None:
+        tracked = tracked_position(cur, self.view.name)
+        if tracked < positions[0] - 1:
+            for missing, at in read_log(cur, self.mapper, tracked, positions[0]):
+                self.view.process(cur, missing, at)
+        self.view.process(cur, events, positions)
+
+
+def catch_up(conn: sqlite3.Connection, view: View, mapper: Mapper[Any], *, batch: int = BATCH) -> int:
+    """Apply every log event the view has not applied yet; return how many.
+
+    Each batch runs in one ``BEGIN IMMEDIATE`` transaction that re-reads the
+    tracked position under the write lock, so concurrent appenders (whose inline
+    hooks also advance the view) and concurrent catch-ups never double-apply.
+    """
+    applied = 0
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.cursor()
+            after = tracked_position(cur, view.name)
+            batch_events = next(iter(read_log(cur, mapper, after, batch=batch)), None)
+            if batch_events is None:
+                conn.execute("COMMIT")
+                return applied
+            events, positions = batch_events
+            view.process(cur, events, positions)
+            conn.execute("COMMIT")
+            applied += len(events)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise

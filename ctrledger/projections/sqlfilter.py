@@ -1,0 +1,83 @@
+"""Compile a parsed containerd filter into a parameterized SQL condition.
+
+Every user-supplied string goes in as a parameter; the SQL text is built only
+from fixed fragments. The semantics are those of the pure matcher in
+``ctrledger.domain.filters`` (a property test holds the two together):
+
+* ``id``, ``image``, ``runtime.name`` are columns; absent means ``''``.
+* ``labels.<key>`` is looked up in the label index. A selector that also matches
+  an absent label (``!=``, or a regex matching ``""``) adds "or no such label".
+* any other field is always absent, so the selector is a constant.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from functools import lru_cache
+from typing import Any
+
+import re2
+
+from ..domain.filters import Filter, Selector
+
+__all__ = ["compile_filter", "register_functions"]
+
+_COLUMN = {"id": "id", "image": "image", "runtime.name": "runtime_name"}
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> Any:
+    return re2.compile(pattern)
+
+
+def _regexp(pattern: str, text: str | None) -> int:
+    return 1 if _compiled(pattern).search(text or "") else 0
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """Register ``ctrledger_re(pattern, text)`` (RE2, unanchored search) on ``conn``."""
+    conn.create_function("ctrledger_re", 2, _regexp, deterministic=True)
+
+
+def _value_predicate(sel: Selector, column: str, params: list[Any]) -> str:
+    op = sel.operator
+    if op == "":
+        return f"{column} <> ''"
+    if op == "==":
+        if sel.value == "":
+            return "0"
+        params.append(sel.value)
+        return f"{column} = ?"
+    if op == "!=":
+        params.append(sel.value)
+        return f"{column} <> ?"
+    if op == "~=":
+        params.append(sel.value)
+        return f"ctrledger_re(?, {column})"
+    raise AssertionError(f"unknown operator {op!r}")
+
+
+def _selector_sql(sel: Selector, namespace: str, params: list[Any]) -> str:
+    if sel.kind in _COLUMN:
+        return _value_predicate(sel, _COLUMN[sel.kind], params)
+    if sel.kind == "label":
+        params.extend((namespace, sel.label_key))
+        present = _value_predicate(sel, "value", params)
+        sql = f"id IN (SELECT id FROM labels WHERE namespace = ? AND key = ? AND {present})"
+        if sel.matches("", False):
+            params.extend((namespace, sel.label_key))
+            sql = f"({sql} OR id NOT IN (SELECT id FROM labels WHERE namespace = ? AND key = ?))"
+        return sql
+    return "1" if sel.matches("", False) else "0"
+
+
+def compile_filter(flt: Filter, namespace: str) -> tuple[str, list[Any]]:
+    """A SQL condition over ``containers`` rows of ``namespace``, and its parameters."""
+    if flt.matches_everything:
+        return "1", []
+    params: list[Any] = []
+    alternatives = []
+    for conj in flt.any_of:
+        parts = [_selector_sql(sel, namespace, params) for sel in conj.selectors]
+        alternatives.append("(" + " AND ".join(parts) + ")" if parts else "1")
+    return " OR ".join(alternatives), params
