@@ -29,16 +29,18 @@ log's uniqueness of (stream, version): exactly one create of a name succeeds.
 
 from __future__ import annotations
 
+import copy
 import getpass
 import os
 import sqlite3
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
@@ -56,6 +58,7 @@ from .projections.schema import ensure_schema
 __all__ = ["Store", "open"]
 
 _MAX_RETRIES = 100
+_CACHE_SIZE = 4096  # aggregates kept for optimistic writes
 Clock = Callable[[], datetime]
 
 
@@ -102,6 +105,8 @@ class Store:
         self._lock = threading.Lock()
         self._reader = CurrentStateReader(self._conn)
         self._closed = False
+        self._cache: OrderedDict[str, ContainerAggregate] = OrderedDict()
+        self._cache_lock = threading.Lock()
         with self._lock:
             catch_up(self._conn, self._view, self._app.mapper)
 
@@ -179,8 +184,13 @@ class Store:
         record = _stored_form(container)
         audit = self._audit(actor, reason, correlation_id, ())
         stream = stream_id(ns, record.id)
+        # Optimistic first try: most creates are of new names, so skip the read and
+        # let the log's (stream, version) uniqueness tell us if the name was taken.
+        first = ContainerAggregate.create(ns, record, audit, self._clock())
+        if self._append(first):
+            return first.to_container()
         for _ in range(_MAX_RETRIES):
-            agg = self._app.load(stream)
+            agg = self._load(stream, fresh=True)
             if agg is not None and not agg.deleted:
                 raise AlreadyExists(f"container {go_quote(record.id)}: already exists")
             if agg is None:
@@ -213,14 +223,12 @@ class Store:
             raise InvalidArgument("Container.ID required")
         ns = validate_namespace(namespace)
         audit = self._audit(actor, reason, correlation_id, tuple(fieldpaths))
-        for _ in range(_MAX_RETRIES):
-            agg = self._live(ns, container.id, "update")
-            self._check_version(agg, expected_version, container.id)
+
+        def change(agg: ContainerAggregate) -> None:
             merged = merge_update(agg.to_container(), container, fieldpaths)
             agg.change_to(merged, audit, self._clock())
-            if self._append(agg, expected_version):
-                return agg.to_container()
-        raise Unavailable(f"update of {go_quote(container.id)} kept losing races; try again")
+
+        return self._modify(ns, container.id, "update", expected_version, change).to_container()
 
     def delete(
         self,
@@ -235,13 +243,7 @@ class Store:
         """Delete the container ``id``. Its history stays in the log."""
         ns = validate_namespace(namespace)
         audit = self._audit(actor, reason, correlation_id, ())
-        for _ in range(_MAX_RETRIES):
-            agg = self._live(ns, id, "delete")
-            self._check_version(agg, expected_version, id)
-            agg.delete(audit, self._clock())
-            if self._append(agg, expected_version):
-                return
-        raise Unavailable(f"delete of {go_quote(str(id))} kept losing races; try again")
+        self._modify(ns, id, "delete", expected_version, lambda agg: agg.delete(audit, self._clock()))
 
     # -- internals ------------------------------------------------------------
 
@@ -259,28 +261,77 @@ class Store:
             client=self._client,
         )
 
-    def _live(self, ns: str, container_id: object, operation: str) -> ContainerAggregate:
-        agg = self._app.load(stream_id(ns, container_id)) if isinstance(container_id, str) else None
-        if agg is None or agg.deleted:
-            with self._lock:
-                known = self._reader.namespace_known(ns)
-            shown = str(container_id)
-            if not known:
-                raise NotFound(
-                    f"cannot {operation} container {go_quote(shown)} in namespace {go_quote(ns)}: not found"
-                )
-            if operation == "delete":
-                raise NotFound(f"container {shown}: not found")
-            raise NotFound(f"container {go_quote(shown)}: not found")
+    def _load(self, stream: str, *, fresh: bool) -> ContainerAggregate | None:
+        """The stream's aggregate: a copy of the cached one, or (``fresh``) read from the log."""
+        if not fresh:
+            with self._cache_lock:
+                cached = self._cache.get(stream)
+                if cached is not None:
+                    self._cache.move_to_end(stream)
+                    return copy.deepcopy(cached)
+        agg = self._app.load(stream)
+        self._remember(stream, None if agg is None else copy.deepcopy(agg))
         return agg
 
-    @staticmethod
-    def _check_version(agg: ContainerAggregate, expected: int | None, container_id: str) -> None:
-        if expected is not None and agg.version != expected:
-            raise Conflict(
-                f"container {go_quote(container_id)} is at version {agg.version}, "
-                f"not the expected {expected}: conflict"
-            )
+    def _remember(self, stream: str, agg: ContainerAggregate | None) -> None:
+        with self._cache_lock:
+            if agg is None:
+                self._cache.pop(stream, None)
+                return
+            self._cache[stream] = agg
+            self._cache.move_to_end(stream)
+            if len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+
+    def _modify(
+        self,
+        ns: str,
+        container_id: object,
+        operation: str,
+        expected_version: int | None,
+        change: Callable[[ContainerAggregate], None],
+    ) -> ContainerAggregate:
+        """Run ``change`` on the live container and append its events, optimistically.
+
+        The first try works from the cached aggregate without reading the log; the
+        append fails if the log moved on (its (stream, version) is taken), and every
+        retry, and every refusal, is decided on state read fresh from the log.
+        """
+        if not isinstance(container_id, str):
+            self._refuse_missing(ns, container_id, operation)
+        stream = stream_id(ns, container_id)
+        fresh = False
+        for _ in range(_MAX_RETRIES):
+            agg = self._load(stream, fresh=fresh)
+            try:
+                if agg is None or agg.deleted:
+                    self._refuse_missing(ns, container_id, operation)
+                assert agg is not None
+                if expected_version is not None and agg.version != expected_version:
+                    raise Conflict(
+                        f"container {go_quote(container_id)} is at version {agg.version}, "
+                        f"not the expected {expected_version}: conflict"
+                    )
+                change(agg)
+            except StoreError:
+                if fresh:
+                    raise
+                fresh = True  # the cache may be stale: decide on the log's state
+                continue
+            if self._append(agg, expected_version):
+                return agg
+            fresh = True
+        raise Unavailable(f"{operation} of {go_quote(str(container_id))} kept losing races; try again")
+
+    def _refuse_missing(self, ns: str, container_id: object, operation: str) -> NoReturn:
+        with self._lock:
+            known = self._reader.namespace_known(ns)
+        shown = str(container_id)
+        if not known:
+            raise NotFound(f"cannot {operation} container {go_quote(shown)} in namespace {go_quote(ns)}: not found")
+        if operation == "delete":
+            raise NotFound(f"container {shown}: not found")
+        raise NotFound(f"container {go_quote(shown)}: not found")
 
     def _append(self, agg: ContainerAggregate, expected_version: int | None = None) -> bool:
         """Append the aggregate's pending events; False if another writer got there first."""
@@ -288,6 +339,7 @@ class Store:
         try:
             self._app.append(events)  # type: ignore[arg-type]
         except IntegrityError:
+            self._remember(agg.id, None)
             if expected_version is not None:
                 raise Conflict(
                     f"container {go_quote(agg.container_id)} changed since version "
@@ -295,7 +347,9 @@ class Store:
                 ) from None
             return False
         except PersistenceError as e:
+            self._remember(agg.id, None)
             raise Unavailable(f"storage error: {e}") from e
+        self._remember(agg.id, agg)
         return True
 
 

@@ -91,6 +91,10 @@ class CurrentStateView:
             return
         # Tracking first: it is a write, so it takes the write lock before any read.
         advance_tracking(cur, self.name, positions[-1])
+        self.apply(cur, events)
+
+    def apply(self, cur: sqlite3.Cursor, events: Sequence[Any]) -> None:
+        """Apply ``events`` to the rows; the caller owns the tracking position."""
         for event in events:
             handler = self._handlers.get(type(event))
             if handler is not None:
@@ -112,8 +116,10 @@ class CurrentStateView:
     def _created(self, cur: sqlite3.Cursor, e: Created) -> None:
         ns, cid = self._key(e)
         ts = micros(e.timestamp)
-        cur.execute("INSERT OR IGNORE INTO namespaces(name) VALUES (?)", (ns,))
-        cur.execute("DELETE FROM labels WHERE namespace=? AND id=?", (ns, cid))
+        if e.incarnation == 1:
+            cur.execute("INSERT OR IGNORE INTO namespaces(name) VALUES (?)", (ns,))
+        else:
+            cur.execute("DELETE FROM labels WHERE namespace=? AND id=?", (ns, cid))
         cur.execute(
             "INSERT OR REPLACE INTO containers(namespace, id, version, incarnation, image, runtime_name, "
             "runtime_options, spec_type_url, spec_value, snapshotter, snapshot_key, sandbox, labels, "

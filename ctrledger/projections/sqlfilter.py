@@ -16,8 +16,6 @@ import sqlite3
 from functools import lru_cache
 from typing import Any
 
-import re2
-
 from ..domain.filters import Filter, Selector
 
 __all__ = ["compile_filter", "register_functions"]
@@ -26,12 +24,13 @@ _COLUMN = {"id": "id", "image": "image", "runtime.name": "runtime_name"}
 
 
 @lru_cache(maxsize=256)
-def _compiled(pattern: str) -> Any:
-    return re2.compile(pattern)
+def _matcher(pattern: str) -> Selector:
+    # The domain's own ~= selector, so SQL and the pure matcher share one RE2 setup.
+    return Selector(("id",), "~=", pattern, "id", None)
 
 
 def _regexp(pattern: str, text: str | None) -> int:
-    return 1 if _compiled(pattern).search(text or "") else 0
+    return 1 if _matcher(pattern).search(text or "") else 0
 
 
 def register_functions(conn: sqlite3.Connection) -> None:

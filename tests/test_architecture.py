@@ -1,0 +1,80 @@
+"""The dependency rule: imports go one way only, and the domain stays pure.
+
+    errors <- domain <- persistence <- projections <- replay <- store <- cli
+
+A module may import from its own layer and the layers to its left, never to its
+right. The domain may use only the standard library, eventsourcing's domain
+helpers and RE2 (for containerd's regex dialect): no msgpack, no sqlite, no click.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "ctrledger"
+LAYERS = ["errors", "domain", "persistence", "projections", "replay", "store", "api", "cli"]
+DOMAIN_THIRD_PARTY = {"eventsourcing.domain", "eventsourcing.utils", "re2"}
+
+
+def layer_of(module: str) -> str | None:
+    parts = module.removesuffix(".__init__").removesuffix(".__main__").split(".")
+    if parts[0] != "ctrledger":
+        return None
+    if len(parts) == 1:
+        return "api"  # the package's __init__: the public API, above the store
+    return parts[1]
+
+
+def imports(path: Path) -> list[str]:
+    module = "ctrledger." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+    module = module.removesuffix(".__init__")
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                found.append(".".join([*base, node.module] if node.module else base))
+            else:
+                found.append(node.module or "")
+    return found
+
+
+MODULES = sorted(p for p in PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_left_only(path: Path) -> None:
+    own = layer_of("ctrledger." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts))
+    assert own in LAYERS, f"{path}: not in a known layer; change the picture on purpose"
+    for name in imports(path):
+        target = layer_of(name)
+        if target is None or target == own:
+            continue
+        assert target in LAYERS, f"{path} imports {name}: unknown layer"
+        assert LAYERS.index(target) <= LAYERS.index(own), f"{path} ({own}) imports {name} ({target})"
+
+
+@pytest.mark.parametrize(
+    "path", sorted((PACKAGE / "domain").rglob("*.py")), ids=lambda p: p.name
+)
+def test_domain_imports_nothing_below_it(path: Path) -> None:
+    for name in imports(path):
+        top = name.split(".")[0]
+        if top == "ctrledger":
+            assert layer_of(name) in ("errors", "domain"), f"{path.name} imports {name}"
+        elif top in sys.stdlib_module_names or top == "__future__":
+            continue
+        else:
+            assert name in DOMAIN_THIRD_PARTY, f"{path.name} imports {name}"
+
+
+def test_errors_imports_nothing_from_the_package() -> None:
+    assert not [n for n in imports(PACKAGE / "errors.py") if n.startswith("ctrledger")]

@@ -1,0 +1,95 @@
+"""The msgpack encoding: every event round-trips exactly through the stored form."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Mapper
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ctrledger.domain import container as ev
+from ctrledger.domain.model import Audit, Payload, Runtime
+from ctrledger.persistence.transcoder import MsgPackTranscoder, packb, unpackb
+
+mapper: Mapper[str] = Mapper(transcoder=MsgPackTranscoder())
+
+text = st.text(max_size=20)
+payloads = st.builds(Payload, text, st.binary(max_size=64))
+runtimes = st.builds(Runtime, text, st.none() | payloads)
+audits = st.builds(Audit, text, text, text, st.lists(text, max_size=4).map(tuple), text)
+timestamps = st.datetimes(
+    min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+)
+labels = st.dictionaries(text, text, max_size=5)
+extensions = st.dictionaries(text, payloads, max_size=3)
+removed = st.lists(text, max_size=3).map(tuple)
+
+
+def common() -> dict[str, Any]:
+    return {
+        "originator_id": st.text(min_size=1, max_size=30),
+        "originator_version": st.integers(1, 2**40),
+        "timestamp": timestamps,
+        "audit": audits,
+    }
+
+
+events = st.one_of(
+    st.builds(
+        ev.Created, **common(), namespace=text, container_id=text, incarnation=st.integers(1, 1000),
+        image=text, runtime=runtimes, spec=payloads, snapshotter=text, snapshot_key=text,
+        labels=labels, extensions=extensions, sandbox=text,
+    ),
+    st.builds(ev.LabelsChanged, **common(), set=labels, removed=removed),
+    st.builds(ev.ImageChanged, **common(), image=text),
+    st.builds(ev.SpecUpdated, **common(), spec=payloads),
+    st.builds(ev.SnapshotKeyChanged, **common(), snapshot_key=text),
+    st.builds(ev.ExtensionsChanged, **common(), set=extensions, removed=removed),
+    st.builds(ev.Touched, **common()),
+    st.builds(ev.Deleted, **common()),
+)
+
+
+@given(events)
+def test_every_event_round_trips_through_the_stored_form(event: ev.ContainerEvent) -> None:
+    stored = mapper.to_stored_event(event)
+    assert stored.topic == type(event).TOPIC
+    back = mapper.to_domain_event(stored)
+    assert type(back) is type(event)
+    assert back == event
+    assert back.timestamp.tzinfo is not None
+
+
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text() | st.binary()
+    | timestamps | st.uuids() | payloads,
+    lambda inner: st.lists(inner, max_size=4) | st.lists(inner, max_size=4).map(tuple)
+    | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=20,
+))
+def test_values_round_trip_exactly(value: Any) -> None:
+    assert unpackb(packb(value)) == value
+
+
+def test_types_survive_not_just_values() -> None:
+    value = {"t": (1, 2), "l": [1, 2], "b": b"\x00\xff", "u": UUID(int=7), "d": datetime(2026, 1, 1, tzinfo=UTC)}
+    back = unpackb(packb(value))
+    assert type(back["t"]) is tuple and type(back["l"]) is list and type(back["b"]) is bytes
+    assert type(back["u"]) is UUID and back["d"].tzinfo is not None
+
+
+def test_non_utc_datetimes_are_stored_as_the_same_instant() -> None:
+    from datetime import timezone
+
+    local = datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))
+    assert unpackb(packb(local)) == local
+
+
+def test_naive_datetimes_are_refused() -> None:
+    import pytest
+
+    with pytest.raises(TypeError, match="naive"):
+        packb(datetime(2026, 1, 1))

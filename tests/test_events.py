@@ -1,0 +1,144 @@
+"""What goes into the log: one event per changed field, audit on every event, stable topics."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import ctrledger
+from ctrledger import Container, Payload
+from ctrledger.domain import container as ev
+from ctrledger.domain.container import stream_id
+
+from .conftest import make
+
+
+def log(store: ctrledger.Store, cid: str, ns: str = "default") -> list[ev.ContainerEvent]:
+    return list(store._app.events.get(stream_id(ns, cid)))  # type: ignore[arg-type]
+
+
+def kinds(events: list[ev.ContainerEvent]) -> list[str]:
+    return [e.kind for e in events]
+
+
+def test_create_emits_created_with_the_stored_record(store: ctrledger.Store) -> None:
+    c = store.create(make(labels={"a": "1", "gone": ""}), actor="alice", reason="deploy 42")
+    (created,) = log(store, "web-1")
+    assert isinstance(created, ev.Created)
+    assert created.labels == {"a": "1"}  # empty values never stored
+    assert created.incarnation == 1
+    assert created.timestamp == c.created_at == c.updated_at
+    assert created.audit.actor == "alice"
+    assert created.audit.reason == "deploy 42"
+    assert created.audit.client == "library"
+    assert len(created.audit.correlation_id) == 36
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "paths", "expected"),
+    [
+        pytest.param({"labels": {"a": "2"}}, ("labels.a",), ["LabelsChanged"], id="one-label"),
+        pytest.param({"image": "img:2"}, ("image",), ["ImageChanged"], id="image"),
+        pytest.param({"spec": Payload("t", b"new")}, ("spec",), ["SpecUpdated"], id="spec"),
+        pytest.param({"snapshot_key": "k2"}, ("snapshotkey",), ["SnapshotKeyChanged"], id="snapshot-key"),
+        pytest.param({"extensions": {"e": Payload("x", b"1")}}, ("extensions.e",), ["ExtensionsChanged"], id="ext"),
+        pytest.param({"labels": {"a": "1"}}, ("labels.a",), ["Touched"], id="no-change-is-touched"),
+        pytest.param({}, ("labels.",), ["Touched"], id="empty-label-path-touches"),
+        pytest.param(
+            {"labels": {"b": "1"}, "image": "img:3", "spec": Payload("t", b"3")},
+            ("labels", "image", "spec"),
+            ["LabelsChanged", "ImageChanged", "SpecUpdated"],
+            id="several-fields-several-events",
+        ),
+    ],
+)
+def test_update_emits_one_event_per_changed_field(
+    store: ctrledger.Store, request_fields: dict[str, object], paths: tuple[str, ...], expected: list[str]
+) -> None:
+    store.create(make(labels={"a": "1"}, snapshotter="overlayfs", snapshot_key="k1"))
+    store.update(Container(id="web-1", **request_fields), *paths, reason="why")  # type: ignore[arg-type]
+    events = log(store, "web-1")[1:]
+    assert kinds(events) == expected
+    # One operation: one timestamp, one correlation id, the paths as given.
+    assert len({e.timestamp for e in events}) == 1
+    assert len({e.audit.correlation_id for e in events}) == 1
+    assert all(e.audit.fieldpaths == paths and e.audit.reason == "why" for e in events)
+
+
+def test_labels_changed_carries_only_the_change(store: ctrledger.Store) -> None:
+    store.create(make(labels={"keep": "1", "change": "old", "drop": "x"}))
+    store.update(Container(id="web-1", labels={"keep": "1", "change": "new", "add": "y"}), "labels")
+    changed = log(store, "web-1")[-1]
+    assert isinstance(changed, ev.LabelsChanged)
+    assert changed.set == {"change": "new", "add": "y"}
+    assert changed.removed == ("drop",)
+
+
+def test_delete_and_recreate_continue_one_stream(store: ctrledger.Store) -> None:
+    store.create(make(labels={"a": "1"}))
+    store.delete("web-1", actor="bob", reason="retire")
+    again = store.create(make(image="img:2"))
+    events = log(store, "web-1")
+    assert kinds(events) == ["Created", "Deleted", "Created"]
+    assert [e.originator_version for e in events] == [1, 2, 3]
+    assert events[1].audit.actor == "bob"
+    assert isinstance(events[2], ev.Created) and events[2].incarnation == 2
+    assert again.version == 3 and again.labels == {}
+
+
+def test_failed_operations_append_nothing(store: ctrledger.Store) -> None:
+    store.create(make())
+    head = store.position
+    bad: list[object] = [
+        lambda: store.create(make()),
+        lambda: store.create(make("x", labels={"": "v"})),
+        lambda: store.update(Container(id="web-1"), "runtime"),
+        lambda: store.update(Container(id="web-1", labels={"a": "1"}), "labels.a", "id"),
+        lambda: store.update(Container(id="web-1"), "spec"),
+        lambda: store.update(Container(id="web-1", labels={"a": "1"}), "labels.a", expected_version=7),
+        lambda: store.delete("nope"),
+        lambda: store.delete("web-1", expected_version=2),
+    ]
+    for attempt in bad:
+        with pytest.raises(ctrledger.StoreError):
+            attempt()  # type: ignore[operator]
+    assert store.position == head
+    assert kinds(log(store, "web-1")) == ["Created"]
+
+
+def test_topics_are_stable_names_not_module_paths(store: ctrledger.Store, db_path: Path) -> None:
+    store.create(make(labels={"a": "1"}))
+    store.update(Container(id="web-1", labels={"a": "2"}), "labels.a")
+    store.delete("web-1")
+    conn = sqlite3.connect(db_path)
+    topics = [r[0] for r in conn.execute("SELECT topic FROM stored_events ORDER BY rowid")]
+    conn.close()
+    assert topics == [
+        "ctrledger.container.Created",
+        "ctrledger.container.LabelsChanged",
+        "ctrledger.container.Deleted",
+    ]
+
+
+def test_every_event_class_has_an_explicit_registered_topic() -> None:
+    from eventsourcing.utils import get_topic, resolve_topic
+
+    for cls in ev.EVENT_CLASSES:
+        assert cls.TOPIC.startswith("ctrledger.container.")
+        assert get_topic(cls) == cls.TOPIC
+        assert resolve_topic(cls.TOPIC) is cls
+
+
+def test_timestamps_move_forward_even_if_the_clock_does_not(db_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    frozen = datetime(2026, 1, 1, tzinfo=UTC)
+    with ctrledger.open(db_path, clock=lambda: frozen) as store:
+        c1 = store.create(make())
+        c2 = store.update(make(), "labels")
+        c3 = store.update(make(), "labels")
+    assert c1.created_at == frozen
+    assert c1.updated_at < c2.updated_at < c3.updated_at
+    assert c3.created_at == frozen

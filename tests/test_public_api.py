@@ -1,0 +1,35 @@
+"""The public API is a decision: this list changes only on purpose."""
+
+from __future__ import annotations
+
+import ctrledger
+
+
+def test_exports_are_pinned() -> None:
+    assert sorted(ctrledger.__all__) == [
+        "AlreadyExists",
+        "Conflict",
+        "Container",
+        "FailedPrecondition",
+        "InvalidArgument",
+        "NotFound",
+        "Payload",
+        "Runtime",
+        "Store",
+        "StoreError",
+        "Unavailable",
+        "open",
+    ]
+    for name in ctrledger.__all__:
+        assert getattr(ctrledger, name) is not None
+
+
+def test_error_codes_are_grpc_code_names() -> None:
+    assert {cls.__name__: cls.code for cls in ctrledger.StoreError.__subclasses__()} == {
+        "NotFound": "NOT_FOUND",
+        "AlreadyExists": "ALREADY_EXISTS",
+        "InvalidArgument": "INVALID_ARGUMENT",
+        "FailedPrecondition": "FAILED_PRECONDITION",
+        "Conflict": "ABORTED",
+        "Unavailable": "UNAVAILABLE",
+    }
