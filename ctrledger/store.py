@@ -36,13 +36,14 @@ import sqlite3
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn
 
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.persistence import IntegrityError, Mapper, PersistenceError
 
 from .domain.container import ContainerAggregate, stream_id
 from .domain.fieldpaths import merge_update
@@ -130,6 +131,17 @@ class Store:
 
     def __repr__(self) -> str:
         return f"<ctrledger.Store {self.path!r}>"
+
+    @property
+    def mapper(self) -> Mapper[Any]:
+        """The log's event mapper (for replay and tools; not needed by most callers)."""
+        return self._app.mapper
+
+    @contextmanager
+    def read_model(self) -> Iterator[sqlite3.Connection]:
+        """The read model's connection, held exclusively for the block (for replay and tools)."""
+        with self._lock:
+            yield self._conn
 
     # -- queries --------------------------------------------------------------
 

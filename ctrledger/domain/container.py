@@ -375,7 +375,8 @@ def _created(
     )
 
 
-for _cls in (ContainerEvent, *EVENT_CLASSES, ContainerAggregate):
+_TOPICAL: tuple[Any, ...] = (ContainerEvent, *EVENT_CLASSES, ContainerAggregate)
+for _cls in _TOPICAL:
     register_topic(_cls.TOPIC, _cls)
 
 # Keep the names importable for callers matching on them.

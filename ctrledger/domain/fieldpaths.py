@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from ..errors import InvalidArgument
-from .model import Container
+from .model import Container, Payload
 from .validation import check_record, drop_empty_labels, go_quote
 
 __all__ = ["FULL_REPLACE_PATHS", "merge_update"]
@@ -61,24 +61,19 @@ def merge_update(current: Container, request: Container, fieldpaths: Sequence[st
         if path == "labels":
             labels = dict(request.labels)
         elif path.startswith("labels."):
+            # An absent label copies as "": validated like any label (so a 4097-byte
+            # key fails even though it would be dropped), then dropped as empty.
             key = path[len("labels."):]
-            if key == "" and request.labels.get("", "") == "":
-                continue  # containerd: a no-op that still bumps updated_at
-            value = request.labels.get(key, "")
-            if value == "":
-                labels.pop(key, None)
-            else:
-                labels[key] = value
+            labels[key] = request.labels.get(key, "")
         elif path == "extensions":
             extensions = dict(request.extensions)
         elif path.startswith("extensions."):
             key = path[len("extensions."):]
             if key == "":
-                raise InvalidArgument(
-                    "update failed validation: container.Extension keys must not be "
-                    "zero-length: invalid argument"
-                )
-            if key in request.extensions:
+                # As containerd: stored under "", so the merged record fails validation
+                # (after any later bad path has been reported).
+                extensions[""] = request.extensions.get("", Payload())
+            elif key in request.extensions:
                 extensions[key] = request.extensions[key]
             else:
                 extensions.pop(key, None)  # D1: absence deletes, as for labels

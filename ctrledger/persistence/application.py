@@ -39,7 +39,7 @@ class LedgerApplication(Application[str]):
         from eventsourcing.application import AggregateNotFoundError
 
         try:
-            agg = self.repository.get(stream)
+            agg: Any = self.repository.get(stream)
         except AggregateNotFoundError:
             return None
         assert isinstance(agg, ContainerAggregate)

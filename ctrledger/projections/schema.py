@@ -25,11 +25,11 @@ SCHEMA_VERSION = 1
 
 
 def _create_v1(db: sqlite_utils.Database) -> None:
-    db["ctrledger_tracking"].create(
+    db.table("ctrledger_tracking").create(
         {"view": str, "position": int}, pk="view", not_null={"position"}, if_not_exists=True
     )
-    db["namespaces"].create({"name": str}, pk="name", if_not_exists=True)
-    db["containers"].create(
+    db.table("namespaces").create({"name": str}, pk="name", if_not_exists=True)
+    db.table("containers").create(
         {
             "namespace": str,
             "id": str,
@@ -52,14 +52,14 @@ def _create_v1(db: sqlite_utils.Database) -> None:
                   "snapshot_key", "sandbox", "labels", "extensions", "created_at", "updated_at"},
         if_not_exists=True,
     )
-    db["containers"].create_index(["namespace", "id"], unique=True, if_not_exists=True)
-    db["labels"].create(
+    db.table("containers").create_index(["namespace", "id"], unique=True, if_not_exists=True)
+    db.table("labels").create(
         {"namespace": str, "id": str, "key": str, "value": str},
         not_null={"namespace", "id", "key", "value"},
         if_not_exists=True,
     )
-    db["labels"].create_index(["namespace", "id", "key"], unique=True, if_not_exists=True)
-    db["labels"].create_index(["namespace", "key", "value"], if_not_exists=True)
+    db.table("labels").create_index(["namespace", "id", "key"], unique=True, if_not_exists=True)
+    db.table("labels").create_index(["namespace", "key", "value"], if_not_exists=True)
 
 
 # version reached -> step from the version before it
@@ -96,7 +96,7 @@ def ensure_schema(path: str) -> None:
                     f"ctrledger understands ({SCHEMA_VERSION}); upgrade ctrledger: failed precondition"
                 )
             db = sqlite_utils.Database(conn)
-            db["ctrledger_meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+            db.table("ctrledger_meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
             for version in range(found + 1, SCHEMA_VERSION + 1):
                 MIGRATIONS[version](db)
             conn.execute(
