@@ -105,10 +105,15 @@ def _label_problem(labels: Mapping[str, str]) -> str | None:
                 f"containers.Labels: label key and value greater than maximum size "
                 f"({LABEL_MAX_SIZE} bytes), key: {shown}"
             )
-    for key, value in labels.items():
-        if key == "" and value != "":
-            # D2: containerd fails in storage with UNKNOWN; we name the problem.
-            return f"containers.Labels: label key must not be empty (value {go_quote(value)})"
+    return None
+
+
+def _empty_label_key_problem(labels: Mapping[str, str]) -> str | None:
+    # D2: containerd fails only when writing (UNKNOWN), i.e. after every other check;
+    # we raise InvalidArgument at that same point in the order, naming the problem.
+    value = labels.get("", "")
+    if value != "":
+        return f"containers.Labels: label key must not be empty (value {go_quote(value)})"
     return None
 
 
@@ -147,7 +152,7 @@ def record_problem(c: Container) -> str | None:
         return "container.Runtime must hold a string name and a Payload or None as options"
     if not isinstance(c.spec, Payload):
         return f"container.Spec must be a Payload, not {type(c.spec).__name__}"
-    return None
+    return _empty_label_key_problem(c.labels)
 
 
 def check_record(c: Container, context: str) -> None:
