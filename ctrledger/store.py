@@ -45,16 +45,30 @@ from typing import Any, NoReturn
 
 from eventsourcing.persistence import IntegrityError, Mapper, PersistenceError
 
-from .domain.container import ContainerAggregate, stream_id
+from .domain.container import EVENT_CLASSES, ContainerAggregate, stream_id
 from .domain.fieldpaths import merge_update
-from .domain.filters import parse_filters
+from .domain.filters import match_fields, parse_filters
+from .domain.history import (
+    AuditRecord,
+    Change,
+    Diff,
+    HistoryEntry,
+    Point,
+    Position,
+    Version,
+    diff_containers,
+    event_changes,
+    parse_point,
+)
 from .domain.model import Audit, Container
 from .domain.validation import check_record, drop_empty_labels, go_quote, validate_namespace
-from .errors import AlreadyExists, Conflict, InvalidArgument, NotFound, StoreError, Unavailable
+from .errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, StoreError, Unavailable
 from .persistence.application import LedgerApplication, sqlite_env
 from .projections.current import CurrentStateReader, CurrentStateView
-from .projections.runner import InlineRunner, catch_up
+from .projections.runner import InlineRunner, View, catch_up, read_stream
 from .projections.schema import ensure_schema
+from .projections.sqlfilter import register_functions
+from .projections.temporal import AuditView, TemporalReader, TemporalView
 
 __all__ = ["Store", "open"]
 
@@ -88,6 +102,7 @@ class Store:
         clock: Clock | None = None,
         client: str = "library",
         actor: str | None = None,
+        history: bool = True,
     ) -> None:
         self.path = str(Path(path))
         self._clock: Clock = clock or _utcnow
@@ -100,16 +115,20 @@ class Store:
             raise Unavailable(f"cannot open {self.path!r}: {e}") from e
         except PersistenceError as e:
             raise Unavailable(f"cannot open {self.path!r}: {e}") from e
-        self._view = CurrentStateView()
-        self._app.ledger_recorder.inline_hooks.append(InlineRunner(self._view, self._app.mapper))
+        self._history = history
+        self._views: list[View] = [CurrentStateView()]
+        if history:
+            self._views += [TemporalView(), AuditView()]
+        self._app.ledger_recorder.inline_hooks.append(InlineRunner(self._views, self._app.mapper))
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self._lock = threading.Lock()
         self._reader = CurrentStateReader(self._conn)
+        self._past = TemporalReader(self._conn)
         self._closed = False
         self._cache: OrderedDict[str, ContainerAggregate] = OrderedDict()
         self._cache_lock = threading.Lock()
         with self._lock:
-            catch_up(self._conn, self._view, self._app.mapper)
+            catch_up(self._conn, self._views, self._app.mapper)
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -137,6 +156,11 @@ class Store:
         """The log's event mapper (for replay and tools; not needed by most callers)."""
         return self._app.mapper
 
+    @property
+    def views(self) -> list[View]:
+        """The read models this store keeps (for replay and tools)."""
+        return list(self._views)
+
     @contextmanager
     def read_model(self) -> Iterator[sqlite3.Connection]:
         """The read model's connection, held exclusively for the block (for replay and tools)."""
@@ -145,24 +169,233 @@ class Store:
 
     # -- queries --------------------------------------------------------------
 
-    def get(self, id: str, *, namespace: str | None = "default") -> Container:  # noqa: A002
-        """The live container ``id`` in ``namespace``; ``NotFound`` if there is none."""
+    def get(
+        self, id: str, *, namespace: str | None = "default", as_of: Point | None = None  # noqa: A002
+    ) -> Container:
+        """The container ``id`` in ``namespace``, now or as it was at ``as_of``.
+
+        ``as_of`` is an aware datetime or ISO-8601 string, a ``Version`` of the
+        container's stream, or a global log ``Position``. ``NotFound`` if it does not
+        exist (or did not exist at that point); ``InvalidArgument`` for a point in the future.
+        """
         ns = validate_namespace(namespace)
+        if as_of is None:
+            with self._lock:
+                found = self._reader.get(ns, id) if isinstance(id, str) else None
+            if found is None:
+                raise NotFound(f"container {go_quote(str(id))} in namespace {go_quote(ns)}: not found")
+            return found
+        point = self._point(as_of, ns, id)
         with self._lock:
-            found = self._reader.get(ns, id) if isinstance(id, str) else None
+            found = self._past.get_at(ns, id, point) if isinstance(id, str) else None
         if found is None:
-            raise NotFound(f"container {go_quote(str(id))} in namespace {go_quote(ns)}: not found")
+            raise NotFound(
+                f"container {go_quote(str(id))} in namespace {go_quote(ns)} did not exist at "
+                f"{_describe(point)}: not found"
+            )
         return found
 
-    def list(self, *filters: str, namespace: str | None = "default") -> list[Container]:
-        """The live containers of ``namespace`` matching any of ``filters``, sorted by ID bytewise.
+    def list(
+        self, *filters: str, namespace: str | None = "default", as_of: Point | None = None
+    ) -> list[Container]:
+        """The containers of ``namespace`` matching any of ``filters``, sorted by ID bytewise.
 
-        No filters, or any filter that is ``""``, matches everything.
+        No filters, or any filter that is ``""``, matches everything. With ``as_of``
+        (a time or a ``Position``), the containers that existed then, as they were then.
         """
         ns = validate_namespace(namespace)
         flt = parse_filters(filters)
+        if as_of is None:
+            with self._lock:
+                return self._reader.list(ns, flt)
+        point = self._point(as_of, ns, None)
+        if isinstance(point, Version):
+            raise InvalidArgument("list as_of takes a time or a Position; a Version belongs to one container: "
+                                  "invalid argument")
         with self._lock:
-            return self._reader.list(ns, flt)
+            return self._past.list_at(ns, flt, point)
+
+    # -- history --------------------------------------------------------------
+
+    def history(self, id: str, *, namespace: str | None = "default") -> Iterator[HistoryEntry]:  # noqa: A002
+        """Every change to the name ``id``, across incarnations, oldest first (streamed).
+
+        ``NotFound`` if the name never existed in the namespace.
+        """
+        ns = validate_namespace(namespace)
+        if not isinstance(id, str) or self._stream_version(ns, id) == 0:
+            raise NotFound(f"container {go_quote(str(id))} in namespace {go_quote(ns)}: not found")
+        return self._history_entries(ns, id)
+
+    def _history_entries(self, ns: str, cid: str) -> Iterator[HistoryEntry]:
+        conn = self._stream_connection()
+        try:
+            agg: ContainerAggregate | None = None
+            for position, event in read_stream(conn, self._app.mapper, stream_id(ns, cid)):
+                changes = event_changes(event, agg)
+                agg = event.mutate(agg)
+                assert agg is not None
+                a = event.audit
+                yield HistoryEntry(
+                    namespace=ns, id=cid, version=event.originator_version, incarnation=agg.incarnation,
+                    position=position, kind=type(event).__name__, recorded_at=event.timestamp,
+                    actor=a.actor, reason=a.reason, correlation_id=a.correlation_id,
+                    fieldpaths=a.fieldpaths, client=a.client, changes=changes,
+                )
+        finally:
+            conn.close()
+
+    def diff(
+        self, id: str, *, namespace: str | None = "default", since: Point, until: Point | None = None  # noqa: A002
+    ) -> Diff:
+        """One container between two points (``until`` defaults to now)."""
+        ns = validate_namespace(namespace)
+        if not isinstance(id, str) or self._stream_version(ns, id) == 0:
+            raise NotFound(f"container {go_quote(str(id))} in namespace {go_quote(ns)}: not found")
+        before = self._state_at(ns, id, self._point(since, ns, id, "since"))
+        after = self._state_at(ns, id, self._point(until, ns, id, "until")) if until is not None else (
+            self._current_or_none(ns, id))
+        return Diff(ns, id, before, after, tuple(diff_containers(before, after)))
+
+    def changes(
+        self,
+        *,
+        namespace: str | None = "default",
+        since: Point,
+        until: Point | None = None,
+        filters: Sequence[str] = (),
+    ) -> Iterator[Change]:
+        """Every container of ``namespace`` that changed between ``since`` and ``until``, by ID.
+
+        With ``filters``, only containers that matched them at either end. Streamed.
+        """
+        ns = validate_namespace(namespace)
+        flt = parse_filters(list(filters)) if filters else None
+        start = self._point(since, ns, None, "since")
+        end = self._point(until, ns, None, "until") if until is not None else Position(self._head())
+        if isinstance(start, Version) or isinstance(end, Version):
+            raise InvalidArgument("changes takes times or Positions, not Versions: invalid argument")
+        with self._lock:
+            ids = self._past.changed_ids(ns, start, end)
+        return self._change_records(ns, ids, start, end, flt)
+
+    def _change_records(
+        self, ns: str, ids: Sequence[str], start: datetime | Position, end: datetime | Position, flt: Any
+    ) -> Iterator[Change]:
+        for cid in ids:
+            with self._lock:
+                before = self._past.get_at(ns, cid, start)
+                after = self._past.get_at(ns, cid, end)
+            if flt is not None and not any(
+                c is not None and match_fields(
+                    flt, id=c.id, image=c.image, runtime_name=c.runtime.name, labels=c.labels)
+                for c in (before, after)
+            ):
+                continue
+            d = Diff(ns, cid, before, after, tuple(diff_containers(before, after)))
+            if d.status in ("unchanged", "absent"):
+                continue
+            yield Change(ns, cid, d.status, before, after, d.changes)
+
+    def audit(
+        self,
+        *,
+        actor: str | Sequence[str] | None = None,
+        since: Point | None = None,
+        until: Point | None = None,
+        kinds: Sequence[str] | None = None,
+        namespace: str | None = None,
+        id: str | None = None,  # noqa: A002
+        correlation_id: str | None = None,
+        client: str | None = None,
+        reason: str | None = None,
+    ) -> Iterator[AuditRecord]:
+        """Who did what, when and why, in log order (streamed). ``namespace=None``: all namespaces.
+
+        Every criterion given must hold; ``since``/``until`` are times (inclusive).
+        """
+        if namespace is not None:
+            validate_namespace(namespace)
+        self._require_history()
+        known = {cls.__name__ for cls in EVENT_CLASSES}
+        if kinds is not None:
+            unknown = [k for k in kinds if k not in known]
+            if unknown:
+                raise InvalidArgument(
+                    f"unknown event kind(s) {', '.join(map(repr, unknown))}; known: "
+                    f"{', '.join(sorted(known))}: invalid argument"
+                )
+        times = []
+        for name, p in (("since", since), ("until", until)):
+            parsed = None if p is None else parse_point(p, name)
+            if parsed is not None and not isinstance(parsed, datetime):
+                raise InvalidArgument(f"audit {name} must be a time: invalid argument")
+            times.append(parsed)
+        actors = [actor] if isinstance(actor, str) else (list(actor) if actor is not None else None)
+        conn = self._stream_connection()
+        reader = TemporalReader(conn)
+        rows = reader.audit(
+            namespace=namespace, container_id=id, actors=actors, kinds=list(kinds) if kinds else None,
+            since=times[0], until=times[1], correlation_id=correlation_id, client=client, reason=reason,
+        )
+        return _closing(rows, conn)
+
+    # -- points -----------------------------------------------------------------
+
+    def _require_history(self) -> None:
+        if not self._history:
+            raise FailedPrecondition(
+                "this store was opened with history=False; open it with history=True to query the past: "
+                "failed precondition"
+            )
+
+    def _head(self) -> int:
+        return self._app.ledger_recorder.head()
+
+    def _stream_version(self, ns: str, cid: str) -> int:
+        self._require_history()
+        with self._lock:
+            return self._past.stream_version(ns, cid)
+
+    def _point(
+        self, point: object, ns: str, cid: object, name: str = "as_of"
+    ) -> datetime | Version | Position:
+        self._require_history()
+        parsed = parse_point(point, name)
+        if isinstance(parsed, datetime):
+            now = self._clock()
+            if parsed > now:
+                raise InvalidArgument(f"{name} {_describe(parsed)} is in the future: invalid argument")
+        elif isinstance(parsed, Position):
+            head = self._head()
+            if parsed.number > head:
+                raise InvalidArgument(
+                    f"{name} position {parsed.number} is in the future: the log's head is {head}: invalid argument"
+                )
+        else:
+            if cid is None:
+                return parsed
+            current = self._stream_version(ns, str(cid))
+            if parsed.number > current:
+                raise InvalidArgument(
+                    f"{name} version {parsed.number} is in the future: {go_quote(str(cid))} is at version "
+                    f"{current}: invalid argument"
+                )
+        return parsed
+
+    def _state_at(self, ns: str, cid: str, point: datetime | Version | Position) -> Container | None:
+        with self._lock:
+            return self._past.get_at(ns, cid, point)
+
+    def _current_or_none(self, ns: str, cid: str) -> Container | None:
+        with self._lock:
+            return self._reader.get(ns, cid)
+
+    def _stream_connection(self) -> sqlite3.Connection:
+        """A connection of its own for a streamed answer (one consistent read per statement)."""
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+        register_functions(conn)
+        return conn
 
     @property
     def position(self) -> int:
@@ -363,6 +596,21 @@ class Store:
             raise Unavailable(f"storage error: {e}") from e
         self._remember(agg.id, agg)
         return True
+
+
+def _describe(point: datetime | Version | Position) -> str:
+    if isinstance(point, Version):
+        return f"version {point.number}"
+    if isinstance(point, Position):
+        return f"position {point.number}"
+    return point.isoformat().replace("+00:00", "Z")
+
+
+def _closing(rows: Iterator[AuditRecord], conn: sqlite3.Connection) -> Iterator[AuditRecord]:
+    try:
+        yield from rows
+    finally:
+        conn.close()
 
 
 def _stored_form(c: Container) -> Container:

@@ -21,7 +21,9 @@ DOMAIN_THIRD_PARTY = {"eventsourcing.domain", "eventsourcing.utils", "re2"}
 
 
 def layer_of(module: str) -> str | None:
-    parts = module.removesuffix(".__init__").removesuffix(".__main__").split(".")
+    if module.endswith(".__main__"):
+        return "cli"  # python -m ctrledger: the command line
+    parts = module.removesuffix(".__init__").split(".")
     if parts[0] != "ctrledger":
         return None
     if len(parts) == 1:

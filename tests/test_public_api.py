@@ -8,16 +8,23 @@ import ctrledger
 def test_exports_are_pinned() -> None:
     assert sorted(ctrledger.__all__) == [
         "AlreadyExists",
+        "AuditRecord",
+        "Change",
         "Conflict",
         "Container",
+        "Diff",
         "FailedPrecondition",
+        "FieldChange",
+        "HistoryEntry",
         "InvalidArgument",
         "NotFound",
         "Payload",
+        "Position",
         "Runtime",
         "Store",
         "StoreError",
         "Unavailable",
+        "Version",
         "open",
     ]
     for name in ctrledger.__all__:

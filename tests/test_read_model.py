@@ -13,16 +13,24 @@ from ctrledger.replay import rebuild
 
 from .conftest import make
 
+VIEW_TABLES = ("containers", "labels", "namespaces", "versions", "specs", "label_spans", "audit")
+
 
 def dump(path: Path) -> dict[str, list[tuple[object, ...]]]:
     conn = sqlite3.connect(path)
     try:
         return {
-            t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall())
-            for t in ("containers", "labels", "namespaces", "ctrledger_tracking")
+            t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
+            for t in (*VIEW_TABLES, "ctrledger_tracking")
         }
     finally:
         conn.close()
+
+
+def wipe(path: Path, *, tracking: str) -> None:
+    conn = sqlite3.connect(path)
+    conn.executescript("".join(f"DELETE FROM {t};" for t in VIEW_TABLES) + tracking)
+    conn.close()
 
 
 def busy_history(store: ctrledger.Store) -> None:
@@ -45,11 +53,7 @@ def test_rebuild_reproduces_the_inline_model_exactly(store: ctrledger.Store, db_
 def test_a_lost_read_model_is_caught_up_on_open(store: ctrledger.Store, db_path: Path) -> None:
     busy_history(store)
     before = dump(db_path)
-    conn = sqlite3.connect(db_path)
-    conn.executescript(
-        "DELETE FROM containers; DELETE FROM labels; DELETE FROM namespaces; DELETE FROM ctrledger_tracking;"
-    )
-    conn.close()
+    wipe(db_path, tracking="DELETE FROM ctrledger_tracking;")
     with ctrledger.open(db_path) as again:
         assert dump(db_path) == before
         assert again.get("c4", namespace="ns1").image == "again"
@@ -57,11 +61,7 @@ def test_a_lost_read_model_is_caught_up_on_open(store: ctrledger.Store, db_path:
 
 def test_a_lagging_view_catches_up_inside_the_next_append(store: ctrledger.Store, db_path: Path) -> None:
     busy_history(store)
-    conn = sqlite3.connect(db_path)
-    conn.execute("UPDATE ctrledger_tracking SET position = 0")
-    conn.executescript("DELETE FROM containers; DELETE FROM labels; DELETE FROM namespaces;")
-    conn.commit()
-    conn.close()
+    wipe(db_path, tracking="UPDATE ctrledger_tracking SET position = 0;")
     store.create(make("late"), namespace="ns0")  # the inline hook replays what it missed first
     assert [c.id for c in store.list(namespace="ns0")] == ["c0", "c12", "c15", "c18", "c3", "c6", "c9", "late"]
     rebuilt = dump(db_path)

@@ -72,6 +72,7 @@ class CurrentStateView:
     """Handlers that keep ``containers``, ``labels`` and ``namespaces`` current."""
 
     name = "current"
+    tables: tuple[str, ...] = ("containers", "labels", "namespaces")
 
     def __init__(self) -> None:
         self._handlers: dict[type[ContainerEvent], Callable[[sqlite3.Cursor, Any], None]] = {
@@ -91,9 +92,9 @@ class CurrentStateView:
             return
         # Tracking first: it is a write, so it takes the write lock before any read.
         advance_tracking(cur, self.name, positions[-1])
-        self.apply(cur, events)
+        self.apply(cur, events, positions)
 
-    def apply(self, cur: sqlite3.Cursor, events: Sequence[Any]) -> None:
+    def apply(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int] = ()) -> None:
         """Apply ``events`` to the rows; the caller owns the tracking position."""
         for event in events:
             handler = self._handlers.get(type(event))

@@ -18,17 +18,22 @@ from eventsourcing.persistence import Mapper, StoredEvent
 
 from .current import tracked_position
 
-__all__ = ["InlineRunner", "View", "catch_up", "read_log"]
+__all__ = ["InlineRunner", "View", "catch_up", "read_log", "read_stream"]
 
 BATCH = 1000
 
 
 class View(Protocol):
+    """A read model: pure handlers over its own tables, with its own tracking row."""
+
     name: str
+    tables: tuple[str, ...]
 
-    def process(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None: ...
+    def process(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None:
+        """Advance tracking to ``positions[-1]`` (or fail) and apply the events."""
 
-    def apply(self, cur: sqlite3.Cursor, events: Sequence[Any]) -> None: ...
+    def apply(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None:
+        """Apply the events; the caller owns the tracking position."""
 
 
 def read_log(
@@ -64,49 +69,72 @@ def read_log(
 
 
 class InlineRunner:
-    """The recorder hook that applies a view in the append transaction."""
+    """The recorder hook that applies views in the append transaction."""
 
-    def __init__(self, view: View, mapper: Mapper[Any]) -> None:
-        self.view = view
+    def __init__(self, views: Sequence[View], mapper: Mapper[Any]) -> None:
+        self.views = list(views)
         self.mapper = mapper
 
     def __call__(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None:
-        # Fast path: the view is exactly at the position before these events.
-        cur.execute(
-            "UPDATE ctrledger_tracking SET position=? WHERE view=? AND position=?",
-            (positions[-1], self.view.name, positions[0] - 1),
-        )
-        if cur.rowcount == 1:
-            self.view.apply(cur, events)
-            return
-        tracked = tracked_position(cur, self.view.name)
-        if tracked < positions[0] - 1:
-            for missing, at in read_log(cur, self.mapper, tracked, positions[0]):
-                self.view.process(cur, missing, at)
-        self.view.process(cur, events, positions)
+        for view in self.views:
+            # Fast path: the view is exactly at the position before these events.
+            cur.execute(
+                "UPDATE ctrledger_tracking SET position=? WHERE view=? AND position=?",
+                (positions[-1], view.name, positions[0] - 1),
+            )
+            if cur.rowcount == 1:
+                view.apply(cur, events, positions)
+                continue
+            tracked = tracked_position(cur, view.name)
+            if tracked < positions[0] - 1:
+                for missing, at in read_log(cur, self.mapper, tracked, positions[0]):
+                    view.process(cur, missing, at)
+            view.process(cur, events, positions)
 
 
-def catch_up(conn: sqlite3.Connection, view: View, mapper: Mapper[Any], *, batch: int = BATCH) -> int:
-    """Apply every log event the view has not applied yet; return how many.
+def catch_up(conn: sqlite3.Connection, views: Sequence[View], mapper: Mapper[Any], *, batch: int = BATCH) -> int:
+    """Apply every log event each view has not applied yet; return how many (summed over views).
 
     Each batch runs in one ``BEGIN IMMEDIATE`` transaction that re-reads the
     tracked position under the write lock, so concurrent appenders (whose inline
-    hooks also advance the view) and concurrent catch-ups never double-apply.
+    hooks also advance the views) and concurrent catch-ups never double-apply.
     """
     applied = 0
-    while True:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            cur = conn.cursor()
-            after = tracked_position(cur, view.name)
-            batch_events = next(iter(read_log(cur, mapper, after, batch=batch)), None)
-            if batch_events is None:
+    for view in views:
+        while True:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.cursor()
+                after = tracked_position(cur, view.name)
+                found = next(iter(read_log(cur, mapper, after, batch=batch)), None)
+                if found is None:
+                    conn.execute("COMMIT")
+                    break
+                events, positions = found
+                view.process(cur, events, positions)
                 conn.execute("COMMIT")
-                return applied
-            events, positions = batch_events
-            view.process(cur, events, positions)
-            conn.execute("COMMIT")
-            applied += len(events)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+                applied += len(events)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+    return applied
+
+
+def read_stream(
+    conn: sqlite3.Connection, mapper: Mapper[Any], stream: str, *, batch: int = BATCH
+) -> Iterator[tuple[int, Any]]:
+    """(log position, decoded event) for every event of one stream, in version order."""
+    after = 0
+    while True:
+        rows = conn.execute(
+            "SELECT rowid, originator_version, topic, state FROM stored_events "
+            "WHERE originator_id=? AND originator_version>? ORDER BY originator_version LIMIT ?",
+            (stream, after, batch),
+        ).fetchall()
+        for r in rows:
+            yield int(r[0]), mapper.to_domain_event(
+                StoredEvent(originator_id=stream, originator_version=r[1], topic=r[2], state=r[3])
+            )
+        if len(rows) < batch:
+            return
+        after = rows[-1][1]

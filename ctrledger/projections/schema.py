@@ -5,6 +5,11 @@ Version history (``ctrledger_meta.read_model_schema``):
 * 1: ``containers`` (one row per live container), ``labels`` (the label index),
   ``namespaces`` (every namespace that ever held a container), ``ctrledger_tracking``
   (each view's log position).
+* 2: the temporal model: ``versions`` (a container's state after each event of its
+  stream, valid from one log position/time to the next), ``specs`` (a spec each time
+  it was set), ``label_spans`` (each label value's validity), ``audit`` (one row per
+  event: who, why, which operation). A version-1 database is upgraded in place; the
+  new views then catch up from the log.
 
 A database written by a newer ctrledger (a higher version) is refused with a clear
 error rather than misread; an older one is upgraded by the steps in ``MIGRATIONS``.
@@ -21,7 +26,7 @@ from ..errors import FailedPrecondition
 
 __all__ = ["SCHEMA_VERSION", "ensure_schema", "schema_version"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _create_v1(db: sqlite_utils.Database) -> None:
@@ -62,8 +67,52 @@ def _create_v1(db: sqlite_utils.Database) -> None:
     db.table("labels").create_index(["namespace", "key", "value"], if_not_exists=True)
 
 
+def _create_v2(db: sqlite_utils.Database) -> None:
+    validity = {"from_pos": int, "to_pos": int, "from_time": int, "to_time": int}
+    db.table("versions").create(
+        {
+            "namespace": str, "id": str, "incarnation": int, "version": int, **validity,
+            "image": str, "runtime_name": str, "runtime_options": bytes, "snapshotter": str,
+            "snapshot_key": str, "sandbox": str, "labels": bytes, "extensions": bytes,
+            "created_at": int, "updated_at": int,
+        },
+        not_null={"namespace", "id", "version", "from_pos", "from_time"},
+        if_not_exists=True,
+    )
+    db.table("versions").create_index(["namespace", "id", "version"], unique=True, if_not_exists=True)
+    db.table("versions").create_index(["namespace", "id", "from_pos"], if_not_exists=True)
+    db.table("versions").create_index(["namespace", "id", "from_time"], if_not_exists=True)
+    db.table("specs").create(
+        {"namespace": str, "id": str, "version": int, "type_url": str, "value": bytes},
+        not_null={"namespace", "id", "version", "type_url", "value"},
+        if_not_exists=True,
+    )
+    db.table("specs").create_index(["namespace", "id", "version"], unique=True, if_not_exists=True)
+    db.table("label_spans").create(
+        {"namespace": str, "id": str, "key": str, "value": str, **validity},
+        not_null={"namespace", "id", "key", "value", "from_pos", "from_time"},
+        if_not_exists=True,
+    )
+    db.table("label_spans").create_index(["namespace", "key", "value", "from_pos"], if_not_exists=True)
+    db.table("label_spans").create_index(["namespace", "id", "key", "to_pos"], if_not_exists=True)
+    db.table("audit").create(
+        {
+            "position": int, "recorded_at": int, "namespace": str, "id": str, "version": int,
+            "kind": str, "actor": str, "reason": str, "correlation_id": str, "fieldpaths": str,
+            "client": str,
+        },
+        pk="position",
+        not_null={"recorded_at", "namespace", "id", "version", "kind", "actor"},
+        if_not_exists=True,
+    )
+    db.table("audit").create_index(["actor", "recorded_at"], if_not_exists=True)
+    db.table("audit").create_index(["namespace", "id", "version"], if_not_exists=True)
+    db.table("audit").create_index(["recorded_at"], if_not_exists=True)
+    db.table("audit").create_index(["correlation_id"], if_not_exists=True)
+
+
 # version reached -> step from the version before it
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _create_v1}
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _create_v1, 2: _create_v2}
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

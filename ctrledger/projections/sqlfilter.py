@@ -13,12 +13,13 @@ from fixed fragments. The semantics are those of the pure matcher in
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from ..domain.filters import Filter, Selector
 
-__all__ = ["compile_filter", "register_functions"]
+__all__ = ["CURRENT", "Scope", "compile_filter", "register_functions"]
 
 _COLUMN = {"id": "id", "image": "image", "runtime.name": "runtime_name"}
 
@@ -56,27 +57,45 @@ def _value_predicate(sel: Selector, column: str, params: list[Any]) -> str:
     raise AssertionError(f"unknown operator {op!r}")
 
 
-def _selector_sql(sel: Selector, namespace: str, params: list[Any]) -> str:
+@dataclass(frozen=True)
+class Scope:
+    """Where labels are looked up: the live index, or the label spans valid at a point.
+
+    ``validity`` is a fixed SQL fragment over the label table's columns (never user
+    text); ``validity_params`` fill its placeholders.
+    """
+
+    label_table: str = "labels"
+    validity: str = ""
+    validity_params: tuple[Any, ...] = ()
+
+
+CURRENT = Scope()
+
+
+def _selector_sql(sel: Selector, namespace: str, params: list[Any], scope: Scope) -> str:
     if sel.kind in _COLUMN:
         return _value_predicate(sel, _COLUMN[sel.kind], params)
     if sel.kind == "label":
+        table, validity = scope.label_table, scope.validity
         params.extend((namespace, sel.label_key))
         present = _value_predicate(sel, "value", params)
-        sql = f"id IN (SELECT id FROM labels WHERE namespace = ? AND key = ? AND {present})"
+        params.extend(scope.validity_params)
+        sql = f"id IN (SELECT id FROM {table} WHERE namespace = ? AND key = ? AND {present}{validity})"
         if sel.matches("", False):
-            params.extend((namespace, sel.label_key))
-            sql = f"({sql} OR id NOT IN (SELECT id FROM labels WHERE namespace = ? AND key = ?))"
+            params.extend((namespace, sel.label_key, *scope.validity_params))
+            sql = f"({sql} OR id NOT IN (SELECT id FROM {table} WHERE namespace = ? AND key = ?{validity}))"
         return sql
     return "1" if sel.matches("", False) else "0"
 
 
-def compile_filter(flt: Filter, namespace: str) -> tuple[str, list[Any]]:
-    """A SQL condition over ``containers`` rows of ``namespace``, and its parameters."""
+def compile_filter(flt: Filter, namespace: str, scope: Scope = CURRENT) -> tuple[str, list[Any]]:
+    """A SQL condition over container rows of ``namespace`` (live, or as of a point), and its parameters."""
     if flt.matches_everything:
         return "1", []
     params: list[Any] = []
     alternatives = []
     for conj in flt.any_of:
-        parts = [_selector_sql(sel, namespace, params) for sel in conj.selectors]
+        parts = [_selector_sql(sel, namespace, params, scope) for sel in conj.selectors]
         alternatives.append("(" + " AND ".join(parts) + ")" if parts else "1")
     return " OR ".join(alternatives), params

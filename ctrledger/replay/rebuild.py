@@ -10,13 +10,13 @@ replay issue.)
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from eventsourcing.persistence import Mapper
 
-from ..projections.current import CurrentStateView
-from ..projections.runner import read_log
+from ..projections.runner import View, read_log
 
 __all__ = ["Replayable", "rebuild"]
 
@@ -27,24 +27,25 @@ class Replayable(Protocol):
     @property
     def mapper(self) -> Mapper[Any]: ...
 
+    @property
+    def views(self) -> Sequence[View]: ...
+
     def read_model(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
-_TABLES = ("containers", "labels", "namespaces")
-
-
 def rebuild(store: Replayable) -> int:
-    """Rebuild the store's read model from its log; return the number of events applied."""
-    view = CurrentStateView()
+    """Rebuild every read model of the store from its log; return the number of events read."""
     applied = 0
     with store.read_model() as conn:
         conn.execute("BEGIN IMMEDIATE")
         try:
             cur = conn.cursor()
-            for table in _TABLES:
-                cur.execute(f"DELETE FROM {table}")
-            cur.execute("DELETE FROM ctrledger_tracking WHERE view=?", (view.name,))
+            for view in store.views:
+                for table in view.tables:
+                    cur.execute(f"DELETE FROM {table}")
+                cur.execute("DELETE FROM ctrledger_tracking WHERE view=?", (view.name,))
             for events, positions in read_log(cur, store.mapper, 0):
-                view.process(cur, events, positions)
+                for view in store.views:
+                    view.process(cur, events, positions)
                 applied += len(events)
             conn.execute("COMMIT")
         except BaseException:

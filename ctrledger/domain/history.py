@@ -1,0 +1,287 @@
+"""Points in the past, and the plain records that describe change.
+
+A point (``as_of``, ``since``, ``until``) is one of:
+
+* an aware ``datetime`` or an ISO-8601 string (``2026-11-21T03:12:00Z``): the state
+  after every event whose timestamp is at or before it;
+* ``Version(n)``: a container's state after the n-th event of its stream (``get`` only);
+* ``Position(n)``: the state after the n-th event of the whole log.
+
+Every record here is a frozen dataclass with ``to_dict()``, which returns only
+JSON types (bytes as base64, times as ISO-8601 UTC), so one ``json.dumps`` call
+serialises it.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..errors import InvalidArgument
+from .model import Container, Payload, Runtime
+
+__all__ = [
+    "AuditRecord",
+    "Change",
+    "Diff",
+    "FieldChange",
+    "HistoryEntry",
+    "Point",
+    "Position",
+    "Version",
+    "diff_containers",
+    "event_changes",
+    "parse_point",
+    "to_json_value",
+]
+
+
+@dataclass(frozen=True, order=True)
+class Version:
+    """A container's stream version: its state after that many events."""
+
+    number: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.number, int) or isinstance(self.number, bool) or self.number < 0:
+            raise InvalidArgument(f"a version is a non-negative integer, not {self.number!r}: invalid argument")
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """A global log position: the state after that many events of the whole log."""
+
+    number: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.number, int) or isinstance(self.number, bool) or self.number < 0:
+            raise InvalidArgument(f"a position is a non-negative integer, not {self.number!r}: invalid argument")
+
+
+Point = datetime | str | Version | Position
+
+
+def parse_point(point: object, name: str = "as_of") -> datetime | Version | Position:
+    """Normalise a point: ISO strings become aware UTC datetimes; bad input is InvalidArgument."""
+    if isinstance(point, (Version, Position)):
+        return point
+    if isinstance(point, datetime):
+        if point.tzinfo is None:
+            raise InvalidArgument(
+                f"{name}: a datetime must be timezone-aware, got {point.isoformat()}: invalid argument"
+            )
+        return point.astimezone(UTC)
+    if isinstance(point, str):
+        text = point.strip()
+        try:
+            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        except ValueError:
+            raise InvalidArgument(f"{name}: {point!r} is not an ISO-8601 time: invalid argument") from None
+        if parsed.tzinfo is None:
+            raise InvalidArgument(
+                f"{name}: {point!r} has no timezone; add Z or an offset: invalid argument"
+            )
+        return parsed.astimezone(UTC)
+    raise InvalidArgument(
+        f"{name} must be a datetime, an ISO-8601 string, a Version or a Position, "
+        f"not {type(point).__name__}: invalid argument"
+    )
+
+
+def to_json_value(value: Any) -> Any:
+    """A value made of JSON types only (see the module docstring)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, Payload):
+        return {"type_url": value.type_url, "value": to_json_value(value.value)}
+    if isinstance(value, Runtime):
+        return {"name": value.name, "options": to_json_value(value.options)}
+    if isinstance(value, Container):
+        return {
+            "id": value.id,
+            "labels": dict(value.labels),
+            "image": value.image,
+            "runtime": to_json_value(value.runtime),
+            "spec": to_json_value(value.spec),
+            "snapshotter": value.snapshotter,
+            "snapshot_key": value.snapshot_key,
+            "extensions": {k: to_json_value(v) for k, v in value.extensions.items()},
+            "sandbox": value.sandbox,
+            "created_at": to_json_value(value.created_at),
+            "updated_at": to_json_value(value.updated_at),
+            "version": value.version,
+        }
+    if isinstance(value, Mapping):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(v) for v in value]
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return value
+
+
+class _JSONable:
+    def to_dict(self) -> dict[str, Any]:
+        """This record as JSON types only."""
+        return {name: to_json_value(getattr(self, name)) for name in self.__dataclass_fields__}  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class FieldChange(_JSONable):
+    """One field's change: ``old`` -> ``new``; ``None`` means absent (a label added or removed)."""
+
+    field: str
+    old: Any
+    new: Any
+
+
+def _map_changes(prefix: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[FieldChange]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if before != after:
+            out.append(FieldChange(f"{prefix}.{key}", before, after))
+    return out
+
+
+_SCALARS = ("image", "runtime", "spec", "snapshotter", "snapshot_key", "sandbox")
+
+
+def diff_containers(old: Container | None, new: Container | None) -> list[FieldChange]:
+    """Field-level changes from ``old`` to ``new`` (labels and extensions key by key).
+
+    ``None`` on either side means the container did not exist; then every field of
+    the other side is listed against ``None``.
+    """
+    empty: Mapping[str, Any] = {}
+    changes = _map_changes("labels", old.labels if old else empty, new.labels if new else empty)
+    for name in _SCALARS:
+        before = getattr(old, name) if old else None
+        after = getattr(new, name) if new else None
+        if before != after and not (old is None and after == "") and not (new is None and before == ""):
+            changes.append(FieldChange(name, before, after))
+    changes += _map_changes(
+        "extensions", old.extensions if old else empty, new.extensions if new else empty
+    )
+    return changes
+
+
+@dataclass(frozen=True)
+class HistoryEntry(_JSONable):
+    """One event in a container name's history, with exactly what it changed."""
+
+    namespace: str
+    id: str
+    version: int
+    incarnation: int
+    position: int
+    kind: str
+    recorded_at: datetime
+    actor: str
+    reason: str
+    correlation_id: str
+    fieldpaths: tuple[str, ...]
+    client: str
+    changes: tuple[FieldChange, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Diff(_JSONable):
+    """One container between two points: its state at each and the field changes."""
+
+    namespace: str
+    id: str
+    before: Container | None
+    after: Container | None
+    changes: tuple[FieldChange, ...]
+
+    @property
+    def status(self) -> str:
+        """``created``, ``deleted``, ``changed``, ``unchanged`` or ``absent``."""
+        if self.before is None and self.after is None:
+            return "absent"
+        if self.before is None:
+            return "created"
+        if self.after is None:
+            return "deleted"
+        if self.before.created_at != self.after.created_at:
+            return "recreated"
+        return "changed" if self.changes or self.before.version != self.after.version else "unchanged"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "status": self.status}
+
+
+@dataclass(frozen=True)
+class Change(_JSONable):
+    """A container that changed in a namespace between two points (see ``Store.changes``)."""
+
+    namespace: str
+    id: str
+    status: str
+    before: Container | None
+    after: Container | None
+    changes: tuple[FieldChange, ...]
+
+
+@dataclass(frozen=True)
+class AuditRecord(_JSONable):
+    """Who did what, when and why: one event of the log with its audit data."""
+
+    position: int
+    recorded_at: datetime
+    namespace: str
+    id: str
+    version: int
+    kind: str
+    actor: str
+    reason: str
+    correlation_id: str
+    fieldpaths: tuple[str, ...]
+    client: str
+
+
+def event_changes(event: Any, before: Any) -> tuple[FieldChange, ...]:
+    """What ``event`` changed, given the aggregate ``before`` it (None before a first create).
+
+    Computed from the event itself (it carries only what changed) and the prior
+    values, so a history streams without diffing whole records.
+    """
+    from .container import (
+        Created,
+        ExtensionsChanged,
+        ImageChanged,
+        LabelsChanged,
+        SnapshotKeyChanged,
+        SpecUpdated,
+    )
+
+    if isinstance(event, Created):
+        fresh = Container(
+            id=event.container_id, labels=event.labels, image=event.image, runtime=event.runtime,
+            spec=event.spec, snapshotter=event.snapshotter, snapshot_key=event.snapshot_key,
+            extensions=event.extensions, sandbox=event.sandbox,
+        )
+        return tuple(diff_containers(None, fresh))
+    if isinstance(event, LabelsChanged):
+        old = before.labels
+        out = [FieldChange(f"labels.{k}", old.get(k), None) for k in event.removed]
+        out += [FieldChange(f"labels.{k}", old.get(k), v) for k, v in event.set.items()]
+        return tuple(sorted(out, key=lambda c: c.field))
+    if isinstance(event, ExtensionsChanged):
+        old = before.extensions
+        out = [FieldChange(f"extensions.{k}", old.get(k), None) for k in event.removed]
+        out += [FieldChange(f"extensions.{k}", old.get(k), v) for k, v in event.set.items()]
+        return tuple(sorted(out, key=lambda c: c.field))
+    if isinstance(event, ImageChanged):
+        return (FieldChange("image", before.image, event.image),)
+    if isinstance(event, SpecUpdated):
+        return (FieldChange("spec", before.spec, event.spec),)
+    if isinstance(event, SnapshotKeyChanged):
+        return (FieldChange("snapshot_key", before.snapshot_key, event.snapshot_key),)
+    return ()

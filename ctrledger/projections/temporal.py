@@ -1,0 +1,370 @@
+"""The temporal read model: every past state, queryable by position, time or version.
+
+``TemporalView`` keeps, per container name:
+
+* ``versions``: its state after each event of its stream, valid over
+  ``[from_pos, to_pos)`` in log positions and ``[from_time, to_time)`` in event
+  time (``to_*`` is NULL while it is the current state; a delete closes it);
+* ``specs``: the spec each time it was set (specs are large and change rarely, so
+  they are not copied into every version);
+* ``label_spans``: each label value, valid over the same kind of intervals, so a
+  filtered List as of any point is one indexed query, not a replay.
+
+``AuditView`` keeps one ``audit`` row per event: who, why, which operation.
+
+Both are pure handlers over their tables, fed exactly once per event with their
+own tracking positions, like ``CurrentStateView``. Each event's version row is
+derived from the previous version row (``version - 1``), never from another view.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from ..domain.container import (
+    ContainerEvent,
+    Created,
+    Deleted,
+    ExtensionsChanged,
+    ImageChanged,
+    LabelsChanged,
+    SnapshotKeyChanged,
+    SpecUpdated,
+    Touched,
+)
+from ..domain.filters import Filter
+from ..domain.history import AuditRecord, Position, Version
+from ..domain.model import Container, Payload, Runtime
+from ..persistence.transcoder import packb, unpackb
+from .current import advance_tracking, from_micros, micros
+from .sqlfilter import Scope, compile_filter
+
+__all__ = ["AuditView", "TemporalReader", "TemporalView"]
+
+_COPY = (
+    "incarnation", "image", "runtime_name", "runtime_options", "snapshotter", "snapshot_key",
+    "sandbox", "labels", "extensions", "created_at",
+)
+
+
+def _key(event: ContainerEvent) -> tuple[str, str]:
+    namespace, _, container_id = event.originator_id.partition("/")
+    return namespace, container_id
+
+
+class TemporalView:
+    """Handlers that keep ``versions``, ``specs`` and ``label_spans``."""
+
+    name = "temporal"
+    tables: tuple[str, ...] = ("versions", "specs", "label_spans")
+
+    def __init__(self) -> None:
+        self._handlers: dict[type[ContainerEvent], Callable[[sqlite3.Cursor, Any, int], None]] = {
+            Created: self._created,
+            LabelsChanged: self._labels_changed,
+            ImageChanged: lambda c, e, p: self._next(c, e, p, image=e.image),
+            SpecUpdated: self._spec_updated,
+            SnapshotKeyChanged: lambda c, e, p: self._next(c, e, p, snapshot_key=e.snapshot_key),
+            ExtensionsChanged: self._extensions_changed,
+            Touched: lambda c, e, p: self._next(c, e, p),
+            Deleted: self._deleted,
+        }
+
+    def process(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None:
+        if events:
+            advance_tracking(cur, self.name, positions[-1])
+            self.apply(cur, events, positions)
+
+    def apply(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None:
+        for event, position in zip(events, positions, strict=True):
+            handler = self._handlers.get(type(event))
+            if handler is not None:
+                handler(cur, event, position)
+
+    # -- helpers ----------------------------------------------------------
+
+    @staticmethod
+    def _close_version(cur: sqlite3.Cursor, e: ContainerEvent, pos: int) -> None:
+        ns, cid = _key(e)
+        cur.execute(
+            "UPDATE versions SET to_pos=?, to_time=? WHERE namespace=? AND id=? AND version=?",
+            (pos, micros(e.timestamp), ns, cid, e.originator_version - 1),
+        )
+
+    def _next(self, cur: sqlite3.Cursor, e: ContainerEvent, pos: int, **changed: Any) -> None:
+        """A new version row: the previous one with ``changed`` columns replaced."""
+        ns, cid = _key(e)
+        exprs = ", ".join("?" if col in changed else col for col in _COPY)
+        cur.execute(
+            f"INSERT INTO versions(namespace, id, version, from_pos, from_time, updated_at, {', '.join(_COPY)}) "
+            f"SELECT namespace, id, ?, ?, ?, ?, {exprs} FROM versions "
+            "WHERE namespace=? AND id=? AND version=?",
+            (e.originator_version, pos, micros(e.timestamp), micros(e.timestamp),
+             *(changed[c] for c in _COPY if c in changed), ns, cid, e.originator_version - 1),
+        )
+        self._close_version(cur, e, pos)
+
+    def _previous_blob(self, cur: sqlite3.Cursor, e: ContainerEvent, column: str) -> Any:
+        ns, cid = _key(e)
+        row = cur.execute(
+            f"SELECT {column} FROM versions WHERE namespace=? AND id=? AND version=?",
+            (ns, cid, e.originator_version - 1),
+        ).fetchone()
+        return unpackb(row[0])
+
+    @staticmethod
+    def _open_spans(cur: sqlite3.Cursor, e: ContainerEvent, pos: int, labels: dict[str, str]) -> None:
+        ns, cid = _key(e)
+        ts = micros(e.timestamp)
+        cur.executemany(
+            "INSERT INTO label_spans(namespace, id, key, value, from_pos, from_time) VALUES (?,?,?,?,?,?)",
+            [(ns, cid, k, v, pos, ts) for k, v in labels.items()],
+        )
+
+    @staticmethod
+    def _close_spans(cur: sqlite3.Cursor, e: ContainerEvent, pos: int, keys: Sequence[str] | None) -> None:
+        ns, cid = _key(e)
+        ts = micros(e.timestamp)
+        if keys is None:
+            cur.execute(
+                "UPDATE label_spans SET to_pos=?, to_time=? WHERE namespace=? AND id=? AND to_pos IS NULL",
+                (pos, ts, ns, cid),
+            )
+        else:
+            cur.executemany(
+                "UPDATE label_spans SET to_pos=?, to_time=? "
+                "WHERE namespace=? AND id=? AND key=? AND to_pos IS NULL",
+                [(pos, ts, ns, cid, k) for k in keys],
+            )
+
+    # -- handlers ---------------------------------------------------------
+
+    def _created(self, cur: sqlite3.Cursor, e: Created, pos: int) -> None:
+        ns, cid = _key(e)
+        ts = micros(e.timestamp)
+        cur.execute(
+            "INSERT INTO versions(namespace, id, incarnation, version, from_pos, from_time, image, "
+            "runtime_name, runtime_options, snapshotter, snapshot_key, sandbox, labels, extensions, "
+            "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                ns, cid, e.incarnation, e.originator_version, pos, ts, e.image, e.runtime.name,
+                None if e.runtime.options is None else packb(e.runtime.options), e.snapshotter,
+                e.snapshot_key, e.sandbox, packb(dict(e.labels)), packb(dict(e.extensions)), ts, ts,
+            ),
+        )
+        cur.execute(
+            "INSERT INTO specs(namespace, id, version, type_url, value) VALUES (?,?,?,?,?)",
+            (ns, cid, e.originator_version, e.spec.type_url, e.spec.value),
+        )
+        self._open_spans(cur, e, pos, dict(e.labels))
+
+    def _labels_changed(self, cur: sqlite3.Cursor, e: LabelsChanged, pos: int) -> None:
+        labels: dict[str, str] = self._previous_blob(cur, e, "labels")
+        for key in e.removed:
+            labels.pop(key, None)
+        labels.update(e.set)
+        self._next(cur, e, pos, labels=packb(labels))
+        self._close_spans(cur, e, pos, [*e.removed, *e.set])
+        self._open_spans(cur, e, pos, dict(e.set))
+
+    def _spec_updated(self, cur: sqlite3.Cursor, e: SpecUpdated, pos: int) -> None:
+        ns, cid = _key(e)
+        self._next(cur, e, pos)
+        cur.execute(
+            "INSERT INTO specs(namespace, id, version, type_url, value) VALUES (?,?,?,?,?)",
+            (ns, cid, e.originator_version, e.spec.type_url, e.spec.value),
+        )
+
+    def _extensions_changed(self, cur: sqlite3.Cursor, e: ExtensionsChanged, pos: int) -> None:
+        extensions: dict[str, Payload] = self._previous_blob(cur, e, "extensions")
+        for key in e.removed:
+            extensions.pop(key, None)
+        extensions.update(e.set)
+        self._next(cur, e, pos, extensions=packb(extensions))
+
+    def _deleted(self, cur: sqlite3.Cursor, e: Deleted, pos: int) -> None:
+        self._close_version(cur, e, pos)
+        self._close_spans(cur, e, pos, None)
+
+
+class AuditView:
+    """One ``audit`` row per event."""
+
+    name = "audit"
+    tables: tuple[str, ...] = ("audit",)
+
+    def process(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None:
+        if events:
+            advance_tracking(cur, self.name, positions[-1])
+            self.apply(cur, events, positions)
+
+    def apply(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None:
+        rows = []
+        for e, pos in zip(events, positions, strict=True):
+            ns, cid = _key(e)
+            a = e.audit
+            rows.append((
+                pos, micros(e.timestamp), ns, cid, e.originator_version, type(e).__name__,
+                a.actor, a.reason, a.correlation_id, json.dumps(list(a.fieldpaths)), a.client,
+            ))
+        cur.executemany("INSERT INTO audit VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+
+# -- queries ------------------------------------------------------------------
+
+_VERSION_COLUMNS = (
+    "v.id, v.version, v.image, v.runtime_name, v.runtime_options, "
+    "(SELECT s.type_url FROM specs s WHERE s.namespace=v.namespace AND s.id=v.id AND s.version<=v.version "
+    " ORDER BY s.version DESC LIMIT 1), "
+    "(SELECT s.value FROM specs s WHERE s.namespace=v.namespace AND s.id=v.id AND s.version<=v.version "
+    " ORDER BY s.version DESC LIMIT 1), "
+    "v.snapshotter, v.snapshot_key, v.sandbox, v.labels, v.extensions, v.created_at, v.updated_at"
+)
+
+
+def _row_to_container(row: tuple[Any, ...]) -> Container:
+    (cid, version, image, runtime_name, runtime_options, spec_type_url, spec_value,
+     snapshotter, snapshot_key, sandbox, labels, extensions, created_at, updated_at) = row
+    return Container(
+        id=cid,
+        labels=unpackb(labels),
+        image=image,
+        runtime=Runtime(runtime_name, None if runtime_options is None else unpackb(runtime_options)),
+        spec=Payload(spec_type_url, spec_value),
+        snapshotter=snapshotter,
+        snapshot_key=snapshot_key,
+        created_at=from_micros(created_at),
+        updated_at=from_micros(updated_at),
+        extensions=unpackb(extensions),
+        sandbox=sandbox,
+        version=version,
+    )
+
+
+def _validity(point: datetime | Position, prefix: str = "") -> tuple[str, tuple[Any, ...]]:
+    if isinstance(point, Position):
+        lo, hi, at = f"{prefix}from_pos", f"{prefix}to_pos", point.number
+    else:
+        lo, hi, at = f"{prefix}from_time", f"{prefix}to_time", micros(point)
+    return f" AND {lo} <= ? AND ({hi} IS NULL OR {hi} > ?)", (at, at)
+
+
+class TemporalReader:
+    """Queries over the temporal tables."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def get_at(self, namespace: str, container_id: str, point: datetime | Version | Position) -> Container | None:
+        """The container as it was at ``point``, or None if it did not exist then."""
+        if isinstance(point, Version):
+            row = self.conn.execute(
+                f"SELECT {_VERSION_COLUMNS}, v.to_pos FROM versions v "
+                "WHERE v.namespace=? AND v.id=? AND v.version<=? ORDER BY v.version DESC LIMIT 1",
+                (namespace, container_id, point.number),
+            ).fetchone()
+            if row is None:
+                return None
+            # Deleted at or before that version?
+            deleted = self.conn.execute(
+                "SELECT 1 FROM audit WHERE namespace=? AND id=? AND version>? AND version<=? AND kind='Deleted'",
+                (namespace, container_id, row[1], point.number),
+            ).fetchone()
+            return None if deleted else _row_to_container(row[:-1])
+        order = "from_pos" if isinstance(point, Position) else "from_time"
+        validity, params = _validity(point, "v.")
+        row = self.conn.execute(
+            f"SELECT {_VERSION_COLUMNS} FROM versions v WHERE v.namespace=? AND v.id=?{validity} "
+            f"ORDER BY v.{order} DESC, v.version DESC LIMIT 1",
+            (namespace, container_id, *params),
+        ).fetchone()
+        return None if row is None else _row_to_container(row)
+
+    def list_at(self, namespace: str, flt: Filter, point: datetime | Position) -> list[Container]:
+        """The containers of ``namespace`` that existed at ``point`` and matched ``flt`` then."""
+        validity, vparams = _validity(point)
+        where, params = compile_filter(flt, namespace, Scope("label_spans", validity, vparams))
+        row_validity, rparams = _validity(point, "v.")
+        rows = self.conn.execute(
+            f"SELECT {_VERSION_COLUMNS} FROM versions v WHERE v.namespace=?{row_validity} AND ({where}) "
+            "ORDER BY v.id",
+            (namespace, *rparams, *params),
+        ).fetchall()
+        return [_row_to_container(r) for r in rows]
+
+    def changed_ids(self, namespace: str, start: datetime | Position, end: datetime | Position) -> list[str]:
+        """IDs of the namespace with an event after ``start`` and at or before ``end``, sorted."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for point, op in ((start, ">"), (end, "<=")):
+            if isinstance(point, Position):
+                clauses.append(f"position {op} ?")
+                params.append(point.number)
+            else:
+                clauses.append(f"recorded_at {op} ?")
+                params.append(micros(point))
+        rows = self.conn.execute(
+            f"SELECT DISTINCT id FROM audit WHERE namespace=? AND {' AND '.join(clauses)} ORDER BY id",
+            (namespace, *params),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def stream_version(self, namespace: str, container_id: str) -> int:
+        """The highest version recorded for the name (0 if it never existed)."""
+        row = self.conn.execute(
+            "SELECT MAX(version) FROM audit WHERE namespace=? AND id=?", (namespace, container_id)
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def audit(
+        self,
+        *,
+        namespace: str | None,
+        container_id: str | None,
+        actors: Sequence[str] | None,
+        kinds: Sequence[str] | None,
+        since: datetime | None,
+        until: datetime | None,
+        correlation_id: str | None,
+        client: str | None,
+        reason: str | None,
+        batch: int = 1000,
+    ) -> Iterator[AuditRecord]:
+        """Audit rows matching every given criterion, in log order, streamed in batches."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("namespace", namespace), ("id", container_id),
+                              ("correlation_id", correlation_id), ("client", client), ("reason", reason)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        for column, values in (("actor", actors), ("kind", kinds)):
+            if values is not None:
+                clauses.append(f"{column} IN ({', '.join('?' for _ in values)})")
+                params.extend(values)
+        if since is not None:
+            clauses.append("recorded_at >= ?")
+            params.append(micros(since))
+        if until is not None:
+            clauses.append("recorded_at <= ?")
+            params.append(micros(until))
+        where = " AND ".join(clauses) or "1"
+        cursor = self.conn.execute(
+            "SELECT position, recorded_at, namespace, id, version, kind, actor, reason, correlation_id, "
+            f"fieldpaths, client FROM audit WHERE {where} ORDER BY position",
+            params,
+        )
+        try:
+            while rows := cursor.fetchmany(batch):
+                for r in rows:
+                    yield AuditRecord(
+                        position=r[0], recorded_at=from_micros(r[1]), namespace=r[2], id=r[3], version=r[4],
+                        kind=r[5], actor=r[6], reason=r[7], correlation_id=r[8],
+                        fieldpaths=tuple(json.loads(r[9])), client=r[10],
+                    )
+        finally:
+            cursor.close()
