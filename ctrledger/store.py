@@ -431,7 +431,8 @@ class Store:
         stream = stream_id(ns, record.id)
         # Optimistic first try: most creates are of new names, so skip the read and
         # let the log's (stream, version) uniqueness tell us if the name was taken.
-        first = ContainerAggregate.create(ns, record, audit, self._clock())
+        now = self._clock()  # one time per operation, whatever the retries
+        first = ContainerAggregate.create(ns, record, audit, now)
         if self._append(first):
             return first.to_container()
         for _ in range(_MAX_RETRIES):
@@ -439,9 +440,9 @@ class Store:
             if agg is not None and not agg.deleted:
                 raise AlreadyExists(f"container {go_quote(record.id)}: already exists")
             if agg is None:
-                agg = ContainerAggregate.create(ns, record, audit, self._clock())
+                agg = ContainerAggregate.create(ns, record, audit, now)
             else:
-                agg.recreate(record, audit, self._clock())
+                agg.recreate(record, audit, now)
             if self._append(agg):
                 return agg.to_container()
         raise Unavailable(f"create of {go_quote(record.id)} kept losing races; try again")
@@ -468,10 +469,11 @@ class Store:
             raise InvalidArgument("Container.ID required")
         ns = validate_namespace(namespace)
         audit = self._audit(actor, reason, correlation_id, tuple(fieldpaths))
+        now = self._clock()
 
         def change(agg: ContainerAggregate) -> None:
             merged = merge_update(agg.to_container(), container, fieldpaths)
-            agg.change_to(merged, audit, self._clock())
+            agg.change_to(merged, audit, now)
 
         return self._modify(ns, container.id, "update", expected_version, change).to_container()
 
@@ -488,7 +490,8 @@ class Store:
         """Delete the container ``id``. Its history stays in the log."""
         ns = validate_namespace(namespace)
         audit = self._audit(actor, reason, correlation_id, ())
-        self._modify(ns, id, "delete", expected_version, lambda agg: agg.delete(audit, self._clock()))
+        now = self._clock()
+        self._modify(ns, id, "delete", expected_version, lambda agg: agg.delete(audit, now))
 
     # -- internals ------------------------------------------------------------
 
