@@ -43,7 +43,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn
 
-from eventsourcing.persistence import IntegrityError, Mapper, PersistenceError
+from eventsourcing.persistence import IntegrityError, Mapper, PersistenceError, StoredEvent
 
 from .domain.container import EVENT_CLASSES, ContainerAggregate, stream_id
 from .domain.fieldpaths import merge_update
@@ -60,7 +60,7 @@ from .domain.history import (
     event_changes,
     parse_point,
 )
-from .domain.model import Audit, Container
+from .domain.model import Audit, Container, Payload
 from .domain.validation import check_record, drop_empty_labels, go_quote, validate_namespace
 from .errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, StoreError, Unavailable
 from .persistence.application import LedgerApplication, sqlite_env
@@ -123,7 +123,7 @@ class Store:
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self._lock = threading.Lock()
         self._reader = CurrentStateReader(self._conn)
-        self._past = TemporalReader(self._conn)
+        self._past = TemporalReader(self._conn, self._spec_of)
         self._closed = False
         self._cache: OrderedDict[str, ContainerAggregate] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -333,7 +333,7 @@ class Store:
             times.append(parsed)
         actors = [actor] if isinstance(actor, str) else (list(actor) if actor is not None else None)
         conn = self._stream_connection()
-        reader = TemporalReader(conn)
+        reader = TemporalReader(conn, self._spec_of)
         rows = reader.audit(
             namespace=namespace, container_id=id, actors=actors, kinds=list(kinds) if kinds else None,
             since=times[0], until=times[1], correlation_id=correlation_id, client=client, reason=reason,
@@ -348,6 +348,11 @@ class Store:
                 "this store was opened with history=False; open it with history=True to query the past: "
                 "failed precondition"
             )
+
+    def _spec_of(self, topic: str, state: bytes) -> Payload:
+        event = self._app.mapper.to_domain_event(StoredEvent("", 0, topic, state))
+        spec: Payload = event.spec  # type: ignore[attr-defined]
+        return spec
 
     def _head(self) -> int:
         return self._app.ledger_recorder.head()

@@ -13,7 +13,7 @@ from ctrledger.replay import rebuild
 
 from .conftest import make
 
-VIEW_TABLES = ("containers", "labels", "namespaces", "versions", "specs", "label_spans", "audit")
+VIEW_TABLES = ("containers", "labels", "namespaces", "versions", "label_spans", "audit")
 
 
 def dump(path: Path) -> dict[str, list[tuple[object, ...]]]:

@@ -76,16 +76,21 @@ class InlineRunner:
         self.mapper = mapper
 
     def __call__(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None:
+        # Fast path, one statement: every view is exactly at the position before these events.
+        names = [view.name for view in self.views]
+        cur.execute(
+            f"UPDATE ctrledger_tracking SET position=? WHERE position=? AND view IN ({', '.join('?' * len(names))})",
+            (positions[-1], positions[0] - 1, *names),
+        )
+        if cur.rowcount == len(names):
+            for view in self.views:
+                view.apply(cur, events, positions)
+            return
         for view in self.views:
-            # Fast path: the view is exactly at the position before these events.
-            cur.execute(
-                "UPDATE ctrledger_tracking SET position=? WHERE view=? AND position=?",
-                (positions[-1], view.name, positions[0] - 1),
-            )
-            if cur.rowcount == 1:
+            tracked = tracked_position(cur, view.name)
+            if tracked == positions[-1]:  # advanced by the statement above
                 view.apply(cur, events, positions)
                 continue
-            tracked = tracked_position(cur, view.name)
             if tracked < positions[0] - 1:
                 for missing, at in read_log(cur, self.mapper, tracked, positions[0]):
                     view.process(cur, missing, at)

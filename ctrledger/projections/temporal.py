@@ -5,8 +5,9 @@
 * ``versions``: its state after each event of its stream, valid over
   ``[from_pos, to_pos)`` in log positions and ``[from_time, to_time)`` in event
   time (``to_*`` is NULL while it is the current state; a delete closes it);
-* ``specs``: the spec each time it was set (specs are large and change rarely, so
-  they are not copied into every version);
+* ``spec_pos`` in each version row: the log position of the event that set the
+  spec (specs are large and change rarely: they are read from the log, which holds
+  them anyway, rather than copied into the read model);
 * ``label_spans``: each label value, valid over the same kind of intervals, so a
   filtered List as of any point is one indexed query, not a replay.
 
@@ -46,7 +47,7 @@ from .sqlfilter import Scope, compile_filter
 __all__ = ["AuditView", "TemporalReader", "TemporalView"]
 
 _COPY = (
-    "incarnation", "image", "runtime_name", "runtime_options", "snapshotter", "snapshot_key",
+    "incarnation", "image", "runtime_name", "runtime_options", "spec_pos", "snapshotter", "snapshot_key",
     "sandbox", "labels", "extensions", "created_at",
 )
 
@@ -57,10 +58,10 @@ def _key(event: ContainerEvent) -> tuple[str, str]:
 
 
 class TemporalView:
-    """Handlers that keep ``versions``, ``specs`` and ``label_spans``."""
+    """Handlers that keep ``versions`` and ``label_spans``."""
 
     name = "temporal"
-    tables: tuple[str, ...] = ("versions", "specs", "label_spans")
+    tables: tuple[str, ...] = ("versions", "label_spans")
 
     def __init__(self) -> None:
         self._handlers: dict[type[ContainerEvent], Callable[[sqlite3.Cursor, Any, int], None]] = {
@@ -126,20 +127,15 @@ class TemporalView:
         )
 
     @staticmethod
-    def _close_spans(cur: sqlite3.Cursor, e: ContainerEvent, pos: int, keys: Sequence[str] | None) -> None:
+    def _close_spans(cur: sqlite3.Cursor, e: ContainerEvent, pos: int, old: dict[str, str]) -> None:
+        """Close the open spans of the labels ``old`` (key -> the value it had)."""
         ns, cid = _key(e)
         ts = micros(e.timestamp)
-        if keys is None:
-            cur.execute(
-                "UPDATE label_spans SET to_pos=?, to_time=? WHERE namespace=? AND id=? AND to_pos IS NULL",
-                (pos, ts, ns, cid),
-            )
-        else:
-            cur.executemany(
-                "UPDATE label_spans SET to_pos=?, to_time=? "
-                "WHERE namespace=? AND id=? AND key=? AND to_pos IS NULL",
-                [(pos, ts, ns, cid, k) for k in keys],
-            )
+        cur.executemany(
+            "UPDATE label_spans SET to_pos=?, to_time=? "
+            "WHERE namespace=? AND key=? AND value=? AND id=? AND to_pos IS NULL",
+            [(pos, ts, ns, k, v, cid) for k, v in old.items()],
+        )
 
     # -- handlers ---------------------------------------------------------
 
@@ -148,36 +144,27 @@ class TemporalView:
         ts = micros(e.timestamp)
         cur.execute(
             "INSERT INTO versions(namespace, id, incarnation, version, from_pos, from_time, image, "
-            "runtime_name, runtime_options, snapshotter, snapshot_key, sandbox, labels, extensions, "
-            "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "runtime_name, runtime_options, spec_pos, snapshotter, snapshot_key, sandbox, labels, extensions, "
+            "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 ns, cid, e.incarnation, e.originator_version, pos, ts, e.image, e.runtime.name,
-                None if e.runtime.options is None else packb(e.runtime.options), e.snapshotter,
+                None if e.runtime.options is None else packb(e.runtime.options), pos, e.snapshotter,
                 e.snapshot_key, e.sandbox, packb(dict(e.labels)), packb(dict(e.extensions)), ts, ts,
             ),
-        )
-        cur.execute(
-            "INSERT INTO specs(namespace, id, version, type_url, value) VALUES (?,?,?,?,?)",
-            (ns, cid, e.originator_version, e.spec.type_url, e.spec.value),
         )
         self._open_spans(cur, e, pos, dict(e.labels))
 
     def _labels_changed(self, cur: sqlite3.Cursor, e: LabelsChanged, pos: int) -> None:
         labels: dict[str, str] = self._previous_blob(cur, e, "labels")
+        self._close_spans(cur, e, pos, {k: labels[k] for k in (*e.removed, *e.set) if k in labels})
         for key in e.removed:
             labels.pop(key, None)
         labels.update(e.set)
         self._next(cur, e, pos, labels=packb(labels))
-        self._close_spans(cur, e, pos, [*e.removed, *e.set])
         self._open_spans(cur, e, pos, dict(e.set))
 
     def _spec_updated(self, cur: sqlite3.Cursor, e: SpecUpdated, pos: int) -> None:
-        ns, cid = _key(e)
-        self._next(cur, e, pos)
-        cur.execute(
-            "INSERT INTO specs(namespace, id, version, type_url, value) VALUES (?,?,?,?,?)",
-            (ns, cid, e.originator_version, e.spec.type_url, e.spec.value),
-        )
+        self._next(cur, e, pos, spec_pos=pos)
 
     def _extensions_changed(self, cur: sqlite3.Cursor, e: ExtensionsChanged, pos: int) -> None:
         extensions: dict[str, Payload] = self._previous_blob(cur, e, "extensions")
@@ -187,8 +174,8 @@ class TemporalView:
         self._next(cur, e, pos, extensions=packb(extensions))
 
     def _deleted(self, cur: sqlite3.Cursor, e: Deleted, pos: int) -> None:
+        self._close_spans(cur, e, pos, self._previous_blob(cur, e, "labels"))
         self._close_version(cur, e, pos)
-        self._close_spans(cur, e, pos, None)
 
 
 class AuditView:
@@ -218,23 +205,24 @@ class AuditView:
 
 _VERSION_COLUMNS = (
     "v.id, v.version, v.image, v.runtime_name, v.runtime_options, "
-    "(SELECT s.type_url FROM specs s WHERE s.namespace=v.namespace AND s.id=v.id AND s.version<=v.version "
-    " ORDER BY s.version DESC LIMIT 1), "
-    "(SELECT s.value FROM specs s WHERE s.namespace=v.namespace AND s.id=v.id AND s.version<=v.version "
-    " ORDER BY s.version DESC LIMIT 1), "
+    "(SELECT e.topic FROM stored_events e WHERE e.rowid = v.spec_pos), "
+    "(SELECT e.state FROM stored_events e WHERE e.rowid = v.spec_pos), "
     "v.snapshotter, v.snapshot_key, v.sandbox, v.labels, v.extensions, v.created_at, v.updated_at"
 )
 
+SpecReader = Callable[[str, bytes], Payload]
+"""Decodes the spec from a stored event's topic and state (the log's own mapper)."""
 
-def _row_to_container(row: tuple[Any, ...]) -> Container:
-    (cid, version, image, runtime_name, runtime_options, spec_type_url, spec_value,
+
+def _row_to_container(row: tuple[Any, ...], spec_of: SpecReader) -> Container:
+    (cid, version, image, runtime_name, runtime_options, spec_topic, spec_state,
      snapshotter, snapshot_key, sandbox, labels, extensions, created_at, updated_at) = row
     return Container(
         id=cid,
         labels=unpackb(labels),
         image=image,
         runtime=Runtime(runtime_name, None if runtime_options is None else unpackb(runtime_options)),
-        spec=Payload(spec_type_url, spec_value),
+        spec=spec_of(spec_topic, spec_state),
         snapshotter=snapshotter,
         snapshot_key=snapshot_key,
         created_at=from_micros(created_at),
@@ -256,8 +244,9 @@ def _validity(point: datetime | Position, prefix: str = "") -> tuple[str, tuple[
 class TemporalReader:
     """Queries over the temporal tables."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, spec_of: SpecReader) -> None:
         self.conn = conn
+        self.spec_of = spec_of
 
     def get_at(self, namespace: str, container_id: str, point: datetime | Version | Position) -> Container | None:
         """The container as it was at ``point``, or None if it did not exist then."""
@@ -267,22 +256,26 @@ class TemporalReader:
                 "WHERE v.namespace=? AND v.id=? AND v.version<=? ORDER BY v.version DESC LIMIT 1",
                 (namespace, container_id, point.number),
             ).fetchone()
-            if row is None:
+            # A closed row older than the version asked for was closed by a delete:
+            # a later version would have its own row, and that row would be the answer.
+            if row is None or (row[-1] is not None and row[1] < point.number):
                 return None
-            # Deleted at or before that version?
-            deleted = self.conn.execute(
-                "SELECT 1 FROM audit WHERE namespace=? AND id=? AND version>? AND version<=? AND kind='Deleted'",
-                (namespace, container_id, row[1], point.number),
-            ).fetchone()
-            return None if deleted else _row_to_container(row[:-1])
-        order = "from_pos" if isinstance(point, Position) else "from_time"
-        validity, params = _validity(point, "v.")
+            return _row_to_container(row[:-1], self.spec_of)
+        if isinstance(point, Position):
+            bound, at = "v.from_pos <= ?", point.number
+        else:
+            bound, at = "v.from_time <= ?", micros(point)
         row = self.conn.execute(
-            f"SELECT {_VERSION_COLUMNS} FROM versions v WHERE v.namespace=? AND v.id=?{validity} "
-            f"ORDER BY v.{order} DESC, v.version DESC LIMIT 1",
-            (namespace, container_id, *params),
+            f"SELECT {_VERSION_COLUMNS}, v.to_pos, v.to_time FROM versions v "
+            f"WHERE v.namespace=? AND v.id=? AND {bound} ORDER BY v.from_pos DESC LIMIT 1",
+            (namespace, container_id, at),
         ).fetchone()
-        return None if row is None else _row_to_container(row)
+        if row is None:
+            return None
+        end = row[-2] if isinstance(point, Position) else row[-1]
+        if end is not None and end <= at:
+            return None  # deleted by then
+        return _row_to_container(row[:-2], self.spec_of)
 
     def list_at(self, namespace: str, flt: Filter, point: datetime | Position) -> list[Container]:
         """The containers of ``namespace`` that existed at ``point`` and matched ``flt`` then."""
@@ -294,7 +287,7 @@ class TemporalReader:
             "ORDER BY v.id",
             (namespace, *rparams, *params),
         ).fetchall()
-        return [_row_to_container(r) for r in rows]
+        return [_row_to_container(r, self.spec_of) for r in rows]
 
     def changed_ids(self, namespace: str, start: datetime | Position, end: datetime | Position) -> list[str]:
         """IDs of the namespace with an event after ``start`` and at or before ``end``, sorted."""
@@ -314,11 +307,14 @@ class TemporalReader:
         return [r[0] for r in rows]
 
     def stream_version(self, namespace: str, container_id: str) -> int:
-        """The highest version recorded for the name (0 if it never existed)."""
+        """The highest version of the name's stream (0 if it never existed)."""
         row = self.conn.execute(
-            "SELECT MAX(version) FROM audit WHERE namespace=? AND id=?", (namespace, container_id)
+            "SELECT version, to_pos FROM versions WHERE namespace=? AND id=? ORDER BY version DESC LIMIT 1",
+            (namespace, container_id),
         ).fetchone()
-        return int(row[0] or 0)
+        if row is None:
+            return 0
+        return int(row[0]) + (1 if row[1] is not None else 0)  # a closed last row: then deleted
 
     def audit(
         self,

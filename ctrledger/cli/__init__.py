@@ -1,0 +1,64 @@
+"""The ``ctrledger`` command line: a thin click shell over the public API.
+
+Commands parse their arguments, call ``ctrledger.Store`` and format what it
+returns; they import nothing but ``ctrledger`` itself. Errors are translated in
+one place, :class:`LedgerGroup`: a ``ctrledger.StoreError`` becomes the line
+``Error: <message>`` on stderr and exit status 1 (``--debug``: the traceback
+instead). Usage errors are click's: a message and exit status 2.
+
+Modules: ``options`` (the shared option decorators), ``output`` (a container as
+JSON, newline-delimited JSON, IDs or a table), ``containers`` (the commands).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+import click
+
+import ctrledger
+
+from .containers import COMMANDS
+from .options import debugging
+
+__all__ = ["LedgerGroup", "main"]
+
+
+class LedgerGroup(click.Group):
+    """A click group whose ``invoke`` is the CLI's error boundary."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ctrledger.StoreError as e:
+            if debugging(ctx):
+                raise
+            raise click.ClickException(str(e)) from e
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except OSError as e:
+            if e.errno == errno.EPIPE or debugging(ctx):
+                raise  # click handles a closed pipe quietly
+            raise click.ClickException(f"{e.strerror or e}") from e
+        except Exception as e:
+            if debugging(ctx):
+                raise
+            raise click.ClickException(
+                f"unexpected {type(e).__name__}: {e} (a bug; run with --debug for the traceback)"
+            ) from e
+
+
+@click.group(cls=LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ctrledger", prog_name="ctrledger")
+def main() -> None:
+    """ctrledger: an event-sourced, containerd-compatible container metadata store.
+
+    Every command takes --db (a SQLite file; env CTRLEDGER_DATABASE_URL) and
+    -n/--namespace (env CTRLEDGER_NAMESPACE). Errors print one 'Error: ...' line
+    and exit 1; usage errors exit 2.
+    """
+
+
+for _command in COMMANDS:
+    main.add_command(_command)

@@ -1,0 +1,249 @@
+"""The container commands: create, get, ls, label, update, rm.
+
+Each command parses its arguments, makes one store call per container and prints
+the result; the rules (what is valid, what may change) are the store's.
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+import click
+
+import ctrledger
+
+from .options import (
+    debugging,
+    open_store,
+    output_options,
+    parse_label_options,
+    split_label,
+    store_options,
+    write_options,
+)
+from .output import Format, emit
+
+__all__ = ["COMMANDS", "create", "get", "label", "ls", "rm", "update"]
+
+DEFAULT_RUNTIME = "io.containerd.runc.v2"
+SPEC_TYPE = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
+DEFAULT_SPEC = b"{}"
+
+
+def _report(error: ctrledger.StoreError) -> None:
+    """Print ``Error: …`` for one failed operation of several (``--debug``: raise it)."""
+    if debugging():
+        raise error
+    click.echo(f"Error: {error}", err=True)
+
+
+@click.command()
+@click.argument("container_id", metavar="ID")
+@click.option("--image", default="", help="Image reference, e.g. docker.io/library/nginx:1.27.")
+@click.option("--runtime", default=DEFAULT_RUNTIME, show_default=True, help="Runtime name.")
+@click.option(
+    "--label", "labels", multiple=True, metavar="KEY=VALUE", callback=parse_label_options,
+    help="A label; repeat for more.",
+)
+@click.option(
+    "--spec-file", type=click.File("rb"),
+    help="Read the runtime spec from this file ('-': stdin).  [default: the bytes {}]",
+)
+@click.option("--spec-type", default=SPEC_TYPE, help="Type URL of the spec.  [default: the OCI runtime spec]")
+@click.option("--snapshotter", default="", help="Snapshotter name (needed with --snapshot-key).")
+@click.option("--snapshot-key", default="", help="Snapshot key of the root filesystem.")
+@write_options
+@output_options("table")
+@store_options
+def create(
+    container_id: str,
+    image: str,
+    runtime: str,
+    labels: dict[str, str],
+    spec_file: IO[bytes] | None,
+    spec_type: str,
+    snapshotter: str,
+    snapshot_key: str,
+    actor: str | None,
+    reason: str | None,
+    fmt: Format,
+    db: str,
+    namespace: str,
+) -> None:
+    """Create the container ID and print it.
+
+    Labels with an empty value are not stored. The spec's default type is the
+    OCI runtime spec:
+
+    \b
+        types.containerd.io/opencontainers/runtime-spec/1/Spec
+    """
+    spec = ctrledger.Payload(spec_type, spec_file.read() if spec_file is not None else DEFAULT_SPEC)
+    record = ctrledger.Container(
+        id=container_id,
+        labels=labels,
+        image=image,
+        runtime=ctrledger.Runtime(runtime),
+        spec=spec,
+        snapshotter=snapshotter,
+        snapshot_key=snapshot_key,
+    )
+    store = open_store(db, actor)
+    emit([store.create(record, namespace=namespace, reason=reason)], fmt, single=True)
+
+
+@click.command()
+@click.argument("container_id", metavar="ID")
+@output_options("json")
+@store_options
+def get(container_id: str, fmt: Format, db: str, namespace: str) -> None:
+    """Print the container ID (pretty-printed JSON by default)."""
+    store = open_store(db)
+    emit([store.get(container_id, namespace=namespace)], fmt, single=True)
+
+
+@click.command()
+@click.argument("filters", nargs=-1, metavar="[FILTER]...")
+@output_options("table")
+@store_options
+def ls(filters: tuple[str, ...], fmt: Format, db: str, namespace: str) -> None:
+    """List the containers matching any FILTER, sorted by ID.
+
+    A FILTER is containerd's: comma-separated selectors that must all match, such
+    as 'labels.env==prod,image~=nginx'. Fields: id, image, runtime.name,
+    labels.KEY; operators == != ~= (regular expression), or none (the field is
+    present). No FILTER lists every container of the namespace.
+    """
+    store = open_store(db)
+    emit(store.list(*filters, namespace=namespace), fmt)
+
+
+def _parse_label_changes(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, str | None]:
+    changes: dict[str, str | None] = {}
+    for text in values:
+        pair = split_label(text)
+        if pair is not None:
+            changes[pair[0]] = pair[1]
+        elif text.endswith("-") and len(text) > 1:
+            changes[text[:-1]] = None
+        else:
+            raise click.BadParameter(f"{text!r} is neither KEY=VALUE nor KEY-.", ctx=ctx, param=param)
+    return changes
+
+
+@click.command()
+@click.argument("container_id", metavar="ID")
+@click.argument("changes", nargs=-1, required=True, metavar="KEY=VALUE|KEY-...", callback=_parse_label_changes)
+@write_options
+@output_options("table")
+@store_options
+def label(
+    container_id: str,
+    changes: dict[str, str | None],
+    actor: str | None,
+    reason: str | None,
+    fmt: Format,
+    db: str,
+    namespace: str,
+) -> None:
+    """Set (KEY=VALUE) or remove (KEY-) labels of the container ID.
+
+    All changes are one update; other labels are kept. KEY= (an empty value)
+    removes the label too. Prints the updated container.
+    """
+    labels = {k: v for k, v in changes.items() if v is not None}
+    paths = [f"labels.{k}" for k in changes]
+    store = open_store(db, actor)
+    updated = store.update(
+        ctrledger.Container(id=container_id, labels=labels), *paths, namespace=namespace, reason=reason
+    )
+    emit([updated], fmt, single=True)
+
+
+@click.command()
+@click.argument("container_id", metavar="ID")
+@click.option("--image", default=None, help="New image reference ('' clears it).")
+@click.option("--spec-file", type=click.File("rb"), help="Read the new runtime spec from this file ('-': stdin).")
+@click.option(
+    "--spec-type", default=None, help="Type URL of the new spec (with --spec-file).  [default: the OCI runtime spec]"
+)
+@click.option("--snapshot-key", default=None, help="New snapshot key ('' clears it).")
+@click.option(
+    "--label", "labels", multiple=True, metavar="KEY=VALUE", callback=parse_label_options,
+    help="Replace all labels with these; repeat for more (see 'label' to change a few).",
+)
+@write_options
+@output_options("table")
+@store_options
+def update(
+    container_id: str,
+    image: str | None,
+    spec_file: IO[bytes] | None,
+    spec_type: str | None,
+    snapshot_key: str | None,
+    labels: dict[str, str],
+    actor: str | None,
+    reason: str | None,
+    fmt: Format,
+    db: str,
+    namespace: str,
+) -> None:
+    """Change the given fields of the container ID; the others are kept.
+
+    Runtime and snapshotter cannot change. Prints the updated container. The
+    spec's default type is the OCI runtime spec:
+
+    \b
+        types.containerd.io/opencontainers/runtime-spec/1/Spec
+    """
+    if spec_type is not None and spec_file is None:
+        raise click.UsageError("--spec-type needs --spec-file.")
+    paths: list[str] = []
+    if image is not None:
+        paths.append("image")
+    spec = None
+    if spec_file is not None:
+        spec = ctrledger.Payload(spec_type or SPEC_TYPE, spec_file.read())
+        paths.append("spec")
+    if snapshot_key is not None:
+        paths.append("snapshotkey")
+    if labels:
+        paths.append("labels")
+    if not paths:
+        raise click.UsageError("Nothing to update: give --image, --spec-file, --snapshot-key or --label.")
+    request = ctrledger.Container(
+        id=container_id, labels=labels, image=image or "", spec=spec, snapshot_key=snapshot_key or ""
+    )
+    store = open_store(db, actor)
+    emit([store.update(request, *paths, namespace=namespace, reason=reason)], fmt, single=True)
+
+
+@click.command()
+@click.argument("container_ids", nargs=-1, required=True, metavar="ID...")
+@write_options
+@store_options
+def rm(container_ids: tuple[str, ...], actor: str | None, reason: str | None, db: str, namespace: str) -> None:
+    """Delete the containers ID...; print each ID deleted.
+
+    Each ID is deleted on its own, in order, as 'ctr containers rm' does: when one
+    fails, its Error line is printed and the others are still deleted; the exit
+    status is then 1. A deleted container's history stays in the log, and its ID
+    can be created again.
+    """
+    store = open_store(db, actor)
+    failed = False
+    for container_id in container_ids:
+        try:
+            store.delete(container_id, namespace=namespace, reason=reason)
+        except ctrledger.StoreError as e:
+            _report(e)
+            failed = True
+        else:
+            click.echo(container_id)
+    if failed:
+        click.get_current_context().exit(1)
+
+
+COMMANDS: tuple[click.Command, ...] = (create, get, ls, label, update, rm)

@@ -1,0 +1,136 @@
+"""The options every command shares, and the helpers that turn them into calls.
+
+============================  ===========================================================
+decorator                     options
+============================  ===========================================================
+``store_options``             ``--db`` (env ``CTRLEDGER_DATABASE_URL``), ``-n/--namespace``
+                              (env ``CTRLEDGER_NAMESPACE``), ``--debug``: on every command
+``write_options``             ``--actor`` (default: the OS user), ``--reason``: on writes
+``output_options(default)``   ``--table``, ``--json``, ``--nl``, ``-q/--quiet``, passed on
+                              as one ``fmt`` parameter; at most one of them
+============================  ===========================================================
+
+Nothing here knows a business rule: ``KEY=VALUE`` parsing only splits text, the
+store decides whether a key or value is acceptable.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import click
+
+import ctrledger
+
+from .output import Format
+
+__all__ = [
+    "DEBUG_KEY",
+    "DEFAULT_DB",
+    "DEFAULT_NAMESPACE",
+    "debugging",
+    "open_store",
+    "output_options",
+    "parse_label_options",
+    "split_label",
+    "store_options",
+    "write_options",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_DB = "./ctrledger.db"
+DEFAULT_NAMESPACE = "default"
+DEBUG_KEY = "ctrledger.debug"
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[DEBUG_KEY] = True
+
+
+def debugging(ctx: click.Context | None = None) -> bool:
+    """Whether ``--debug`` was given (errors then surface with their traceback)."""
+    ctx = ctx or click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get(DEBUG_KEY))
+
+
+def store_options(f: F) -> F:
+    """``--db``, ``-n/--namespace`` and ``--debug``: the options of every command."""
+    f = click.option(
+        "--debug", is_flag=True, expose_value=False, callback=_set_debug,
+        help="Show the traceback of an error instead of a one-line message.",
+    )(f)
+    f = click.option(
+        "-n", "--namespace", default=DEFAULT_NAMESPACE, envvar="CTRLEDGER_NAMESPACE", show_envvar=True,
+        show_default=True, help="Namespace of the containers.",
+    )(f)
+    f = click.option(
+        "--db", default=DEFAULT_DB, envvar="CTRLEDGER_DATABASE_URL", show_envvar=True, show_default=True,
+        metavar="PATH|URL", help="The store: a SQLite file (created if missing).",
+    )(f)
+    return f
+
+
+def write_options(f: F) -> F:
+    """``--actor`` and ``--reason``: recorded with every write."""
+    f = click.option("--reason", default=None, help="Why: recorded with the change.")(f)
+    f = click.option("--actor", default=None, help="Who: recorded with the change.  [default: the OS user]")(f)
+    return f
+
+
+_FORMAT_FLAGS: tuple[tuple[tuple[str, ...], Format, str], ...] = (
+    (("--table",), "table", "Print an aligned table."),
+    (("--json",), "json", "Print JSON."),
+    (("--nl",), "nl", "Print newline-delimited JSON: one container per line."),
+    (("-q", "--quiet"), "quiet", "Print IDs only, one per line."),
+)
+
+
+def output_options(default: Format) -> Callable[[F], F]:
+    """``--table``, ``--json``, ``--nl``, ``-q/--quiet``, passed on as ``fmt`` (``default`` if none).
+
+    Giving two of them is a usage error.
+    """
+
+    def decorator(f: F) -> F:
+        @functools.wraps(f)
+        def command(**kwargs: Any) -> Any:
+            chosen = [value for _, value, _ in _FORMAT_FLAGS if kwargs.pop(f"_format_{value}")]
+            if len(chosen) > 1:
+                raise click.UsageError("Give only one of --table, --json, --nl, -q.")
+            return f(fmt=chosen[0] if chosen else default, **kwargs)
+
+        for flags, value, text in reversed(_FORMAT_FLAGS):
+            click.option(
+                *flags, f"_format_{value}", is_flag=True,
+                help=text + ("  [default]" if value == default else ""),
+            )(command)
+        return cast(F, command)
+
+    return decorator
+
+
+def open_store(db: str, actor: str | None = None) -> ctrledger.Store:
+    """Open the store at ``db`` for the current command; it is closed when the command ends."""
+    store = ctrledger.open(db, client="cli", actor=actor)
+    return click.get_current_context().with_resource(store)
+
+
+def split_label(text: str) -> tuple[str, str] | None:
+    """``"k=v"`` as ``("k", "v")`` (split at the first ``=``); ``None`` without an ``=``."""
+    key, sep, value = text.partition("=")
+    return (key, value) if sep else None
+
+
+def parse_label_options(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    """Click callback: repeated ``--label k=v`` as a dict (a later key wins); a usage error names a bad one."""
+    labels: dict[str, str] = {}
+    for text in values:
+        pair = split_label(text)
+        if pair is None:
+            raise click.BadParameter(f"{text!r} is not KEY=VALUE.", ctx=ctx, param=param)
+        labels[pair[0]] = pair[1]
+    return labels
