@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import InvalidArgument
+from .container import Created, ExtensionsChanged, ImageChanged, LabelsChanged, SnapshotKeyChanged, SpecUpdated
 from .model import Container, Payload, Runtime
 
 __all__ = [
@@ -252,15 +253,6 @@ def event_changes(event: Any, before: Any) -> tuple[FieldChange, ...]:
     Computed from the event itself (it carries only what changed) and the prior
     values, so a history streams without diffing whole records.
     """
-    from .container import (
-        Created,
-        ExtensionsChanged,
-        ImageChanged,
-        LabelsChanged,
-        SnapshotKeyChanged,
-        SpecUpdated,
-    )
-
     if isinstance(event, Created):
         fresh = Container(
             id=event.container_id, labels=event.labels, image=event.image, runtime=event.runtime,

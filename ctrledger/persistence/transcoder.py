@@ -50,9 +50,10 @@ def _default(obj: Any) -> msgpack.ExtType:
     if isinstance(obj, Runtime):
         return msgpack.ExtType(_RUNTIME, packb([obj.name, obj.options]))
     if isinstance(obj, Audit):
+        # Plain strings only inside: decoded by msgpack's C code, with no nested ext.
         return msgpack.ExtType(
             _AUDIT,
-            packb([obj.actor, obj.reason, obj.correlation_id, list(obj.fieldpaths), obj.client]),
+            msgpack.packb([obj.actor, obj.reason, obj.correlation_id, list(obj.fieldpaths), obj.client]),
         )
     if isinstance(obj, UUID):
         return msgpack.ExtType(_UUID, obj.bytes)
@@ -71,7 +72,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
         name, options = unpackb(data)
         return Runtime(name, options)
     if code == _AUDIT:
-        actor, reason, correlation_id, fieldpaths, client = unpackb(data)
+        actor, reason, correlation_id, fieldpaths, client = msgpack.unpackb(data)
         return Audit(actor, reason, correlation_id, tuple(fieldpaths), client)
     if code == _UUID:
         return UUID(bytes=data)
