@@ -14,7 +14,8 @@ from .errors import (
     StoreError,
     Unavailable,
 )
-from .store import Store, open
+from .persistence.integrity import Checkpoint, ConsistencyProof, InclusionProof, Problem, VerifyReport
+from .store import Store, open, verify
 
 __version__ = "0.1.0"
 
@@ -22,20 +23,26 @@ __all__ = [
     "AlreadyExists",
     "AuditRecord",
     "Change",
+    "Checkpoint",
     "Conflict",
+    "ConsistencyProof",
     "Container",
     "Diff",
+    "FailedPrecondition",
     "FieldChange",
     "HistoryEntry",
-    "Position",
-    "Version",
-    "FailedPrecondition",
+    "InclusionProof",
     "InvalidArgument",
     "NotFound",
     "Payload",
+    "Position",
+    "Problem",
     "Runtime",
     "Store",
     "StoreError",
     "Unavailable",
+    "VerifyReport",
+    "Version",
     "open",
+    "verify",
 ]

@@ -63,14 +63,16 @@ from .domain.history import (
 from .domain.model import Audit, Container, Payload
 from .domain.validation import check_record, drop_empty_labels, go_quote, validate_namespace
 from .errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, StoreError, Unavailable
+from .persistence import integrity
 from .persistence.application import LedgerApplication, sqlite_env
+from .persistence.integrity import Checkpoint, ConsistencyProof, InclusionProof, VerifyReport
 from .projections.current import CurrentStateReader, CurrentStateView
 from .projections.runner import InlineRunner, View, catch_up, read_stream
 from .projections.schema import ensure_schema
 from .projections.sqlfilter import register_functions
 from .projections.temporal import AuditView, TemporalReader, TemporalView
 
-__all__ = ["Store", "open"]
+__all__ = ["Store", "open", "verify"]
 
 _MAX_RETRIES = 100
 _CACHE_SIZE = 4096  # aggregates kept for optimistic writes
@@ -128,6 +130,7 @@ class Store:
         self._cache: OrderedDict[str, ContainerAggregate] = OrderedDict()
         self._cache_lock = threading.Lock()
         with self._lock:
+            integrity.upgrade(self._conn)  # a log written without hashes is hashed once, and that recorded
             catch_up(self._conn, self._views, self._app.mapper)
 
     # -- lifecycle ----------------------------------------------------------
@@ -339,6 +342,49 @@ class Store:
             since=times[0], until=times[1], correlation_id=correlation_id, client=client, reason=reason,
         )
         return _closing(rows, conn)
+
+    # -- tamper evidence ----------------------------------------------------------
+
+    def checkpoint(self, *, sign_with: Any = None) -> Checkpoint:
+        """A record of the whole log now (size, root hash, chain hash, time) to keep elsewhere.
+
+        ``sign_with``: an Ed25519 private key (``cryptography``) to sign it with.
+        """
+        conn = self._stream_connection()
+        try:
+            cp = integrity.make_checkpoint(conn, self._clock())
+        finally:
+            conn.close()
+        return cp.sign(sign_with) if sign_with is not None else cp
+
+    def prove(self, position: int, *, checkpoint: Checkpoint | None = None) -> InclusionProof:
+        """The inclusion proof of the event at ``position`` in the log as of ``checkpoint`` (default: now)."""
+        size = checkpoint.size if checkpoint is not None else self._hashed_size()
+        if not isinstance(position, int) or not 1 <= position <= size:
+            raise InvalidArgument(f"position {position!r} is not in a log of {size} events: invalid argument")
+        conn = self._stream_connection()
+        try:
+            return integrity.prove_inclusion(conn, position, size)
+        finally:
+            conn.close()
+
+    def prove_consistency(self, old: Checkpoint, new: Checkpoint | None = None) -> ConsistencyProof:
+        """Proof that the log at ``old`` is a prefix of the log at ``new`` (default: now)."""
+        new_size = new.size if new is not None else self._hashed_size()
+        if old.size > new_size:
+            raise InvalidArgument(f"checkpoint of {old.size} events is newer than {new_size}: invalid argument")
+        conn = self._stream_connection()
+        try:
+            return integrity.prove_consistency(conn, old.size, new_size)
+        finally:
+            conn.close()
+
+    def _hashed_size(self) -> int:
+        conn = self._stream_connection()
+        try:
+            return integrity.hashed_head(conn.cursor())[0]
+        finally:
+            conn.close()
 
     # -- points -----------------------------------------------------------------
 
@@ -626,6 +672,26 @@ def _stored_form(c: Container) -> Container:
     from dataclasses import replace
 
     return replace(c, labels=drop_empty_labels(c.labels), created_at=None, updated_at=None, version=0)
+
+
+def verify(target: Store | str | os.PathLike[str], checkpoint: Checkpoint | None = None) -> VerifyReport:
+    """Walk the log of a store (or of an SQLite file, opened read-only) and check every hash.
+
+    Returns a report, never raises for a bad log: OK with the range covered, or the
+    first bad position and what is wrong. With ``checkpoint``, also checks that the log
+    still holds exactly the prefix the checkpoint recorded.
+    """
+    path = target.path if isinstance(target, Store) else os.fspath(target)
+    if not Path(path).is_file():
+        return VerifyReport(False, 0, 0, "", (integrity.Problem(0, "unreadable", f"no such file: {path}"),))
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+        try:
+            return integrity.verify_database(conn, checkpoint)
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        return VerifyReport(False, 0, 0, "", (integrity.Problem(0, "unreadable", f"{path}: {e}"),))
 
 
 def open(target: str | os.PathLike[str], **options: Any) -> Store:  # noqa: A001

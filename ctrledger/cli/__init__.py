@@ -6,8 +6,11 @@ one place, :class:`LedgerGroup`: a ``ctrledger.StoreError`` becomes the line
 ``Error: <message>`` on stderr and exit status 1 (``--debug``: the traceback
 instead). Usage errors are click's: a message and exit status 2.
 
-Modules: ``options`` (the shared option decorators), ``output`` (a container as
-JSON, newline-delimited JSON, IDs or a table), ``containers`` (the commands).
+Modules: ``options`` (the shared option decorators), ``points`` (``--as-of``,
+``--since`` and ``--until`` text as the store's points), ``output`` (containers and
+history records as JSON, newline-delimited JSON, IDs or a table), ``containers``
+(create, get, ls, label, update, rm), ``history`` (history, diff, changes, audit,
+rebuild).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import click
 
 import ctrledger
 
-from .containers import COMMANDS
+from . import containers, history
 from .options import debugging
 
 __all__ = ["LedgerGroup", "main"]
@@ -54,11 +57,11 @@ class LedgerGroup(click.Group):
 def main() -> None:
     """ctrledger: an event-sourced, containerd-compatible container metadata store.
 
-    Every command takes --db (a SQLite file; env CTRLEDGER_DATABASE_URL) and
-    -n/--namespace (env CTRLEDGER_NAMESPACE). Errors print one 'Error: ...' line
-    and exit 1; usage errors exit 2.
+    Every command takes --db (a SQLite file; env CTRLEDGER_DATABASE_URL) and,
+    but for rebuild, -n/--namespace (env CTRLEDGER_NAMESPACE). Times are UTC.
+    Errors print one 'Error: ...' line and exit 1; usage errors exit 2.
     """
 
 
-for _command in COMMANDS:
+for _command in (*containers.COMMANDS, *history.COMMANDS):
     main.add_command(_command)

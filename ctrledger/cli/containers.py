@@ -22,6 +22,7 @@ from .options import (
     write_options,
 )
 from .output import Format, emit
+from .points import Point, forms, point_option
 
 __all__ = ["COMMANDS", "create", "get", "label", "ls", "rm", "update"]
 
@@ -94,28 +95,41 @@ def create(
 
 @click.command()
 @click.argument("container_id", metavar="ID")
+@click.option(
+    "--as-of", callback=point_option, metavar="TIME|@POS|vN",
+    help=f"Show the container as it was then: {forms(version=True)}.",
+)
 @output_options("json")
 @store_options
-def get(container_id: str, fmt: Format, db: str, namespace: str) -> None:
-    """Print the container ID (pretty-printed JSON by default)."""
+def get(container_id: str, as_of: Point | None, fmt: Format, db: str, namespace: str) -> None:
+    """Print the container ID (pretty-printed JSON by default).
+
+    With --as-of, print it as it was at that point; it is not found if it did not
+    exist then.
+    """
     store = open_store(db)
-    emit([store.get(container_id, namespace=namespace)], fmt, single=True)
+    emit([store.get(container_id, namespace=namespace, as_of=as_of)], fmt, single=True)
 
 
 @click.command()
 @click.argument("filters", nargs=-1, metavar="[FILTER]...")
+@click.option(
+    "--as-of", callback=point_option, metavar="TIME|@POS",
+    help=f"List the containers that existed then, as they were: {forms()}.",
+)
 @output_options("table")
 @store_options
-def ls(filters: tuple[str, ...], fmt: Format, db: str, namespace: str) -> None:
+def ls(filters: tuple[str, ...], as_of: Point | None, fmt: Format, db: str, namespace: str) -> None:
     """List the containers matching any FILTER, sorted by ID.
 
     A FILTER is containerd's: comma-separated selectors that must all match, such
     as 'labels.env==prod,image~=nginx'. Fields: id, image, runtime.name,
     labels.KEY; operators == != ~= (regular expression), or none (the field is
-    present). No FILTER lists every container of the namespace.
+    present). No FILTER lists every container of the namespace. With --as-of,
+    the filters apply to the containers as they were then.
     """
     store = open_store(db)
-    emit(store.list(*filters, namespace=namespace), fmt)
+    emit(store.list(*filters, namespace=namespace, as_of=as_of), fmt)
 
 
 def _parse_label_changes(

@@ -5,6 +5,8 @@ decorator                     options
 ============================  ===========================================================
 ``store_options``             ``--db`` (env ``CTRLEDGER_DATABASE_URL``), ``-n/--namespace``
                               (env ``CTRLEDGER_NAMESPACE``), ``--debug``: on every command
+                              that works in one namespace
+``database_options``          ``--db`` and ``--debug`` alone: on store-wide commands (rebuild)
 ``write_options``             ``--actor`` (default: the OS user), ``--reason``: on writes
 ``output_options(default)``   ``--table``, ``--json``, ``--nl``, ``-q/--quiet``, passed on
                               as one ``fmt`` parameter; at most one of them
@@ -30,6 +32,7 @@ __all__ = [
     "DEBUG_KEY",
     "DEFAULT_DB",
     "DEFAULT_NAMESPACE",
+    "database_options",
     "debugging",
     "open_store",
     "output_options",
@@ -57,21 +60,33 @@ def debugging(ctx: click.Context | None = None) -> bool:
     return bool(ctx is not None and ctx.meta.get(DEBUG_KEY))
 
 
-def store_options(f: F) -> F:
-    """``--db``, ``-n/--namespace`` and ``--debug``: the options of every command."""
-    f = click.option(
+def _debug_option(f: F) -> F:
+    return click.option(
         "--debug", is_flag=True, expose_value=False, callback=_set_debug,
         help="Show the traceback of an error instead of a one-line message.",
     )(f)
+
+
+def _db_option(f: F) -> F:
+    return click.option(
+        "--db", default=DEFAULT_DB, envvar="CTRLEDGER_DATABASE_URL", show_envvar=True, show_default=True,
+        metavar="PATH|URL", help="The store: a SQLite file (created if missing).",
+    )(f)
+
+
+def store_options(f: F) -> F:
+    """``--db``, ``-n/--namespace`` and ``--debug``: the options of every command on one namespace."""
+    f = _debug_option(f)
     f = click.option(
         "-n", "--namespace", default=DEFAULT_NAMESPACE, envvar="CTRLEDGER_NAMESPACE", show_envvar=True,
         show_default=True, help="Namespace of the containers.",
     )(f)
-    f = click.option(
-        "--db", default=DEFAULT_DB, envvar="CTRLEDGER_DATABASE_URL", show_envvar=True, show_default=True,
-        metavar="PATH|URL", help="The store: a SQLite file (created if missing).",
-    )(f)
-    return f
+    return _db_option(f)
+
+
+def database_options(f: F) -> F:
+    """``--db`` and ``--debug``: the options of a command on the whole store."""
+    return _db_option(_debug_option(f))
 
 
 def write_options(f: F) -> F:
@@ -84,29 +99,32 @@ def write_options(f: F) -> F:
 _FORMAT_FLAGS: tuple[tuple[tuple[str, ...], Format, str], ...] = (
     (("--table",), "table", "Print an aligned table."),
     (("--json",), "json", "Print JSON."),
-    (("--nl",), "nl", "Print newline-delimited JSON: one container per line."),
+    (("--nl",), "nl", "Print newline-delimited JSON: one {noun} per line."),
     (("-q", "--quiet"), "quiet", "Print IDs only, one per line."),
 )
 
 
-def output_options(default: Format) -> Callable[[F], F]:
+def output_options(default: Format, *, noun: str = "container", quiet: bool = True) -> Callable[[F], F]:
     """``--table``, ``--json``, ``--nl``, ``-q/--quiet``, passed on as ``fmt`` (``default`` if none).
 
-    Giving two of them is a usage error.
+    ``noun`` is what ``--nl`` prints one of per line; ``quiet=False`` leaves out ``-q``
+    (for commands whose records are not one per container). Giving two of them is a usage error.
     """
+    flags = [flag for flag in _FORMAT_FLAGS if quiet or flag[1] != "quiet"]
+    names = ", ".join(flag[0][0] for flag in flags)
 
     def decorator(f: F) -> F:
         @functools.wraps(f)
         def command(**kwargs: Any) -> Any:
-            chosen = [value for _, value, _ in _FORMAT_FLAGS if kwargs.pop(f"_format_{value}")]
+            chosen = [value for _, value, _ in flags if kwargs.pop(f"_format_{value}")]
             if len(chosen) > 1:
-                raise click.UsageError("Give only one of --table, --json, --nl, -q.")
+                raise click.UsageError(f"Give only one of {names}.")
             return f(fmt=chosen[0] if chosen else default, **kwargs)
 
-        for flags, value, text in reversed(_FORMAT_FLAGS):
+        for opts, value, text in reversed(flags):
             click.option(
-                *flags, f"_format_{value}", is_flag=True,
-                help=text + ("  [default]" if value == default else ""),
+                *opts, f"_format_{value}", is_flag=True,
+                help=text.format(noun=noun) + ("  [default]" if value == default else ""),
             )(command)
         return cast(F, command)
 

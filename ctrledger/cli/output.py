@@ -15,21 +15,50 @@ or ``null``. Times are UTC ISO-8601 with a ``Z``. Labels and extensions are sort
 The table has the columns of ``ctr containers ls`` and a little more: ID, IMAGE, RUNTIME,
 LABELS (``k=v`` joined by commas), VERSION, UPDATED (UTC, to the second). Columns are
 aligned with spaces; an empty cell shows ``-``.
+
+History records (``HistoryEntry``, ``Change``, ``AuditRecord``, ``Diff``) are printed as the
+library's ``to_dict()`` for ``--json``/``--nl``, and as tables whose columns each command
+names. A field change in a table cell (``render_change``):
+
+=============================  =======================================
+``+labels.env=prod``           the field was set (it was absent)
+``-labels.tier``               the field was removed (or the container deleted)
+``image: nginx:1 -> nginx:2``  the field changed
+=============================  =======================================
+
+and a value (``render_value``): a Payload as ``<type_url> (<n> bytes)``, a Runtime as its
+name (with its options' Payload in brackets when it has options), an absent value as ``∅``,
+a string as itself, or JSON-quoted when it is empty or holds a space, a comma, a quote or
+``∅`` (``""``, ``"a b"``). Several changes are joined by ``, ``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import click
 
 import ctrledger
 
-__all__ = ["FORMATS", "Format", "container_to_dict", "emit", "iso_time", "render_table"]
+__all__ = [
+    "FORMATS",
+    "Format",
+    "container_to_dict",
+    "echo_json_array",
+    "emit",
+    "emit_records",
+    "iso_time",
+    "render_change",
+    "render_changes",
+    "render_rows",
+    "render_table",
+    "render_value",
+]
 
 Format = Literal["table", "json", "nl", "quiet"]
 FORMATS: tuple[Format, ...] = ("table", "json", "nl", "quiet")
@@ -87,16 +116,23 @@ def _printable(text: str) -> str:
 
 def _row(c: ctrledger.Container) -> list[str]:
     labels = ",".join(f"{k}={c.labels[k]}" for k in sorted(c.labels))
-    cells = [c.id, c.image, c.runtime.name, labels, str(c.version), iso_time(c.updated_at, "seconds") or ""]
-    return [_printable(cell) or "-" for cell in cells]
+    return [c.id, c.image, c.runtime.name, labels, str(c.version), iso_time(c.updated_at, "seconds") or ""]
+
+
+def render_rows(columns: Sequence[str], cells: Iterable[Sequence[str]]) -> str:
+    """An aligned table: the header line ``columns``, then a line per row of ``cells``.
+
+    Unprintable characters are escaped and an empty cell shows ``-``.
+    """
+    rows = [list(columns), *([_printable(cell) or "-" for cell in row] for row in cells)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
 
 
 def render_table(containers: Sequence[ctrledger.Container]) -> str:
     """The containers as an aligned table with a header line (just the header when empty)."""
-    rows = [list(COLUMNS), *(_row(c) for c in containers)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return "\n".join(lines)
+    return render_rows(COLUMNS, (_row(c) for c in containers))
 
 
 def emit(containers: Sequence[ctrledger.Container], fmt: Format, *, single: bool = False) -> None:
@@ -112,3 +148,75 @@ def emit(containers: Sequence[ctrledger.Container], fmt: Format, *, single: bool
         click.echo(json.dumps(dicts[0] if single and len(dicts) == 1 else dicts, indent=2))
     else:
         click.echo(render_table(containers))
+
+
+# -- history records ----------------------------------------------------------------
+
+R = TypeVar("R")
+
+ABSENT = "\u2205"  # ∅
+_BARE = re.compile(r'[^\s,"\u2205]+')
+
+
+def render_value(value: object) -> str:
+    """One value of a field change, for a table cell (see the module docstring)."""
+    if value is None:
+        return ABSENT
+    if isinstance(value, ctrledger.Payload):
+        size = len(value.value)
+        return f"{value.type_url} ({size} byte{'' if size == 1 else 's'})"
+    if isinstance(value, ctrledger.Runtime):
+        return value.name if value.options is None else f"{value.name} [{render_value(value.options)}]"
+    if isinstance(value, str):
+        return value if _BARE.fullmatch(value) else json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def render_change(change: ctrledger.FieldChange) -> str:
+    """``+field=new``, ``-field`` or ``field: old -> new``."""
+    if change.old is None:
+        return f"+{change.field}={render_value(change.new)}"
+    if change.new is None:
+        return f"-{change.field}"
+    return f"{change.field}: {render_value(change.old)} -> {render_value(change.new)}"
+
+
+def render_changes(changes: Iterable[ctrledger.FieldChange]) -> str:
+    """The changes of one record, joined by ``, `` (``""`` for none)."""
+    return ", ".join(render_change(c) for c in changes)
+
+
+def echo_json_array(items: Iterable[Any]) -> None:
+    """Print ``items`` as ``json.dumps(list(items), indent=2)`` would, one item at a time."""
+    first = True
+    for item in items:
+        text = json.dumps(item, indent=2).replace("\n", "\n  ")
+        click.echo(("[\n  " if first else ",\n  ") + text, nl=False)
+        first = False
+    click.echo("[]" if first else "\n]")
+
+
+def emit_records(
+    records: Iterable[R],
+    fmt: Format,
+    *,
+    columns: Sequence[str],
+    row: Callable[[R], Sequence[str]],
+    to_dict: Callable[[R], dict[str, Any]],
+    ident: Callable[[R], str] | None = None,
+) -> None:
+    """Print ``records`` in ``fmt``: a table of ``columns`` (a ``row`` each), JSON of ``to_dict``,
+    or (``quiet``) the ``ident`` of each. Only the table waits for every record (for its widths).
+    """
+    if fmt == "quiet":
+        if ident is None:
+            raise ValueError("quiet output needs an ident")  # a command offering -q must give one
+        for r in records:
+            click.echo(ident(r))
+    elif fmt == "nl":
+        for r in records:
+            click.echo(json.dumps(to_dict(r)))
+    elif fmt == "json":
+        echo_json_array(to_dict(r) for r in records)
+    else:
+        click.echo(render_rows(columns, [row(r) for r in records]))

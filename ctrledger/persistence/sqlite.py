@@ -5,7 +5,8 @@
 * every connection sets ``PRAGMA synchronous`` explicitly (``FULL`` by default, so an
   acknowledged write survives a crash or power loss; ``NORMAL`` is an explicit opt-in)
   and ``foreign_keys``/``busy_timeout``;
-* its application recorder, ``LedgerSQLiteRecorder``, runs *inline hooks* inside the
+* its application recorder, ``LedgerSQLiteRecorder``, hashes and chains every event in the
+  append transaction (``integrity.py``: tamper evidence), and runs *inline hooks* inside the
   append transaction, after the events are inserted. A hook receives the cursor, the
   domain events and their notification ids (log positions): the read models use it to
   apply the new events in the same transaction as the append, so a reader in any
@@ -28,6 +29,8 @@ from eventsourcing.sqlite import (
     SQLiteFactory,
 )
 from eventsourcing.utils import Environment, EnvType
+
+from . import integrity
 
 __all__ = ["InlineHook", "LedgerSQLiteFactory", "LedgerSQLiteRecorder", "SYNCHRONOUS_MODES"]
 
@@ -60,6 +63,13 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name)
         self.inline_hooks: list[InlineHook] = []
+        # Tamper evidence (always on; an attribute only so a benchmark can measure its cost).
+        self.hash_events: Callable[[sqlite3.Cursor, list[tuple[int, str, int, str, bytes]]], None] = (
+            integrity.append_hashes
+        )
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *integrity.CREATE_STATEMENTS]
 
     def _insert_events(
         self,
@@ -72,6 +82,13 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         # Insert first: the INSERT takes SQLite's write lock before any hook reads,
         # so a deferred transaction never fails with SQLITE_BUSY_SNAPSHOT.
         positions = super()._insert_events(c, stored_events, **kwargs)
+        assert positions is not None
+        # Tamper evidence: hash and chain the events where their order is decided.
+        self.hash_events(
+            c.sqlite_cursor,
+            [(p, str(s.originator_id), s.originator_version, s.topic, s.state)
+             for p, s in zip(positions, stored_events, strict=True)],
+        )
         if inline_events and self.inline_hooks:
             assert positions is not None and len(positions) == len(inline_events)
             for hook in self.inline_hooks:

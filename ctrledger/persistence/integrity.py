@@ -1,0 +1,549 @@
+"""Tamper evidence: every event hashed and chained where its order is decided (the append).
+
+For the event at log position ``p`` (``stream``, ``version``, ``topic``, ``state`` as stored):
+
+* ``leaf_p  = SHA-256(0x00 || msgpack([stream, version, topic, state]))``
+* ``chain_p = SHA-256(chain_{p-1} || p as 8 bytes big-endian || leaf_p)``, ``chain_0`` = 32 zero bytes
+* the leaves form an RFC 6962 Merkle tree (``merkle.py``), whose complete subtrees are
+  stored as they complete, so roots and proofs cost O(log n).
+
+Tables (in the log's own file, written in the append transaction):
+``event_hashes(position, leaf, chain)``, ``merkle_nodes(level, idx, hash)``,
+``ledger_meta(key, value)`` (the log's random ``log_id``) and ``integrity_upgrades``
+(when a log written without hashes was hashed in place).
+
+What is guaranteed: changing, deleting, inserting or reordering any event, or moving it
+to another stream, is detected by ``verify`` from the database alone, unless the
+attacker also rewrites the hashes; then it is detected against any checkpoint taken
+before the edit (the root no longer matches), and localised to the range of events the
+first differing subtree covers. Not guaranteed: an attacker who can rewrite the log, its
+hashes *and every checkpoint you kept* cannot be detected; keep checkpoints elsewhere
+(print, sign, commit them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import msgpack
+
+from .merkle import (
+    EMPTY_ROOT,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    node_hash,
+    subtree_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+
+__all__ = [
+    "Checkpoint",
+    "ConsistencyProof",
+    "InclusionProof",
+    "Problem",
+    "VerifyReport",
+    "event_leaf",
+    "verify_rows",
+]
+
+ZERO = bytes(32)
+
+CREATE_STATEMENTS = [
+    "CREATE TABLE IF NOT EXISTS event_hashes (position INTEGER PRIMARY KEY, leaf BLOB NOT NULL, chain BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS merkle_nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, "
+    "PRIMARY KEY (level, idx)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "INSERT OR IGNORE INTO ledger_meta(key, value) VALUES ('log_id', lower(hex(randomblob(16))))",
+    "CREATE TABLE IF NOT EXISTS integrity_upgrades (id INTEGER PRIMARY KEY, upgraded_at TEXT NOT NULL, "
+    "first_position INTEGER NOT NULL, last_position INTEGER NOT NULL, note TEXT NOT NULL)",
+]
+
+
+def event_leaf(stream: str, version: int, topic: str, state: bytes) -> bytes:
+    """The leaf hash of one stored event (what an auditor recomputes from an event copy)."""
+    return leaf_hash(msgpack.packb([stream, version, topic, bytes(state)], use_bin_type=True))
+
+
+def chain_hash(previous: bytes, position: int, leaf: bytes) -> bytes:
+    return hashlib.sha256(previous + position.to_bytes(8, "big") + leaf).digest()
+
+
+# -- writing ---------------------------------------------------------------------
+
+
+def _append_one(cur: sqlite3.Cursor, position: int, leaf: bytes, previous: bytes) -> bytes:
+    chain = chain_hash(previous, position, leaf)
+    cur.execute("INSERT INTO event_hashes(position, leaf, chain) VALUES (?,?,?)", (position, leaf, chain))
+    idx, level, h = position - 1, 0, leaf
+    cur.execute("INSERT INTO merkle_nodes(level, idx, hash) VALUES (0,?,?)", (idx, h))
+    while idx & 1:
+        left = cur.execute("SELECT hash FROM merkle_nodes WHERE level=? AND idx=?", (level, idx - 1)).fetchone()[0]
+        h = node_hash(left, h)
+        level, idx = level + 1, idx >> 1
+        cur.execute("INSERT INTO merkle_nodes(level, idx, hash) VALUES (?,?,?)", (level, idx, h))
+    return chain
+
+
+def hashed_head(cur: sqlite3.Cursor) -> tuple[int, bytes]:
+    row = cur.execute("SELECT position, chain FROM event_hashes ORDER BY position DESC LIMIT 1").fetchone()
+    return (0, ZERO) if row is None else (int(row[0]), bytes(row[1]))
+
+
+def append_hashes(cur: sqlite3.Cursor, rows: Iterable[tuple[int, str, int, str, bytes]]) -> None:
+    """Hash and chain newly appended events (position, stream, version, topic, state), in order.
+
+    Runs inside the append transaction. Events appended earlier without hashes (an
+    older writer) are hashed first, so the chain never has a hole.
+    """
+    rows = list(rows)
+    if not rows:
+        return
+    first = rows[0][0]
+    row = cur.execute("SELECT chain FROM event_hashes WHERE position=?", (first - 1,)).fetchone()
+    if row is not None or first == 1:
+        previous = ZERO if row is None else bytes(row[0])
+    else:
+        previous = hash_missing(cur, before=first)
+    for position, stream, version, topic, state in rows:
+        previous = _append_one(cur, position, event_leaf(stream, version, topic, state), previous)
+
+
+def hash_missing(cur: sqlite3.Cursor, before: int | None = None) -> bytes:
+    """Hash every event after the last hashed one (and before ``before``); return the chain head."""
+    done, previous = hashed_head(cur)
+    sql = "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events WHERE rowid > ?"
+    params: list[Any] = [done]
+    if before is not None:
+        sql += " AND rowid < ?"
+        params.append(before)
+    for position, stream, version, topic, state in cur.execute(sql + " ORDER BY rowid", params).fetchall():
+        previous = _append_one(cur, int(position), event_leaf(stream, version, topic, state), previous)
+    return previous
+
+
+def upgrade(conn: sqlite3.Connection) -> tuple[int, int] | None:
+    """Hash a log written without hashes, in place, once; record the upgrade. Returns its range."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        cur = conn.cursor()
+        for statement in CREATE_STATEMENTS:
+            cur.execute(statement)
+        done, _ = hashed_head(cur)
+        head = cur.execute("SELECT COALESCE(MAX(rowid), 0) FROM stored_events").fetchone()[0]
+        if head <= done:
+            conn.execute("COMMIT")
+            return None
+        hash_missing(cur)
+        cur.execute(
+            "INSERT INTO integrity_upgrades(upgraded_at, first_position, last_position, note) VALUES (?,?,?,?)",
+            (datetime.now(UTC).isoformat(), done + 1, head, "events written without hashes were hashed in place"),
+        )
+        conn.execute("COMMIT")
+        return done + 1, head
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+# -- checkpoints and proofs ---------------------------------------------------------
+
+
+def _hex(b: bytes) -> str:
+    return b.hex()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A small record of the whole log at one size, to keep elsewhere (print it, sign it, commit it).
+
+    ``frontier`` holds the roots of the complete subtrees that make up the tree (largest
+    first); with it ``verify`` can say which range of events a rewrite touched.
+    """
+
+    log_id: str
+    size: int
+    root: str
+    chain: str
+    frontier: tuple[str, ...]
+    created_at: datetime
+    key_id: str = ""
+    signature: str = ""
+
+    def payload(self) -> bytes:
+        """The canonical bytes a signature covers (everything but the signature)."""
+        body = self.to_dict()
+        body.pop("signature")
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    def sign(self, private_key: Any) -> Checkpoint:
+        """This checkpoint signed with an Ed25519 private key (``cryptography``)."""
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        key_id = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+        unsigned = replace(self, key_id=key_id, signature="")
+        return replace(unsigned, signature=private_key.sign(unsigned.payload()).hex())
+
+    def verify_signature(self, public_key: Any) -> bool:
+        """Whether the signature is valid for ``public_key`` (an Ed25519 public key)."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        if not self.signature:
+            return False
+        if public_key.public_bytes(Encoding.Raw, PublicFormat.Raw).hex() != self.key_id:
+            return False
+        try:
+            public_key.verify(bytes.fromhex(self.signature), self.payload())
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "log_id": self.log_id, "size": self.size, "root": self.root, "chain": self.chain,
+            "frontier": list(self.frontier), "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+            "key_id": self.key_id, "signature": self.signature,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Checkpoint:
+        return cls(
+            log_id=d["log_id"], size=int(d["size"]), root=d["root"], chain=d["chain"],
+            frontier=tuple(d["frontier"]), created_at=datetime.fromisoformat(d["created_at"].replace("Z", "+00:00")),
+            key_id=d.get("key_id", ""), signature=d.get("signature", ""),
+        )
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    """The path that ties one event's leaf to a tree root: checkable with hashes alone."""
+
+    position: int
+    size: int
+    leaf: str
+    path: tuple[str, ...]
+    root: str
+
+    def verify(self, checkpoint: Checkpoint | None = None, *, event: tuple[str, int, str, bytes] | None = None) -> bool:
+        """True if the path leads from the leaf to the root (and the root is the checkpoint's,
+        and the leaf is ``event``'s ``(stream, version, topic, state)``, when given)."""
+        if checkpoint is not None and (checkpoint.root != self.root or checkpoint.size != self.size):
+            return False
+        if event is not None and event_leaf(*event).hex() != self.leaf:
+            return False
+        return verify_inclusion(
+            bytes.fromhex(self.leaf), self.position - 1, self.size, [bytes.fromhex(p) for p in self.path],
+            bytes.fromhex(self.root),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"position": self.position, "size": self.size, "leaf": self.leaf, "path": list(self.path),
+                "root": self.root}
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    """Proof that the log at ``old_size`` is a prefix of the log at ``new_size``."""
+
+    old_size: int
+    new_size: int
+    old_root: str
+    new_root: str
+    path: tuple[str, ...]
+
+    def verify(self, old: Checkpoint | None = None, new: Checkpoint | None = None) -> bool:
+        if old is not None and (old.root, old.size) != (self.old_root, self.old_size):
+            return False
+        if new is not None and (new.root, new.size) != (self.new_root, self.new_size):
+            return False
+        return verify_consistency(
+            self.old_size, self.new_size, bytes.fromhex(self.old_root), bytes.fromhex(self.new_root),
+            [bytes.fromhex(p) for p in self.path],
+        )
+
+
+def _node_reader(conn: sqlite3.Connection | sqlite3.Cursor) -> Callable[[int, int], bytes]:
+    def node(level: int, idx: int) -> bytes:
+        row = conn.execute("SELECT hash FROM merkle_nodes WHERE level=? AND idx=?", (level, idx)).fetchone()
+        if row is None:
+            raise LookupError(f"Merkle node ({level}, {idx}) is missing")
+        return bytes(row[0])
+
+    return node
+
+
+def _frontier_ranges(size: int) -> list[tuple[int, int]]:
+    """The complete aligned subtrees that make up a tree of ``size`` leaves, largest first."""
+    out, start = [], 0
+    for bit in range(size.bit_length() - 1, -1, -1):
+        if size >> bit & 1:
+            out.append((start, start + (1 << bit)))
+            start += 1 << bit
+    return out
+
+
+def _fold(frontier: list[bytes]) -> bytes:
+    if not frontier:
+        return EMPTY_ROOT
+    h = frontier[-1]
+    for left in reversed(frontier[:-1]):
+        h = node_hash(left, h)
+    return h
+
+
+def make_checkpoint(conn: sqlite3.Connection, now: datetime) -> Checkpoint:
+    """A checkpoint of everything hashed so far (one read transaction)."""
+    conn.execute("BEGIN")
+    try:
+        size, chain = hashed_head(conn.cursor())
+        node = _node_reader(conn)
+        frontier = [subtree_hash(node, a, b) for a, b in _frontier_ranges(size)]
+        log_id = conn.execute("SELECT value FROM ledger_meta WHERE key='log_id'").fetchone()[0]
+    finally:
+        conn.execute("COMMIT")
+    return Checkpoint(
+        log_id=log_id, size=size, root=_fold(frontier).hex(), chain=chain.hex(),
+        frontier=tuple(f.hex() for f in frontier), created_at=now,
+    )
+
+
+def prove_inclusion(conn: sqlite3.Connection, position: int, size: int) -> InclusionProof:
+    node = _node_reader(conn)
+    leaf = node(0, position - 1)
+    path = inclusion_proof(node, position - 1, size)
+    return InclusionProof(position, size, leaf.hex(), tuple(p.hex() for p in path),
+                          subtree_hash(node, 0, size).hex())
+
+
+def prove_consistency(conn: sqlite3.Connection, old_size: int, new_size: int) -> ConsistencyProof:
+    node = _node_reader(conn)
+    path = consistency_proof(node, old_size, new_size)
+    return ConsistencyProof(old_size, new_size, subtree_hash(node, 0, old_size).hex(),
+                            subtree_hash(node, 0, new_size).hex(), tuple(p.hex() for p in path))
+
+
+# -- verification ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the log, at a position."""
+
+    position: int
+    kind: str  # content changed | event missing | event inserted | order changed | chain broken | tree broken
+    #            | truncated | history rewritten | wrong log
+    detail: str
+
+    def __str__(self) -> str:
+        return f"position {self.position}: {self.kind}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What ``verify`` found: OK with the range covered, or the problems, first one first."""
+
+    ok: bool
+    first: int
+    last: int
+    root: str
+    problems: tuple[Problem, ...] = field(default=())
+    checkpoint_size: int | None = None
+
+    @property
+    def first_problem(self) -> Problem | None:
+        return self.problems[0] if self.problems else None
+
+    def __str__(self) -> str:
+        if self.ok:
+            covered = f"positions {self.first}-{self.last}" if self.last else "an empty log"
+            extra = f", consistent with the checkpoint at {self.checkpoint_size}" if self.checkpoint_size else ""
+            return f"OK: {covered} verified{extra}"
+        more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        return f"FAILED at {self.problems[0]}{more}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok, "first": self.first, "last": self.last, "root": self.root,
+            "checkpoint_size": self.checkpoint_size,
+            "problems": [{"position": p.position, "kind": p.kind, "detail": p.detail} for p in self.problems],
+        }
+
+
+Row = tuple[int, str, int, str, bytes]
+HashRow = tuple[int, bytes, bytes]
+MAX_PROBLEMS = 100
+
+
+def _push(frontier: list[tuple[int, bytes]], leaf: bytes) -> list[tuple[int, bytes]]:
+    """Add a leaf to a right-edge frontier; return the nodes it completed (level, hash)."""
+    level, h, completed = 0, leaf, []
+    while frontier and frontier[-1][0] == level:
+        h = node_hash(frontier.pop()[1], h)
+        level += 1
+        completed.append((level, h))
+    frontier.append((level, h))
+    return completed
+
+
+def _merge(events: Iterator[Row], hashes: Iterator[HashRow]) -> Iterator[tuple[int, Row | None, HashRow | None]]:
+    e, h = next(events, None), next(hashes, None)
+    while e is not None or h is not None:
+        ep = e[0] if e is not None else None
+        hp = h[0] if h is not None else None
+        if hp is None or (ep is not None and ep < hp):
+            yield ep, e, None  # type: ignore[misc]
+            e = next(events, None)
+        elif ep is None or hp < ep:
+            yield hp, None, h
+            h = next(hashes, None)
+        else:
+            yield ep, e, h
+            e, h = next(events, None), next(hashes, None)
+
+
+def verify_rows(
+    events: Iterable[Row],
+    hashes: Iterable[HashRow] | None,
+    *,
+    checkpoint: Checkpoint | None = None,
+    log_id: str | None = None,
+    stored_nodes: Callable[[int, int], bytes | None] | None = None,
+    where_is_leaf: Callable[[bytes], int | None] | None = None,
+) -> VerifyReport:
+    """Walk a log (events in position order, with their stored hashes if any) and check it.
+
+    Recomputes every leaf, the chain and the Merkle tree; compares them with the stored
+    hashes (when given) and the tree with the stored nodes and the checkpoint (when
+    given). Never raises for a bad log: the report says what is wrong.
+    """
+    problems: list[Problem] = []
+
+    def problem(position: int, kind: str, detail: str) -> None:
+        if len(problems) < MAX_PROBLEMS:
+            problems.append(Problem(position, kind, detail))
+
+    if checkpoint is not None and log_id is not None and checkpoint.log_id != log_id:
+        problem(0, "wrong log", f"the checkpoint is of log {checkpoint.log_id}, this is log {log_id}")
+    expected_pos, chain = 1, ZERO
+    frontier: list[tuple[int, bytes]] = []  # (level, hash), largest first
+    recorded_frontier: list[tuple[int, bytes]] = []
+    checkpoint_frontier: list[bytes] | None = None
+    first = last = 0
+    hash_iter: Iterator[HashRow] = iter(hashes) if hashes is not None else iter(())
+    for position, row, stored in _merge(iter(events), hash_iter):
+        if position != expected_pos:
+            problem(expected_pos, "event missing",
+                    f"positions {expected_pos}-{position - 1} are absent from the log")
+            expected_pos = position
+        if row is None:
+            problem(position, "event missing", "the event's hash is recorded but the event is gone")
+            leaf = stored[1] if stored is not None else ZERO
+        else:
+            _, stream, version, topic, state = row
+            leaf = event_leaf(stream, version, topic, state)
+            if hashes is not None and stored is None:
+                problem(position, "event inserted", "an event with no recorded hash (added outside the store)")
+            elif stored is not None and stored[1] != leaf:
+                elsewhere = where_is_leaf(leaf) if where_is_leaf is not None and len(problems) < 10 else None
+                if elsewhere is not None and elsewhere != position:
+                    problem(position, "order changed", f"this event was recorded at position {elsewhere}")
+                else:
+                    problem(position, "content changed",
+                            f"its stream, version, topic or state differ from what was recorded "
+                            f"(now {stream!r} v{version} {topic})")
+        # Each recorded link must follow from the recorded link before it; checking links
+        # one by one names the broken one instead of every position after it.
+        if stored is not None:
+            if stored[2] != chain_hash(chain, position, stored[1]):
+                problem(position, "chain broken", "the recorded chain hash does not follow from the one before it")
+            chain = stored[2]
+        else:
+            chain = chain_hash(chain, position, leaf)
+        # The tree of the events as they are now (for the checkpoint), and the tree of the
+        # recorded leaves (for the stored nodes, so a changed event is not reported again
+        # as a broken node at every level above it).
+        _push(frontier, leaf)
+        if stored_nodes is not None:
+            for level, node in _push(recorded_frontier, stored[1] if stored is not None else leaf):
+                # the node completed here covers the 2**level leaves ending at this position
+                recorded = stored_nodes(level, (position >> level) - 1)
+                if recorded is not None and recorded != node:
+                    problem(position, "tree broken", f"the stored Merkle node at level {level} does not match")
+        first = first or position
+        last = position
+        if checkpoint is not None and position == checkpoint.size:
+            checkpoint_frontier = [f for _, f in frontier]
+        expected_pos = position + 1
+    root = _fold([f for _, f in frontier])
+    size_checked = None
+    if checkpoint is not None:
+        size_checked = checkpoint.size
+        if last < checkpoint.size:
+            problem(last + 1, "truncated",
+                    f"the checkpoint covers {checkpoint.size} events; the log now ends at position {last}")
+        elif (
+            checkpoint_frontier is not None
+            and _fold(checkpoint_frontier).hex() != checkpoint.root
+            and not any(p.position <= checkpoint.size for p in problems)  # already named precisely
+        ):
+            start = 1
+            for (a, b), (mine, theirs) in zip(
+                _frontier_ranges(checkpoint.size), zip(checkpoint_frontier, checkpoint.frontier, strict=False),
+                strict=False,
+            ):
+                if mine.hex() != theirs:
+                    start = a + 1
+                    problem(start, "history rewritten",
+                            f"events {a + 1}-{b} no longer hash to what the checkpoint recorded "
+                            f"(the log was changed and re-hashed at or after position {a + 1}, at or before {b})")
+                    break
+            else:
+                problem(1, "history rewritten", "the log no longer hashes to the checkpoint's root")
+    problems.sort(key=lambda p: p.position)
+    return VerifyReport(not problems, first, last, root.hex(), tuple(problems), size_checked)
+
+
+def verify_database(conn: sqlite3.Connection, checkpoint: Checkpoint | None = None) -> VerifyReport:
+    """Verify the log in an SQLite file (``conn``: a connection of its own)."""
+    # Tampered text must not stop the walk: undecodable bytes are kept, and then differ.
+    conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
+    try:
+        log_id_row = conn.execute("SELECT value FROM ledger_meta WHERE key='log_id'").fetchone()
+    except sqlite3.Error:
+        log_id_row = None
+    events = conn.cursor().execute(
+        "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events ORDER BY rowid")
+    hashes = conn.cursor().execute("SELECT position, leaf, chain FROM event_hashes ORDER BY position")
+    node_cur = conn.cursor()
+
+    def stored_node(level: int, idx: int) -> bytes | None:
+        if idx < 0:
+            return None
+        row = node_cur.execute("SELECT hash FROM merkle_nodes WHERE level=? AND idx=?", (level, idx)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    leaf_cur = conn.cursor()
+
+    def where_is_leaf(leaf: bytes) -> int | None:
+        row = leaf_cur.execute("SELECT position FROM event_hashes WHERE leaf=? LIMIT 1", (leaf,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def as_bytes(value: Any) -> bytes:
+        return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value or b"")
+
+    return verify_rows(
+        ((int(r[0]), r[1], int(r[2]), r[3], as_bytes(r[4])) for r in events),
+        ((int(r[0]), bytes(r[1]), bytes(r[2])) for r in hashes),
+        checkpoint=checkpoint,
+        log_id=None if log_id_row is None else log_id_row[0],
+        stored_nodes=stored_node,
+        where_is_leaf=where_is_leaf,
+    )
