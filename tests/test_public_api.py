@@ -28,8 +28,8 @@ def test_exports_are_pinned() -> None:
         "Store",
         "StoreError",
         "Unavailable",
-        "Version",
         "VerifyReport",
+        "Version",
         "open",
         "verify",
     ]
