@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from eventsourcing.persistence import IntegrityError, Mapper, PersistenceError, StoredEvent
 
@@ -75,6 +75,7 @@ from .projections.temporal import AuditView, TemporalReader, TemporalView
 __all__ = ["Store", "open", "verify"]
 
 _MAX_RETRIES = 100
+T = TypeVar("T")
 _CACHE_SIZE = 4096  # aggregates kept for optimistic writes
 Clock = Callable[[], datetime]
 
@@ -130,7 +131,7 @@ class Store:
         self._cache: OrderedDict[str, ContainerAggregate] = OrderedDict()
         self._cache_lock = threading.Lock()
         with self._lock:
-            integrity.upgrade(self._conn)  # a log written without hashes is hashed once, and that recorded
+            self._write(integrity.upgrade)  # a log written without hashes is hashed once, and that recorded
             catch_up(self._conn, self._views, self._app.mapper)
 
     # -- lifecycle ----------------------------------------------------------
@@ -350,11 +351,7 @@ class Store:
 
         ``sign_with``: an Ed25519 private key (``cryptography``) to sign it with.
         """
-        conn = self._stream_connection()
-        try:
-            cp = integrity.make_checkpoint(conn, self._clock())
-        finally:
-            conn.close()
+        cp = self._read(lambda db: integrity.make_checkpoint(db, self._clock()))
         return cp.sign(sign_with) if sign_with is not None else cp
 
     def prove(self, position: int, *, checkpoint: Checkpoint | None = None) -> InclusionProof:
@@ -362,29 +359,43 @@ class Store:
         size = checkpoint.size if checkpoint is not None else self._hashed_size()
         if not isinstance(position, int) or not 1 <= position <= size:
             raise InvalidArgument(f"position {position!r} is not in a log of {size} events: invalid argument")
-        conn = self._stream_connection()
         try:
-            return integrity.prove_inclusion(conn, position, size)
-        finally:
-            conn.close()
+            return self._read(lambda db: integrity.prove_inclusion(db, position, size))
+        except LookupError as e:
+            raise InvalidArgument(f"{e}: invalid argument") from None
 
     def prove_consistency(self, old: Checkpoint, new: Checkpoint | None = None) -> ConsistencyProof:
         """Proof that the log at ``old`` is a prefix of the log at ``new`` (default: now)."""
         new_size = new.size if new is not None else self._hashed_size()
         if old.size > new_size:
             raise InvalidArgument(f"checkpoint of {old.size} events is newer than {new_size}: invalid argument")
+        return self._read(lambda db: integrity.prove_consistency(db, old.size, new_size))
+
+    def _hashed_size(self) -> int:
+        return self._read(lambda db: integrity.hashed_head(db)[0])
+
+    def _read(self, work: Callable[[integrity.Sql], T]) -> T:
+        """Run ``work`` in one read transaction on a connection of its own."""
         conn = self._stream_connection()
         try:
-            return integrity.prove_consistency(conn, old.size, new_size)
+            conn.execute("BEGIN")
+            try:
+                return work(integrity.Sql(conn.cursor()))
+            finally:
+                conn.execute("COMMIT")
         finally:
             conn.close()
 
-    def _hashed_size(self) -> int:
-        conn = self._stream_connection()
+    def _write(self, work: Callable[[integrity.Sql], T]) -> T:
+        """Run ``work`` in one write transaction on the store's own connection (lock held)."""
+        self._conn.execute("BEGIN IMMEDIATE")
         try:
-            return integrity.hashed_head(conn.cursor())[0]
-        finally:
-            conn.close()
+            result = work(integrity.Sql(self._conn.cursor()))
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+        return result
 
     # -- points -----------------------------------------------------------------
 

@@ -78,7 +78,7 @@ def rechain(edit: Callable[[sqlite3.Connection], None]) -> Callable[[sqlite3.Con
         edit(conn)
         conn.execute("DELETE FROM event_hashes")
         conn.execute("DELETE FROM merkle_nodes")
-        integrity.hash_missing(conn.cursor())
+        integrity.hash_missing(integrity.Sql(conn.cursor()))
 
     return both
 
@@ -97,6 +97,8 @@ MATRIX = [
     pytest.param(sql("DELETE FROM stored_events WHERE rowid=11"), 11, "event missing", id="delete-middle-row"),
     pytest.param(sql(f"DELETE FROM stored_events WHERE rowid={EVENTS}"), EVENTS, "event missing",
                  id="delete-last-row"),
+    pytest.param(sql("DELETE FROM stored_events WHERE rowid=13", "DELETE FROM event_hashes WHERE position=13"),
+                 13, "event missing", id="delete-middle-row-and-its-hash"),
     pytest.param(SWAP, 9, "order changed", id="swap-two-positions"),
     pytest.param(sql("UPDATE stored_events SET originator_id='other/c3' WHERE rowid=4"), 4, "content changed",
                  id="move-to-another-stream"),

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -56,15 +56,56 @@ __all__ = [
 
 ZERO = bytes(32)
 
+# Table names and the log's position column are formatted in per backend (see ``Sql``).
 CREATE_STATEMENTS = [
-    "CREATE TABLE IF NOT EXISTS event_hashes (position INTEGER PRIMARY KEY, leaf BLOB NOT NULL, chain BLOB NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS merkle_nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, "
-    "PRIMARY KEY (level, idx)) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "INSERT OR IGNORE INTO ledger_meta(key, value) VALUES ('log_id', lower(hex(randomblob(16))))",
-    "CREATE TABLE IF NOT EXISTS integrity_upgrades (id INTEGER PRIMARY KEY, upgraded_at TEXT NOT NULL, "
-    "first_position INTEGER NOT NULL, last_position INTEGER NOT NULL, note TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {event_hashes} (seq INTEGER PRIMARY KEY, position BIGINT NOT NULL UNIQUE, "
+    "leaf {blob} NOT NULL, chain {blob} NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {merkle_nodes} (level INTEGER NOT NULL, idx BIGINT NOT NULL, hash {blob} NOT NULL, "
+    "PRIMARY KEY (level, idx)){clustered}",
+    "CREATE TABLE IF NOT EXISTS {ledger_meta} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "INSERT INTO {ledger_meta}(key, value) VALUES ('log_id', {random_id}) ON CONFLICT (key) DO NOTHING",
+    "CREATE TABLE IF NOT EXISTS {integrity_upgrades} (upgraded_at TEXT NOT NULL, "
+    "first_position BIGINT NOT NULL, last_position BIGINT NOT NULL, note TEXT NOT NULL)",
 ]
+
+
+class Sql:
+    """Runs this module's SQL on one backend's cursor.
+
+    Statements are written once, with ``?`` placeholders and ``{table}`` names; SQLite
+    uses them as they are, PostgreSQL gets ``%s`` and schema-qualified names.
+    """
+
+    def __init__(
+        self, cursor: Any, *, placeholder: str = "?", names: dict[str, str] | None = None,
+    ) -> None:
+        self.cursor = cursor
+        self.placeholder = placeholder
+        self.names = {
+            "event_hashes": "event_hashes", "merkle_nodes": "merkle_nodes", "ledger_meta": "ledger_meta",
+            "integrity_upgrades": "integrity_upgrades", "stored_events": "stored_events", "pos": "rowid",
+            "blob": "BLOB", "clustered": " WITHOUT ROWID", "random_id": "lower(hex(randomblob(16)))",
+            **(names or {}),
+        }
+
+    def text(self, statement: str) -> str:
+        return statement.format(**self.names).replace("?", self.placeholder)
+
+    def run(self, statement: str, params: Sequence[Any] = ()) -> None:
+        self.cursor.execute(self.text(statement), params)
+
+    def one(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        self.cursor.execute(self.text(statement), params)
+        row = self.cursor.fetchone()
+        return None if row is None else _plain(row)
+
+    def all(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self.cursor.execute(self.text(statement), params)
+        return [_plain(r) for r in self.cursor.fetchall()]
+
+
+def _plain(row: Any) -> tuple[Any, ...]:
+    return tuple(row.values()) if isinstance(row, dict) else tuple(row)
 
 
 def event_leaf(stream: str, version: int, topic: str, state: bytes) -> bytes:
@@ -79,25 +120,27 @@ def chain_hash(previous: bytes, position: int, leaf: bytes) -> bytes:
 # -- writing ---------------------------------------------------------------------
 
 
-def _append_one(cur: sqlite3.Cursor, position: int, leaf: bytes, previous: bytes) -> bytes:
+def _append_one(db: Sql, seq: int, position: int, leaf: bytes, previous: bytes) -> bytes:
     chain = chain_hash(previous, position, leaf)
-    cur.execute("INSERT INTO event_hashes(position, leaf, chain) VALUES (?,?,?)", (position, leaf, chain))
-    idx, level, h = position - 1, 0, leaf
-    cur.execute("INSERT INTO merkle_nodes(level, idx, hash) VALUES (0,?,?)", (idx, h))
+    db.run("INSERT INTO {event_hashes}(seq, position, leaf, chain) VALUES (?,?,?,?)", (seq, position, leaf, chain))
+    idx, level, h = seq - 1, 0, leaf
+    db.run("INSERT INTO {merkle_nodes}(level, idx, hash) VALUES (0,?,?)", (idx, h))
     while idx & 1:
-        left = cur.execute("SELECT hash FROM merkle_nodes WHERE level=? AND idx=?", (level, idx - 1)).fetchone()[0]
-        h = node_hash(left, h)
+        left = db.one("SELECT hash FROM {merkle_nodes} WHERE level=? AND idx=?", (level, idx - 1))
+        assert left is not None
+        h = node_hash(bytes(left[0]), h)
         level, idx = level + 1, idx >> 1
-        cur.execute("INSERT INTO merkle_nodes(level, idx, hash) VALUES (?,?,?)", (level, idx, h))
+        db.run("INSERT INTO {merkle_nodes}(level, idx, hash) VALUES (?,?,?)", (level, idx, h))
     return chain
 
 
-def hashed_head(cur: sqlite3.Cursor) -> tuple[int, bytes]:
-    row = cur.execute("SELECT position, chain FROM event_hashes ORDER BY position DESC LIMIT 1").fetchone()
-    return (0, ZERO) if row is None else (int(row[0]), bytes(row[1]))
+def hashed_head(db: Sql) -> tuple[int, int, bytes]:
+    """(events hashed, the last hashed log position, its chain hash)."""
+    row = db.one("SELECT seq, position, chain FROM {event_hashes} ORDER BY seq DESC LIMIT 1")
+    return (0, 0, ZERO) if row is None else (int(row[0]), int(row[1]), bytes(row[2]))
 
 
-def append_hashes(cur: sqlite3.Cursor, rows: Iterable[tuple[int, str, int, str, bytes]]) -> None:
+def append_hashes(db: Sql, rows: Iterable[tuple[int, str, int, str, bytes]]) -> None:
     """Hash and chain newly appended events (position, stream, version, topic, state), in order.
 
     Runs inside the append transaction. Events appended earlier without hashes (an
@@ -106,51 +149,49 @@ def append_hashes(cur: sqlite3.Cursor, rows: Iterable[tuple[int, str, int, str, 
     rows = list(rows)
     if not rows:
         return
-    first = rows[0][0]
-    row = cur.execute("SELECT chain FROM event_hashes WHERE position=?", (first - 1,)).fetchone()
-    if row is not None or first == 1:
-        previous = ZERO if row is None else bytes(row[0])
-    else:
-        previous = hash_missing(cur, before=first)
+    seq, last, previous = hashed_head(db)
+    if db.one("SELECT 1 FROM {stored_events} WHERE {pos} > ? AND {pos} < ? LIMIT 1", (last, rows[0][0])):
+        seq, last, previous = hash_missing(db, before=rows[0][0])
     for position, stream, version, topic, state in rows:
-        previous = _append_one(cur, position, event_leaf(stream, version, topic, state), previous)
+        seq += 1
+        previous = _append_one(db, seq, position, event_leaf(stream, version, topic, state), previous)
 
 
-def hash_missing(cur: sqlite3.Cursor, before: int | None = None) -> bytes:
-    """Hash every event after the last hashed one (and before ``before``); return the chain head."""
-    done, previous = hashed_head(cur)
-    sql = "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events WHERE rowid > ?"
-    params: list[Any] = [done]
+def hash_missing(db: Sql, before: int | None = None) -> tuple[int, int, bytes]:
+    """Hash every event after the last hashed one (and before ``before``); return the new head."""
+    seq, last, previous = hashed_head(db)
+    statement = "SELECT {pos}, originator_id, originator_version, topic, state FROM {stored_events} WHERE {pos} > ?"
+    params: list[Any] = [last]
     if before is not None:
-        sql += " AND rowid < ?"
+        statement += " AND {pos} < ?"
         params.append(before)
-    for position, stream, version, topic, state in cur.execute(sql + " ORDER BY rowid", params).fetchall():
-        previous = _append_one(cur, int(position), event_leaf(stream, version, topic, state), previous)
-    return previous
+    for position, stream, version, topic, state in db.all(statement + " ORDER BY {pos}", params):
+        seq += 1
+        last = int(position)
+        previous = _append_one(db, seq, last, event_leaf(stream, version, topic, bytes(state)), previous)
+    return seq, last, previous
 
 
-def upgrade(conn: sqlite3.Connection) -> tuple[int, int] | None:
-    """Hash a log written without hashes, in place, once; record the upgrade. Returns its range."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        cur = conn.cursor()
-        for statement in CREATE_STATEMENTS:
-            cur.execute(statement)
-        done, _ = hashed_head(cur)
-        head = cur.execute("SELECT COALESCE(MAX(rowid), 0) FROM stored_events").fetchone()[0]
-        if head <= done:
-            conn.execute("COMMIT")
-            return None
-        hash_missing(cur)
-        cur.execute(
-            "INSERT INTO integrity_upgrades(upgraded_at, first_position, last_position, note) VALUES (?,?,?,?)",
-            (datetime.now(UTC).isoformat(), done + 1, head, "events written without hashes were hashed in place"),
-        )
-        conn.execute("COMMIT")
-        return done + 1, head
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+def upgrade(db: Sql) -> tuple[int, int] | None:
+    """Hash a log written without hashes, in place, once; record the upgrade. Returns its range.
+
+    The caller runs it inside one write transaction.
+    """
+    for statement in CREATE_STATEMENTS:
+        db.run(statement)
+    _, last, _ = hashed_head(db)
+    head_row = db.one("SELECT COALESCE(MAX({pos}), 0) FROM {stored_events}")
+    head = int(head_row[0]) if head_row else 0
+    if head <= last:
+        return None
+    first_row = db.one("SELECT MIN({pos}) FROM {stored_events} WHERE {pos} > ?", (last,))
+    first = int(first_row[0]) if first_row else last + 1
+    hash_missing(db)
+    db.run(
+        "INSERT INTO {integrity_upgrades}(upgraded_at, first_position, last_position, note) VALUES (?,?,?,?)",
+        (datetime.now(UTC).isoformat(), first, head, "events written without hashes were hashed in place"),
+    )
+    return first, head
 
 
 # -- checkpoints and proofs ---------------------------------------------------------
@@ -169,7 +210,8 @@ class Checkpoint:
     """
 
     log_id: str
-    size: int
+    size: int  # events covered
+    position: int  # the last log position covered
     root: str
     chain: str
     frontier: tuple[str, ...]
@@ -208,7 +250,8 @@ class Checkpoint:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "log_id": self.log_id, "size": self.size, "root": self.root, "chain": self.chain,
+            "log_id": self.log_id, "size": self.size, "position": self.position, "root": self.root,
+            "chain": self.chain,
             "frontier": list(self.frontier), "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
             "key_id": self.key_id, "signature": self.signature,
         }
@@ -216,7 +259,7 @@ class Checkpoint:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Checkpoint:
         return cls(
-            log_id=d["log_id"], size=int(d["size"]), root=d["root"], chain=d["chain"],
+            log_id=d["log_id"], size=int(d["size"]), position=int(d["position"]), root=d["root"], chain=d["chain"],
             frontier=tuple(d["frontier"]), created_at=datetime.fromisoformat(d["created_at"].replace("Z", "+00:00")),
             key_id=d.get("key_id", ""), signature=d.get("signature", ""),
         )
@@ -224,9 +267,13 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class InclusionProof:
-    """The path that ties one event's leaf to a tree root: checkable with hashes alone."""
+    """The path that ties one event's leaf to a tree root: checkable with hashes alone.
+
+    ``index`` is the event's leaf number (0-based, in log order); ``size`` the tree's leaves.
+    """
 
     position: int
+    index: int
     size: int
     leaf: str
     path: tuple[str, ...]
@@ -240,13 +287,13 @@ class InclusionProof:
         if event is not None and event_leaf(*event).hex() != self.leaf:
             return False
         return verify_inclusion(
-            bytes.fromhex(self.leaf), self.position - 1, self.size, [bytes.fromhex(p) for p in self.path],
+            bytes.fromhex(self.leaf), self.index, self.size, [bytes.fromhex(p) for p in self.path],
             bytes.fromhex(self.root),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"position": self.position, "size": self.size, "leaf": self.leaf, "path": list(self.path),
-                "root": self.root}
+        return {"position": self.position, "index": self.index, "size": self.size, "leaf": self.leaf,
+                "path": list(self.path), "root": self.root}
 
 
 @dataclass(frozen=True)
@@ -270,9 +317,9 @@ class ConsistencyProof:
         )
 
 
-def _node_reader(conn: sqlite3.Connection | sqlite3.Cursor) -> Callable[[int, int], bytes]:
+def _node_reader(db: Sql) -> Callable[[int, int], bytes]:
     def node(level: int, idx: int) -> bytes:
-        row = conn.execute("SELECT hash FROM merkle_nodes WHERE level=? AND idx=?", (level, idx)).fetchone()
+        row = db.one("SELECT hash FROM {merkle_nodes} WHERE level=? AND idx=?", (level, idx))
         if row is None:
             raise LookupError(f"Merkle node ({level}, {idx}) is missing")
         return bytes(row[0])
@@ -299,32 +346,36 @@ def _fold(frontier: list[bytes]) -> bytes:
     return h
 
 
-def make_checkpoint(conn: sqlite3.Connection, now: datetime) -> Checkpoint:
-    """A checkpoint of everything hashed so far (one read transaction)."""
-    conn.execute("BEGIN")
-    try:
-        size, chain = hashed_head(conn.cursor())
-        node = _node_reader(conn)
-        frontier = [subtree_hash(node, a, b) for a, b in _frontier_ranges(size)]
-        log_id = conn.execute("SELECT value FROM ledger_meta WHERE key='log_id'").fetchone()[0]
-    finally:
-        conn.execute("COMMIT")
+def make_checkpoint(db: Sql, now: datetime) -> Checkpoint:
+    """A checkpoint of everything hashed so far (run it inside one read transaction)."""
+    size, position, chain = hashed_head(db)
+    node = _node_reader(db)
+    frontier = [subtree_hash(node, a, b) for a, b in _frontier_ranges(size)]
+    row = db.one("SELECT value FROM {ledger_meta} WHERE key='log_id'")
     return Checkpoint(
-        log_id=log_id, size=size, root=_fold(frontier).hex(), chain=chain.hex(),
-        frontier=tuple(f.hex() for f in frontier), created_at=now,
+        log_id=row[0] if row else "", size=size, position=position, root=_fold(frontier).hex(),
+        chain=chain.hex(), frontier=tuple(f.hex() for f in frontier), created_at=now,
     )
 
 
-def prove_inclusion(conn: sqlite3.Connection, position: int, size: int) -> InclusionProof:
-    node = _node_reader(conn)
-    leaf = node(0, position - 1)
-    path = inclusion_proof(node, position - 1, size)
-    return InclusionProof(position, size, leaf.hex(), tuple(p.hex() for p in path),
+def leaf_number(db: Sql, position: int) -> int | None:
+    """The 0-based leaf index of the event at ``position``, if it was hashed."""
+    row = db.one("SELECT seq FROM {event_hashes} WHERE position=?", (position,))
+    return None if row is None else int(row[0]) - 1
+
+
+def prove_inclusion(db: Sql, position: int, size: int) -> InclusionProof:
+    index = leaf_number(db, position)
+    if index is None or index >= size:
+        raise LookupError(f"position {position} is not among the first {size} events")
+    node = _node_reader(db)
+    path = inclusion_proof(node, index, size)
+    return InclusionProof(position, index, size, node(0, index).hex(), tuple(p.hex() for p in path),
                           subtree_hash(node, 0, size).hex())
 
 
-def prove_consistency(conn: sqlite3.Connection, old_size: int, new_size: int) -> ConsistencyProof:
-    node = _node_reader(conn)
+def prove_consistency(db: Sql, old_size: int, new_size: int) -> ConsistencyProof:
+    node = _node_reader(db)
     path = consistency_proof(node, old_size, new_size)
     return ConsistencyProof(old_size, new_size, subtree_hash(node, 0, old_size).hex(),
                             subtree_hash(node, 0, new_size).hex(), tuple(p.hex() for p in path))
@@ -377,8 +428,8 @@ class VerifyReport:
         }
 
 
-Row = tuple[int, str, int, str, bytes]
-HashRow = tuple[int, bytes, bytes]
+Row = tuple[int, str, int, str, bytes]  # position, stream, version, topic, state
+HashRow = tuple[int, int, bytes, bytes]  # seq, position, leaf, chain
 MAX_PROBLEMS = 100
 
 
@@ -394,35 +445,35 @@ def _push(frontier: list[tuple[int, bytes]], leaf: bytes) -> list[tuple[int, byt
 
 
 def _merge(events: Iterator[Row], hashes: Iterator[HashRow]) -> Iterator[tuple[int, Row | None, HashRow | None]]:
+    """Events and hash rows side by side, by log position."""
     e, h = next(events, None), next(hashes, None)
     while e is not None or h is not None:
-        ep = e[0] if e is not None else None
-        hp = h[0] if h is not None else None
-        if hp is None or (ep is not None and ep < hp):
-            yield ep, e, None  # type: ignore[misc]
+        if h is None or (e is not None and e[0] < h[1]):
+            assert e is not None
+            yield e[0], e, None
             e = next(events, None)
-        elif ep is None or hp < ep:
-            yield hp, None, h
+        elif e is None or h[1] < e[0]:
+            yield h[1], None, h
             h = next(hashes, None)
         else:
-            yield ep, e, h
+            yield e[0], e, h
             e, h = next(events, None), next(hashes, None)
 
 
 def verify_rows(
     events: Iterable[Row],
-    hashes: Iterable[HashRow] | None,
+    hashes: Iterable[HashRow],
     *,
     checkpoint: Checkpoint | None = None,
     log_id: str | None = None,
     stored_nodes: Callable[[int, int], bytes | None] | None = None,
     where_is_leaf: Callable[[bytes], int | None] | None = None,
 ) -> VerifyReport:
-    """Walk a log (events in position order, with their stored hashes if any) and check it.
+    """Walk a log (events and their recorded hashes, both by position) and check it.
 
-    Recomputes every leaf, the chain and the Merkle tree; compares them with the stored
-    hashes (when given) and the tree with the stored nodes and the checkpoint (when
-    given). Never raises for a bad log: the report says what is wrong.
+    Recomputes every leaf, checks each recorded chain link and Merkle node, and rebuilds
+    the tree from the events as they are now to compare with the checkpoint. Never
+    raises for a bad log: the report says what is wrong, first problem first.
     """
     problems: list[Problem] = []
 
@@ -432,26 +483,36 @@ def verify_rows(
 
     if checkpoint is not None and log_id is not None and checkpoint.log_id != log_id:
         problem(0, "wrong log", f"the checkpoint is of log {checkpoint.log_id}, this is log {log_id}")
-    expected_pos, chain = 1, ZERO
-    frontier: list[tuple[int, bytes]] = []  # (level, hash), largest first
-    recorded_frontier: list[tuple[int, bytes]] = []
-    checkpoint_frontier: list[bytes] | None = None
-    first = last = 0
-    hash_iter: Iterator[HashRow] = iter(hashes) if hashes is not None else iter(())
-    for position, row, stored in _merge(iter(events), hash_iter):
-        if position != expected_pos:
-            problem(expected_pos, "event missing",
-                    f"positions {expected_pos}-{position - 1} are absent from the log")
-            expected_pos = position
+    chain, expected_seq = ZERO, 1
+    frontier: list[tuple[int, bytes]] = []  # the tree of the events as they are now
+    recorded_frontier: list[tuple[int, bytes]] = []  # the tree of the recorded leaves
+    checkpoint_frontier: list[bytes] | None = [] if checkpoint is not None and checkpoint.size == 0 else None
+    first = last = leaves = 0
+    for position, row, stored in _merge(iter(events), iter(hashes)):
+        gap = False
+        if stored is not None:
+            seq = stored[0]
+            if seq > expected_seq:
+                gap = True
+                problem(last + 1, "event missing",
+                        f"{seq - expected_seq} recorded event(s) after position {last} are gone, hashes and all")
+            elif seq < expected_seq:
+                gap = True
+                problem(position, "chain broken", "the recorded hashes are out of order")
+            expected_seq = seq + 1
         if row is None:
             problem(position, "event missing", "the event's hash is recorded but the event is gone")
-            leaf = stored[1] if stored is not None else ZERO
+            assert stored is not None
+            leaf = stored[2]
         else:
             _, stream, version, topic, state = row
             leaf = event_leaf(stream, version, topic, state)
-            if hashes is not None and stored is None:
+            if stored is None:
                 problem(position, "event inserted", "an event with no recorded hash (added outside the store)")
-            elif stored is not None and stored[1] != leaf:
+                first = first or position
+                last = position
+                continue  # not part of the recorded log: it joins no chain and no tree
+            if stored[2] != leaf:
                 elsewhere = where_is_leaf(leaf) if where_is_leaf is not None and len(problems) < 10 else None
                 if elsewhere is not None and elsewhere != position:
                     problem(position, "order changed", f"this event was recorded at position {elsewhere}")
@@ -461,49 +522,41 @@ def verify_rows(
                             f"(now {stream!r} v{version} {topic})")
         # Each recorded link must follow from the recorded link before it; checking links
         # one by one names the broken one instead of every position after it.
-        if stored is not None:
-            if stored[2] != chain_hash(chain, position, stored[1]):
-                problem(position, "chain broken", "the recorded chain hash does not follow from the one before it")
-            chain = stored[2]
-        else:
-            chain = chain_hash(chain, position, leaf)
-        # The tree of the events as they are now (for the checkpoint), and the tree of the
-        # recorded leaves (for the stored nodes, so a changed event is not reported again
-        # as a broken node at every level above it).
+        if not gap and stored[3] != chain_hash(chain, position, stored[2]):
+            problem(position, "chain broken", "the recorded chain hash does not follow from the one before it")
+        chain = stored[3]
         _push(frontier, leaf)
+        leaves += 1
         if stored_nodes is not None:
-            for level, node in _push(recorded_frontier, stored[1] if stored is not None else leaf):
-                # the node completed here covers the 2**level leaves ending at this position
-                recorded = stored_nodes(level, (position >> level) - 1)
+            for level, node in _push(recorded_frontier, stored[2]):
+                # the node completed here covers the 2**level leaves ending at this one
+                recorded = stored_nodes(level, (stored[0] >> level) - 1)
                 if recorded is not None and recorded != node:
                     problem(position, "tree broken", f"the stored Merkle node at level {level} does not match")
+        if checkpoint is not None and leaves == checkpoint.size:
+            checkpoint_frontier = [f for _, f in frontier]
         first = first or position
         last = position
-        if checkpoint is not None and position == checkpoint.size:
-            checkpoint_frontier = [f for _, f in frontier]
-        expected_pos = position + 1
     root = _fold([f for _, f in frontier])
     size_checked = None
     if checkpoint is not None:
         size_checked = checkpoint.size
-        if last < checkpoint.size:
+        if leaves < checkpoint.size:
             problem(last + 1, "truncated",
-                    f"the checkpoint covers {checkpoint.size} events; the log now ends at position {last}")
+                    f"the checkpoint covers {checkpoint.size} events (to position {checkpoint.position}); "
+                    f"the log now has {leaves}, ending at position {last}")
         elif (
             checkpoint_frontier is not None
             and _fold(checkpoint_frontier).hex() != checkpoint.root
-            and not any(p.position <= checkpoint.size for p in problems)  # already named precisely
+            and not any(p.position <= checkpoint.position for p in problems)  # already named precisely
         ):
-            start = 1
-            for (a, b), (mine, theirs) in zip(
-                _frontier_ranges(checkpoint.size), zip(checkpoint_frontier, checkpoint.frontier, strict=False),
-                strict=False,
+            for (a, b), mine, theirs in zip(
+                _frontier_ranges(checkpoint.size), checkpoint_frontier, checkpoint.frontier, strict=False
             ):
                 if mine.hex() != theirs:
-                    start = a + 1
-                    problem(start, "history rewritten",
+                    problem(a + 1, "history rewritten",
                             f"events {a + 1}-{b} no longer hash to what the checkpoint recorded "
-                            f"(the log was changed and re-hashed at or after position {a + 1}, at or before {b})")
+                            f"(changed and re-hashed at or after event {a + 1}, at or before event {b})")
                     break
             else:
                 problem(1, "history rewritten", "the log no longer hashes to the checkpoint's root")
@@ -521,7 +574,7 @@ def verify_database(conn: sqlite3.Connection, checkpoint: Checkpoint | None = No
         log_id_row = None
     events = conn.cursor().execute(
         "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events ORDER BY rowid")
-    hashes = conn.cursor().execute("SELECT position, leaf, chain FROM event_hashes ORDER BY position")
+    hashes = conn.cursor().execute("SELECT seq, position, leaf, chain FROM event_hashes ORDER BY position")
     node_cur = conn.cursor()
 
     def stored_node(level: int, idx: int) -> bytes | None:
@@ -541,7 +594,7 @@ def verify_database(conn: sqlite3.Connection, checkpoint: Checkpoint | None = No
 
     return verify_rows(
         ((int(r[0]), r[1], int(r[2]), r[3], as_bytes(r[4])) for r in events),
-        ((int(r[0]), bytes(r[1]), bytes(r[2])) for r in hashes),
+        ((int(r[0]), int(r[1]), bytes(r[2]), bytes(r[3])) for r in hashes),
         checkpoint=checkpoint,
         log_id=None if log_id_row is None else log_id_row[0],
         stored_nodes=stored_node,

@@ -64,12 +64,13 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         super().__init__(datastore, events_table_name)
         self.inline_hooks: list[InlineHook] = []
         # Tamper evidence (always on; an attribute only so a benchmark can measure its cost).
-        self.hash_events: Callable[[sqlite3.Cursor, list[tuple[int, str, int, str, bytes]]], None] = (
+        self.hash_events: Callable[[integrity.Sql, list[tuple[int, str, int, str, bytes]]], None] = (
             integrity.append_hashes
         )
 
     def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(), *integrity.CREATE_STATEMENTS]
+        names = integrity.Sql(None)
+        return [*super().construct_create_table_statements(), *map(names.text, integrity.CREATE_STATEMENTS)]
 
     def _insert_events(
         self,
@@ -85,7 +86,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         assert positions is not None
         # Tamper evidence: hash and chain the events where their order is decided.
         self.hash_events(
-            c.sqlite_cursor,
+            integrity.Sql(c.sqlite_cursor),
             [(p, str(s.originator_id), s.originator_version, s.topic, s.state)
              for p, s in zip(positions, stored_events, strict=True)],
         )
