@@ -37,7 +37,6 @@ from .merkle import (
     EMPTY_ROOT,
     consistency_proof,
     inclusion_proof,
-    leaf_hash,
     node_hash,
     subtree_hash,
     verify_consistency,
@@ -58,7 +57,7 @@ ZERO = bytes(32)
 
 # Table names and the log's position column are formatted in per backend (see ``Sql``).
 CREATE_STATEMENTS = [
-    "CREATE TABLE IF NOT EXISTS {event_hashes} (seq INTEGER PRIMARY KEY, position BIGINT NOT NULL UNIQUE, "
+    "CREATE TABLE IF NOT EXISTS {event_hashes} (position {position_key}, seq BIGINT NOT NULL, "
     "leaf {blob} NOT NULL, chain {blob} NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {merkle_nodes} (level INTEGER NOT NULL, idx BIGINT NOT NULL, hash {blob} NOT NULL, "
     "PRIMARY KEY (level, idx)){clustered}",
@@ -69,6 +68,32 @@ CREATE_STATEMENTS = [
 ]
 
 
+_SQLITE_NAMES = {
+    "event_hashes": "event_hashes", "merkle_nodes": "merkle_nodes", "ledger_meta": "ledger_meta",
+    "integrity_upgrades": "integrity_upgrades", "stored_events": "stored_events", "pos": "rowid",
+    "blob": "BLOB", "clustered": " WITHOUT ROWID", "random_id": "lower(hex(randomblob(16)))",
+    "position_key": "INTEGER PRIMARY KEY",
+}
+
+
+class Dialect:
+    """How one backend spells this module's SQL: placeholders and table names (texts cached)."""
+
+    def __init__(self, placeholder: str = "?", names: dict[str, str] | None = None) -> None:
+        self.placeholder = placeholder
+        self.names = {**_SQLITE_NAMES, **(names or {})}
+        self._texts: dict[str, str] = {}
+
+    def text(self, statement: str) -> str:
+        found = self._texts.get(statement)
+        if found is None:
+            found = self._texts[statement] = statement.format(**self.names).replace("?", self.placeholder)
+        return found
+
+
+SQLITE = Dialect()
+
+
 class Sql:
     """Runs this module's SQL on one backend's cursor.
 
@@ -76,20 +101,9 @@ class Sql:
     uses them as they are, PostgreSQL gets ``%s`` and schema-qualified names.
     """
 
-    def __init__(
-        self, cursor: Any, *, placeholder: str = "?", names: dict[str, str] | None = None,
-    ) -> None:
+    def __init__(self, cursor: Any, dialect: Dialect = SQLITE) -> None:
         self.cursor = cursor
-        self.placeholder = placeholder
-        self.names = {
-            "event_hashes": "event_hashes", "merkle_nodes": "merkle_nodes", "ledger_meta": "ledger_meta",
-            "integrity_upgrades": "integrity_upgrades", "stored_events": "stored_events", "pos": "rowid",
-            "blob": "BLOB", "clustered": " WITHOUT ROWID", "random_id": "lower(hex(randomblob(16)))",
-            **(names or {}),
-        }
-
-    def text(self, statement: str) -> str:
-        return statement.format(**self.names).replace("?", self.placeholder)
+        self.text = dialect.text
 
     def run(self, statement: str, params: Sequence[Any] = ()) -> None:
         self.cursor.execute(self.text(statement), params)
@@ -109,8 +123,13 @@ def _plain(row: Any) -> tuple[Any, ...]:
 
 
 def event_leaf(stream: str, version: int, topic: str, state: bytes) -> bytes:
-    """The leaf hash of one stored event (what an auditor recomputes from an event copy)."""
-    return leaf_hash(msgpack.packb([stream, version, topic, bytes(state)], use_bin_type=True))
+    """The leaf hash of one stored event (what an auditor recomputes from an event copy).
+
+    ``leaf_hash(msgpack([stream, version, topic, state]))``, computed without copying the state.
+    """
+    h = hashlib.sha256(b"\x00")
+    h.update(msgpack.packb([stream, version, topic, state], use_bin_type=True))
+    return h.digest()
 
 
 def chain_hash(previous: bytes, position: int, leaf: bytes) -> bytes:
@@ -136,7 +155,7 @@ def _append_one(db: Sql, seq: int, position: int, leaf: bytes, previous: bytes) 
 
 def hashed_head(db: Sql) -> tuple[int, int, bytes]:
     """(events hashed, the last hashed log position, its chain hash)."""
-    row = db.one("SELECT seq, position, chain FROM {event_hashes} ORDER BY seq DESC LIMIT 1")
+    row = db.one("SELECT seq, position, chain FROM {event_hashes} ORDER BY position DESC LIMIT 1")
     return (0, 0, ZERO) if row is None else (int(row[0]), int(row[1]), bytes(row[2]))
 
 
@@ -150,7 +169,9 @@ def append_hashes(db: Sql, rows: Iterable[tuple[int, str, int, str, bytes]]) -> 
     if not rows:
         return
     seq, last, previous = hashed_head(db)
-    if db.one("SELECT 1 FROM {stored_events} WHERE {pos} > ? AND {pos} < ? LIMIT 1", (last, rows[0][0])):
+    if last != rows[0][0] - 1 and db.one(
+        "SELECT 1 FROM {stored_events} WHERE {pos} > ? AND {pos} < ? LIMIT 1", (last, rows[0][0])
+    ):
         seq, last, previous = hash_missing(db, before=rows[0][0])
     for position, stream, version, topic, state in rows:
         seq += 1

@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, StoredEvent
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
     SQLiteConnection,
@@ -43,10 +43,26 @@ class _Pool(SQLiteConnectionPool):
     synchronous = "FULL"
 
     def _create_connection(self) -> SQLiteConnection:
-        conn = super()._create_connection()
-        raw: sqlite3.Connection = conn._sqlite_conn
+        # As eventsourcing's pool does, except for the statement cache: eventsourcing
+        # passes cached_statements=True, i.e. a cache of ONE statement, so every write
+        # re-prepared each of its statements. The inline read models run a dozen.
+        try:
+            raw = sqlite3.connect(
+                database=self.db_name,
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,
+                cached_statements=256,
+                timeout=self.lock_timeout or 5,
+            )
+        except (sqlite3.Error, TypeError) as e:
+            raise InterfaceError(e) from e
+        if not self.is_sqlite_memory_mode:
+            raw.execute("PRAGMA journal_mode=WAL")
+            self.is_journal_mode_wal = True
         raw.execute(f"PRAGMA synchronous={self.synchronous}")
-        return conn
+        raw.row_factory = sqlite3.Row
+        return SQLiteConnection(sqlite_conn=raw, max_age=self.max_age)
 
 
 class _Datastore(SQLiteDatastore):
@@ -69,8 +85,8 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         )
 
     def construct_create_table_statements(self) -> list[str]:
-        names = integrity.Sql(None)
-        return [*super().construct_create_table_statements(), *map(names.text, integrity.CREATE_STATEMENTS)]
+        return [*super().construct_create_table_statements(),
+                *map(integrity.SQLITE.text, integrity.CREATE_STATEMENTS)]
 
     def _insert_events(
         self,
