@@ -64,9 +64,13 @@ from .domain.model import Audit, Container, Payload
 from .domain.validation import check_record, drop_empty_labels, go_quote, validate_namespace
 from .errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, StoreError, Unavailable
 from .persistence import integrity
-from .persistence.application import LedgerApplication, sqlite_env
+from .persistence.application import LedgerApplication, postgres_env, sqlite_env
 from .persistence.integrity import Checkpoint, ConsistencyProof, InclusionProof, VerifyReport
+from .persistence.postgres import SCHEMA_VERSION as LOG_SCHEMA_VERSION
+from .persistence.postgres import default_readmodel_path, parse_url, verify_postgres
+from .persistence.sqlite import SYNCHRONOUS_MODES
 from .projections.current import CurrentStateReader, CurrentStateView
+from .projections.replica import ensure_mirror, pull
 from .projections.runner import InlineRunner, View, catch_up, read_stream
 from .projections.schema import ensure_schema
 from .projections.sqlfilter import register_functions
@@ -99,30 +103,48 @@ class Store:
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        target: str | os.PathLike[str],
         *,
         synchronous: str = "FULL",
         clock: Clock | None = None,
         client: str = "library",
         actor: str | None = None,
         history: bool = True,
+        readmodel: str | os.PathLike[str] | None = None,
+        follow: bool = True,
     ) -> None:
-        self.path = str(Path(path))
+        text = os.fspath(target)
         self._clock: Clock = clock or _utcnow
         self._client = client
         self._actor = actor or _default_actor()
+        if not isinstance(synchronous, str) or synchronous.upper() not in SYNCHRONOUS_MODES:
+            raise InvalidArgument(
+                f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, not {synchronous!r}: invalid argument"
+            )
+        self.url: str | None = None
+        if text.startswith(("postgresql://", "postgres://")):
+            settings, options = parse_url(text)
+            self.url = text
+            self.path = os.fspath(
+                readmodel or options.get("readmodel") or os.environ.get("CTRLEDGER_READMODEL")
+                or default_readmodel_path(settings)
+            )
+            env = postgres_env(settings)
+            where = f"{settings['POSTGRES_HOST']}:{settings['POSTGRES_PORT']}/{settings['POSTGRES_DBNAME']}"
+        else:
+            self.path = str(Path(text))
+            env = sqlite_env(self.path, synchronous=synchronous.upper())
+            where = self.path
         try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             ensure_schema(self.path)
-            self._app = LedgerApplication(env=sqlite_env(self.path, synchronous=synchronous))
-        except sqlite3.Error as e:
-            raise Unavailable(f"cannot open {self.path!r}: {e}") from e
-        except PersistenceError as e:
-            raise Unavailable(f"cannot open {self.path!r}: {e}") from e
+            self._app = LedgerApplication(env=env)
+        except (sqlite3.Error, PersistenceError, OSError) as e:
+            raise Unavailable(f"cannot open {where!r}: {e}") from e
         self._history = history
         self._views: list[View] = [CurrentStateView()]
         if history:
             self._views += [TemporalView(), AuditView()]
-        self._app.ledger_recorder.inline_hooks.append(InlineRunner(self._views, self._app.mapper))
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self._lock = threading.Lock()
         self._reader = CurrentStateReader(self._conn)
@@ -130,19 +152,92 @@ class Store:
         self._closed = False
         self._cache: OrderedDict[str, ContainerAggregate] = OrderedDict()
         self._cache_lock = threading.Lock()
-        with self._lock:
-            self._write(integrity.upgrade)  # a log written without hashes is hashed once, and that recorded
-            catch_up(self._conn, self._views, self._app.mapper)
+        self._stop = threading.Event()
+        self._follower: threading.Thread | None = None
+        if self.url is None:
+            self._app.ledger_recorder.inline_hooks.append(InlineRunner(self._views, self._app.mapper))
+            with self._lock:
+                self._write(integrity.upgrade)  # a log written without hashes is hashed once, and that recorded
+                catch_up(self._conn, self._views, self._app.mapper)
+        else:
+            self._check_log_schema()
+            # The local file is a replica, rebuildable from the shared log: no fsync per batch.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            ensure_mirror(self._conn)
+            self._sync()
+            if follow:
+                self._follower = threading.Thread(target=self._follow, name="ctrledger-follow", daemon=True)
+                self._follower.start()
 
     # -- lifecycle ----------------------------------------------------------
 
     def close(self) -> None:
-        """Release the store's connections. Safe to call twice."""
+        """Release the store's connections (and stop following a shared log). Safe to call twice."""
         if self._closed:
             return
         self._closed = True
-        self._conn.close()
+        self._stop.set()
+        if self._follower is not None:
+            self._follower.join(timeout=5)
+        with self._lock:
+            self._conn.close()
         self._app.close()
+
+    # -- a shared log -----------------------------------------------------------
+
+    def _sync(self) -> None:
+        """Bring the local read models up to the shared log's head (no-op for an embedded log).
+
+        Called before every read, so a read sees every write acknowledged before it
+        started, on any node.
+        """
+        if self.url is None:
+            return
+        with self._lock:
+            if self._closed:
+                raise Unavailable("the store is closed")
+            try:
+                pull(self._conn, self._select_after)
+                catch_up(self._conn, self._views, self._app.mapper)
+            except PersistenceError as e:
+                raise Unavailable(f"cannot reach the log at {self._where()}: {e}") from e
+
+    def _select_after(self, after: int, limit: int) -> Sequence[Any]:
+        return self._app.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)
+
+    def _follow(self) -> None:
+        """Background: wake on the log's NOTIFY (or every half second) and pull new events."""
+        import psycopg
+
+        recorder: Any = self._app.recorder
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(**_conninfo(self._app.env), autocommit=True) as conn:
+                    conn.execute(f'LISTEN "{recorder.channel_name}"')
+                    while not self._stop.is_set():
+                        try:
+                            self._sync()
+                        except StoreError:
+                            pass  # unreachable for now: the next round retries
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            pass
+            except Exception:  # noqa: BLE001 - connection lost: wait, reconnect, catch up
+                self._stop.wait(1.0)
+
+    def _check_log_schema(self) -> None:
+        found = self._read(lambda db: db.one("SELECT value FROM {ledger_meta} WHERE key='log_schema'"))
+        version = int(found[0]) if found else 0
+        if version > LOG_SCHEMA_VERSION:
+            raise FailedPrecondition(
+                f"the log at {self._where()} has schema version {version}, newer than this ctrledger "
+                f"understands ({LOG_SCHEMA_VERSION}); upgrade ctrledger: failed precondition"
+            )
+
+    def _where(self) -> str:
+        if self.url is None:
+            return self.path
+        settings, _ = parse_url(self.url)
+        return f"{settings['POSTGRES_HOST']}:{settings['POSTGRES_PORT']}/{settings['POSTGRES_DBNAME']}"
 
     def __enter__(self) -> Store:
         return self
@@ -167,7 +262,11 @@ class Store:
 
     @contextmanager
     def read_model(self) -> Iterator[sqlite3.Connection]:
-        """The read model's connection, held exclusively for the block (for replay and tools)."""
+        """The read model's connection (caught up with the log), held exclusively for the block.
+
+        For replay and tools.
+        """
+        self._sync()
         with self._lock:
             yield self._conn
 
@@ -183,6 +282,7 @@ class Store:
         exist (or did not exist at that point); ``InvalidArgument`` for a point in the future.
         """
         ns = validate_namespace(namespace)
+        self._sync()
         if as_of is None:
             with self._lock:
                 found = self._reader.get(ns, id) if isinstance(id, str) else None
@@ -209,6 +309,7 @@ class Store:
         """
         ns = validate_namespace(namespace)
         flt = parse_filters(filters)
+        self._sync()
         if as_of is None:
             with self._lock:
                 return self._reader.list(ns, flt)
@@ -227,6 +328,7 @@ class Store:
         ``NotFound`` if the name never existed in the namespace.
         """
         ns = validate_namespace(namespace)
+        self._sync()
         if not isinstance(id, str) or self._stream_version(ns, id) == 0:
             raise NotFound(f"container {go_quote(str(id))} in namespace {go_quote(ns)}: not found")
         return self._history_entries(ns, id)
@@ -254,6 +356,7 @@ class Store:
     ) -> Diff:
         """One container between two points (``until`` defaults to now)."""
         ns = validate_namespace(namespace)
+        self._sync()
         if not isinstance(id, str) or self._stream_version(ns, id) == 0:
             raise NotFound(f"container {go_quote(str(id))} in namespace {go_quote(ns)}: not found")
         before = self._state_at(ns, id, self._point(since, ns, id, "since"))
@@ -275,6 +378,7 @@ class Store:
         """
         ns = validate_namespace(namespace)
         flt = parse_filters(list(filters)) if filters else None
+        self._sync()
         start = self._point(since, ns, None, "since")
         end = self._point(until, ns, None, "until") if until is not None else Position(self._head())
         if isinstance(start, Version) or isinstance(end, Version):
@@ -321,6 +425,7 @@ class Store:
         if namespace is not None:
             validate_namespace(namespace)
         self._require_history()
+        self._sync()
         known = {cls.__name__ for cls in EVENT_CLASSES}
         if kinds is not None:
             unknown = [k for k in kinds if k not in known]
@@ -375,7 +480,11 @@ class Store:
         return self._read(lambda db: integrity.hashed_head(db)[0])
 
     def _read(self, work: Callable[[integrity.Sql], T]) -> T:
-        """Run ``work`` in one read transaction on a connection of its own."""
+        """Run ``work`` in one read transaction on the log (a connection of its own)."""
+        if self.url is not None:
+            recorder: Any = self._app.recorder
+            with recorder.datastore.transaction(commit=False) as curs:
+                return work(integrity.Sql(curs, recorder.dialect))
         conn = self._stream_connection()
         try:
             conn.execute("BEGIN")
@@ -412,7 +521,7 @@ class Store:
         return spec
 
     def _head(self) -> int:
-        return self._app.ledger_recorder.head()
+        return self._app.head()
 
     def _stream_version(self, ns: str, cid: str) -> int:
         self._require_history()
@@ -461,7 +570,8 @@ class Store:
 
     @property
     def position(self) -> int:
-        """The log position the read model has applied (the log head, in this store)."""
+        """The log position the read models have applied (after catching up with the log's head)."""
+        self._sync()
         with self._lock:
             return self._reader.position()
 
@@ -494,9 +604,12 @@ class Store:
         # Optimistic first try: most creates are of new names, so skip the read and
         # let the log's (stream, version) uniqueness tell us if the name was taken.
         now = self._clock()  # one time per operation, whatever the retries
-        first = ContainerAggregate.create(ns, record, audit, now)
-        if self._append(first):
-            return first.to_container()
+        if self.url is None:
+            # Embedded log: a failed insert costs nothing, so try the common case (a new name)
+            # without reading. A shared PostgreSQL log would burn a position on the failure.
+            first = ContainerAggregate.create(ns, record, audit, now)
+            if self._append(first):
+                return first.to_container()
         for _ in range(_MAX_RETRIES):
             agg = self._load(stream, fresh=True)
             if agg is not None and not agg.deleted:
@@ -634,6 +747,7 @@ class Store:
         raise Unavailable(f"{operation} of {go_quote(str(container_id))} kept losing races; try again")
 
     def _refuse_missing(self, ns: str, container_id: object, operation: str) -> NoReturn:
+        self._sync()
         with self._lock:
             known = self._reader.namespace_known(ns)
         shown = str(container_id)
@@ -692,6 +806,9 @@ def verify(target: Store | str | os.PathLike[str], checkpoint: Checkpoint | None
     first bad position and what is wrong. With ``checkpoint``, also checks that the log
     still holds exactly the prefix the checkpoint recorded.
     """
+    url = target.url if isinstance(target, Store) else os.fspath(target)
+    if url is not None and url.startswith(("postgresql://", "postgres://")):
+        return verify_postgres(parse_url(url)[0], checkpoint)
     path = target.path if isinstance(target, Store) else os.fspath(target)
     if not Path(path).is_file():
         return VerifyReport(False, 0, 0, "", (integrity.Problem(0, "unreadable", f"no such file: {path}"),))
@@ -705,12 +822,26 @@ def verify(target: Store | str | os.PathLike[str], checkpoint: Checkpoint | None
         return VerifyReport(False, 0, 0, "", (integrity.Problem(0, "unreadable", f"{path}: {e}"),))
 
 
-def open(target: str | os.PathLike[str], **options: Any) -> Store:  # noqa: A001
-    """Open the store at ``target``: a path is an embedded SQLite file (created if missing)."""
-    text = os.fspath(target)
-    if text.startswith(("postgresql://", "postgres://")):
-        raise InvalidArgument("PostgreSQL targets are not supported yet: invalid argument")
-    return Store(text, **options)
+def open(target: str | os.PathLike[str] | None = None, **options: Any) -> Store:  # noqa: A001
+    """Open the store at ``target``.
+
+    * a path: an embedded store in that SQLite file (created if missing);
+    * ``postgresql://user:password@host:port/dbname[?schema=S&readmodel=PATH]``: a node of a
+      shared PostgreSQL log, with its read models in a local SQLite file (``readmodel``,
+      else ``CTRLEDGER_READMODEL``, else a file under ``$XDG_DATA_HOME/ctrledger``);
+    * None: ``CTRLEDGER_DATABASE_URL``, else ``./ctrledger.db``.
+    """
+    if target is None:
+        target = os.environ.get("CTRLEDGER_DATABASE_URL") or "ctrledger.db"
+    return Store(target, **options)
+
+
+def _conninfo(env: Any) -> dict[str, Any]:
+    return {
+        "host": env.get("POSTGRES_HOST"), "port": env.get("POSTGRES_PORT"), "dbname": env.get("POSTGRES_DBNAME"),
+        "user": env.get("POSTGRES_USER"), "password": env.get("POSTGRES_PASSWORD") or None,
+        "connect_timeout": int(env.get("POSTGRES_CONNECT_TIMEOUT") or 5),
+    }
 
 
 # Keep StoreError importable from here for callers that catch it around open().

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +47,65 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "ledger.db"
 
 
+# -- backends: every test that takes ``target`` (or ``store``) runs on SQLite and on PostgreSQL ----
+
+POSTGRES_URL = os.environ.get("CTRLEDGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@functools.cache
+def postgres_unreachable() -> str | None:
+    """Why PostgreSQL cannot be used for tests, or None if it can."""
+    try:
+        import psycopg
+
+        from ctrledger.persistence.postgres import parse_url
+
+        settings, _ = parse_url(POSTGRES_URL)
+        psycopg.connect(
+            host=settings["POSTGRES_HOST"], port=settings["POSTGRES_PORT"], dbname=settings["POSTGRES_DBNAME"],
+            user=settings["POSTGRES_USER"], connect_timeout=3,
+        ).close()
+    except Exception as e:  # noqa: BLE001 - any failure means: no server to test against
+        return f"no PostgreSQL server reachable at {POSTGRES_URL} ({type(e).__name__}: {e})"
+    return None
+
+
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema in the test database (dropped afterwards): runs never interfere."""
+    import psycopg
+
+    reason = postgres_unreachable()
+    if reason:
+        pytest.skip(reason)
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conninfo = POSTGRES_URL.split("?")[0]
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+def postgres_url(schema: str, readmodel: Path) -> str:
+    return f"{POSTGRES_URL.split('?')[0]}?schema={schema}&readmodel={readmodel}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where a store lives: an SQLite file, or a PostgreSQL log with a local read model."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "ledger.db")
+        return
+    if request.node.get_closest_marker("sqlite_only"):
+        pytest.skip("inspects the SQLite file itself")
+    with postgres_schema() as schema:
+        yield postgres_url(schema, tmp_path / "node.db")
+
+
 @pytest.fixture
-def store(db_path: Path, clock: StepClock) -> Iterator[ctrledger.Store]:
-    with ctrledger.open(db_path, clock=clock, actor="tester") as s:
+def store(target: str, clock: StepClock) -> Iterator[ctrledger.Store]:
+    with ctrledger.open(target, clock=clock, actor="tester", follow=False) as s:
         yield s

@@ -170,8 +170,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Any, clock: Clock) -> Any:
-    with ctrledger.open(tmp_path / "ledger.db", clock=clock) as s:
+def store(target: str, clock: Clock) -> Any:
+    with ctrledger.open(target, clock=clock, follow=False) as s:
         yield s
 
 

@@ -108,6 +108,7 @@ def test_failed_operations_append_nothing(store: ctrledger.Store) -> None:
     assert kinds(log(store, "web-1")) == ["Created"]
 
 
+@pytest.mark.sqlite_only
 def test_topics_are_stable_names_not_module_paths(store: ctrledger.Store, db_path: Path) -> None:
     store.create(make(labels={"a": "1"}))
     store.update(Container(id="web-1", labels={"a": "2"}), "labels.a")

@@ -13,6 +13,8 @@ from ctrledger.replay import rebuild
 
 from .conftest import make
 
+pytestmark = pytest.mark.sqlite_only
+
 VIEW_TABLES = ("containers", "labels", "namespaces", "versions", "label_spans", "audit")
 
 

@@ -9,6 +9,8 @@ there are, the store decides.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from contextlib import ExitStack
 
 import click
 from click.core import ParameterSource
@@ -177,17 +179,43 @@ def audit(
     emit_records(records, fmt, columns=AUDIT_COLUMNS, row=_audit_row, to_dict=ctrledger.AuditRecord.to_dict)
 
 
+def _on_terminal() -> bool:
+    """Whether stderr is a terminal (then long work draws a progress bar there)."""
+    return click.get_text_stream("stderr").isatty()
+
+
+class _ProgressBar:
+    """A ``progress(done, total)`` callback drawing click's progress bar on stderr, from its first call."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self._stack = stack
+        self._update: Callable[[int], None] | None = None
+        self._shown = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._update is None:
+            bar = click.progressbar(length=total, label="Rebuilding", file=click.get_text_stream("stderr"))
+            self._update = self._stack.enter_context(bar).update
+        self._update(done - self._shown)
+        self._shown = done
+
+
 @click.command()
 @database_options
 def rebuild(db: str) -> None:
-    """Rebuild the store's read models from its log; print how many events it read.
+    """Rebuild the read models from the log; print how many events it read.
 
-    The models are emptied and every event applied again, in one transaction:
-    other readers see the old models until it commits, and an interrupted
-    rebuild leaves them as they were. It prints one line when done.
+    The models are built again from every event, beside the live ones, then
+    swapped in at once: other readers see the old models until then, and an
+    interrupted rebuild leaves them as they were. On a terminal, a progress bar
+    on stderr shows how far it got; otherwise it prints one line when done.
     """
     store = open_store(db)
-    count = ctrledger.replay.rebuild(store)
+    if _on_terminal():
+        with ExitStack() as bar:
+            count = ctrledger.replay.rebuild(store, progress=_ProgressBar(bar))
+    else:
+        count = ctrledger.replay.rebuild(store)
     click.echo(f"rebuilt {count} event{'' if count == 1 else 's'}")
 
 

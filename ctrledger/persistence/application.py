@@ -11,7 +11,7 @@ from eventsourcing.utils import Environment
 from ..domain.container import ContainerAggregate, ContainerEvent
 from .sqlite import LedgerSQLiteRecorder
 
-__all__ = ["LedgerApplication", "sqlite_env"]
+__all__ = ["LedgerApplication", "postgres_env", "sqlite_env"]
 
 
 class LedgerApplication(Application[str]):
@@ -50,15 +50,29 @@ class LedgerApplication(Application[str]):
         assert isinstance(self.recorder, LedgerSQLiteRecorder)
         return self.recorder
 
+    def head(self) -> int:
+        """The log's highest position (0 when empty), on any backend."""
+        return int(self.recorder.max_notification_id() or 0)
+
+
+_COMMON = {
+    "TRANSCODER_TOPIC": "ctrledger.persistence.transcoder:MsgPackTranscoder",
+    "ORIGINATOR_ID_TYPE": "text",
+    "CREATE_TABLE": "y",
+}
+
 
 def sqlite_env(path: str, *, synchronous: str = "FULL", lock_timeout: int = 30) -> dict[str, Any]:
     """eventsourcing settings for an embedded store in the SQLite file ``path``."""
     return {
+        **_COMMON,
         "PERSISTENCE_MODULE": "ctrledger.persistence.sqlite:LedgerSQLiteFactory",
-        "TRANSCODER_TOPIC": "ctrledger.persistence.transcoder:MsgPackTranscoder",
         "SQLITE_DBNAME": path,
         "SQLITE_LOCK_TIMEOUT": str(lock_timeout),
         "SQLITE_SYNCHRONOUS": synchronous,
-        "ORIGINATOR_ID_TYPE": "text",
-        "CREATE_TABLE": "y",
     }
+
+
+def postgres_env(settings: dict[str, str]) -> dict[str, Any]:
+    """eventsourcing settings for a shared PostgreSQL log (``settings`` from ``postgres.parse_url``)."""
+    return {**_COMMON, **settings}

@@ -1,28 +1,56 @@
-"""Rebuild the read models from the log.
+"""Rebuild the read models from the log into fresh tables, check them, and swap them in atomically.
 
-``rebuild(store)`` empties the current-state tables and applies every event of
-the log again, in one write transaction: readers keep seeing the old model until
-it commits, and an interrupted rebuild rolls back and leaves the old model in
-use. (A rebuild into fresh tables with an atomic swap, resumable, comes with the
-replay issue.)
+``rebuild(store)`` runs in three steps:
+
+1. **Build.** Every view of the store is applied to the whole log, batch by batch,
+   into a scratch SQLite file beside the store (``<store>.rebuild``), created with
+   the read-model schema (``ensure_schema``). Each batch commits with the views'
+   tracking positions in the scratch file, so a rebuild that is interrupted (an
+   exception, a kill, a crash) resumes where it stopped the next time it runs. The
+   live read model is not touched: readers keep answering from it.
+2. **Check.** The scratch file passes SQLite's ``quick_check`` and every view in it
+   has applied the log up to the same position.
+3. **Swap.** In one ``BEGIN IMMEDIATE`` transaction on the live file, with the
+   scratch file attached, each view table is emptied and refilled from the scratch
+   copy, the tracking positions are set, the events appended since the build started
+   are applied, and the row counts are compared. Readers on other connections see
+   the old model until this commits, then the new one; a failure rolls it back and
+   the old model stays in use. The scratch file is then deleted.
+
+The scratch file remembers which log it was built from (its last applied event); if
+the store's log does not have that event where the scratch file says, the scratch
+file is discarded and the build starts over.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, closing
+from pathlib import Path
 from typing import Any, Protocol
 
 from eventsourcing.persistence import Mapper
 
+from ..errors import FailedPrecondition
+from ..projections.current import tracked_position
 from ..projections.runner import View, read_log
+from ..projections.schema import ensure_schema
 
-__all__ = ["Replayable", "rebuild"]
+__all__ = ["Progress", "Replayable", "build_views", "pending_rebuild", "rebuild", "scratch_path"]
+
+BATCH = 2000
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` after each batch (events)."""
 
 
 class Replayable(Protocol):
     """What replay needs of a store (``ctrledger.Store`` provides it)."""
+
+    path: str
 
     @property
     def mapper(self) -> Mapper[Any]: ...
@@ -32,23 +60,208 @@ class Replayable(Protocol):
 
     def read_model(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
-def rebuild(store: Replayable) -> int:
-    """Rebuild every read model of the store from its log; return the number of events read."""
-    applied = 0
-    with store.read_model() as conn:
-        conn.execute("BEGIN IMMEDIATE")
+
+def scratch_path(store: Replayable) -> Path:
+    """Where ``rebuild`` builds the new read model of ``store``."""
+    return Path(f"{store.path}.rebuild")
+
+
+def read_only(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """A read-only connection to an SQLite file (autocommit; ``BEGIN`` for a snapshot)."""
+    return sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True, isolation_level=None, timeout=30)
+
+
+def open_scratch(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """A connection to a scratch read-model file, created with the schema, tuned for bulk writes.
+
+    ``synchronous=NORMAL`` in WAL mode: a crash of the process loses nothing committed;
+    a power loss may lose the last batches, which a resumed build simply applies again.
+    """
+    ensure_schema(os.fspath(path))
+    conn = sqlite3.connect(os.fspath(path), isolation_level=None, timeout=30)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA cache_size=-65536")  # 64 MiB
+    conn.execute("PRAGMA temp_store=MEMORY")
+    return conn
+
+
+def _meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM ctrledger_meta WHERE key=?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _set_meta(cur: sqlite3.Cursor, key: str, value: str) -> None:
+    cur.execute(
+        "INSERT INTO ctrledger_meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+        (key, value),
+    )
+
+
+def _anchor(log: sqlite3.Connection, position: int) -> str:
+    """A short identity of the log up to ``position``: that event's stream, version and topic."""
+    row = log.execute(
+        "SELECT originator_id, originator_version, topic FROM stored_events WHERE rowid=?", (position,)
+    ).fetchone()
+    return json.dumps([position, *row] if row is not None else [position])
+
+
+def build_views(
+    log: sqlite3.Connection,
+    target: sqlite3.Connection,
+    views: Sequence[View],
+    mapper: Mapper[Any],
+    upto: int,
+    *,
+    progress: Progress | None = None,
+    batch: int = BATCH,
+) -> int:
+    """Apply every event of ``log`` up to position ``upto`` that each view in ``target`` has not applied.
+
+    One transaction on ``target`` per batch, with the views' tracking positions and the
+    build's bookkeeping (``rebuild_anchor``, ``rebuild_events`` in ``ctrledger_meta``).
+    Returns the number of events the views in ``target`` now cover.
+    """
+    tracked = {view.name: tracked_position(target, view.name) for view in views}
+    start = min(tracked.values(), default=upto)
+    done = int(_meta(target, "rebuild_events") or 0)
+    if start >= upto:
+        return done
+    remaining = int(log.execute(
+        "SELECT COUNT(*) FROM stored_events WHERE rowid > ? AND rowid <= ?", (start, upto)).fetchone()[0])
+    total = done + remaining
+    for events, positions in read_log(log, mapper, start, upto + 1, batch=batch):
+        target.execute("BEGIN IMMEDIATE")
         try:
-            cur = conn.cursor()
-            for view in store.views:
-                for table in view.tables:
-                    cur.execute(f"DELETE FROM {table}")
-                cur.execute("DELETE FROM ctrledger_tracking WHERE view=?", (view.name,))
-            for events, positions in read_log(cur, store.mapper, 0):
-                for view in store.views:
-                    view.process(cur, events, positions)
-                applied += len(events)
-            conn.execute("COMMIT")
+            cur = target.cursor()
+            for view in views:
+                skip = sum(1 for p in positions if p <= tracked[view.name])
+                if skip < len(positions):
+                    view.process(cur, events[skip:], positions[skip:])
+                    tracked[view.name] = positions[-1]
+            done += len(events)
+            _set_meta(cur, "rebuild_events", str(done))
+            _set_meta(cur, "rebuild_anchor", _anchor(log, positions[-1]))
+            target.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            target.execute("ROLLBACK")
             raise
-    return applied
+        if progress is not None:
+            progress(done, total)
+    return done
+
+
+def _fresh_or_resumable(scratch: Path, log: sqlite3.Connection, source: str) -> None:
+    """Delete the scratch file unless it was built from this log (its last event is where it says)."""
+    if not scratch.exists():
+        return
+    try:
+        with closing(sqlite3.connect(scratch)) as conn:
+            anchor = _meta(conn, "rebuild_anchor")
+            built_from = _meta(conn, "rebuild_source")
+    except sqlite3.Error:
+        anchor = built_from = None
+    if anchor is not None and built_from == source:
+        position = json.loads(anchor)[0]
+        if _anchor(log, position) == anchor:
+            return
+    remove_database(scratch)
+
+
+def remove_database(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def pending_rebuild(store: Replayable) -> int | None:
+    """The number of events an interrupted rebuild of ``store`` has applied so far (None: none pending)."""
+    scratch = scratch_path(store)
+    if not scratch.exists():
+        return None
+    with closing(sqlite3.connect(scratch)) as conn:
+        try:
+            return int(_meta(conn, "rebuild_events") or 0)
+        except sqlite3.Error:
+            return None
+
+
+def _columns(conn: sqlite3.Connection, schema: str, table: str) -> list[str]:
+    return [r[1] for r in conn.execute(f"PRAGMA {schema}.table_info({table})")]
+
+
+def rebuild(store: Replayable, progress: Progress | None = None, *, batch: int = BATCH) -> int:
+    """Rebuild every read model of ``store`` from its log and swap it in (see the module docstring).
+
+    ``progress(done, total)`` is called after each batch (``progress.TerminalProgress``
+    draws a bar). Returns the number of log events the new read model was built from,
+    counting those applied before an interruption. Safe to interrupt at any point.
+    """
+    views = list(store.views)
+    scratch = scratch_path(store)
+    source = os.path.abspath(store.path)
+    with closing(read_only(store.path)) as log:
+        log.execute("BEGIN")
+        upto = int(log.execute("SELECT COALESCE(MAX(rowid), 0) FROM stored_events").fetchone()[0])
+        _fresh_or_resumable(scratch, log, source)
+        with closing(open_scratch(scratch)) as target:
+            with target:
+                _set_meta(target.cursor(), "rebuild_source", source)
+            events = build_views(log, target, views, store.mapper, upto, progress=progress, batch=batch)
+            _check_scratch(target, views, upto)
+        log.execute("COMMIT")
+    events += _swap(store, views, scratch, upto)
+    remove_database(scratch)
+    return events
+
+
+def _check_scratch(target: sqlite3.Connection, views: Sequence[View], upto: int) -> None:
+    result = target.execute("PRAGMA quick_check").fetchone()[0]
+    if result != "ok":
+        raise FailedPrecondition(f"the rebuilt read model failed SQLite's quick_check ({result}); it was not "
+                                 "swapped in: failed precondition")
+    for view in views:
+        at = tracked_position(target, view.name)
+        if at != upto and upto > 0:
+            raise FailedPrecondition(f"the rebuilt view {view.name!r} is at position {at}, not {upto}; it was not "
+                                     "swapped in: failed precondition")
+
+
+def _swap(store: Replayable, views: Sequence[View], scratch: Path, upto: int) -> int:
+    """Copy the scratch tables over the live ones, and apply the events since ``upto``, in one transaction."""
+    names = [view.name for view in views]
+    tables = [t for view in views for t in view.tables]
+    caught_up = 0
+    with store.read_model() as conn:
+        conn.execute("ATTACH DATABASE ? AS rebuilt", (str(scratch),))
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.cursor()
+                for table in tables:
+                    live, new = _columns(conn, "main", table), _columns(conn, "rebuilt", table)
+                    if live != new:
+                        raise FailedPrecondition(
+                            f"table {table} has columns {live} in the store but {new} in the rebuilt model: "
+                            "failed precondition")
+                    cur.execute(f"DELETE FROM main.{table}")
+                    cur.execute(f"INSERT INTO main.{table} SELECT * FROM rebuilt.{table}")
+                marks = ", ".join("?" * len(names))
+                cur.execute(f"DELETE FROM main.ctrledger_tracking WHERE view IN ({marks})", names)
+                cur.execute(
+                    f"INSERT INTO main.ctrledger_tracking(view, position) SELECT view, position "
+                    f"FROM rebuilt.ctrledger_tracking WHERE view IN ({marks})", names)
+                for table in tables:
+                    a = cur.execute(f"SELECT COUNT(*) FROM main.{table}").fetchone()[0]
+                    b = cur.execute(f"SELECT COUNT(*) FROM rebuilt.{table}").fetchone()[0]
+                    if a != b:
+                        raise FailedPrecondition(f"copying {table} gave {a} rows, not {b}: failed precondition")
+                for events, positions in read_log(cur, store.mapper, upto):
+                    for view in views:
+                        view.process(cur, events, positions)
+                    caught_up += len(events)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            conn.execute("DETACH DATABASE rebuilt")
+    return caught_up

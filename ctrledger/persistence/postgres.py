@@ -1,0 +1,158 @@
+"""The PostgreSQL event log: one log shared by many ctrledger nodes.
+
+``LedgerPostgresFactory`` is eventsourcing's ``PostgresFactory`` whose application
+recorder, ``LedgerPostgresRecorder``, hashes and chains every event inside the append
+transaction (the events table is locked EXCLUSIVE there, so the order is decided and
+the chain is computed in the same place, as in SQLite). Its integrity tables live in
+the same schema as the events.
+
+Notification ids (log positions) come from a ``bigserial``: a failed insert consumes
+one, so positions may have gaps. Nothing here assumes they do not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL
+
+from . import integrity
+
+__all__ = ["LedgerPostgresFactory", "LedgerPostgresRecorder", "SCHEMA_VERSION", "parse_url"]
+
+SCHEMA_VERSION = 1  # of the log's own tables in PostgreSQL (ledger_meta 'log_schema')
+
+
+EVENTS_TABLE = "ctrledger_events"  # eventsourcing names it after the (pinned) application name
+
+
+def dialect_for(schema: str, events_table: str = EVENTS_TABLE) -> integrity.Dialect:
+    """How the integrity SQL is spelled in one PostgreSQL schema."""
+    q = f'"{schema}".'
+    return integrity.Dialect(
+        "%s",
+        names={
+            "event_hashes": q + "event_hashes", "merkle_nodes": q + "merkle_nodes", "ledger_meta": q + "ledger_meta",
+            "integrity_upgrades": q + "integrity_upgrades", "stored_events": q + f'"{events_table}"',
+            "pos": "notification_id", "blob": "bytea", "clustered": "", "random_id": "md5(random()::text)",
+            "position_key": "BIGINT PRIMARY KEY",
+        },
+    )
+
+
+class LedgerPostgresRecorder(PostgresApplicationRecorder):
+    """Application recorder that hashes and chains events in the append transaction."""
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.dialect = dialect_for(self.datastore.schema, events_table_name)
+        statements: list[Any] = [SQL(self.dialect.text(s)) for s in integrity.CREATE_STATEMENTS]
+        statements.append(SQL(self.dialect.text(
+            "INSERT INTO {ledger_meta}(key, value) VALUES ('log_schema', '%d') ON CONFLICT (key) DO NOTHING"
+            % SCHEMA_VERSION
+        )))
+        self.sql_create_statements.extend(statements)
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        assert ids is not None
+        integrity.append_hashes(
+            integrity.Sql(curs, self.dialect),
+            [(i, str(s.originator_id), s.originator_version, s.topic, s.state)
+             for i, s in zip(ids, stored_events, strict=True)],
+        )
+        return ids
+
+
+class LedgerPostgresFactory(PostgresFactory):
+    application_recorder_class = LedgerPostgresRecorder
+
+
+def parse_url(url: str) -> tuple[dict[str, str], dict[str, str]]:
+    """eventsourcing settings for a ``postgresql://user:password@host:port/dbname?schema=...`` URL.
+
+    Returns (settings, options): options are the query parameters ctrledger itself reads
+    (``schema``, ``readmodel``).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"not a PostgreSQL URL: {url!r}")
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    dbname = unquote(parts.path.lstrip("/")) or "postgres"
+    settings = {
+        "PERSISTENCE_MODULE": "ctrledger.persistence.postgres:LedgerPostgresFactory",
+        "POSTGRES_DBNAME": dbname,
+        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_SCHEMA": options.get("schema", "public"),
+        "POSTGRES_CONNECT_TIMEOUT": options.get("connect_timeout", "5"),
+        "POSTGRES_LOCK_TIMEOUT": options.get("lock_timeout", "30"),
+        "POSTGRES_POOL_SIZE": options.get("pool_size", "4"),
+    }
+    return settings, options
+
+
+def default_readmodel_path(settings: dict[str, str]) -> str:
+    """Where a node keeps its read models by default: one file per log, under the user's data dir."""
+    import os
+    import re
+    from pathlib import Path
+
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "ctrledger"
+    name = "_".join(
+        settings[k] for k in ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DBNAME", "POSTGRES_SCHEMA")
+    )
+    return str(base / (re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".db"))
+
+
+def verify_postgres(settings: dict[str, str], checkpoint: integrity.Checkpoint | None = None) -> integrity.VerifyReport:
+    """Verify the shared log in PostgreSQL, streaming it with server-side cursors."""
+    import psycopg
+
+    dialect = dialect_for(settings.get("POSTGRES_SCHEMA") or "public")
+    try:
+        with psycopg.connect(
+            host=settings["POSTGRES_HOST"], port=settings["POSTGRES_PORT"], dbname=settings["POSTGRES_DBNAME"],
+            user=settings["POSTGRES_USER"], password=settings.get("POSTGRES_PASSWORD") or None,
+            connect_timeout=int(settings.get("POSTGRES_CONNECT_TIMEOUT") or 5),
+        ) as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            lookups = integrity.Sql(conn.cursor(), dialect)
+            log_id = lookups.one("SELECT value FROM {ledger_meta} WHERE key='log_id'")
+            events = conn.cursor(name="ctrledger_verify_events")
+            events.itersize = 5000
+            events.execute(dialect.text(
+                "SELECT {pos}, originator_id, originator_version, topic, state FROM {stored_events} ORDER BY {pos}"
+            ))
+            hashes = conn.cursor(name="ctrledger_verify_hashes")
+            hashes.itersize = 5000
+            hashes.execute(dialect.text("SELECT seq, position, leaf, chain FROM {event_hashes} ORDER BY position"))
+
+            def stored_node(level: int, idx: int) -> bytes | None:
+                row = lookups.one("SELECT hash FROM {merkle_nodes} WHERE level=? AND idx=?", (level, idx))
+                return None if row is None else bytes(row[0])
+
+            def where_is_leaf(leaf: bytes) -> int | None:
+                row = lookups.one("SELECT position FROM {event_hashes} WHERE leaf=? LIMIT 1", (leaf,))
+                return None if row is None else int(row[0])
+
+            return integrity.verify_rows(
+                ((int(r[0]), str(r[1]), int(r[2]), r[3], bytes(r[4])) for r in events),
+                ((int(r[0]), int(r[1]), bytes(r[2]), bytes(r[3])) for r in hashes),
+                checkpoint=checkpoint,
+                log_id=None if log_id is None else log_id[0],
+                stored_nodes=stored_node,
+                where_is_leaf=where_is_leaf,
+            )
+    except psycopg.Error as e:
+        return integrity.VerifyReport(False, 0, 0, "", (integrity.Problem(0, "unreadable", str(e)),))

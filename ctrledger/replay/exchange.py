@@ -1,0 +1,350 @@
+"""Export the log to a portable archive, and import an archive into a store.
+
+``export(store, path, since=None, until=None, namespaces=None)`` streams the stored
+events of one consistent snapshot of the log, as stored (never decoded unless a time
+bound asks for their timestamps), into an archive (``archive.py``); the archive is
+written beside ``path`` and renamed into place when complete.
+
+``import_(path, into=store)`` checks the whole archive first (nothing is imported
+from a corrupt or truncated one), then appends it chunk by chunk: each chunk is one
+``BEGIN IMMEDIATE`` transaction that inserts the events, hashes and chains them,
+feeds the read models and records the progress in ``ctrledger_imports``; a crash
+leaves whole chunks only, and running the import again continues after the last one.
+
+Positions:
+
+* a *complete* archive (no namespace or time filter) covers the log positions
+  ``(after, through]`` and must continue the store's log: the store's head must be
+  ``after`` (an empty store takes an archive from position 0), and the tamper-evidence
+  chain at ``after`` must agree. Positions are then reproduced exactly.
+* a *filtered* archive is appended after the store's head (positions are renumbered);
+  each stream in it must continue the store's stream exactly (no collision, no gap).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+
+from ..domain.history import Position, Version, parse_point
+from ..domain.validation import validate_namespace
+from ..errors import FailedPrecondition, InvalidArgument
+from .archive import ArchiveReader, ArchiveWriter, verify_archive
+from .log import append_stored, chain_at, check_streams, log_head, log_id
+from .rebuild import Progress, Replayable
+
+__all__ = ["ExportSummary", "ImportSummary", "export", "import_"]
+
+CHUNK_EVENTS = 1000
+CHUNK_BYTES = 8 * 1024 * 1024
+
+PROGRESS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS ctrledger_imports ("
+    "archive_id TEXT PRIMARY KEY, path TEXT NOT NULL, chunks INTEGER NOT NULL, events INTEGER NOT NULL, "
+    "source_last INTEGER, head INTEGER NOT NULL, finished INTEGER NOT NULL DEFAULT 0)"
+)
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What ``export`` wrote."""
+
+    path: str
+    archive_id: str
+    events: int
+    chunks: int
+    bytes: int
+    first: int | None
+    last: int | None
+    complete: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    """What ``import_`` did: ``events``/``chunks`` imported by this call, the store's positions they took."""
+
+    archive_id: str
+    events: int
+    chunks: int
+    first: int | None
+    last: int | None
+    positions_preserved: bool
+    resumed: bool
+    already_imported: bool
+    seconds: float
+
+
+def _package_version() -> str:
+    try:
+        return version("ctrledger")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+def _bound(value: object, name: str) -> int | datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = Position(value)
+    point = parse_point(value, name)
+    if isinstance(point, Version):
+        raise InvalidArgument(f"export {name} takes a time or a Position, not a Version: invalid argument")
+    return point.number if isinstance(point, Position) else point
+
+
+def _json_bound(value: int | datetime | None) -> Any:
+    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+
+
+def export(
+    store: Replayable,
+    path: str | os.PathLike[str],
+    since: object = None,
+    until: object = None,
+    namespaces: Sequence[str] | None = None,
+    *,
+    chunk_events: int = CHUNK_EVENTS,
+    progress: Progress | None = None,
+) -> ExportSummary:
+    """Write the log (or part of it) to a portable archive at ``path``; see the module docstring.
+
+    ``since``/``until``: a ``Position`` (or int) or a time (aware datetime or ISO-8601
+    string); events after ``since`` and up to ``until`` (inclusive). ``namespaces``:
+    only the events of these namespaces.
+    """
+    started = time.perf_counter()
+    lo, hi = _bound(since, "since"), _bound(until, "until")
+    names = None if namespaces is None else sorted({validate_namespace(n) for n in namespaces})
+    if isinstance(namespaces, str):
+        raise InvalidArgument("namespaces must be a list of names, not a string: invalid argument")
+    target = Path(path)
+    partial = target.with_name(target.name + ".partial")
+    conn = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+    try:
+        conn.execute("BEGIN")  # one snapshot for the count, the rows and the hashes
+        head = log_head(conn)
+        after = lo if isinstance(lo, int) else 0
+        through = hi if isinstance(hi, int) else head
+        if not 0 <= after <= through <= head:
+            raise InvalidArgument(
+                f"export range after position {after} through {through} is not within the log (head {head}): "
+                "invalid argument"
+            )
+        t_since = lo if isinstance(lo, datetime) else None
+        t_until = hi if isinstance(hi, datetime) else None
+        timed = t_since is not None or t_until is not None
+        complete = names is None and not timed
+        where = "rowid > ? AND rowid <= ?"
+        params: list[Any] = [after, through]
+        if names is not None:
+            where += f" AND substr(originator_id, 1, instr(originator_id, '/') - 1) IN ({', '.join('?' * len(names))})"
+            params += names
+        count = None if timed else int(conn.execute(
+            f"SELECT COUNT(*) FROM stored_events WHERE {where}", params).fetchone()[0])
+        header = {
+            "created_by": f"ctrledger {_package_version()}",
+            "source": {"path": os.path.abspath(store.path), "log_id": log_id(conn), "head": head},
+            "range": {"after": after, "through": through},
+            "filters": {"since": _json_bound(lo), "until": _json_bound(hi), "namespaces": names},
+            "complete": complete,
+            "anchor": {"position": after, "chain": chain_at(conn, after) if complete else None},
+            "events": count,
+        }
+        cursor = conn.execute(
+            f"SELECT rowid, originator_id, originator_version, topic, state FROM stored_events WHERE {where} "
+            "ORDER BY rowid", params)
+        with open(partial, "wb") as out:
+            writer = ArchiveWriter(out, header)
+            rows: list[tuple[Any, ...]] = []
+            size = 0
+
+            def flush() -> None:
+                nonlocal size
+                if rows:
+                    writer.write_chunk(rows, chain_at(conn, int(rows[-1][0])) if complete else None)
+                    rows.clear()
+                    size = 0
+                    if progress is not None:
+                        progress(writer.events, count or 0)
+
+            while batch := cursor.fetchmany(chunk_events):
+                for row in batch:
+                    if timed and not _in_time(store, row, t_since, t_until):
+                        continue
+                    rows.append(row)
+                    size += len(row[4])
+                    if len(rows) >= chunk_events or size >= CHUNK_BYTES:
+                        flush()
+            flush()
+            last_chain = chain_at(conn, writer.last) if complete and writer.last is not None else None
+            writer.finish(last_chain)
+            out.flush()
+            os.fsync(out.fileno())
+        conn.execute("COMMIT")
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        conn.close()
+    return ExportSummary(
+        str(target), writer.archive_id, writer.events, writer.chunks, writer.bytes, writer.first, writer.last,
+        complete, time.perf_counter() - started,
+    )
+
+
+def _in_time(store: Replayable, row: Sequence[Any], since: datetime | None, until: datetime | None) -> bool:
+    event: Any = store.mapper.to_domain_event(StoredEvent(row[1], row[2], row[3], row[4]))
+    ts: datetime = event.timestamp
+    return (since is None or ts > since) and (until is None or ts <= until)
+
+
+# -- import -----------------------------------------------------------------------------
+
+
+def import_(
+    path: str | os.PathLike[str],
+    into: Replayable,
+    *,
+    verify: bool = True,
+    progress: Progress | None = None,
+) -> ImportSummary:
+    """Load the archive at ``path`` into the store ``into``; see the module docstring.
+
+    ``verify`` (default): check every frame of the archive before importing anything.
+    Without it, chunks are still checked one by one and a bad chunk is never imported,
+    but the good chunks before it are. Importing an archive that was already imported
+    does nothing (``already_imported``); an interrupted import continues (``resumed``).
+    Raises ``ArchiveError`` (an ``InvalidArgument`` naming the byte offset) for a bad
+    archive and ``FailedPrecondition`` when the store cannot take it.
+    """
+    started = time.perf_counter()
+    if verify:
+        verify_archive(path)
+    with ArchiveReader(path) as reader:
+        header = reader.header
+        complete = bool(header.get("complete"))
+        after = int(header["range"]["after"])
+        total = header.get("events")
+        with into.read_model() as conn:
+            conn.execute(PROGRESS_TABLE)
+            _check_columns(conn, reader.extra_columns)
+            head = log_head(conn)
+            found = conn.execute(
+                "SELECT chunks, events, head, finished FROM ctrledger_imports WHERE archive_id=?",
+                (reader.archive_id,),
+            ).fetchone()
+            if found is not None and found[3]:
+                return ImportSummary(reader.archive_id, 0, 0, None, None, complete, False, True,
+                                     time.perf_counter() - started)
+            if found is not None:
+                skip, done, expected = int(found[0]), int(found[1]), int(found[2])
+                if head != expected:
+                    raise FailedPrecondition(
+                        f"the import of {reader.path} stopped with the log at position {expected}, but the log is "
+                        f"now at {head}: it changed since; failed precondition"
+                    )
+            else:
+                skip, done = 0, 0
+                _check_start(conn, header, head, reader.path)
+        preserved = complete and head == after
+        first: int | None = None
+        chunks = events = 0
+        for chunk in reader.chunks(skip=skip):
+            with into.read_model() as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    cur = conn.cursor()
+                    now = log_head(cur)
+                    if now != head:
+                        raise FailedPrecondition(
+                            f"the log moved from position {head} to {now} during the import of {reader.path}: "
+                            "failed precondition"
+                        )
+                    source_positions = [int(r[0]) for r in chunk.rows]
+                    rows = [r[1:] for r in chunk.rows]
+                    check_streams(cur, rows, source_positions)
+                    positions = append_stored(cur, rows, head, into.views, into.mapper,
+                                              extra_columns=chunk.extra_columns)
+                    if preserved and positions != source_positions:
+                        preserved = False  # the source log had holes: positions were renumbered
+                    if preserved and chunk.chain is not None:
+                        mine = chain_at(cur, positions[-1])
+                        if mine is not None and mine != chunk.chain:
+                            raise FailedPrecondition(
+                                f"after chunk #{chunk.seq} (at byte {chunk.offset}) the store's hash chain differs "
+                                f"from the source's at position {positions[-1]}: failed precondition"
+                            )
+                    done += len(rows)
+                    cur.execute(
+                        "INSERT INTO ctrledger_imports(archive_id, path, chunks, events, source_last, head) "
+                        "VALUES (?,?,?,?,?,?) ON CONFLICT(archive_id) DO UPDATE SET chunks=excluded.chunks, "
+                        "events=excluded.events, source_last=excluded.source_last, head=excluded.head",
+                        (reader.archive_id, os.path.abspath(reader.path), chunk.seq + 1, done, chunk.last,
+                         positions[-1]),
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            head = positions[-1]
+            first = positions[0] if first is None else first
+            chunks += 1
+            events += len(rows)
+            if progress is not None:
+                progress(done, total or 0)
+        with into.read_model() as conn:
+            conn.execute(
+                "INSERT INTO ctrledger_imports(archive_id, path, chunks, events, source_last, head, finished) "
+                "VALUES (?,?,0,0,NULL,?,1) ON CONFLICT(archive_id) DO UPDATE SET finished=1",
+                (reader.archive_id, os.path.abspath(reader.path), head),
+            )
+    return ImportSummary(reader.archive_id, events, chunks, first, None if first is None else head, preserved,
+                         skip > 0, False, time.perf_counter() - started)
+
+
+def _check_columns(conn: sqlite3.Connection, extra: Sequence[str]) -> None:
+    if not extra:
+        return
+    have = {r[1] for r in conn.execute("PRAGMA table_info(stored_events)")}
+    missing = [c for c in extra if c not in have]
+    if missing:
+        raise FailedPrecondition(
+            f"the archive carries event column(s) {', '.join(missing)} that this store's log has no place for: "
+            "failed precondition"
+        )
+
+
+def _check_start(conn: sqlite3.Connection, header: dict[str, Any], head: int, path: str) -> None:
+    if not header.get("complete"):
+        return  # filtered: appended after the head, stream by stream (checked per chunk)
+    after = int(header["range"]["after"])
+    if head != after:
+        if head == 0:
+            raise FailedPrecondition(
+                f"{path} continues a log after position {after}, and this store is empty: import the log up to "
+                f"position {after} first: failed precondition"
+            )
+        raise FailedPrecondition(
+            f"{path} continues a log after position {after}, but this store's log ends at position {head}: "
+            "positions do not continue: failed precondition"
+        )
+    anchor = header.get("anchor") or {}
+    theirs = anchor.get("chain")
+    if head and isinstance(theirs, bytes):
+        mine = chain_at(conn, head)
+        if mine is not None and mine != theirs:
+            raise FailedPrecondition(
+                f"{path} continues a different log: the hash chains differ at position {head}: failed precondition"
+            )
+

@@ -1,0 +1,143 @@
+"""Appending stored events to a log file directly, with their hashes and read models, in one transaction.
+
+Import and replay-to-a-point write a log without the eventsourcing recorder, which
+would take one transaction per save: here a whole batch of stored events (as stored:
+stream, version, topic, state bytes) is inserted in the caller's transaction, hashed
+and chained exactly as the recorder does (``persistence.integrity``), decoded once
+through the store's mapper (where upcasting happens) and fed to the read models
+through the same inline runner a normal append uses. Whatever fails rolls back the
+whole batch.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent
+from eventsourcing.utils import TopicError
+
+from ..errors import FailedPrecondition
+from ..persistence import integrity
+from ..projections.runner import InlineRunner, View
+
+__all__ = [
+    "append_stored", "chain_at", "check_streams", "create_hash_tables", "decode", "hash_events", "log_head",
+    "log_id",
+]
+
+StoredRow = Sequence[Any]  # (originator_id, originator_version, topic, state)
+
+
+def log_head(conn: sqlite3.Connection | sqlite3.Cursor) -> int:
+    """The highest log position (0 for an empty log)."""
+    row = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM stored_events").fetchone()
+    return int(row[0])
+
+
+def _has_table(conn: sqlite3.Connection | sqlite3.Cursor, name: str) -> bool:
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
+    return found is not None
+
+
+def chain_at(conn: sqlite3.Connection | sqlite3.Cursor, position: int) -> bytes | None:
+    """The tamper-evidence chain hash after ``position`` (None when it is not recorded)."""
+    if position <= 0:
+        return bytes(32) if position == 0 else None
+    if not _has_table(conn, "event_hashes"):
+        return None
+    row = conn.execute("SELECT chain FROM event_hashes WHERE position=?", (position,)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def log_id(conn: sqlite3.Connection | sqlite3.Cursor) -> str | None:
+    """The log's random identity (tamper evidence), if it has one."""
+    if not _has_table(conn, "ledger_meta"):
+        return None
+    row = conn.execute("SELECT value FROM ledger_meta WHERE key='log_id'").fetchone()
+    return None if row is None else str(row[0])
+
+
+def decode(mapper: Mapper[Any], rows: Sequence[StoredRow], positions: Sequence[int]) -> list[Any]:
+    """The domain events of stored rows (upcast by the mapper); a row that cannot be read is named."""
+    events = []
+    for (oid, version, topic, state, *_), position in zip(rows, positions, strict=True):
+        try:
+            events.append(mapper.to_domain_event(StoredEvent(oid, version, topic, state)))
+        except (TopicError, MapperDeserialisationError) as e:
+            raise FailedPrecondition(
+                f"event {oid!r} version {version} (position {position}, topic {topic!r}) cannot be decoded by "
+                f"this ctrledger: {e}: failed precondition"
+            ) from None
+    return events
+
+
+def check_streams(cur: sqlite3.Cursor, rows: Sequence[StoredRow], positions: Sequence[int]) -> None:
+    """Refuse rows that do not continue their streams exactly (a collision or a gap)."""
+    first: dict[str, tuple[int, int]] = {}
+    expected: dict[str, int] = {}
+    for (oid, version, *_), position in zip(rows, positions, strict=True):
+        if oid in expected and version != expected[oid]:
+            raise FailedPrecondition(
+                f"event {oid!r} version {version} (position {position}) does not follow version "
+                f"{expected[oid] - 1} of its stream: failed precondition"
+            )
+        first.setdefault(oid, (version, position))
+        expected[oid] = version + 1
+    ids = list(first)
+    have: dict[str, int] = {}
+    for i in range(0, len(ids), 500):
+        part = ids[i : i + 500]
+        have.update(cur.execute(
+            "SELECT originator_id, MAX(originator_version) FROM stored_events "
+            f"WHERE originator_id IN ({', '.join('?' * len(part))}) GROUP BY originator_id",
+            part,
+        ).fetchall())
+    for oid, (version, position) in first.items():
+        current = int(have.get(oid, 0))
+        if version != current + 1:
+            what = "collides with" if version <= current else "leaves a gap after"
+            raise FailedPrecondition(
+                f"event {oid!r} version {version} (position {position}) {what} the store's stream, which is at "
+                f"version {current}: failed precondition"
+            )
+
+
+def hash_events(cur: sqlite3.Cursor, rows: Sequence[tuple[int, str, int, str, bytes]]) -> None:
+    """Hash and chain appended events as the log's recorder does (tamper evidence)."""
+    integrity.append_hashes(integrity.Sql(cur), rows)
+
+
+def create_hash_tables(conn: sqlite3.Connection) -> None:
+    """The tamper-evidence tables, as the log's recorder creates them."""
+    for statement in integrity.CREATE_STATEMENTS:
+        conn.execute(integrity.SQLITE.text(statement))
+
+
+def append_stored(
+    cur: sqlite3.Cursor,
+    rows: Sequence[StoredRow],
+    start: int,
+    views: Sequence[View],
+    mapper: Mapper[Any],
+    *,
+    extra_columns: Sequence[str] = (),
+) -> list[int]:
+    """Insert ``rows`` at positions ``start + 1 ...``, hash them, apply the views; return the positions.
+
+    Runs inside the caller's write transaction (``BEGIN IMMEDIATE``) on ``cur``.
+    """
+    positions = list(range(start + 1, start + 1 + len(rows)))
+    if not rows:
+        return positions
+    columns = ("originator_id", "originator_version", "topic", "state", *extra_columns)
+    cur.executemany(
+        f"INSERT INTO stored_events(rowid, {', '.join(columns)}) VALUES (?, {', '.join('?' * len(columns))})",
+        [(p, *r[: len(columns)]) for p, r in zip(positions, rows, strict=True)],
+    )
+    if _has_table(cur, "event_hashes"):
+        hash_events(cur, [(p, r[0], r[1], r[2], r[3]) for p, r in zip(positions, rows, strict=True)])
+    if views:
+        InlineRunner(views, mapper)(cur, decode(mapper, rows, positions), positions)
+    return positions

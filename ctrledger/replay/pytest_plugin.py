@@ -1,0 +1,320 @@
+"""The ctrledger pytest plugin: given/when/then over a real store, golden logs, deterministic runs.
+
+Installed with the package (entry point ``pytest11: ctrledger``); or list it with
+``pytest_plugins = ["ctrledger.replay.pytest_plugin"]``. Fixtures:
+
+==================  ===========================================================================
+fixture             what it gives
+==================  ===========================================================================
+``ledger``          a fresh store in ``tmp_path``, with ``ledger_clock``, actor ``"tester"`` and
+                    correlation ids from ``ledger_ids``: the same test writes the same bytes
+``ledger_clock``    ``DeterministicClock``: 2026-01-01T00:00:00Z, one second later per call
+``ledger_ids``      ``DeterministicIds``: UUID-shaped ids 00000000-0000-4000-8000-000000000001, ...
+``scenario``        ``Scenario`` on ``ledger``: ``given(...)``, ``when(...)``, ``then_events(...)``,
+                    ``then_raises(...)``, ``then(...)``
+``golden_log``      ``GoldenLog``: replay an archive, compare the answers with a JSON file;
+                    ``pytest --ctrledger-regen`` rewrites the files instead
+==================  ===========================================================================
+
+A worked example is in ``docs/howto/replay.md``.
+
+This module sits in the replay layer but its fixtures open stores, which belong to the
+layer above: it reaches the public API (``ctrledger.open``) at run time, never at import.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eventsourcing.persistence import StoredEvent
+
+from ..domain.container import ContainerAggregate, ContainerEvent
+from ..domain.history import Position, to_json_value
+from ..domain.model import Audit, Container
+from ..errors import StoreError
+from .exchange import import_
+from .log import append_stored, check_streams, log_head
+from .rebuild import Replayable
+
+__all__ = ["DeterministicClock", "DeterministicIds", "GoldenLog", "Scenario", "created"]
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+REGEN = "--ctrledger-regen"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ctrledger")
+    group.addoption(REGEN, action="store_true", default=False,
+                    help="ctrledger: rewrite golden-log expectation files from the current answers")
+
+
+# -- determinism ------------------------------------------------------------------------------
+
+
+class DeterministicClock:
+    """A clock for stores: ``start``, then ``step`` later on every call."""
+
+    def __init__(self, start: datetime = START, step: timedelta = timedelta(seconds=1)) -> None:
+        self.now = start
+        self.step = step
+
+    def __call__(self) -> datetime:
+        self.now += self.step
+        return self.now
+
+
+class DeterministicIds:
+    """Correlation ids in UUID form, numbered from 1."""
+
+    def __init__(self) -> None:
+        self.issued = 0
+
+    def __call__(self) -> str:
+        self.issued += 1
+        return str(uuid.UUID(int=self.issued, version=4))
+
+    def uuid4(self) -> uuid.UUID:  # stands in for the uuid module where the store draws ids
+        return uuid.UUID(self())
+
+
+def _api() -> Any:
+    return importlib.import_module("ctrledger")
+
+
+@pytest.fixture
+def ledger_clock() -> DeterministicClock:
+    return DeterministicClock()
+
+
+@pytest.fixture
+def ledger_ids() -> DeterministicIds:
+    return DeterministicIds()
+
+
+@pytest.fixture
+def ledger(
+    tmp_path: Path, ledger_clock: DeterministicClock, ledger_ids: DeterministicIds, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    """A fresh ``ctrledger.Store`` that writes the same bytes every run."""
+    # The store draws a correlation id per operation from ``uuid.uuid4()`` when none is
+    # given; until it takes an id source, the module's ``uuid`` is swapped for the test.
+    monkeypatch.setattr(importlib.import_module("ctrledger.store"), "uuid", ledger_ids)
+    with _api().open(tmp_path / "ledger.db", clock=ledger_clock, actor="tester") as store:
+        yield store
+
+
+# -- given / when / then ------------------------------------------------------------------------
+
+
+def created(
+    record: Container, *, namespace: str = "default", at: datetime = START, actor: str = "tester",
+    correlation_id: str = "given",
+) -> ContainerEvent:
+    """The ``Created`` event of ``record`` (version 1 of its stream), for ``given``."""
+    agg = ContainerAggregate.create(namespace, record, Audit(actor, "", correlation_id), at)
+    event: ContainerEvent = agg.collect_events()[0]  # type: ignore[assignment]
+    return event
+
+
+Fact = Any  # a domain event, an iterable of them, an archive path, or a callable taking the store
+Expected = str | type | Callable[[Any], bool]
+
+
+class Scenario:
+    """Given some history, when a command runs, then these events (or this error).
+
+    Every method returns the scenario, so a test reads as one chain::
+
+        scenario.given(created(make("web"))).when(lambda s: s.delete("web")).then_events("Deleted")
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.events: list[Any] = []
+        self._ran = False
+
+    # given
+
+    def given(self, *facts: Fact) -> Scenario:
+        """Put history in the log: domain events (appended as stored by the store's mapper),
+        archive paths (imported), or callables run against the store (its own commands)."""
+        pending: list[Any] = []
+        for fact in facts:
+            if isinstance(fact, (str, os.PathLike)):
+                self._append(pending)
+                pending = []
+                import_(fact, into=self.store)
+            elif _is_event(fact):
+                pending.append(fact)
+            elif callable(fact):
+                self._append(pending)
+                pending = []
+                fact(self.store)
+            elif isinstance(fact, Iterable):
+                items = list(fact)
+                if not all(_is_event(e) for e in items):
+                    raise TypeError("given() takes domain events, archive paths or callables")
+                pending.extend(items)
+            else:
+                raise TypeError(f"given() cannot use {type(fact).__name__}")
+        self._append(pending)
+        return self
+
+    def _append(self, events: Sequence[Any]) -> None:
+        if not events:
+            return
+        store: Replayable = self.store
+        rows = [(s.originator_id, s.originator_version, s.topic, s.state)
+                for s in map(store.mapper.to_stored_event, events)]
+        with store.read_model() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.cursor()
+                head = log_head(cur)
+                check_streams(cur, rows, list(range(head + 1, head + 1 + len(rows))))
+                append_stored(cur, rows, head, store.views, store.mapper)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    # when
+
+    def when(self, command: Callable[[Any], Any]) -> Scenario:
+        """Run ``command(store)``; a ``StoreError`` it raises is kept for ``then_raises``."""
+        store: Replayable = self.store
+        with store.read_model() as conn:
+            before = log_head(conn)
+        try:
+            self.result = command(self.store)
+        except StoreError as e:
+            self.error = e
+        self._ran = True
+        with store.read_model() as conn:
+            rows = conn.execute(
+                "SELECT originator_id, originator_version, topic, state FROM stored_events WHERE rowid > ? "
+                "ORDER BY rowid", (before,)).fetchall()
+        self.events = [store.mapper.to_domain_event(StoredEvent(*r)) for r in rows]
+        return self
+
+    # then
+
+    def _require_run(self) -> None:
+        if not self._ran:
+            raise AssertionError("then_*() before when(): run the command first")
+
+    def then_events(self, *expected: Expected) -> Scenario:
+        """The command emitted exactly these events, in order: kind names (``"LabelsChanged"``),
+        event classes, or predicates over the event."""
+        self._require_run()
+        if self.error is not None:
+            raise AssertionError(f"expected events, but the command raised {self.error!r}") from self.error
+        kinds = [type(e).__name__ for e in self.events]
+        assert len(self.events) == len(expected), f"expected {len(expected)} event(s), got {kinds}"
+        for n, (event, want) in enumerate(zip(self.events, expected, strict=True)):
+            if isinstance(want, str):
+                ok = type(event).__name__ == want
+            elif isinstance(want, type):
+                ok = isinstance(event, want)
+            else:
+                ok = bool(want(event))
+            assert ok, f"event #{n} ({kinds[n]}: {event!r}) does not match {want!r}; all: {kinds}"
+        return self
+
+    def then_raises(self, error: type[BaseException], match: str | None = None) -> Scenario:
+        """The command raised ``error`` (with a message matching ``match``) and appended nothing."""
+        self._require_run()
+        assert self.error is not None, (
+            f"expected {error.__name__}, but the command succeeded with {[type(e).__name__ for e in self.events]}")
+        assert isinstance(self.error, error), f"expected {error.__name__}, got {self.error!r}"
+        if match is not None:
+            assert re.search(match, str(self.error)), f"{str(self.error)!r} does not match {match!r}"
+        assert not self.events, f"a failed command appended {[type(e).__name__ for e in self.events]}"
+        return self
+
+    def then(self, check: Callable[[Any], object]) -> Scenario:
+        """Run ``check(store)`` (assertions about the state after the command)."""
+        self._require_run()
+        check(self.store)
+        return self
+
+
+def _is_event(value: object) -> bool:
+    return hasattr(value, "originator_id") and hasattr(value, "originator_version") and not isinstance(value, type)
+
+
+@pytest.fixture
+def scenario(ledger: Any) -> Scenario:
+    return Scenario(ledger)
+
+
+# -- golden logs --------------------------------------------------------------------------------
+
+
+def answers(store: Any, points: Sequence[Position] = ()) -> dict[str, Any]:
+    """What the store answers: ``list()`` of every namespace, now and at each point, as JSON values."""
+    with store.read_model() as conn:
+        namespaces = [r[0] for r in conn.execute("SELECT name FROM namespaces ORDER BY name")]
+        events = log_head(conn)
+
+    def listing(**kw: Any) -> dict[str, Any]:
+        return {ns: [to_json_value(c) for c in store.list(namespace=ns, **kw)] for ns in namespaces}
+
+    out: dict[str, Any] = {"log_events": events, "list": listing()}
+    for point in points:
+        out[f"list as_of position {point.number}"] = listing(as_of=point)
+    return out
+
+
+class GoldenLog:
+    """Replays archives and compares the answers with recorded expectation files."""
+
+    def __init__(self, regen: bool, tmp_path: Path, clock: DeterministicClock) -> None:
+        self.regen = regen
+        self.tmp_path = tmp_path
+        self.clock = clock
+
+    def replay(self, archive: str | os.PathLike[str]) -> Any:
+        """A fresh store (in ``tmp_path``) holding the archive's log."""
+        path = self.tmp_path / f"golden-{Path(archive).stem}.db"
+        store = _api().open(path, clock=self.clock, actor="tester")
+        import_(archive, into=store)
+        return store
+
+    def check(self, store: Any, expected: str | os.PathLike[str], points: Sequence[Position] = ()) -> None:
+        """Compare ``answers(store, points)`` with the JSON file ``expected`` (rewritten with --ctrledger-regen)."""
+        actual = json.dumps(answers(store, points), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        path = Path(expected)
+        if self.regen:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(actual)
+            return
+        if not path.exists():
+            pytest.fail(f"no golden file {path}: run pytest {REGEN} to record it", pytrace=False)
+        recorded = path.read_text()
+        if recorded != actual:
+            assert json.loads(actual) == json.loads(recorded), f"answers differ from {path} ({REGEN} to rewrite)"
+            assert actual == recorded, f"answers differ from {path} in formatting only ({REGEN} to rewrite)"
+
+    def replay_and_check(
+        self, archive: str | os.PathLike[str], expected: str | os.PathLike[str], points: Sequence[Position] = ()
+    ) -> None:
+        """Replay ``archive`` into a fresh store and check its answers against ``expected``."""
+        with self.replay(archive) as store:
+            self.check(store, expected, points)
+
+
+@pytest.fixture
+def golden_log(request: pytest.FixtureRequest, tmp_path: Path, ledger_clock: DeterministicClock) -> GoldenLog:
+    return GoldenLog(bool(request.config.getoption(REGEN)), tmp_path, ledger_clock)
