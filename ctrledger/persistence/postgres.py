@@ -54,8 +54,8 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self.dialect = dialect_for(self.datastore.schema, events_table_name)
         statements: list[Any] = [SQL(self.dialect.text(s)) for s in integrity.CREATE_STATEMENTS]
         statements.append(SQL(self.dialect.text(
-            "INSERT INTO {ledger_meta}(key, value) VALUES ('log_schema', '%d') ON CONFLICT (key) DO NOTHING"
-            % SCHEMA_VERSION
+            "INSERT INTO {ledger_meta}(key, value) VALUES ('log_schema', '" + str(SCHEMA_VERSION) + "') "
+            "ON CONFLICT (key) DO NOTHING"
         )))
         self.sql_create_statements.extend(statements)
 
