@@ -41,11 +41,11 @@ run ctrledger ls -q 'labels.env==prod,labels.tier==web'
 
 echo
 echo "# Label: promote web-2 to production, drop its tier label"
-run ctrledger label web-2 env=prod tier- --reason "promoted after testing"
+run ctrledger label web-2 env=prod tier- --actor alice --reason "promoted after testing"
 
 echo
 echo "# Update: a new image for web-1"
-run ctrledger update web-1 --image docker.io/library/nginx:1.28 --reason "security patch"
+run ctrledger update web-1 --image docker.io/library/nginx:1.28 --actor alice --reason "security patch"
 
 echo
 echo "# One container as JSON, and the list as newline-delimited JSON"
@@ -67,3 +67,10 @@ run ctrledger label db-1 oops 2>&1 || echo "(exit status $?)"
 echo
 echo "# Failed commands left the store unchanged"
 run ctrledger ls
+
+echo
+echo "# Nothing is forgotten: web-1's history, the store as it was after its third event (@3),"
+echo "# and everything alice did"
+run ctrledger history web-1
+run ctrledger ls --as-of @3
+run ctrledger audit --actor alice

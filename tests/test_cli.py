@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,6 +36,9 @@ NGINX = "docker.io/library/nginx:1.27"
 REDIS = "docker.io/library/redis:7"
 HEADER = "ID     IMAGE                         RUNTIME                LABELS             VERSION  UPDATED"
 WRITES = {"create", "label", "update", "rm"}
+STORE_WIDE = {"rebuild"}  # no -n: they work on every namespace at once
+NO_OUTPUT_FORMAT = {"rm", "rebuild"}  # print IDs or one line, whatever the format
+NOT_PER_CONTAINER = {"history", "diff", "audit"}  # records are events or a diff: no -q
 
 
 class FixedClock:
@@ -166,7 +170,7 @@ def test_help_lists_every_command(cli: Cli) -> None:
     out = ok(cli("--help"))
     assert out.startswith("Usage: ctrledger [OPTIONS] COMMAND [ARGS]...")
     listed = [line.split()[0] for line in out.split("Commands:\n")[1].splitlines()]
-    assert listed == ["create", "get", "label", "ls", "rm", "update"]
+    assert listed == ["audit", "changes", "create", "diff", "get", "history", "label", "ls", "rebuild", "rm", "update"]
 
 
 def test_no_command_shows_the_usage(cli: Cli) -> None:
@@ -176,9 +180,9 @@ def test_no_command_shows_the_usage(cli: Cli) -> None:
 
 
 def test_unknown_command_is_a_usage_error(cli: Cli) -> None:
-    result = cli("history", "web-1")
+    result = cli("frobnicate", "web-1")
     assert result.exit_code == 2
-    assert result.stderr.splitlines()[-1] == "Error: No such command 'history'."
+    assert result.stderr.splitlines()[-1] == "Error: No such command 'frobnicate'."
 
 
 def test_version(cli: Cli) -> None:
@@ -188,11 +192,13 @@ def test_version(cli: Cli) -> None:
 @pytest.mark.parametrize("name", sorted(main.commands))
 def test_every_command_takes_the_shared_options(name: str) -> None:
     options = {opt for p in main.commands[name].params for opt in p.opts}
-    assert {"--db", "-n", "--namespace", "--debug"} <= options
+    assert {"--db", "--debug"} <= options
+    assert ({"-n", "--namespace"} <= options) == (name not in STORE_WIDE)
     if name in WRITES:
         assert {"--actor", "--reason"} <= options
-    if name != "rm":
-        assert {"--table", "--json", "--nl", "-q", "--quiet"} <= options
+    if name not in NO_OUTPUT_FORMAT:
+        assert {"--table", "--json", "--nl"} <= options
+        assert ({"-q", "--quiet"} <= options) == (name not in NOT_PER_CONTAINER)
 
 
 @pytest.mark.parametrize("name", sorted(main.commands))
@@ -200,7 +206,8 @@ def test_every_command_has_help(cli: Cli, name: str) -> None:
     out = ok(cli(name, "--help"))
     assert ok(cli(name, "-h")) == out
     assert out.startswith(f"Usage: ctrledger {name} [OPTIONS]")
-    assert "--db PATH|URL" in out and "CTRLEDGER_DATABASE_URL" in out and "CTRLEDGER_NAMESPACE" in out
+    assert "--db PATH|URL" in out and "CTRLEDGER_DATABASE_URL" in out
+    assert ("CTRLEDGER_NAMESPACE" in out) == (name not in STORE_WIDE)
 
 
 def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
@@ -751,14 +758,13 @@ def test_default_db_is_ctrledger_db_in_the_current_directory(cli: Cli, tmp_path:
 @pytest.mark.parametrize(
     ("target", "message"),
     [
-        pytest.param("postgresql://db/ledger", "PostgreSQL targets are not supported yet: invalid argument",
-                     id="postgres-url"),
         pytest.param(".", "cannot open '.': unable to open database file", id="directory"),
-        pytest.param("no/such/dir/x.db", "cannot open 'no/such/dir/x.db': unable to open database file",
-                     id="missing-directory"),
+        pytest.param("notes.txt/x.db", "cannot open 'notes.txt/x.db': [Errno 17] File exists: 'notes.txt'",
+                     id="directory-is-a-file"),
     ],
 )
-def test_unusable_db(cli: Cli, target: str, message: str) -> None:
+def test_unusable_db(cli: Cli, tmp_path: Path, target: str, message: str) -> None:
+    (tmp_path / "notes.txt").write_text("a file, not a directory")
     failed(cli("ls", "--db", target), message)
 
 
@@ -841,7 +847,21 @@ def test_walkthrough_runs(tmp_path: Path) -> None:
            "(exit status 1)\n" in out
     assert 'Error: container "web-1": already exists\n(exit status 1)\n' in out
     assert "is neither KEY=VALUE nor KEY-.\n(exit status 2)\n" in out
-    final = out.rsplit("$ ctrledger ls\n", 1)[1].splitlines()
+    final = out.rsplit("$ ctrledger ls\n", 1)[1].split("\n\n")[0].splitlines()
     assert [line.split()[0] for line in final[1:]] == ["db-1", "web-1"]
     assert final[2].split()[1:5] == ["docker.io/library/nginx:1.28", "io.containerd.runc.v2", "env=prod,tier=web", "2"]
+    history = out.split("\n$ ctrledger history web-1\n", 1)[1].split("\n\n")[0].splitlines()
+    assert history[0].split() == ["VERSION", "INC", "POS", "KIND", "TIME", "ACTOR", "REASON", "CHANGES"]
+    assert [line.split()[3] for line in history[1:]] == ["Created", "ImageChanged"]
+    assert re.split(r"  +", history[2])[-3:] == [
+        "alice", "security patch", "image: docker.io/library/nginx:1.27 -> docker.io/library/nginx:1.28",
+    ]
+    then = out.split("\n$ ctrledger ls --as-of @3\n", 1)[1].split("\n\n")[0].splitlines()
+    assert [(line.split()[0], line.split()[3]) for line in then[1:]] == [
+        ("db-1", "env=prod,tier=db"), ("web-1", "env=prod,tier=web"), ("web-2", "env=staging,tier=web"),
+    ]
+    audit = out.split("\n$ ctrledger audit --actor alice\n", 1)[1].split("\n\n")[0].splitlines()
+    assert [line.split()[3:6] for line in audit[1:]] == [
+        ["web-2", "2", "LabelsChanged"], ["web-1", "2", "ImageChanged"],
+    ]
     assert list(tmp_path.iterdir()) == []  # the walkthrough cleans up after itself

@@ -29,6 +29,7 @@ def spawn(db: Path, name: str, count: int) -> subprocess.Popen[str]:
 def test_two_processes_writing_at_once_lose_nothing(db_path: Path) -> None:
     with ctrledger.open(db_path) as store:
         store.create(make("hot"))
+        store.create(make("hot2"))
     writers = [spawn(db_path, name, 60) for name in ("a", "b")]
     outputs = []
     for w in writers:
@@ -48,13 +49,16 @@ def test_two_processes_writing_at_once_lose_nothing(db_path: Path) -> None:
         assert len(hot) == 1 + 120
         assert store.get("hot").labels == {"a": "59", "b": "59"}
         assert store.get("hot").version == 121
+        hot2 = sum(1 for e in store.history("hot2") if e.kind == "LabelsChanged")
+        assert hot2 == sum(1 for line in acked if line.startswith("updated hot2"))
         # the read model applied every event exactly once
-        assert store.position == store._app.ledger_recorder.head()
+        assert store.position == store._app.head()
 
 
 def test_a_killed_writer_loses_no_acknowledged_write(db_path: Path) -> None:
     with ctrledger.open(db_path) as store:
         store.create(make("hot"))
+        store.create(make("hot2"))
     writer = spawn(db_path, "k", 100_000)
     assert writer.stdout is not None
     acked: list[str] = []
@@ -77,6 +81,6 @@ def test_a_killed_writer_loses_no_acknowledged_write(db_path: Path) -> None:
         last_update = max(int(line.split("=")[1]) for line in acked if line.startswith("updated"))
         assert int(store.get("hot").labels["k"]) >= last_update
         # the log and the read model agree after the crash, and the store still works
-        assert store.position == store._app.ledger_recorder.head()
+        assert store.position == store._app.head()
         store.update(Container(id="hot", labels={"after": "crash"}), "labels.after")
         assert store.get("hot").labels["after"] == "crash"

@@ -8,9 +8,11 @@
   end of the block, are its expected output (stdout and stderr, as a terminal shows them).
   ``ctrledger …`` commands (optionally after ``VAR=value`` assignments) run through click's
   CliRunner, with the clock fixed per command: the n-th command of the session runs at
-  2026-11-21T09:00:00Z plus n minutes. Any other command runs with ``bash -c`` in the same
-  directory (for ``echo … > file``). Output with an ``Error:`` line must come with a non-zero
-  exit status, other output with status 0. Blocks in other languages (```bash) are not run.
+  2026-11-21T09:00:00Z plus n minutes, and relative points (``--as-of 15m``) count back from
+  it; the OS user, the default actor, is ``sam``. Any other command runs with ``bash -c`` in
+  the same directory (for ``echo … > file``). Output with an ``Error:`` line must come with a
+  non-zero exit status, other output with status 0. Blocks in other languages (```bash) are
+  not run.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ import pytest
 from click.testing import CliRunner
 
 import ctrledger
+import ctrledger.cli.points
 from ctrledger.cli import main as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 HOWTO = ROOT / "docs" / "cli.md"
 REFERENCE = ROOT / "docs" / "reference" / "cli.md"
 START = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+DOC_USER = "sam"
 
 
 def _generator() -> ModuleType:
@@ -125,6 +129,8 @@ def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DocCloc
         return real_open(target, clock=clock, **options)
 
     monkeypatch.setattr(ctrledger, "open", open_with_clock)
+    monkeypatch.setattr(ctrledger.cli.points, "now", clock)
+    monkeypatch.setenv("LOGNAME", DOC_USER)  # getpass.getuser() reads it first
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CTRLEDGER_DATABASE_URL", raising=False)
     monkeypatch.delenv("CTRLEDGER_NAMESPACE", raising=False)

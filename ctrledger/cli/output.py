@@ -1,4 +1,4 @@
-"""How the CLI shows containers: JSON-able dicts, JSON, newline-delimited JSON, IDs, a table.
+"""How the CLI shows containers and history records: JSON, newline-delimited JSON, IDs, tables.
 
 The JSON form of a container::
 

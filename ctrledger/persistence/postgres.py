@@ -59,6 +59,18 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         )))
         self.sql_create_statements.extend(statements)
 
+    def create_table(self) -> None:
+        # Nodes starting together would race on CREATE TYPE / CREATE FUNCTION ("tuple
+        # concurrently updated"): one node at a time creates or upgrades the schema.
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"ctrledger-schema-{self.datastore.schema}",))
+            conn.commit()
+            try:
+                super().create_table()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"ctrledger-schema-{self.datastore.schema}",))
+                conn.commit()
+
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
