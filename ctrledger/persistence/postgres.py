@@ -46,6 +46,44 @@ def dialect_for(schema: str, events_table: str = EVENTS_TABLE) -> integrity.Dial
     )
 
 
+# The append step of integrity.py (chain and Merkle tree), as a PL/pgSQL function, so that
+# hashing costs no round trip inside the transaction that holds the events table's lock.
+# The leaves are computed by the client (integrity.event_leaf); ``verify`` recomputes
+# everything in Python, so the two implementations are held together by every test that
+# verifies a PostgreSQL log.
+APPEND_FUNCTION = """
+CREATE OR REPLACE FUNCTION "{s}".ctrledger_append_hashes(positions bigint[], leaves bytea[])
+RETURNS void LANGUAGE plpgsql AS $body$
+DECLARE
+    v_seq bigint; v_prev bytea; v_last bigint; v_idx bigint; v_lvl int; v_hash bytea; v_left bytea;
+BEGIN
+    SELECT seq, chain, position INTO v_seq, v_prev, v_last
+        FROM "{s}".event_hashes ORDER BY position DESC LIMIT 1;
+    IF NOT FOUND THEN
+        v_seq := 0; v_prev := decode(repeat('00', 32), 'hex'); v_last := 0;
+    END IF;
+    IF EXISTS (SELECT 1 FROM "{s}"."{events}"
+               WHERE notification_id > v_last AND notification_id < positions[1]) THEN
+        RAISE EXCEPTION 'ctrledger: the log holds events without hashes; open it with ctrledger to upgrade';
+    END IF;
+    FOR i IN 1 .. array_length(positions, 1) LOOP
+        v_seq := v_seq + 1;
+        v_prev := sha256(v_prev || int8send(positions[i]) || leaves[i]);
+        INSERT INTO "{s}".event_hashes(position, seq, leaf, chain) VALUES (positions[i], v_seq, leaves[i], v_prev);
+        v_idx := v_seq - 1; v_lvl := 0; v_hash := leaves[i];
+        INSERT INTO "{s}".merkle_nodes(level, idx, hash) VALUES (0, v_idx, v_hash);
+        WHILE v_idx % 2 = 1 LOOP
+            SELECT hash INTO v_left FROM "{s}".merkle_nodes WHERE level = v_lvl AND idx = v_idx - 1;
+            v_hash := sha256('\\x01'::bytea || v_left || v_hash);
+            v_lvl := v_lvl + 1; v_idx := v_idx / 2;
+            INSERT INTO "{s}".merkle_nodes(level, idx, hash) VALUES (v_lvl, v_idx, v_hash);
+        END LOOP;
+    END LOOP;
+END
+$body$
+"""
+
+
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
     """Application recorder that hashes and chains events in the append transaction."""
 
@@ -57,7 +95,10 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "INSERT INTO {ledger_meta}(key, value) VALUES ('log_schema', '" + str(SCHEMA_VERSION) + "') "
             "ON CONFLICT (key) DO NOTHING"
         )))
+        statements.append(SQL(APPEND_FUNCTION.replace("{s}", self.datastore.schema).replace(
+            "{events}", events_table_name)))
         self.sql_create_statements.extend(statements)
+        self._append_call = SQL(f'SELECT "{self.datastore.schema}".ctrledger_append_hashes(%s, %s)')
 
     def create_table(self) -> None:
         # Nodes starting together would race on CREATE TYPE / CREATE FUNCTION ("tuple
@@ -76,11 +117,11 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     ) -> Sequence[int] | None:
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         assert ids is not None
-        integrity.append_hashes(
-            integrity.Sql(curs, self.dialect),
-            [(i, str(s.originator_id), s.originator_version, s.topic, s.state)
-             for i, s in zip(ids, stored_events, strict=True)],
-        )
+        # One statement, no result to wait for: the chain and tree are extended server-side
+        # (APPEND_FUNCTION), inside the transaction that holds the events table's lock.
+        leaves = [integrity.event_leaf(str(s.originator_id), s.originator_version, s.topic, s.state)
+                  for s in stored_events]
+        curs.execute(self._append_call, (list(ids), leaves))
         return ids
 
 
