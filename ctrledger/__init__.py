@@ -15,7 +15,7 @@ from .errors import (
     Unavailable,
 )
 from .persistence.integrity import Checkpoint, ConsistencyProof, InclusionProof, Problem, VerifyReport
-from .store import Store, open, verify
+from .store import Store, migrate, open, verify
 
 __version__ = "0.1.0"
 
@@ -43,6 +43,7 @@ __all__ = [
     "Unavailable",
     "VerifyReport",
     "Version",
+    "migrate",
     "open",
     "verify",
 ]

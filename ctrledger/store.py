@@ -65,18 +65,17 @@ from .domain.validation import check_record, drop_empty_labels, go_quote, valida
 from .errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, StoreError, Unavailable
 from .persistence import integrity
 from .persistence.application import LedgerApplication, postgres_env, sqlite_env
-from .persistence.integrity import Checkpoint, ConsistencyProof, InclusionProof, VerifyReport
-from .persistence.postgres import SCHEMA_VERSION as LOG_SCHEMA_VERSION
+from .persistence.integrity import LOG_SCHEMA_VERSION, Checkpoint, ConsistencyProof, InclusionProof, VerifyReport
 from .persistence.postgres import default_readmodel_path, parse_url, verify_postgres
 from .persistence.sqlite import SYNCHRONOUS_MODES
 from .projections.current import CurrentStateReader, CurrentStateView
 from .projections.replica import ensure_mirror, pull
 from .projections.runner import InlineRunner, View, catch_up, read_stream
-from .projections.schema import ensure_schema
+from .projections.schema import ensure_schema, schema_version
 from .projections.sqlfilter import register_functions
 from .projections.temporal import AuditView, TemporalReader, TemporalView
 
-__all__ = ["Store", "open", "verify"]
+__all__ = ["Store", "migrate", "open", "verify"]
 
 _MAX_RETRIES = 100
 T = TypeVar("T")
@@ -123,7 +122,10 @@ class Store:
             )
         self.url: str | None = None
         if text.startswith(("postgresql://", "postgres://")):
-            settings, options = parse_url(text)
+            try:
+                settings, options = parse_url(text)
+            except ValueError as e:
+                raise InvalidArgument(f"{e}: invalid argument") from None
             self.url = text
             self.path = os.fspath(
                 readmodel or options.get("readmodel") or os.environ.get("CTRLEDGER_READMODEL")
@@ -154,13 +156,13 @@ class Store:
         self._cache_lock = threading.Lock()
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
+        self._check_log_schema()
         if self.url is None:
             self._app.ledger_recorder.inline_hooks.append(InlineRunner(self._views, self._app.mapper))
             with self._lock:
                 self._write(integrity.upgrade)  # a log written without hashes is hashed once, and that recorded
                 catch_up(self._conn, self._views, self._app.mapper)
         else:
-            self._check_log_schema()
             # The local file is a replica, rebuildable from the shared log: no fsync per batch.
             self._conn.execute("PRAGMA synchronous=NORMAL")
             ensure_mirror(self._conn)
@@ -834,6 +836,22 @@ def open(target: str | os.PathLike[str] | None = None, **options: Any) -> Store:
     if target is None:
         target = os.environ.get("CTRLEDGER_DATABASE_URL") or "ctrledger.db"
     return Store(target, **options)
+
+
+def migrate(target: str | os.PathLike[str] | None = None) -> dict[str, int]:
+    """Create or upgrade the store's schemas (the log's and the local read models'); report them.
+
+    Opening a store does the same on demand; ``migrate`` does it explicitly, e.g. before
+    starting nodes. Raises ``FailedPrecondition`` for a schema newer than this ctrledger.
+    """
+    with open(target, follow=False) as store:
+        conn = sqlite3.connect(store.path)
+        try:
+            read_model = schema_version(conn)
+        finally:
+            conn.close()
+        found = store._read(lambda db: db.one("SELECT value FROM {ledger_meta} WHERE key='log_schema'"))
+        return {"log_schema": int(found[0]) if found else 0, "read_model_schema": read_model}
 
 
 def _conninfo(env: Any) -> dict[str, Any]:

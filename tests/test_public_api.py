@@ -30,6 +30,7 @@ def test_exports_are_pinned() -> None:
         "Unavailable",
         "VerifyReport",
         "Version",
+        "migrate",
         "open",
         "verify",
     ]

@@ -164,3 +164,28 @@ def test_a_node_refuses_a_log_schema_it_does_not_understand(schema: str, tmp_pat
 def test_a_missing_server_is_unavailable_not_a_traceback(tmp_path: Path) -> None:
     with pytest.raises(ctrledger.Unavailable, match="cannot open"):
         ctrledger.open(f"postgresql://postgres@127.0.0.1:1/test?readmodel={tmp_path / 'n.db'}&connect_timeout=1")
+
+
+def test_migrate_creates_both_schemas_and_reports_them(target: str) -> None:
+    assert ctrledger.migrate(target) == {"log_schema": 1, "read_model_schema": 2}
+    with ctrledger.open(target, follow=False) as store:  # and a store opens on them
+        store.create(make())
+        assert ctrledger.migrate(target) == {"log_schema": 1, "read_model_schema": 2}
+        assert store.get("web-1").version == 1
+
+
+@pytest.mark.sqlite_only
+def test_an_embedded_log_of_a_newer_schema_is_refused(target: str) -> None:
+    ctrledger.open(target).close()
+    conn = sqlite3.connect(target)
+    conn.execute("UPDATE ledger_meta SET value='7' WHERE key='log_schema'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ctrledger.FailedPrecondition, match="schema version 7"):
+        ctrledger.open(target)
+
+
+@pytest.mark.parametrize("url", ["postgresql://", "postgresql://host-only", "postgresql:///dbonly"])
+def test_a_url_without_host_or_database_is_an_invalid_argument(url: str) -> None:
+    with pytest.raises(ctrledger.InvalidArgument, match="names a host and a database"):
+        ctrledger.open(url)

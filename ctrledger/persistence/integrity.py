@@ -55,6 +55,9 @@ __all__ = [
 
 ZERO = bytes(32)
 
+LOG_SCHEMA_VERSION = 1
+"""Version of the log's own tables (events, hashes), kept as ``ledger_meta.log_schema``."""
+
 # Table names and the log's position column are formatted in per backend (see ``Sql``).
 CREATE_STATEMENTS = [
     "CREATE TABLE IF NOT EXISTS {event_hashes} (position {position_key}, seq BIGINT NOT NULL, "
@@ -63,6 +66,8 @@ CREATE_STATEMENTS = [
     "PRIMARY KEY (level, idx)){clustered}",
     "CREATE TABLE IF NOT EXISTS {ledger_meta} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "INSERT INTO {ledger_meta}(key, value) VALUES ('log_id', {random_id}) ON CONFLICT (key) DO NOTHING",
+    "INSERT INTO {ledger_meta}(key, value) VALUES ('log_schema', '" + str(LOG_SCHEMA_VERSION) + "') "
+    "ON CONFLICT (key) DO NOTHING",
     "CREATE TABLE IF NOT EXISTS {integrity_upgrades} (upgraded_at TEXT NOT NULL, "
     "first_position BIGINT NOT NULL, last_position BIGINT NOT NULL, note TEXT NOT NULL)",
 ]

@@ -24,9 +24,8 @@ from psycopg.sql import SQL
 
 from . import integrity
 
-__all__ = ["LedgerPostgresFactory", "LedgerPostgresRecorder", "SCHEMA_VERSION", "parse_url"]
+__all__ = ["LedgerPostgresFactory", "LedgerPostgresRecorder", "parse_url"]
 
-SCHEMA_VERSION = 1  # of the log's own tables in PostgreSQL (ledger_meta 'log_schema')
 
 
 EVENTS_TABLE = "ctrledger_events"  # eventsourcing names it after the (pinned) application name
@@ -91,10 +90,6 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         super().__init__(datastore, events_table_name=events_table_name)
         self.dialect = dialect_for(self.datastore.schema, events_table_name)
         statements: list[Any] = [SQL(self.dialect.text(s)) for s in integrity.CREATE_STATEMENTS]
-        statements.append(SQL(self.dialect.text(
-            "INSERT INTO {ledger_meta}(key, value) VALUES ('log_schema', '" + str(SCHEMA_VERSION) + "') "
-            "ON CONFLICT (key) DO NOTHING"
-        )))
         statements.append(SQL(APPEND_FUNCTION.replace("{s}", self.datastore.schema).replace(
             "{events}", events_table_name)))
         self.sql_create_statements.extend(statements)
@@ -139,7 +134,10 @@ def parse_url(url: str) -> tuple[dict[str, str], dict[str, str]]:
     if parts.scheme not in ("postgresql", "postgres"):
         raise ValueError(f"not a PostgreSQL URL: {url!r}")
     options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    dbname = unquote(parts.path.lstrip("/")) or "postgres"
+    dbname = unquote(parts.path.lstrip("/"))
+    if not parts.hostname or not dbname:
+        raise ValueError(f"a PostgreSQL URL names a host and a database: postgresql://user@host:port/dbname, "
+                         f"not {url!r}")
     settings = {
         "PERSISTENCE_MODULE": "ctrledger.persistence.postgres:LedgerPostgresFactory",
         "POSTGRES_DBNAME": dbname,

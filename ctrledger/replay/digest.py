@@ -33,7 +33,7 @@ import msgpack
 from ..projections.current import tracked_position
 from ..projections.runner import View
 from ..projections.schema import schema_version
-from .rebuild import Replayable, build_views, open_scratch, read_only
+from .rebuild import Replayable, build_views, open_scratch, read_only, synced
 
 __all__ = ["VerifyResult", "digest", "table_digests", "verify_projections"]
 
@@ -96,6 +96,7 @@ def _snapshot_digests(path: str, views: Sequence[View]) -> tuple[str, dict[str, 
 
 def digest(store: Replayable) -> str:
     """The hex SHA-256 of the store's read models, canonical (see the module docstring)."""
+    synced(store)
     return _snapshot_digests(store.path, store.views)[0]
 
 
@@ -119,6 +120,7 @@ class VerifyResult:
 def verify_projections(store: Replayable) -> VerifyResult:
     """Rebuild the read models into a scratch file and compare them with the live ones."""
     views = list(store.views)
+    synced(store)
     live, live_parts, _ = _snapshot_digests(store.path, views)
     positions = {name[len("tracking:"):]: int(v) for name, v in live_parts.items() if name.startswith("tracking:")}
     upto = max(positions.values(), default=0)

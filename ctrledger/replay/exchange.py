@@ -27,6 +27,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -38,14 +39,15 @@ from eventsourcing.persistence import StoredEvent
 from ..domain.history import Position, Version, parse_point
 from ..domain.validation import validate_namespace
 from ..errors import FailedPrecondition, InvalidArgument
-from .archive import ArchiveReader, ArchiveWriter, verify_archive
+from .archive import ArchiveReader, ArchiveWriter, Chunk, verify_archive
 from .log import append_stored, chain_at, check_streams, log_head, log_id
-from .rebuild import Progress, Replayable
+from .rebuild import Progress, Replayable, require_embedded_log, synced
 
 __all__ = ["ExportSummary", "ImportSummary", "export", "import_"]
 
 CHUNK_EVENTS = 1000
 CHUNK_BYTES = 8 * 1024 * 1024
+TXN_EVENTS = 10_000  # an import commits whole chunks, about this many events per transaction
 
 PROGRESS_TABLE = (
     "CREATE TABLE IF NOT EXISTS ctrledger_imports ("
@@ -129,6 +131,7 @@ def export(
         raise InvalidArgument("namespaces must be a list of names, not a string: invalid argument")
     target = Path(path)
     partial = target.with_name(target.name + ".partial")
+    synced(store)
     conn = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, isolation_level=None, timeout=30)
     try:
         conn.execute("BEGIN")  # one snapshot for the count, the rows and the hashes
@@ -218,6 +221,7 @@ def import_(
     *,
     verify: bool = True,
     progress: Progress | None = None,
+    txn_events: int = TXN_EVENTS,
 ) -> ImportSummary:
     """Load the archive at ``path`` into the store ``into``; see the module docstring.
 
@@ -229,6 +233,7 @@ def import_(
     archive and ``FailedPrecondition`` when the store cannot take it.
     """
     started = time.perf_counter()
+    require_embedded_log(into, "import")
     if verify:
         verify_archive(path)
     with ArchiveReader(path) as reader:
@@ -257,53 +262,29 @@ def import_(
             else:
                 skip, done = 0, 0
                 _check_start(conn, header, head, reader.path)
-        preserved = complete and head == after
+        preserved = complete
         first: int | None = None
         chunks = events = 0
-        for chunk in reader.chunks(skip=skip):
-            with into.read_model() as conn:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    cur = conn.cursor()
-                    now = log_head(cur)
-                    if now != head:
-                        raise FailedPrecondition(
-                            f"the log moved from position {head} to {now} during the import of {reader.path}: "
-                            "failed precondition"
-                        )
-                    source_positions = [int(r[0]) for r in chunk.rows]
-                    rows = [r[1:] for r in chunk.rows]
-                    check_streams(cur, rows, source_positions)
-                    positions = append_stored(cur, rows, head, into.views, into.mapper,
-                                              extra_columns=chunk.extra_columns)
-                    if preserved and positions != source_positions:
-                        preserved = False  # the source log had holes: positions were renumbered
-                    if preserved and chunk.chain is not None:
-                        mine = chain_at(cur, positions[-1])
-                        if mine is not None and mine != chunk.chain:
-                            raise FailedPrecondition(
-                                f"after chunk #{chunk.seq} (at byte {chunk.offset}) the store's hash chain differs "
-                                f"from the source's at position {positions[-1]}: failed precondition"
-                            )
-                    done += len(rows)
-                    cur.execute(
-                        "INSERT INTO ctrledger_imports(archive_id, path, chunks, events, source_last, head) "
-                        "VALUES (?,?,?,?,?,?) ON CONFLICT(archive_id) DO UPDATE SET chunks=excluded.chunks, "
-                        "events=excluded.events, source_last=excluded.source_last, head=excluded.head",
-                        (reader.archive_id, os.path.abspath(reader.path), chunk.seq + 1, done, chunk.last,
-                         positions[-1]),
-                    )
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            head = positions[-1]
-            first = positions[0] if first is None else first
-            chunks += 1
-            events += len(rows)
-            if progress is not None:
-                progress(done, total or 0)
-        with into.read_model() as conn:
+        with closing(_writer(into.path)) as conn:
+            group: list[Chunk] = []
+
+            def flush() -> None:
+                nonlocal head, preserved, done, first, chunks, events
+                size = sum(len(c.rows) for c in group)
+                head, preserved, done = _import_group(conn, into, reader, group, head, preserved, done)
+                first = head - size + 1 if first is None else first
+                chunks += len(group)
+                events += size
+                group.clear()
+                if progress is not None:
+                    progress(done, total or 0)
+
+            for chunk in reader.chunks(skip=skip):
+                group.append(chunk)
+                if sum(len(c.rows) for c in group) >= txn_events:
+                    flush()
+            if group:
+                flush()
             conn.execute(
                 "INSERT INTO ctrledger_imports(archive_id, path, chunks, events, source_last, head, finished) "
                 "VALUES (?,?,0,0,NULL,?,1) ON CONFLICT(archive_id) DO UPDATE SET finished=1",
@@ -311,6 +292,63 @@ def import_(
             )
     return ImportSummary(reader.archive_id, events, chunks, first, None if first is None else head, preserved,
                          skip > 0, False, time.perf_counter() - started)
+
+
+def _writer(path: str) -> sqlite3.Connection:
+    """A connection of the import's own to the store's file, for large transactions.
+
+    ``synchronous=NORMAL``: an import is resumable, so a power loss that takes the
+    last committed transactions only makes the next run import them again.
+    """
+    conn = sqlite3.connect(path, isolation_level=None, timeout=60)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute("PRAGMA wal_autocheckpoint=16384")
+    return conn
+
+
+def _import_group(
+    conn: sqlite3.Connection, into: Replayable, reader: ArchiveReader, group: Sequence[Chunk], head: int,
+    preserved: bool, done: int,
+) -> tuple[int, bool, int]:
+    """Import whole chunks in one transaction; return the new head, whether positions are kept, events done."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        cur = conn.cursor()
+        now = log_head(cur)
+        if now != head:
+            raise FailedPrecondition(
+                f"the log moved from position {head} to {now} during the import of {reader.path}: "
+                "failed precondition"
+            )
+        for chunk in group:
+            source_positions = [int(r[0]) for r in chunk.rows]
+            rows = [r[1:] for r in chunk.rows]
+            check_streams(cur, rows, source_positions)
+            positions = append_stored(cur, rows, head, into.views, into.mapper, extra_columns=chunk.extra_columns)
+            if preserved and positions != source_positions:
+                preserved = False  # the source log had holes: positions were renumbered
+            if preserved and chunk.chain is not None:
+                mine = chain_at(cur, positions[-1])
+                if mine is not None and mine != chunk.chain:
+                    raise FailedPrecondition(
+                        f"after chunk #{chunk.seq} (at byte {chunk.offset}) the store's hash chain differs "
+                        f"from the source's at position {positions[-1]}: failed precondition"
+                    )
+            head = positions[-1]
+            done += len(rows)
+        last = group[-1]
+        cur.execute(
+            "INSERT INTO ctrledger_imports(archive_id, path, chunks, events, source_last, head) "
+            "VALUES (?,?,?,?,?,?) ON CONFLICT(archive_id) DO UPDATE SET chunks=excluded.chunks, "
+            "events=excluded.events, source_last=excluded.source_last, head=excluded.head",
+            (reader.archive_id, os.path.abspath(reader.path), last.seq + 1, done, last.last, head),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return head, preserved, done
 
 
 def _check_columns(conn: sqlite3.Connection, extra: Sequence[str]) -> None:

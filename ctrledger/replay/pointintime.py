@@ -31,7 +31,7 @@ from ..domain.history import Position, Version, parse_point
 from ..errors import AlreadyExists, InvalidArgument
 from ..projections.schema import ensure_schema
 from .log import append_stored, create_hash_tables, log_head, log_id
-from .rebuild import BATCH, Progress, Replayable, read_only, remove_database
+from .rebuild import BATCH, Progress, Replayable, read_only, remove_database, synced
 
 __all__ = ["replay_to"]
 
@@ -50,6 +50,7 @@ def replay_to(
         raise AlreadyExists(f"{target}: already exists; replay_to writes a new file")
     partial = Path(f"{target}.partial")
     remove_database(partial)
+    synced(store)
     try:
         with closing(read_only(store.path)) as src:
             src.execute("BEGIN")

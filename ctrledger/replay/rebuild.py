@@ -39,7 +39,10 @@ from ..projections.current import tracked_position
 from ..projections.runner import View, read_log
 from ..projections.schema import ensure_schema
 
-__all__ = ["Progress", "Replayable", "build_views", "pending_rebuild", "rebuild", "scratch_path"]
+__all__ = [
+    "Progress", "Replayable", "build_views", "pending_rebuild", "rebuild", "require_embedded_log", "scratch_path",
+    "synced",
+]
 
 BATCH = 2000
 
@@ -59,6 +62,22 @@ class Replayable(Protocol):
     def views(self) -> Sequence[View]: ...
 
     def read_model(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+
+def synced(store: Replayable) -> None:
+    """Let the store bring its local files up to its log's head (a node of a shared log pulls)."""
+    with store.read_model():
+        pass
+
+
+def require_embedded_log(store: Replayable, what: str) -> None:
+    """Refuse to write a log that is not the store's own SQLite file (a shared PostgreSQL log)."""
+    url = getattr(store, "url", None)
+    if url is not None:
+        raise FailedPrecondition(
+            f"{what} writes the log, and this store's log is shared ({url}); it can only "
+            "write an embedded (SQLite) log for now: failed precondition"
+        )
 
 
 def scratch_path(store: Replayable) -> Path:
@@ -198,6 +217,7 @@ def rebuild(store: Replayable, progress: Progress | None = None, *, batch: int =
     views = list(store.views)
     scratch = scratch_path(store)
     source = os.path.abspath(store.path)
+    synced(store)
     with closing(read_only(store.path)) as log:
         log.execute("BEGIN")
         upto = int(log.execute("SELECT COALESCE(MAX(rowid), 0) FROM stored_events").fetchone()[0])
