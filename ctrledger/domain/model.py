@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 __all__ = ["Audit", "Container", "Payload", "Runtime"]
 
@@ -35,6 +36,13 @@ class Payload:
 
     type_url: str = ""
     value: bytes = b""
+
+    @classmethod
+    def trusted(cls, type_url: str, value: bytes) -> Payload:
+        """A Payload from values already checked (the store's own reads): no validation."""
+        obj = object.__new__(cls)
+        obj.__dict__.update(type_url=type_url, value=value)
+        return obj
 
     def __post_init__(self) -> None:
         if not isinstance(self.type_url, str):
@@ -73,6 +81,14 @@ class Container:
     extensions: Mapping[str, Payload] = field(default_factory=dict)
     sandbox: str = ""
     version: int = 0
+
+    @classmethod
+    def trusted(cls, **fields: Any) -> Container:
+        """A record from fields the store owns and has checked (its own reads): every field
+        given, dicts not shared with anyone. Skips ``__init__``; the read path builds many."""
+        obj = object.__new__(cls)
+        obj.__dict__.update(fields)
+        return obj
 
     def __post_init__(self) -> None:
         # Own copies, so a caller's later mutation of its dict cannot reach a record.

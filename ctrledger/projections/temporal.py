@@ -217,7 +217,7 @@ SpecReader = Callable[[str, bytes], Payload]
 def _row_to_container(row: tuple[Any, ...], spec_of: SpecReader) -> Container:
     (cid, version, image, runtime_name, runtime_options, spec_topic, spec_state,
      snapshotter, snapshot_key, sandbox, labels, extensions, created_at, updated_at) = row
-    return Container(
+    return Container.trusted(
         id=cid,
         labels=unpackb(labels),
         image=image,
