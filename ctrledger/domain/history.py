@@ -41,25 +41,22 @@ __all__ = [
 
 
 @dataclass(frozen=True, order=True)
-class Version:
-    """A container's stream version: its state after that many events."""
-
+class _Number:
     number: int
 
     def __post_init__(self) -> None:
         if not isinstance(self.number, int) or isinstance(self.number, bool) or self.number < 0:
-            raise InvalidArgument(f"a version is a non-negative integer, not {self.number!r}: invalid argument")
+            raise InvalidArgument(
+                f"a {type(self).__name__.lower()} is a non-negative integer, not {self.number!r}: invalid argument"
+            )
 
 
-@dataclass(frozen=True, order=True)
-class Position:
-    """A global log position: the state after that many events of the whole log."""
+class Version(_Number):
+    """A container's stream version: its state after that many events of its stream."""
 
-    number: int
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.number, int) or isinstance(self.number, bool) or self.number < 0:
-            raise InvalidArgument(f"a position is a non-negative integer, not {self.number!r}: invalid argument")
+class Position(_Number):
+    """A global log position: the state after the event at that position (and all before it)."""
 
 
 Point = datetime | str | Version | Position

@@ -34,7 +34,7 @@ from ..domain.model import Container, Payload, Runtime
 from ..persistence.transcoder import packb, unpackb
 from .sqlfilter import compile_filter, register_functions
 
-__all__ = ["CurrentStateReader", "CurrentStateView", "advance_tracking", "micros", "from_micros"]
+__all__ = ["CurrentStateReader", "CurrentStateView", "advance_tracking", "from_micros", "micros", "row_to_container"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -204,15 +204,18 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _row_to_container(row: tuple[Any, ...]) -> Container:
-    (cid, version, image, runtime_name, runtime_options, spec_type_url, spec_value,
+def row_to_container(row: Sequence[Any], spec: Payload) -> Container:
+    """A record from a row of ``id, version, image, runtime_name, runtime_options, <spec: 2
+    columns>, snapshotter, snapshot_key, sandbox, labels, extensions, created_at, updated_at``
+    (the spec already decoded by the caller: its columns differ between read models)."""
+    (cid, version, image, runtime_name, runtime_options, _, _,
      snapshotter, snapshot_key, sandbox, labels, extensions, created_at, updated_at) = row
     return Container.trusted(
         id=cid,
         labels=unpackb(labels),
         image=image,
         runtime=Runtime(runtime_name, None if runtime_options is None else unpackb(runtime_options)),
-        spec=Payload.trusted(spec_type_url, spec_value),
+        spec=spec,
         snapshotter=snapshotter,
         snapshot_key=snapshot_key,
         created_at=from_micros(created_at),
@@ -221,6 +224,10 @@ def _row_to_container(row: tuple[Any, ...]) -> Container:
         sandbox=sandbox,
         version=version,
     )
+
+
+def _row_to_container(row: Sequence[Any]) -> Container:
+    return row_to_container(row, Payload.trusted(row[5], row[6]))
 
 
 class CurrentStateReader:

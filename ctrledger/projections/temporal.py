@@ -39,9 +39,9 @@ from ..domain.container import (
 )
 from ..domain.filters import Filter
 from ..domain.history import AuditRecord, Position, Version
-from ..domain.model import Container, Payload, Runtime
+from ..domain.model import Container, Payload
 from ..persistence.transcoder import packb, unpackb
-from .current import advance_tracking, from_micros, micros
+from .current import advance_tracking, from_micros, micros, row_to_container
 from .sqlfilter import Scope, compile_filter
 
 __all__ = ["AuditView", "TemporalReader", "TemporalView"]
@@ -214,23 +214,8 @@ SpecReader = Callable[[str, bytes], Payload]
 """Decodes the spec from a stored event's topic and state (the log's own mapper)."""
 
 
-def _row_to_container(row: tuple[Any, ...], spec_of: SpecReader) -> Container:
-    (cid, version, image, runtime_name, runtime_options, spec_topic, spec_state,
-     snapshotter, snapshot_key, sandbox, labels, extensions, created_at, updated_at) = row
-    return Container.trusted(
-        id=cid,
-        labels=unpackb(labels),
-        image=image,
-        runtime=Runtime(runtime_name, None if runtime_options is None else unpackb(runtime_options)),
-        spec=spec_of(spec_topic, spec_state),
-        snapshotter=snapshotter,
-        snapshot_key=snapshot_key,
-        created_at=from_micros(created_at),
-        updated_at=from_micros(updated_at),
-        extensions=unpackb(extensions),
-        sandbox=sandbox,
-        version=version,
-    )
+def _row_to_container(row: Sequence[Any], spec_of: SpecReader) -> Container:
+    return row_to_container(row, spec_of(row[5], row[6]))
 
 
 def _validity(point: datetime | Position, prefix: str = "") -> tuple[str, tuple[Any, ...]]:

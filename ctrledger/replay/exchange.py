@@ -239,7 +239,6 @@ def import_(
     with ArchiveReader(path) as reader:
         header = reader.header
         complete = bool(header.get("complete"))
-        after = int(header["range"]["after"])
         total = header.get("events")
         with into.read_model() as conn:
             conn.execute(PROGRESS_TABLE)

@@ -226,9 +226,18 @@ def rebuild(store: Replayable, progress: Progress | None = None, *, batch: int =
             with target:
                 _set_meta(target.cursor(), "rebuild_source", source)
             events = build_views(log, target, views, store.mapper, upto, progress=progress, batch=batch)
-            _check_scratch(target, views, upto)
+            try:
+                _check_scratch(target, views, upto)
+            except FailedPrecondition:
+                target.close()
+                remove_database(scratch)  # not worth resuming: the next rebuild starts over
+                raise
         log.execute("COMMIT")
-    events += _swap(store, views, scratch, upto)
+    try:
+        events += _swap(store, views, scratch, upto)
+    except FailedPrecondition:
+        remove_database(scratch)
+        raise
     remove_database(scratch)
     return events
 
