@@ -1,18 +1,26 @@
 """The ``Store``: containerd's ``containers.Store`` contract over an event log.
 
-====================================================================  ===============================
-method                                                                errors
-====================================================================  ===============================
-``create(container, *, namespace, actor, reason) -> Container``       FailedPrecondition (no namespace),
-                                                                      InvalidArgument (bad namespace or
-                                                                      record), AlreadyExists
-``get(id, *, namespace) -> Container``                                NotFound
-``list(*filters, namespace) -> list[Container]``                      InvalidArgument (bad filter)
-``update(container, *fieldpaths, namespace, actor, reason,            InvalidArgument (no ID, immutable
-expected_version) -> Container``                                      field, bad path, invalid result),
-                                                                      NotFound, Conflict
-``delete(id, *, namespace, actor, reason, expected_version)``         NotFound, Conflict
-====================================================================  ===============================
+==========================================================  ==========================================
+method                                                      errors
+==========================================================  ==========================================
+``create(container, *, namespace, actor, reason)``          InvalidArgument (bad namespace or record),
+                                                            AlreadyExists
+``get(id, *, namespace, as_of=None)``                       NotFound (also: did not exist at as_of),
+                                                            InvalidArgument (a bad or future as_of)
+``list(*filters, namespace, as_of=None)``                   InvalidArgument (bad filter or as_of)
+``update(container, *fieldpaths, namespace, actor,          InvalidArgument (no ID, immutable field,
+reason, expected_version)``                                 bad path, invalid result), NotFound,
+                                                            Conflict
+``delete(id, *, namespace, actor, reason,                   NotFound, Conflict
+expected_version)``
+``history`` / ``diff`` / ``changes`` / ``audit``            NotFound (a name that never existed),
+                                                            InvalidArgument (bad points, kinds),
+                                                            FailedPrecondition (history=False)
+``checkpoint`` / ``prove`` / ``prove_consistency``          InvalidArgument (a position not logged)
+==========================================================  ==========================================
+
+Every method may also raise ``FailedPrecondition`` (no namespace) and ``Unavailable``
+(the storage cannot be reached, or a write kept losing races; nothing was written).
 
 Every method checks the namespace first (``None`` or ``""``: FailedPrecondition;
 malformed: InvalidArgument), except ``update``, which first requires
@@ -516,6 +524,21 @@ class Store:
                 "this store was opened with history=False; open it with history=True to query the past: "
                 "failed precondition"
             )
+        if self.url is None:
+            self._catch_up_if_behind()
+
+    def _catch_up_if_behind(self) -> None:
+        """Another handle on this file may have written with history=False, leaving the
+        history views behind the log: bring them up to date before answering from them."""
+        names = [view.name for view in self._views]
+        with self._lock:
+            head, lowest, tracked = self._conn.execute(
+                "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM stored_events), MIN(position), COUNT(*) "
+                f"FROM ctrledger_tracking WHERE view IN ({', '.join('?' * len(names))})",
+                names,
+            ).fetchone()
+            if head and (tracked < len(names) or lowest < head):
+                catch_up(self._conn, self._views, self._app.mapper)
 
     def _spec_of(self, topic: str, state: bytes) -> Payload:
         event = self._app.mapper.to_domain_event(StoredEvent("", 0, topic, state))

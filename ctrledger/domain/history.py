@@ -200,7 +200,8 @@ class Diff(_JSONable):
 
     @property
     def status(self) -> str:
-        """``created``, ``deleted``, ``changed``, ``unchanged`` or ``absent``."""
+        """``created``, ``deleted``, ``recreated`` (deleted and created again in between),
+        ``changed``, ``unchanged`` or ``absent`` (at neither point)."""
         if self.before is None and self.after is None:
             return "absent"
         if self.before is None:
