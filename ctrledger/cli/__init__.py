@@ -1,7 +1,8 @@
 """The ``ctrledger`` command line: a thin click shell over the public API.
 
-Commands parse their arguments, call ``ctrledger.Store`` and format what it
-returns; they import nothing but ``ctrledger`` itself. Errors are translated in
+Commands parse their arguments, call ``ctrledger.Store`` (or ``ctrledger.verify``,
+``ctrledger.migrate``) and format what it returns; they import nothing but ``ctrledger``
+itself, and ``cryptography`` to read the keys of signed checkpoints. Errors are translated in
 one place, :class:`LedgerGroup`: a ``ctrledger.StoreError`` becomes the line
 ``Error: <message>`` on stderr and exit status 1 (``--debug``: the traceback
 instead). Usage errors are click's: a message and exit status 2.
@@ -10,7 +11,7 @@ Modules: ``options`` (the shared option decorators), ``points`` (``--as-of``,
 ``--since`` and ``--until`` text as the store's points), ``output`` (containers and
 history records as JSON, newline-delimited JSON, IDs or a table), ``containers``
 (create, get, ls, label, update, rm), ``history`` (history, diff, changes, audit,
-rebuild).
+rebuild), ``log`` (checkpoint, verify, prove, migrate: the log as a whole).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import click
 
 import ctrledger
 
-from . import containers, history
+from . import containers, history, log
 from .options import debugging
 
 __all__ = ["LedgerGroup", "main"]
@@ -57,11 +58,13 @@ class LedgerGroup(click.Group):
 def main() -> None:
     """ctrledger: an event-sourced, containerd-compatible container metadata store.
 
-    Every command takes --db (a SQLite file; env CTRLEDGER_DATABASE_URL) and,
-    but for rebuild, -n/--namespace (env CTRLEDGER_NAMESPACE). Times are UTC.
-    Errors print one 'Error: ...' line and exit 1; usage errors exit 2.
+    Every command takes --db (a SQLite file or a postgresql:// URL; env
+    CTRLEDGER_DATABASE_URL) and, but for the commands on the whole log (rebuild,
+    checkpoint, verify, prove, migrate), -n/--namespace (env CTRLEDGER_NAMESPACE).
+    Times are UTC. Errors print one 'Error: ...' line and exit 1; usage errors
+    exit 2; verify and prove --check exit 1 when the check fails.
     """
 
 
-for _command in (*containers.COMMANDS, *history.COMMANDS):
+for _command in (*containers.COMMANDS, *history.COMMANDS, *log.COMMANDS):
     main.add_command(_command)

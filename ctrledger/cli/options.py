@@ -6,11 +6,17 @@ decorator                     options
 ``store_options``             ``--db`` (env ``CTRLEDGER_DATABASE_URL``), ``-n/--namespace``
                               (env ``CTRLEDGER_NAMESPACE``), ``--debug``: on every command
                               that works in one namespace
-``database_options``          ``--db`` and ``--debug`` alone: on store-wide commands (rebuild)
+``database_options``          ``--db`` and ``--debug`` alone: on store-wide commands (rebuild,
+                              checkpoint, prove, migrate)
+``log_options``               the same, ``--db`` worded for a command that only reads the
+                              log and never creates it (verify)
 ``write_options``             ``--actor`` (default: the OS user), ``--reason``: on writes
-``output_options(default)``   ``--table``, ``--json``, ``--nl``, ``-q/--quiet``, passed on
-                              as one ``fmt`` parameter; at most one of them
+``output_options(default)``   ``--table``, ``--json``, ``--nl``, ``-q/--quiet`` (or the
+                              ``formats`` given), passed on as one ``fmt`` parameter; at
+                              most one of them
 ============================  ===========================================================
+
+``--db`` takes a SQLite path or a ``postgresql://`` URL, as ``ctrledger.open`` does.
 
 Nothing here knows a business rule: ``KEY=VALUE`` parsing only splits text, the
 store decides whether a key or value is acceptable.
@@ -19,14 +25,14 @@ store decides whether a key or value is acceptable.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import click
 
 import ctrledger
 
-from .output import Format
+from .output import FORMATS, Format
 
 __all__ = [
     "DEBUG_KEY",
@@ -34,6 +40,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "database_options",
     "debugging",
+    "log_options",
     "open_store",
     "output_options",
     "parse_label_options",
@@ -67,10 +74,20 @@ def _debug_option(f: F) -> F:
     )(f)
 
 
-def _db_option(f: F) -> F:
+DB_HELP = (
+    "The store: a SQLite file (created if missing), or a shared log at "
+    "postgresql://USER@HOST:PORT/DB?schema=S&readmodel=PATH (its read models in the local SQLite file PATH)."
+)
+LOG_DB_HELP = (
+    "The store to check: a SQLite file (read only, never created) or a shared log at "
+    "postgresql://USER@HOST:PORT/DB?schema=S."
+)
+
+
+def _db_option(f: F, text: str = DB_HELP) -> F:
     return click.option(
         "--db", default=DEFAULT_DB, envvar="CTRLEDGER_DATABASE_URL", show_envvar=True, show_default=True,
-        metavar="PATH|URL", help="The store: a SQLite file (created if missing).",
+        metavar="PATH|URL", help=text,
     )(f)
 
 
@@ -89,6 +106,11 @@ def database_options(f: F) -> F:
     return _db_option(_debug_option(f))
 
 
+def log_options(f: F) -> F:
+    """``--db`` and ``--debug`` for a command that reads the log without opening the store (verify)."""
+    return _db_option(_debug_option(f), LOG_DB_HELP)
+
+
 def write_options(f: F) -> F:
     """``--actor`` and ``--reason``: recorded with every write."""
     f = click.option("--reason", default=None, help="Why: recorded with the change.")(f)
@@ -104,13 +126,18 @@ _FORMAT_FLAGS: tuple[tuple[tuple[str, ...], Format, str], ...] = (
 )
 
 
-def output_options(default: Format, *, noun: str = "container", quiet: bool = True) -> Callable[[F], F]:
+def output_options(
+    default: Format, *, noun: str = "container", quiet: bool = True, formats: Sequence[Format] | None = None
+) -> Callable[[F], F]:
     """``--table``, ``--json``, ``--nl``, ``-q/--quiet``, passed on as ``fmt`` (``default`` if none).
 
     ``noun`` is what ``--nl`` prints one of per line; ``quiet=False`` leaves out ``-q``
-    (for commands whose records are not one per container). Giving two of them is a usage error.
+    (for commands whose records are not one per container); ``formats`` names the flags
+    to offer instead (``default`` need not be one of them: ``text`` has no flag). Giving
+    two of them is a usage error.
     """
-    flags = [flag for flag in _FORMAT_FLAGS if quiet or flag[1] != "quiet"]
+    offered = formats if formats is not None else [f for f in FORMATS if quiet or f != "quiet"]
+    flags = [flag for flag in _FORMAT_FLAGS if flag[1] in offered]
     names = ", ".join(flag[0][0] for flag in flags)
 
     def decorator(f: F) -> F:

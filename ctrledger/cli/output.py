@@ -1,16 +1,18 @@
 """How the CLI shows containers and history records: JSON, newline-delimited JSON, IDs, tables.
 
-The JSON form of a container::
+The JSON form of a container is the library's (``ctrledger.domain.history.to_json_value``),
+the same one the history records' ``to_dict()`` use for ``before``/``after``::
 
     {"id": "web-1", "labels": {"env": "prod"}, "image": "docker.io/library/nginx:1.27",
      "runtime": {"name": "io.containerd.runc.v2", "options": null},
-     "spec": {"type_url": "types.containerd.io/opencontainers/runtime-spec/1/Spec", "value_base64": "e30="},
+     "spec": {"type_url": "types.containerd.io/opencontainers/runtime-spec/1/Spec", "value": "e30="},
      "snapshotter": "", "snapshot_key": "", "extensions": {}, "sandbox": "",
-     "created_at": "2026-11-21T03:00:01.000000Z", "updated_at": "2026-11-21T03:00:01.000000Z",
+     "created_at": "2026-11-21T03:00:01Z", "updated_at": "2026-11-21T03:00:01Z",
      "version": 1}
 
-Payloads (``runtime.options``, ``spec``, each extension) are ``{"type_url", "value_base64"}``
-or ``null``. Times are UTC ISO-8601 with a ``Z``. Labels and extensions are sorted by key.
+Payloads (``runtime.options``, ``spec``, each extension) are ``{"type_url", "value"}`` (the
+bytes in base64) or ``null``. Times are UTC ISO-8601 with a ``Z`` (microseconds shown when
+not zero). Labels and extensions keep the store's order.
 
 The table has the columns of ``ctr containers ls`` and a little more: ID, IMAGE, RUNTIME,
 LABELS (``k=v`` joined by commas), VERSION, UPDATED (UTC, to the second). Columns are
@@ -34,7 +36,6 @@ a string as itself, or JSON-quoted when it is empty or holds a space, a comma, a
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -44,11 +45,13 @@ from typing import Any, Literal, TypeVar
 import click
 
 import ctrledger
+from ctrledger.domain.history import to_json_value
 
 __all__ = [
     "FORMATS",
     "Format",
     "container_to_dict",
+    "echo_json",
     "echo_json_array",
     "emit",
     "emit_records",
@@ -60,8 +63,9 @@ __all__ = [
     "render_value",
 ]
 
-Format = Literal["table", "json", "nl", "quiet"]
+Format = Literal["table", "json", "nl", "quiet", "text"]
 FORMATS: tuple[Format, ...] = ("table", "json", "nl", "quiet")
+"""The formats a flag chooses; ``text`` is the plain lines of a command that prints no table."""
 
 COLUMNS = ("ID", "IMAGE", "RUNTIME", "LABELS", "VERSION", "UPDATED")
 
@@ -73,28 +77,15 @@ def iso_time(ts: datetime | None, timespec: str = "microseconds") -> str | None:
     return ts.astimezone(UTC).replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
 
 
-def payload_to_dict(p: ctrledger.Payload | None) -> dict[str, str] | None:
-    if p is None:
-        return None
-    return {"type_url": p.type_url, "value_base64": base64.b64encode(p.value).decode("ascii")}
-
-
 def container_to_dict(c: ctrledger.Container) -> dict[str, Any]:
-    """The JSON-able form of ``c`` (see the module docstring)."""
-    return {
-        "id": c.id,
-        "labels": {k: c.labels[k] for k in sorted(c.labels)},
-        "image": c.image,
-        "runtime": {"name": c.runtime.name, "options": payload_to_dict(c.runtime.options)},
-        "spec": payload_to_dict(c.spec),
-        "snapshotter": c.snapshotter,
-        "snapshot_key": c.snapshot_key,
-        "extensions": {k: payload_to_dict(c.extensions[k]) for k in sorted(c.extensions)},
-        "sandbox": c.sandbox,
-        "created_at": iso_time(c.created_at),
-        "updated_at": iso_time(c.updated_at),
-        "version": c.version,
-    }
+    """The JSON-able form of ``c``: the library's, as in ``Diff.to_dict()`` (see the module docstring)."""
+    form: dict[str, Any] = to_json_value(c)
+    return form
+
+
+def echo_json(value: Any, fmt: Format) -> None:
+    """Print one JSON value: indented for ``json``, on one line for ``nl``."""
+    click.echo(json.dumps(value, indent=2 if fmt == "json" else None))
 
 
 def _printable(text: str) -> str:

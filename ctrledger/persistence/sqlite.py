@@ -58,7 +58,10 @@ class _Pool(SQLiteConnectionPool):
         except (sqlite3.Error, TypeError) as e:
             raise InterfaceError(e) from e
         if not self.is_sqlite_memory_mode:
-            raw.execute("PRAGMA journal_mode=WAL")
+            # Switching the journal mode takes an exclusive lock: only when it is needed,
+            # so processes opening the file together do not trip over each other.
+            if raw.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                raw.execute("PRAGMA journal_mode=WAL")
             self.is_journal_mode_wal = True
         raw.execute(f"PRAGMA synchronous={self.synchronous}")
         # Checkpoint the WAL every ~40 MB rather than every 4 MB: a write touches many
@@ -86,6 +89,21 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         self.hash_events: Callable[[integrity.Sql, list[tuple[int, str, int, str, bytes]]], None] = (
             integrity.append_hashes
         )
+
+    def create_table(self) -> None:
+        # BEGIN IMMEDIATE, not eventsourcing's deferred BEGIN: the statements read the schema
+        # and then write (ledger_meta), and a deferred transaction whose snapshot another
+        # process moved on fails at once with "database is locked" instead of waiting.
+        with self.datastore.get_connection(commit=True) as conn:
+            raw: sqlite3.Connection = conn._sqlite_conn
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in self.create_table_statements:
+                    raw.execute(statement)
+            except BaseException:
+                raw.execute("ROLLBACK")
+                raise
+            raw.execute("COMMIT")
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(),
