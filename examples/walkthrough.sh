@@ -74,3 +74,10 @@ echo "# and everything alice did"
 run ctrledger history web-1
 run ctrledger ls --as-of @3
 run ctrledger audit --actor alice
+
+echo
+echo "# Tamper evidence: save a checkpoint of the log, keep it elsewhere, verify against it later"
+cd "$workdir"
+printf '\n$ ctrledger checkpoint > cp.json\n'
+ctrledger checkpoint > cp.json
+run ctrledger verify --checkpoint cp.json

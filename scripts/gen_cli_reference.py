@@ -13,9 +13,12 @@ from pathlib import Path
 
 import click
 
-from ctrledger.cli import main as cli
-
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # this checkout's CLI, whichever ctrledger is installed
+
+from ctrledger.cli import main as cli  # noqa: E402
+
 TARGET = ROOT / "docs" / "reference" / "cli.md"
 WIDTH = 80  # help is wrapped at this width whatever the terminal
 

@@ -16,7 +16,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import ctrledger
-from ctrledger import Container, NotFound, Payload, Runtime
+from ctrledger import Container, FieldChange, NotFound, Payload, Runtime
 from ctrledger.cli import main
 from ctrledger.cli.output import container_to_dict, iso_time, render_table
 
@@ -36,7 +36,8 @@ NGINX = "docker.io/library/nginx:1.27"
 REDIS = "docker.io/library/redis:7"
 HEADER = "ID     IMAGE                         RUNTIME                LABELS             VERSION  UPDATED"
 WRITES = {"create", "label", "update", "rm"}
-STORE_WIDE = {"rebuild"}  # no -n: they work on every namespace at once
+LOG_COMMANDS = {"checkpoint", "verify", "prove", "migrate"}  # on the log as a whole: --json and --nl only
+STORE_WIDE = {"rebuild"} | LOG_COMMANDS  # no -n: they work on every namespace at once
 NO_OUTPUT_FORMAT = {"rm", "rebuild"}  # print IDs or one line, whatever the format
 NOT_PER_CONTAINER = {"history", "diff", "audit"}  # records are events or a diff: no -q
 
@@ -144,19 +145,19 @@ def expected_json(
     version: int = 1,
     **fields: Any,
 ) -> dict[str, Any]:
-    micros = "%Y-%m-%dT%H:%M:%S.000000Z"
+    seconds = "%Y-%m-%dT%H:%M:%SZ"  # the clock is on whole seconds: the library shows no microseconds
     form: dict[str, Any] = {
         "id": id,
         "labels": labels or {},
         "image": image,
         "runtime": {"name": "io.containerd.runc.v2", "options": None},
-        "spec": {"type_url": SPEC_TYPE, "value_base64": base64.b64encode(spec).decode()},
+        "spec": {"type_url": SPEC_TYPE, "value": base64.b64encode(spec).decode()},
         "snapshotter": "",
         "snapshot_key": "",
         "extensions": {},
         "sandbox": "",
-        "created_at": (START + timedelta(seconds=created)).strftime(micros),
-        "updated_at": (START + timedelta(seconds=updated)).strftime(micros),
+        "created_at": (START + timedelta(seconds=created)).strftime(seconds),
+        "updated_at": (START + timedelta(seconds=updated)).strftime(seconds),
         "version": version,
     }
     form.update(fields)
@@ -170,7 +171,10 @@ def test_help_lists_every_command(cli: Cli) -> None:
     out = ok(cli("--help"))
     assert out.startswith("Usage: ctrledger [OPTIONS] COMMAND [ARGS]...")
     listed = [line.split()[0] for line in out.split("Commands:\n")[1].splitlines()]
-    assert listed == ["audit", "changes", "create", "diff", "get", "history", "label", "ls", "rebuild", "rm", "update"]
+    assert listed == [
+        "audit", "changes", "checkpoint", "create", "diff", "get", "history", "label", "ls", "migrate", "prove",
+        "rebuild", "rm", "update", "verify",
+    ]
 
 
 def test_no_command_shows_the_usage(cli: Cli) -> None:
@@ -196,7 +200,10 @@ def test_every_command_takes_the_shared_options(name: str) -> None:
     assert ({"-n", "--namespace"} <= options) == (name not in STORE_WIDE)
     if name in WRITES:
         assert {"--actor", "--reason"} <= options
-    if name not in NO_OUTPUT_FORMAT:
+    if name in LOG_COMMANDS:
+        assert {"--json", "--nl"} <= options
+        assert not {"--table", "-q", "--quiet"} & options
+    elif name not in NO_OUTPUT_FORMAT:
         assert {"--table", "--json", "--nl"} <= options
         assert ({"-q", "--quiet"} <= options) == (name not in NOT_PER_CONTAINER)
 
@@ -263,7 +270,7 @@ def test_create_with_every_option(cli: Cli, tmp_path: Path) -> None:
         "db-1", labels={"env": "prod"}, image="docker.io/library/postgres:16",
         runtime={"name": "io.containerd.runsc.v1", "options": None},
         spec=spec.read_bytes(), snapshotter="overlayfs", snapshot_key="db-1-rootfs",
-    ) | {"spec": {"type_url": "example.com/Spec", "value_base64": base64.b64encode(spec.read_bytes()).decode()}}
+    ) | {"spec": {"type_url": "example.com/Spec", "value": base64.b64encode(spec.read_bytes()).decode()}}
 
 
 def test_create_reads_the_spec_from_stdin(cli: Cli) -> None:
@@ -613,7 +620,7 @@ def test_update_changes_only_the_given_fields(
     form = json.loads(ok(cli("update", "web-1", *args, "--json")))
     before = expected_json(labels={"env": "prod", "tier": "web"})
     assert form["version"] > 1  # the store's count of recorded changes, not the CLI's business
-    assert form == {**before, **changed, "updated_at": "2026-11-21T03:00:04.000000Z", "version": form["version"]}
+    assert form == {**before, **changed, "updated_at": "2026-11-21T03:00:04Z", "version": form["version"]}
     ((name, call_args, _),) = cli.writes
     assert (name, list(call_args[1:])) == ("update", paths)
 
@@ -786,7 +793,8 @@ def test_unexpected_errors_are_one_line_too(cli: Cli, monkeypatch: pytest.Monkey
 # -- output ---------------------------------------------------------------------
 
 
-def test_container_to_dict_encodes_payloads_and_times() -> None:
+def test_container_to_dict_is_the_librarys_json_shape() -> None:
+    """Payload bytes in base64 under ``value``, times in UTC with a ``Z``, maps in the record's order."""
     c = Container(
         id="x",
         labels={"b": "2", "a": "1"},
@@ -801,20 +809,36 @@ def test_container_to_dict_encodes_payloads_and_times() -> None:
     form = container_to_dict(c)
     assert form == {
         "id": "x",
-        "labels": {"a": "1", "b": "2"},
+        "labels": {"b": "2", "a": "1"},
         "image": "",
-        "runtime": {"name": "r", "options": {"type_url": "t/opts", "value_base64": "AAE="}},
+        "runtime": {"name": "r", "options": {"type_url": "t/opts", "value": "AAE="}},
         "spec": None,
         "snapshotter": "",
         "snapshot_key": "",
-        "extensions": {"m": {"type_url": "t/m", "value_base64": ""}, "z": {"type_url": "t/z", "value_base64": "eg=="}},
+        "extensions": {"z": {"type_url": "t/z", "value": "eg=="}, "m": {"type_url": "t/m", "value": ""}},
         "sandbox": "sb",
         "created_at": "2026-01-02T03:04:05.123456Z",
         "updated_at": None,
         "version": 7,
     }
-    assert list(form["labels"]) == ["a", "b"] and list(form["extensions"]) == ["m", "z"]
+    assert form == FieldChange("x", None, c).to_dict()["new"]  # what history records hold
+    assert container_to_dict(replace(c, created_at=datetime(2026, 1, 2, tzinfo=UTC)))["created_at"] == (
+        "2026-01-02T00:00:00Z"
+    )
     json.dumps(form)
+
+
+def test_get_json_agrees_with_diff_and_changes_json(cli: Cli) -> None:
+    """One JSON shape for a container: ``get --json`` prints what ``diff``/``changes --json`` hold."""
+    seed(cli)
+    ok(cli("update", "web-1", "--image", "nginx:2", "-q"))  # t4, position 4
+    first = json.loads(ok(cli("get", "web-1", "--as-of", "v1")))
+    now = json.loads(ok(cli("get", "web-1")))
+    diff = json.loads(ok(cli("diff", "web-1", "--since", "v1", "--json")))
+    assert (diff["before"], diff["after"]) == (first, now)
+    (change,) = json.loads(ok(cli("changes", "--since", "@3", "--json")))
+    assert (change["before"], change["after"]) == (first, now)
+    assert json.loads(ok(cli("ls", "--nl", "id==web-1"))) == now
 
 
 def test_table_escapes_unprintable_characters() -> None:
@@ -833,6 +857,7 @@ def test_walkthrough_runs(tmp_path: Path) -> None:
     assert (bin_dir / "ctrledger").exists(), f"the ctrledger script is not installed in {bin_dir}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTRLEDGER_")}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(ROOT)  # this checkout's ctrledger, wherever the script's install points
     proc = subprocess.run(
         ["bash", str(ROOT / "examples" / "walkthrough.sh")],
         capture_output=True, text=True, env=env, cwd=tmp_path, check=False, timeout=300,
@@ -864,4 +889,8 @@ def test_walkthrough_runs(tmp_path: Path) -> None:
     assert [line.split()[3:6] for line in audit[1:]] == [
         ["web-2", "2", "LabelsChanged"], ["web-1", "2", "ImageChanged"],
     ]
+    assert out.endswith(
+        "\n$ ctrledger checkpoint > cp.json\n"
+        "\n$ ctrledger verify --checkpoint cp.json\nOK: positions 1-6 verified, consistent with the checkpoint at 6\n"
+    )
     assert list(tmp_path.iterdir()) == []  # the walkthrough cleans up after itself

@@ -9,10 +9,11 @@
   ``ctrledger …`` commands (optionally after ``VAR=value`` assignments) run through click's
   CliRunner, with the clock fixed per command: the n-th command of the session runs at
   2026-11-21T09:00:00Z plus n minutes, and relative points (``--as-of 15m``) count back from
-  it; the OS user, the default actor, is ``sam``. Any other command runs with ``bash -c`` in
-  the same directory (for ``echo … > file``). Output with an ``Error:`` line must come with a
-  non-zero exit status, other output with status 0. Blocks in other languages (```bash) are
-  not run.
+  it; the OS user, the default actor, is ``sam``. A ``ctrledger`` command may end in
+  ``> FILE``: its stdout is written to FILE and only its stderr is shown. Any other command
+  runs with ``bash -c`` in the same directory (``echo … > file``, ``sqlite3``, ``openssl``).
+  Output with an ``Error:`` line must come with a non-zero exit status, other output with
+  status 0. Blocks in other languages (```bash, ```json) are not run.
 """
 
 from __future__ import annotations
@@ -144,8 +145,14 @@ def run_step(step: Step) -> tuple[int, str]:
         key, _, value = words.pop(0).partition("=")
         env[key] = value
     if words and words[0] == "ctrledger":
+        target = None
+        if len(words) > 2 and words[-2] == ">":
+            target, words = words[-1], words[:-2]
         assert not set(words) & {"|", ">", "<", "&&", "||", ";"}, "ctrledger steps run without a shell"
         result = CliRunner().invoke(cli, words[1:], env=env, catch_exceptions=False, prog_name="ctrledger")
+        if target is not None:
+            Path(target).write_text(result.stdout)
+            return result.exit_code, result.stderr
         return result.exit_code, result.output
     proc = subprocess.run(["bash", "-c", step.command], capture_output=True, text=True, check=False)
     return proc.returncode, proc.stdout + proc.stderr

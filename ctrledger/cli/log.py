@@ -257,7 +257,9 @@ def prove(
     if proof.verify(cp):
         click.echo(f"OK: the event at position {proof.position} is among the {cp.size} events of the checkpoint")
     else:
-        sizes = "" if proof.size == cp.size else f" (the proof is of a log of {proof.size} events, the checkpoint of {cp.size})"
+        sizes = "" if proof.size == cp.size else (
+            f" (the proof is of a log of {proof.size} events, the checkpoint of {cp.size})"
+        )
         click.echo(f"FAILED: the proof does not tie position {proof.position} to the checkpoint's root{sizes}")
         _fail("the proof failed verification")
 

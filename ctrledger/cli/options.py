@@ -75,12 +75,10 @@ def _debug_option(f: F) -> F:
 
 
 DB_HELP = (
-    "The store: a SQLite file (created if missing), or a shared log at "
-    "postgresql://USER@HOST:PORT/DB?schema=S&readmodel=PATH (its read models in the local SQLite file PATH)."
+    "The store: a SQLite file (created if missing) or a postgresql://USER@HOST:PORT/DB?schema=S&readmodel=PATH URL."
 )
 LOG_DB_HELP = (
-    "The store to check: a SQLite file (read only, never created) or a shared log at "
-    "postgresql://USER@HOST:PORT/DB?schema=S."
+    "The store to check: a SQLite file (only read, never created) or a postgresql://USER@HOST:PORT/DB?schema=S URL."
 )
 
 
