@@ -471,8 +471,17 @@ class Store:
 
     def prove(self, position: int, *, checkpoint: Checkpoint | None = None) -> InclusionProof:
         """The inclusion proof of the event at ``position`` in the log as of ``checkpoint`` (default: now)."""
-        size = checkpoint.size if checkpoint is not None else self._hashed_size()
-        if not isinstance(position, int) or not 1 <= position <= size:
+        size = self._hashed_size()
+        if checkpoint is not None:
+            log_id = self._read(lambda db: db.one("SELECT value FROM {ledger_meta} WHERE key='log_id'"))
+            if log_id is None or checkpoint.log_id != log_id[0]:
+                raise InvalidArgument("the checkpoint is of another log: invalid argument")
+            if checkpoint.size > size:
+                raise InvalidArgument(
+                    f"the checkpoint covers {checkpoint.size} events, more than this log's {size}: invalid argument"
+                )
+            size = checkpoint.size
+        if not isinstance(position, int) or not 1 <= position:
             raise InvalidArgument(f"position {position!r} is not in a log of {size} events: invalid argument")
         try:
             return self._read(lambda db: integrity.prove_inclusion(db, position, size))

@@ -283,12 +283,19 @@ class Checkpoint:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Checkpoint:
-        return cls(
-            log_id=d["log_id"], size=int(d["size"]), position=int(d["position"]), root=d["root"], chain=d["chain"],
-            frontier=tuple(d["frontier"]), created_at=datetime.fromisoformat(d["created_at"].replace("Z", "+00:00")),
-            key_id=d.get("key_id", ""), signature=d.get("signature", ""),
-        )
+    def from_dict(cls, d: Any) -> Checkpoint:
+        """A checkpoint read back from ``to_dict()`` (e.g. from a JSON file); ValueError if it is not one."""
+        try:
+            return cls(
+                log_id=str(d["log_id"]), size=int(d["size"]), position=int(d["position"]), root=str(d["root"]),
+                chain=str(d["chain"]), frontier=tuple(str(f) for f in d["frontier"]),
+                created_at=datetime.fromisoformat(str(d["created_at"]).replace("Z", "+00:00")),
+                key_id=str(d.get("key_id", "")), signature=str(d.get("signature", "")),
+            )
+        except KeyError as e:
+            raise ValueError(f"it has no {e}") from None
+        except (TypeError, ValueError, AttributeError) as e:
+            raise ValueError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -320,6 +327,17 @@ class InclusionProof:
     def to_dict(self) -> dict[str, Any]:
         return {"position": self.position, "index": self.index, "size": self.size, "leaf": self.leaf,
                 "path": list(self.path), "root": self.root}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> InclusionProof:
+        """A proof read back from ``to_dict()``; ValueError if it is not one."""
+        try:
+            return cls(int(d["position"]), int(d["index"]), int(d["size"]), str(d["leaf"]),
+                       tuple(str(p) for p in d["path"]), str(d["root"]))
+        except KeyError as e:
+            raise ValueError(f"it has no {e}") from None
+        except (TypeError, ValueError) as e:
+            raise ValueError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -393,7 +411,7 @@ def leaf_number(db: Sql, position: int) -> int | None:
 def prove_inclusion(db: Sql, position: int, size: int) -> InclusionProof:
     index = leaf_number(db, position)
     if index is None or index >= size:
-        raise LookupError(f"position {position} is not among the first {size} events")
+        raise LookupError(f"position {position} is not in a log of {size} events")
     node = _node_reader(db)
     path = inclusion_proof(node, index, size)
     return InclusionProof(position, index, size, node(0, index).hex(), tuple(p.hex() for p in path),
