@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from ..domain.container import (
@@ -204,6 +205,15 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
+_EMPTY_MAP = packb({})
+
+
+@lru_cache(maxsize=1024)
+def _runtime(name: str, options: bytes | None) -> Runtime:
+    # Runtimes are immutable and few: a list of 100k containers shares a handful.
+    return Runtime(name, None if options is None else unpackb(options))
+
+
 def row_to_container(row: Sequence[Any], spec: Payload) -> Container:
     """A record from a row of ``id, version, image, runtime_name, runtime_options, <spec: 2
     columns>, snapshotter, snapshot_key, sandbox, labels, extensions, created_at, updated_at``
@@ -214,13 +224,13 @@ def row_to_container(row: Sequence[Any], spec: Payload) -> Container:
         id=cid,
         labels=unpackb(labels),
         image=image,
-        runtime=Runtime(runtime_name, None if runtime_options is None else unpackb(runtime_options)),
+        runtime=_runtime(runtime_name, runtime_options),
         spec=spec,
         snapshotter=snapshotter,
         snapshot_key=snapshot_key,
         created_at=from_micros(created_at),
         updated_at=from_micros(updated_at),
-        extensions=unpackb(extensions),
+        extensions={} if extensions == _EMPTY_MAP else unpackb(extensions),
         sandbox=sandbox,
         version=version,
     )
