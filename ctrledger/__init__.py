@@ -15,12 +15,14 @@ from .errors import (
     Unavailable,
 )
 from .persistence.integrity import Checkpoint, ConsistencyProof, InclusionProof, Problem, VerifyReport
-from .store import Store, migrate, open, verify
+from .replay import ArchiveError, ExportSummary, ImportSummary, VerifyResult
+from .store import Store, import_, migrate, open, verify
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExists",
+    "ArchiveError",
     "AuditRecord",
     "Change",
     "Checkpoint",
@@ -28,9 +30,11 @@ __all__ = [
     "ConsistencyProof",
     "Container",
     "Diff",
+    "ExportSummary",
     "FailedPrecondition",
     "FieldChange",
     "HistoryEntry",
+    "ImportSummary",
     "InclusionProof",
     "InvalidArgument",
     "NotFound",
@@ -42,7 +46,9 @@ __all__ = [
     "StoreError",
     "Unavailable",
     "VerifyReport",
+    "VerifyResult",
     "Version",
+    "import_",
     "migrate",
     "open",
     "verify",

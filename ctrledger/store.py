@@ -83,7 +83,7 @@ from .projections.schema import ensure_schema, schema_version
 from .projections.sqlfilter import register_functions
 from .projections.temporal import AuditView, TemporalReader, TemporalView
 
-__all__ = ["Store", "migrate", "open", "verify"]
+__all__ = ["Store", "import_", "migrate", "open", "verify"]
 
 _MAX_RETRIES = 100
 T = TypeVar("T")
@@ -119,9 +119,11 @@ class Store:
         history: bool = True,
         readmodel: str | os.PathLike[str] | None = None,
         follow: bool = True,
+        correlation_ids: Callable[[], str] | None = None,
     ) -> None:
         text = os.fspath(target)
         self._clock: Clock = clock or _utcnow
+        self._new_correlation_id: Callable[[], str] = correlation_ids or (lambda: str(uuid.uuid4()))
         self._client = client
         self._actor = actor or _default_actor()
         if not isinstance(synchronous, str) or synchronous.upper() not in SYNCHRONOUS_MODES:
@@ -459,6 +461,47 @@ class Store:
         )
         return _closing(rows, conn)
 
+    # -- replay (ctrledger.replay does the work) -----------------------------------
+
+    def digest(self) -> str:
+        """A SHA-256 of every read model in a canonical order: two stores that saw the same
+        log have the same digest."""
+        from .replay import digest
+
+        self._sync()
+        return digest(self)
+
+    def verify_projections(self) -> Any:
+        """Rebuild the read models into a scratch file and compare digests with the live ones."""
+        from .replay import verify_projections
+
+        self._sync()
+        return verify_projections(self)
+
+    def export(
+        self, path: str | os.PathLike[str], *, since: Any = None, until: Any = None,
+        namespaces: Sequence[str] | None = None, progress: Any = None,
+    ) -> Any:
+        """Write the log (or a range of it) to a portable archive at ``path``."""
+        from .replay import export
+
+        self._sync()
+        return export(self, path, since=since, until=until, namespaces=namespaces, progress=progress)
+
+    def rebuild(self, progress: Any = None) -> int:
+        """Rebuild every read model from the log, swapped in atomically; returns the events read."""
+        from .replay import rebuild
+
+        self._sync()
+        return rebuild(self, progress)
+
+    def replay_to(self, path: str | os.PathLike[str], *, as_of: Any) -> Path:
+        """A new SQLite store at ``path``: this one as of ``as_of`` (a time or a Position)."""
+        from .replay import replay_to
+
+        self._sync()
+        return replay_to(self, path, as_of=as_of)
+
     # -- tamper evidence ----------------------------------------------------------
 
     def checkpoint(self, *, sign_with: Any = None) -> Checkpoint:
@@ -713,7 +756,7 @@ class Store:
         return Audit(
             actor=actor or self._actor,
             reason=reason or "",
-            correlation_id=correlation_id or str(uuid.uuid4()),
+            correlation_id=correlation_id or self._new_correlation_id(),
             fieldpaths=paths,
             client=self._client,
         )
@@ -868,6 +911,13 @@ def open(target: str | os.PathLike[str] | None = None, **options: Any) -> Store:
     if target is None:
         target = os.environ.get("CTRLEDGER_DATABASE_URL") or "ctrledger.db"
     return Store(target, **options)
+
+
+def import_(path: str | os.PathLike[str], into: Store, **options: Any) -> Any:
+    """Load an archive written by ``Store.export`` into ``into`` (see ``ctrledger.replay.import_``)."""
+    from .replay import import_ as run
+
+    return run(path, into, **options)
 
 
 def migrate(target: str | os.PathLike[str] | None = None) -> dict[str, int]:

@@ -97,6 +97,12 @@ class Created(ContainerEvent):
     sandbox: str
 
     TOPIC: ClassVar[str] = "ctrledger.container.Created"
+    class_version: ClassVar[int] = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Version 1 had no ``sandbox`` (containerd added it in 1.7): there was none then."""
+        state.setdefault("sandbox", "")
 
     def mutate(self, aggregate: Any) -> Any:
         if aggregate is None:

@@ -102,13 +102,11 @@ def ledger_ids() -> DeterministicIds:
 
 @pytest.fixture
 def ledger(
-    tmp_path: Path, ledger_clock: DeterministicClock, ledger_ids: DeterministicIds, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, ledger_clock: DeterministicClock, ledger_ids: DeterministicIds
 ) -> Iterator[Any]:
     """A fresh ``ctrledger.Store`` that writes the same bytes every run."""
-    # The store draws a correlation id per operation from ``uuid.uuid4()`` when none is
-    # given; until it takes an id source, the module's ``uuid`` is swapped for the test.
-    monkeypatch.setattr(importlib.import_module("ctrledger.store"), "uuid", ledger_ids)
-    with _api().open(tmp_path / "ledger.db", clock=ledger_clock, actor="tester") as store:
+    with _api().open(tmp_path / "ledger.db", clock=ledger_clock, actor="tester",
+                     correlation_ids=ledger_ids) as store:
         yield store
 
 
