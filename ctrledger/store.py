@@ -877,7 +877,8 @@ def _stored_form(c: Container) -> Container:
 
 
 def verify(target: Store | str | os.PathLike[str], checkpoint: Checkpoint | None = None) -> VerifyReport:
-    """Walk the log of a store (or of an SQLite file, opened read-only) and check every hash.
+    """Walk the log of a store (or of an SQLite file, opened read-only, or of an exported
+    archive, without any database) and check every hash.
 
     Returns a report, never raises for a bad log: OK with the range covered, or the
     first bad position and what is wrong. With ``checkpoint``, also checks that the log
@@ -887,6 +888,10 @@ def verify(target: Store | str | os.PathLike[str], checkpoint: Checkpoint | None
     if url is not None and url.startswith(("postgresql://", "postgres://")):
         return verify_postgres(parse_url(url)[0], checkpoint)
     path = target.path if isinstance(target, Store) else os.fspath(target)
+    from .replay.audit import is_archive, verify_archive_log
+
+    if not isinstance(target, Store) and is_archive(path):
+        return verify_archive_log(path, checkpoint)
     if not Path(path).is_file():
         return VerifyReport(False, 0, 0, "", (integrity.Problem(0, "unreadable", f"no such file: {path}"),))
     try:

@@ -11,7 +11,9 @@ Modules: ``options`` (the shared option decorators), ``points`` (``--as-of``,
 ``--since`` and ``--until`` text as the store's points), ``output`` (containers and
 history records as JSON, newline-delimited JSON, IDs or a table), ``containers``
 (create, get, ls, label, update, rm), ``history`` (history, diff, changes, audit,
-rebuild), ``log`` (checkpoint, verify, prove, migrate: the log as a whole).
+rebuild), ``log`` (checkpoint, verify, prove, migrate: the log as a whole), ``replay``
+(export, import, digest, verify-projections, replay-to), ``progress`` (the progress bar of
+long commands on a terminal).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import click
 
 import ctrledger
 
-from . import containers, history, log
+from . import containers, history, log, replay
 from .options import debugging
 
 __all__ = ["LedgerGroup", "main"]
@@ -59,12 +61,14 @@ def main() -> None:
     """ctrledger: an event-sourced, containerd-compatible container metadata store.
 
     Every command takes --db (a SQLite file or a postgresql:// URL; env
-    CTRLEDGER_DATABASE_URL) and, but for the commands on the whole log (rebuild,
-    checkpoint, verify, prove, migrate), -n/--namespace (env CTRLEDGER_NAMESPACE).
+    CTRLEDGER_DATABASE_URL) and, but for the commands on the whole store
+    (rebuild, checkpoint, verify, prove, migrate, export, import, digest,
+    verify-projections, replay-to), -n/--namespace (env CTRLEDGER_NAMESPACE).
     Times are UTC. Errors print one 'Error: ...' line and exit 1; usage errors
-    exit 2; verify and prove --check exit 1 when the check fails.
+    exit 2; verify, verify-projections and prove --check exit 1 when the check
+    fails.
     """
 
 
-for _command in (*containers.COMMANDS, *history.COMMANDS, *log.COMMANDS):
+for _command in (*containers.COMMANDS, *history.COMMANDS, *log.COMMANDS, *replay.COMMANDS):
     main.add_command(_command)

@@ -9,8 +9,6 @@ there are, the store decides.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from contextlib import ExitStack
 
 import click
 from click.core import ParameterSource
@@ -21,6 +19,7 @@ import ctrledger.replay
 from .options import database_options, open_store, output_options, store_options
 from .output import Format, emit_records, iso_time, render_changes, render_rows, render_value
 from .points import Point, forms, point_option
+from .progress import progress_bar
 
 __all__ = ["COMMANDS", "audit", "changes", "diff", "history", "rebuild"]
 
@@ -179,27 +178,6 @@ def audit(
     emit_records(records, fmt, columns=AUDIT_COLUMNS, row=_audit_row, to_dict=ctrledger.AuditRecord.to_dict)
 
 
-def _on_terminal() -> bool:
-    """Whether stderr is a terminal (then long work draws a progress bar there)."""
-    return click.get_text_stream("stderr").isatty()
-
-
-class _ProgressBar:
-    """A ``progress(done, total)`` callback drawing click's progress bar on stderr, from its first call."""
-
-    def __init__(self, stack: ExitStack) -> None:
-        self._stack = stack
-        self._update: Callable[[int], None] | None = None
-        self._shown = 0
-
-    def __call__(self, done: int, total: int) -> None:
-        if self._update is None:
-            bar = click.progressbar(length=total, label="Rebuilding", file=click.get_text_stream("stderr"))
-            self._update = self._stack.enter_context(bar).update
-        self._update(done - self._shown)
-        self._shown = done
-
-
 @click.command()
 @database_options
 def rebuild(db: str) -> None:
@@ -211,11 +189,8 @@ def rebuild(db: str) -> None:
     on stderr shows how far it got; otherwise it prints one line when done.
     """
     store = open_store(db)
-    if _on_terminal():
-        with ExitStack() as bar:
-            count = ctrledger.replay.rebuild(store, progress=_ProgressBar(bar))
-    else:
-        count = ctrledger.replay.rebuild(store)
+    with progress_bar("Rebuilding") as bar:
+        count = ctrledger.replay.rebuild(store, progress=bar) if bar is not None else ctrledger.replay.rebuild(store)
     click.echo(f"rebuilt {count} event{'' if count == 1 else 's'}")
 
 

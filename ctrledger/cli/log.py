@@ -1,7 +1,8 @@
 """The commands on the log as a whole: checkpoint, verify and prove (tamper evidence), and migrate.
 
 Each makes one library call and prints what it returns: ``Store.checkpoint``,
-``ctrledger.verify``, ``Store.prove`` or ``InclusionProof.verify``, ``ctrledger.migrate``.
+``ctrledger.verify`` (or ``ctrledger.replay.verify_archive`` for ``verify --archive``),
+``Store.prove`` or ``InclusionProof.verify``, ``ctrledger.migrate``.
 The files they read are parsed here (a checkpoint or a proof as the JSON of its ``to_dict()``,
 a key as PEM): a file that is missing is a usage error (exit 2), one that does not hold what
 it should is ``Error: …`` (exit 1).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import click
@@ -23,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 
 import ctrledger
+import ctrledger.replay
 
 from .options import database_options, log_options, open_store, output_options
 from .output import Format, echo_json, render_rows
@@ -126,6 +129,36 @@ def _given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
 
 
+_NOT_WITH_ARCHIVE = (("checkpoint_file", "--checkpoint"), ("public_key", "--public-key"), ("db", "--db"))
+
+
+def _verify_archive(path: Path, fmt: Format) -> None:
+    """``verify --archive``: ``ctrledger.replay.verify_archive``, its findings as one line or JSON."""
+    ctx = click.get_current_context()
+    given = [option for name, option in _NOT_WITH_ARCHIVE if _given(ctx, name)]
+    if given:
+        raise click.UsageError(f"--archive checks a file without the database: not with {', '.join(given)}.")
+    try:
+        info = ctrledger.replay.verify_archive(path)
+    except ctrledger.ArchiveError as e:
+        if fmt != "text":
+            echo_json({"ok": False, "path": str(path), "offset": e.offset, "error": str(e)}, fmt)
+        raise
+    first, last = info.trailer.get("first"), info.trailer.get("last")
+    if fmt == "text":
+        positions = "" if first is None else f" (positions {first}-{last})" if first != last else f" (position {first})"
+        click.echo(
+            f"OK: archive {path} verified: {info.events:,} event{'' if info.events == 1 else 's'}{positions} in "
+            f"{info.chunks:,} chunk{'' if info.chunks == 1 else 's'}, {info.size:,} bytes"
+        )
+    else:
+        echo_json({
+            "ok": True, "path": str(path), "archive_id": info.archive_id, "events": info.events,
+            "chunks": info.chunks, "bytes": info.size, "first": first, "last": last,
+            "complete": bool(info.header.get("complete")),
+        }, fmt)
+
+
 # -- commands ------------------------------------------------------------------------------
 
 
@@ -168,9 +201,15 @@ def checkpoint(sign_key: IO[bytes] | None, fmt: Format, db: str) -> None:
     "--public-key", type=click.File("rb"), metavar="FILE",
     help="Also check the checkpoint's signature with the Ed25519 public key in this PEM file.",
 )
+@click.option(
+    "--archive", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="FILE",
+    help="Instead, check every frame of this archive (from 'export'), without the database.",
+)
 @output_options("text", noun="report", formats=("json", "nl"))
 @log_options
-def verify(checkpoint_file: IO[str] | None, public_key: IO[bytes] | None, fmt: Format, db: str) -> None:
+def verify(
+    checkpoint_file: IO[str] | None, public_key: IO[bytes] | None, archive: Path | None, fmt: Format, db: str
+) -> None:
     """Check every hash of the log; exit 0 if it is intact, 1 if not.
 
     Recomputes each event's hash, the chain that links them and the Merkle tree
@@ -183,7 +222,15 @@ def verify(checkpoint_file: IO[str] | None, public_key: IO[bytes] | None, fmt: F
     The database is only read, never created or changed. On failure, stderr
     has one 'Error: ...' line too; --json prints the report as JSON (with
     'signature_valid' when --public-key is given), the exit status the same.
+
+    With --archive FILE, it checks an archive instead: every frame's checksum,
+    the chunks' order and the trailer, and prints 'OK: ...' with what the
+    archive holds, or exits 1 with an 'Error: ...' line naming the byte offset
+    of the first problem.
     """
+    if archive is not None:
+        _verify_archive(archive, fmt)
+        return
     if public_key is not None and checkpoint_file is None:
         raise click.UsageError("--public-key needs --checkpoint: it checks the checkpoint's signature.")
     cp = load_checkpoint(checkpoint_file) if checkpoint_file is not None else None

@@ -644,3 +644,36 @@ def verify_database(conn: sqlite3.Connection, checkpoint: Checkpoint | None = No
         stored_nodes=stored_node,
         where_is_leaf=where_is_leaf,
     )
+
+
+# -- for verifiers of other sources (an exported archive) -------------------------------
+
+push_leaf = _push
+fold_frontier = _fold
+frontier_ranges = _frontier_ranges
+
+
+def compare_with_checkpoint(
+    checkpoint: Checkpoint, frontier_at_size: list[bytes] | None, leaves: int, last: int, first_gap: int | None = None,
+) -> Problem | None:
+    """The problem, if any, between a log's tree and a checkpoint of it (see ``verify_rows``).
+
+    ``first_gap``: the first position missing between two present ones, if any.
+    """
+    if leaves < checkpoint.size and last >= checkpoint.position:
+        return Problem(first_gap or 1, "event missing",
+                       f"{checkpoint.size - leaves} of the {checkpoint.size} events the checkpoint covers are gone"
+                       + (f" (the first gap is at position {first_gap})" if first_gap else ""))
+    if leaves < checkpoint.size or frontier_at_size is None:
+        return Problem(last + 1, "truncated",
+                       f"the checkpoint covers {checkpoint.size} events (to position {checkpoint.position}); "
+                       f"there are {leaves}, ending at position {last}")
+    if _fold(frontier_at_size).hex() == checkpoint.root:
+        return None
+    for (a, b), mine, theirs in zip(_frontier_ranges(checkpoint.size), frontier_at_size, checkpoint.frontier,
+                                    strict=False):
+        if mine.hex() != theirs:
+            return Problem(a + 1, "history rewritten",
+                           f"events {a + 1}-{b} no longer hash to what the checkpoint recorded "
+                           f"(changed and re-hashed at or after event {a + 1}, at or before event {b})")
+    return Problem(1, "history rewritten", "the log no longer hashes to the checkpoint's root")
