@@ -81,3 +81,10 @@ cd "$workdir"
 printf '\n$ ctrledger checkpoint > cp.json\n'
 ctrledger checkpoint > cp.json
 run ctrledger verify --checkpoint cp.json
+
+echo
+echo "# Replay: export the log, import it into a new store; the same log gives the same digest"
+run ctrledger export backup.ctrlarchive
+run ctrledger import backup.ctrlarchive --db copy.db
+run ctrledger digest
+run ctrledger digest --db copy.db

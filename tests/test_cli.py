@@ -37,8 +37,9 @@ REDIS = "docker.io/library/redis:7"
 HEADER = "ID     IMAGE                         RUNTIME                LABELS             VERSION  UPDATED"
 WRITES = {"create", "label", "update", "rm"}
 LOG_COMMANDS = {"checkpoint", "verify", "prove", "migrate"}  # on the log as a whole: --json and --nl only
-STORE_WIDE = {"rebuild"} | LOG_COMMANDS  # no -n: they work on every namespace at once
-NO_OUTPUT_FORMAT = {"rm", "rebuild"}  # print IDs or one line, whatever the format
+REPLAY_REPORTS = {"export", "import", "verify-projections"}  # a one-line summary, or --json and --nl
+STORE_WIDE = {"rebuild", "digest", "replay-to"} | LOG_COMMANDS | REPLAY_REPORTS  # no -n: every namespace at once
+NO_OUTPUT_FORMAT = {"rm", "rebuild", "digest", "replay-to"}  # print IDs or one line, whatever the format
 NOT_PER_CONTAINER = {"history", "diff", "audit"}  # records are events or a diff: no -q
 
 
@@ -172,8 +173,8 @@ def test_help_lists_every_command(cli: Cli) -> None:
     assert out.startswith("Usage: ctrledger [OPTIONS] COMMAND [ARGS]...")
     listed = [line.split()[0] for line in out.split("Commands:\n")[1].splitlines()]
     assert listed == [
-        "audit", "changes", "checkpoint", "create", "diff", "get", "history", "label", "ls", "migrate", "prove",
-        "rebuild", "rm", "update", "verify",
+        "audit", "changes", "checkpoint", "create", "diff", "digest", "export", "get", "history", "import", "label",
+        "ls", "migrate", "prove", "rebuild", "replay-to", "rm", "update", "verify", "verify-projections",
     ]
 
 
@@ -200,7 +201,7 @@ def test_every_command_takes_the_shared_options(name: str) -> None:
     assert ({"-n", "--namespace"} <= options) == (name not in STORE_WIDE)
     if name in WRITES:
         assert {"--actor", "--reason"} <= options
-    if name in LOG_COMMANDS:
+    if name in LOG_COMMANDS | REPLAY_REPORTS:
         assert {"--json", "--nl"} <= options
         assert not {"--table", "-q", "--quiet"} & options
     elif name not in NO_OUTPUT_FORMAT:
@@ -889,8 +890,17 @@ def test_walkthrough_runs(tmp_path: Path) -> None:
     assert [line.split()[3:6] for line in audit[1:]] == [
         ["web-2", "2", "LabelsChanged"], ["web-1", "2", "ImageChanged"],
     ]
-    assert out.endswith(
+    assert (
         "\n$ ctrledger checkpoint > cp.json\n"
         "\n$ ctrledger verify --checkpoint cp.json\nOK: positions 1-6 verified, consistent with the checkpoint at 6\n"
-    )
+    ) in out
+    replay = out.split("\n$ ctrledger export backup.ctrlarchive\n", 1)[1]
+    assert re.fullmatch(
+        r"exported 6 events \(positions 1-6\) to backup\.ctrlarchive: [0-9,]+ bytes\n"
+        r"\n\$ ctrledger import backup\.ctrlarchive --db copy\.db\n"
+        r"imported 6 events \(positions 1-6, as in the archive\)\n"
+        r"\n\$ ctrledger digest\n([0-9a-f]{64})\n"
+        r"\n\$ ctrledger digest --db copy\.db\n\1\n",  # the copy's digest is the original's
+        replay,
+    ), replay
     assert list(tmp_path.iterdir()) == []  # the walkthrough cleans up after itself

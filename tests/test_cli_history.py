@@ -32,8 +32,8 @@ from typing import Any
 import pytest
 
 import ctrledger
-import ctrledger.cli.history as history_commands
 import ctrledger.cli.points as points
+import ctrledger.cli.progress as progress
 import ctrledger.replay
 from ctrledger import FieldChange, Payload, Position, Runtime, Version
 from ctrledger.cli.output import echo_json_array, render_change, render_value
@@ -620,7 +620,7 @@ def test_rebuild_draws_a_progress_bar_on_a_terminal_only(cli: Cli, monkeypatch: 
     monkeypatch.setattr(ctrledger.replay, "rebuild", spy)
     assert ok(cli("rebuild")) == "rebuilt 7 events\n"  # CliRunner's stderr is no terminal: no bar
     assert calls == []
-    monkeypatch.setattr(history_commands, "_on_terminal", lambda: True)
+    monkeypatch.setattr(progress, "on_terminal", lambda: True)
     result = cli("rebuild")
     assert (result.exit_code, result.stdout) == (0, "rebuilt 7 events\n")
     assert result.stderr == "Rebuilding\n"  # click draws only the label when the stream is not a tty
