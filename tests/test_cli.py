@@ -81,6 +81,19 @@ class Cli:
 REAL_OPEN = ctrledger.open
 
 
+def clock_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """A CLI harness whose stores use its fixed clock, run from ``tmp_path`` (for the other CLI test files)."""
+    harness = Cli(tmp_path / "ledger.db", FixedClock())
+
+    def open_with_clock(target: Any, **options: Any) -> ctrledger.Store:
+        harness.opens.append({"target": str(target), **options})
+        return REAL_OPEN(target, clock=harness.clock, **options)
+
+    monkeypatch.setattr(ctrledger, "open", open_with_clock)
+    monkeypatch.chdir(tmp_path)
+    return harness
+
+
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
     harness = Cli(tmp_path / "ledger.db", FixedClock())

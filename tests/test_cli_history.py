@@ -38,20 +38,13 @@ import ctrledger.replay
 from ctrledger import FieldChange, Payload, Position, Runtime, Version
 from ctrledger.cli.output import echo_json_array, render_change, render_value
 
-from .test_cli import REAL_OPEN, SPEC_TYPE, START, Cli, FixedClock, failed, ok, usage_error
+from .test_cli import REAL_OPEN, SPEC_TYPE, START, Cli, clock_harness, failed, ok, usage_error
 
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
-    harness = Cli(tmp_path / "ledger.db", FixedClock())
-
-    def open_with_clock(target: Any, **options: Any) -> ctrledger.Store:
-        harness.opens.append({"target": str(target), **options})
-        return REAL_OPEN(target, clock=harness.clock, **options)
-
-    monkeypatch.setattr(ctrledger, "open", open_with_clock)
+    harness = clock_harness(tmp_path, monkeypatch)
     monkeypatch.setattr(points, "now", lambda: harness.clock.now)
-    monkeypatch.chdir(tmp_path)
     yield harness
 
 

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 import ctrledger
 from ctrledger.persistence import integrity
 
-from .test_cli import REAL_OPEN, Cli, FixedClock, failed, ok, usage_error
+from .test_cli import REAL_OPEN, Cli, clock_harness, failed, ok, usage_error
 
 EMPTY_ROOT = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # SHA-256 of nothing
 PROBLEMS = "POSITION  KIND             DETAIL"
@@ -37,15 +37,7 @@ ED25519 = "checkpoints are signed with Ed25519 keys (openssl genpkey -algorithm 
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
-    harness = Cli(tmp_path / "ledger.db", FixedClock())
-
-    def open_with_clock(target: Any, **options: Any) -> ctrledger.Store:
-        harness.opens.append({"target": str(target), **options})
-        return REAL_OPEN(target, clock=harness.clock, **options)
-
-    monkeypatch.setattr(ctrledger, "open", open_with_clock)
-    monkeypatch.chdir(tmp_path)
-    yield harness
+    yield clock_harness(tmp_path, monkeypatch)
 
 
 def seed(cli: Cli) -> None:

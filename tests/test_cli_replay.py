@@ -26,7 +26,7 @@ import ctrledger.cli.progress as progress
 import ctrledger.replay
 from ctrledger import Position
 
-from .test_cli import REAL_OPEN, Cli, FixedClock, failed, ok, usage_error
+from .test_cli import REAL_OPEN, Cli, clock_harness, failed, ok, usage_error
 
 PREAMBLE = 19  # "ctrledger-archive" as a msgpack fixstr, then the format version
 PREFIX = 45  # a frame's fixed-width prefix; its last 4 bytes are the body's length, big-endian
@@ -35,15 +35,7 @@ HEX64 = re.compile(r"[0-9a-f]{64}\n")
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
-    harness = Cli(tmp_path / "ledger.db", FixedClock())
-
-    def open_with_clock(target: Any, **options: Any) -> ctrledger.Store:
-        harness.opens.append({"target": str(target), **options})
-        return REAL_OPEN(target, clock=harness.clock, **options)
-
-    monkeypatch.setattr(ctrledger, "open", open_with_clock)
-    monkeypatch.chdir(tmp_path)
-    yield harness
+    yield clock_harness(tmp_path, monkeypatch)
 
 
 def seed(cli: Cli) -> None:
