@@ -35,8 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,27 +46,13 @@ from ctrledger import Container, Payload, Runtime  # noqa: E402
 from ctrledger.domain.container import ContainerAggregate, LabelsChanged  # noqa: E402
 from ctrledger.domain.model import Audit  # noqa: E402
 from ctrledger.replay import export, import_, rebuild  # noqa: E402
-from ctrledger.replay.log import append_stored  # noqa: E402
+from ctrledger.replay.log import BareLog, append_stored  # noqa: E402
 
 SPEC_TYPE = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-class _LogOnly:
-    """Enough of a store for ``export`` over a bare log."""
-
-    def __init__(self, path: Path, mapper: Any) -> None:
-        self.path = str(path)
-        self.mapper = mapper
-        self.views: list[Any] = []
-
-    @contextmanager
-    def read_model(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            yield conn
-        finally:
-            conn.close()
+_LogOnly = BareLog
 
 
 def build_log(path: Path, events: int, seed: int = 42) -> None:

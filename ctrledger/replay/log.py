@@ -12,7 +12,9 @@ whole batch.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent
@@ -23,6 +25,7 @@ from ..persistence import integrity
 from ..projections.runner import InlineRunner, View
 
 __all__ = [
+    "BareLog",
     "append_stored", "chain_at", "check_streams", "create_hash_tables", "decode", "hash_events", "log_head",
     "log_id",
 ]
@@ -141,3 +144,20 @@ def append_stored(
     if views:
         InlineRunner(views, mapper)(cur, decode(mapper, rows, positions), positions)
     return positions
+
+
+class BareLog:
+    """An SQLite log file seen as a store for ``export`` (tools and benchmarks): no read models."""
+
+    def __init__(self, path: str | Path, mapper: Mapper[Any]) -> None:
+        self.path = str(path)
+        self.mapper = mapper
+        self.views: list[View] = []
+
+    @contextmanager
+    def read_model(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            yield conn
+        finally:
+            conn.close()

@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any
 
 import ctrledger
 from ctrledger.persistence.transcoder import packb, unpackb
@@ -29,24 +26,10 @@ from ctrledger.replay.log import append_stored, create_hash_tables
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
+from ctrledger.replay.log import BareLog  # noqa: E402
 from tests.test_replay import busy_history, deterministic_store  # noqa: E402
 
-
-class _LogOnly:
-    """Just enough of a store for ``export`` over a bare log file."""
-
-    def __init__(self, path: Path, mapper: Any) -> None:
-        self.path = str(path)
-        self.mapper = mapper
-        self.views: list[Any] = []
-
-    @contextmanager
-    def read_model(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            yield conn
-        finally:
-            conn.close()
+_LogOnly = BareLog
 
 
 def main() -> None:
