@@ -52,7 +52,6 @@ SPEC_TYPE = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-_LogOnly = BareLog
 
 
 def build_log(path: Path, events: int, seed: int = 42) -> None:
@@ -114,7 +113,7 @@ def step(name: str, a: str, b: str) -> dict[str, Any]:
     if name == "export-log":
         with ctrledger.open(tempfile.mktemp(suffix=".db")) as scratch:
             mapper = scratch.mapper
-        events = export(_LogOnly(Path(a), mapper), b).events
+        events = export(BareLog(Path(a), mapper), b).events
     elif name == "export":
         with ctrledger.open(a) as store:
             events = export(store, b).events

@@ -29,8 +29,6 @@ sys.path.insert(0, str(HERE.parent.parent))
 from ctrledger.replay.log import BareLog  # noqa: E402
 from tests.test_replay import busy_history, deterministic_store  # noqa: E402
 
-_LogOnly = BareLog
-
 
 def main() -> None:
     with TemporaryDirectory() as tmp:
@@ -58,7 +56,7 @@ def main() -> None:
             conn.execute("BEGIN")
             append_stored(conn.cursor(), v1, 0, [], mapper)
             conn.execute("COMMIT")
-        export(_LogOnly(old, mapper), HERE / "replay-v1-created.ctrlarchive", chunk_events=5)
+        export(BareLog(old, mapper), HERE / "replay-v1-created.ctrlarchive", chunk_events=5)
     print("written:", *sorted(p.name for p in HERE.glob("replay-*.ctrlarchive")))
 
 
