@@ -69,14 +69,14 @@ from .domain.history import (
     parse_point,
 )
 from .domain.model import Audit, Container, Payload
-from .domain.validation import check_record, drop_empty_labels, go_quote, validate_namespace
+from .domain.validation import check_record, drop_empty_labels, go_quote, record_problem, validate_namespace
 from .errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, StoreError, Unavailable
 from .persistence import integrity
 from .persistence.application import LedgerApplication, postgres_env, sqlite_env
 from .persistence.integrity import LOG_SCHEMA_VERSION, Checkpoint, ConsistencyProof, InclusionProof, VerifyReport
 from .persistence.postgres import default_readmodel_path, parse_url, verify_postgres
 from .persistence.sqlite import SYNCHRONOUS_MODES
-from .projections.current import CurrentStateReader, CurrentStateView
+from .projections.current import CurrentStateReader, CurrentStateView, from_micros
 from .projections.replica import ensure_mirror, pull
 from .projections.runner import InlineRunner, View, catch_up, read_stream
 from .projections.schema import ensure_schema, schema_version
@@ -203,16 +203,20 @@ class Store:
         Called before every read, so a read sees every write acknowledged before it
         started, on any node.
         """
+        self._check_open()
         if self.url is None:
             return
         with self._lock:
-            if self._closed:
-                raise Unavailable("the store is closed")
+            self._check_open()
             try:
                 pull(self._conn, self._select_after)
                 catch_up(self._conn, self._views, self._app.mapper)
             except PersistenceError as e:
                 raise Unavailable(f"cannot reach the log at {self._where()}: {e}") from e
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Unavailable("the store is closed")
 
     def _select_after(self, after: int, limit: int) -> Sequence[Any]:
         return self._app.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)
@@ -543,6 +547,7 @@ class Store:
 
     def _read(self, work: Callable[[integrity.Sql], T]) -> T:
         """Run ``work`` in one read transaction on the log (a connection of its own)."""
+        self._check_open()
         if self.url is not None:
             recorder: Any = self._app.recorder
             with recorder.datastore.transaction(commit=False) as curs:
@@ -592,6 +597,11 @@ class Store:
             if head and (tracked < len(names) or lowest < head):
                 catch_up(self._conn, self._views, self._app.mapper)
 
+    def _last_recorded(self) -> datetime | None:
+        with self._lock:
+            row = self._conn.execute("SELECT recorded_at FROM audit ORDER BY position DESC LIMIT 1").fetchone()
+        return None if row is None else from_micros(row[0])
+
     def _spec_of(self, topic: str, state: bytes) -> Payload:
         event = self._app.mapper.to_domain_event(StoredEvent("", 0, topic, state))
         spec: Payload = event.spec  # type: ignore[attr-defined]
@@ -611,7 +621,9 @@ class Store:
         self._require_history()
         parsed = parse_point(point, name)
         if isinstance(parsed, datetime):
-            now = self._clock()
+            # "now" is the clock, or the newest recorded time if that is later: the store
+            # moves every stream's time strictly forward, even past a clock that stalled.
+            now = max(self._clock(), self._last_recorded() or self._clock())
             if parsed > now:
                 raise InvalidArgument(f"{name} {_describe(parsed)} is in the future: invalid argument")
         elif isinstance(parsed, Position):
@@ -674,14 +686,16 @@ class Store:
                 f"create container failed validation: expected a Container, not "
                 f"{type(container).__name__}: invalid argument"
             )
-        check_record(container, "create container failed validation")
+        self._check_open()
+        check_record(container, "create container failed validation", empty_label_key=False)
+        write_problem = record_problem(container)  # D2: after the existence check, as in containerd
         record = _stored_form(container)
         audit = self._audit(actor, reason, correlation_id, ())
         stream = stream_id(ns, record.id)
         # Optimistic first try: most creates are of new names, so skip the read and
         # let the log's (stream, version) uniqueness tell us if the name was taken.
         now = self._clock()  # one time per operation, whatever the retries
-        if self.url is None:
+        if self.url is None and write_problem is None:
             # Embedded log: a failed insert costs nothing, so try the common case (a new name)
             # without reading. A shared PostgreSQL log would burn a position on the failure.
             first = ContainerAggregate.create(ns, record, audit, now)
@@ -691,6 +705,8 @@ class Store:
             agg = self._load(stream, fresh=True)
             if agg is not None and not agg.deleted:
                 raise AlreadyExists(f"container {go_quote(record.id)}: already exists")
+            if write_problem is not None:
+                raise InvalidArgument(f"create container failed validation: {write_problem}: invalid argument")
             if agg is None:
                 agg = ContainerAggregate.create(ns, record, audit, now)
             else:
@@ -797,6 +813,13 @@ class Store:
         append fails if the log moved on (its (stream, version) is taken), and every
         retry, and every refusal, is decided on state read fresh from the log.
         """
+        self._check_open()
+        if expected_version is not None and (
+            not isinstance(expected_version, int) or isinstance(expected_version, bool) or expected_version < 0
+        ):
+            raise InvalidArgument(
+                f"expected_version must be a non-negative integer, not {expected_version!r}: invalid argument"
+            )
         if not isinstance(container_id, str):
             self._refuse_missing(ns, container_id, operation)
         stream = stream_id(ns, container_id)

@@ -117,7 +117,7 @@ def _empty_label_key_problem(labels: Mapping[str, str]) -> str | None:
     return None
 
 
-def record_problem(c: Container) -> str | None:
+def record_problem(c: Container, *, empty_label_key: bool = True) -> str | None:
     """The first problem with a record, in containerd's create order, or None.
 
     Order: ID, extension keys, labels, runtime name, spec, snapshot key.
@@ -152,12 +152,16 @@ def record_problem(c: Container) -> str | None:
         return "container.Runtime must hold a string name and a Payload or None as options"
     if not isinstance(c.spec, Payload):
         return f"container.Spec must be a Payload, not {type(c.spec).__name__}"
-    return _empty_label_key_problem(c.labels)
+    return _empty_label_key_problem(c.labels) if empty_label_key else None
 
 
-def check_record(c: Container, context: str) -> None:
-    """Raise ``InvalidArgument`` ``"<context>: <problem>: invalid argument"`` if invalid."""
-    problem = record_problem(c)
+def check_record(c: Container, context: str, *, empty_label_key: bool = True) -> None:
+    """Raise ``InvalidArgument`` ``"<context>: <problem>: invalid argument"`` if invalid.
+
+    ``empty_label_key=False`` leaves out D2 (an empty label key with a value), which
+    containerd only meets when writing, after the existence check: create checks it then.
+    """
+    problem = record_problem(c, empty_label_key=empty_label_key)
     if problem is not None:
         raise InvalidArgument(f"{context}: {problem}: invalid argument")
 
