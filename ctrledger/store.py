@@ -520,9 +520,7 @@ class Store:
         """The inclusion proof of the event at ``position`` in the log as of ``checkpoint`` (default: now)."""
         size = self._hashed_size()
         if checkpoint is not None:
-            log_id = self._read(lambda db: db.one("SELECT value FROM {ledger_meta} WHERE key='log_id'"))
-            if log_id is None or checkpoint.log_id != log_id[0]:
-                raise InvalidArgument("the checkpoint is of another log: invalid argument")
+            self._check_same_log(checkpoint)
             if checkpoint.size > size:
                 raise InvalidArgument(
                     f"the checkpoint covers {checkpoint.size} events, more than this log's {size}: invalid argument"
@@ -537,10 +535,20 @@ class Store:
 
     def prove_consistency(self, old: Checkpoint, new: Checkpoint | None = None) -> ConsistencyProof:
         """Proof that the log at ``old`` is a prefix of the log at ``new`` (default: now)."""
+        self._check_same_log(old)
+        if new is not None:
+            self._check_same_log(new)
         new_size = new.size if new is not None else self._hashed_size()
+        if new_size > self._hashed_size():
+            raise InvalidArgument(f"the checkpoint covers {new_size} events, more than this log's: invalid argument")
         if old.size > new_size:
             raise InvalidArgument(f"checkpoint of {old.size} events is newer than {new_size}: invalid argument")
         return self._read(lambda db: integrity.prove_consistency(db, old.size, new_size))
+
+    def _check_same_log(self, checkpoint: Checkpoint) -> None:
+        log_id = self._read(lambda db: db.one("SELECT value FROM {ledger_meta} WHERE key='log_id'"))
+        if log_id is None or checkpoint.log_id != log_id[0]:
+            raise InvalidArgument("the checkpoint is of another log: invalid argument")
 
     def _hashed_size(self) -> int:
         return self._read(lambda db: integrity.hashed_head(db)[0])
@@ -636,6 +644,8 @@ class Store:
             if cid is None:
                 return parsed
             current = self._stream_version(ns, str(cid))
+            if current == 0:
+                raise NotFound(f"container {go_quote(str(cid))} in namespace {go_quote(ns)}: not found")
             if parsed.number > current:
                 raise InvalidArgument(
                     f"{name} version {parsed.number} is in the future: {go_quote(str(cid))} is at version "
@@ -870,7 +880,9 @@ class Store:
                     f"{expected_version}: conflict"
                 ) from None
             return False
-        except PersistenceError as e:
+        except (PersistenceError, sqlite3.Error, RuntimeError) as e:
+            # RuntimeError: a read model refused to apply an event twice (its tracking is
+            # ahead of the log, i.e. the file was tampered with or restored inconsistently).
             self._remember(agg.id, None)
             raise Unavailable(f"storage error: {e}") from e
         self._remember(agg.id, agg)

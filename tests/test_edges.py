@@ -60,3 +60,21 @@ def test_a_closed_store_says_so(target: str) -> None:
     ):
         with pytest.raises(ctrledger.Unavailable, match="the store is closed"):
             call()
+
+
+def test_a_version_of_a_name_that_never_existed_is_not_found(store: ctrledger.Store) -> None:
+    from ctrledger import Version
+
+    with pytest.raises(ctrledger.NotFound, match='container "ghost" in namespace "default": not found'):
+        store.get("ghost", as_of=Version(1))
+
+
+def test_proofs_refuse_checkpoints_of_another_log(store: ctrledger.Store, tmp_path: Path) -> None:
+    store.create(make("x"))
+    with ctrledger.open(tmp_path / "other.db") as other:
+        other.create(make("x"))
+        foreign = other.checkpoint()
+    with pytest.raises(ctrledger.InvalidArgument, match="another log"):
+        store.prove(1, checkpoint=foreign)
+    with pytest.raises(ctrledger.InvalidArgument, match="another log"):
+        store.prove_consistency(foreign)
