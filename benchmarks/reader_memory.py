@@ -71,6 +71,10 @@ def main() -> int:
             store.list(f"labels.{args.filter_key}==v{v}")
         out["before_list_all_mb"] = peak_mb()
         t1 = time.perf_counter()
+        out["scanned"] = sum(1 for _ in store.scan())  # the streamed list-all: constant memory
+        out["with_scan_mb"] = peak_mb()
+        out["scan_all_s"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
         everything = store.list()
         out["listed"] = len(everything)
         out["peak_rss_mb"] = peak_mb()

@@ -510,6 +510,8 @@ def targets(res: dict[str, Any], n: int) -> list[Target]:
         Target("list-all per container, median", ops["list_all"]["store"]["p50_us_per_container"], "<=", 10, "us"),
         Target(f"reader peak RSS at {n:,} containers", res["memory"]["store"].get("peak_rss_mb", math.inf),
                "<=", 150, "MB"),
+        Target(f"reader peak RSS at {n:,} containers, list-all streamed (Store.scan)",
+               res["memory"]["store"].get("with_scan_mb", math.inf), "<=", 150, "MB"),
     ]
 
 
@@ -564,7 +566,8 @@ def render(res: dict[str, Any], meta: dict[str, Any], tgts: list[Target]) -> str
         f"{side}: ERROR {m[side]['error']}" if "error" in m[side] else
         f"{side}: after open {m[side]['after_open_mb']:.0f} (open took {m[side]['open_s']:.2f} s), "
         f"after {m[side]['gets']} gets + 1% lists {m[side]['before_list_all_mb']:.0f}, "
-        f"with list-all {m[side]['peak_rss_mb']:.0f}"
+        + (f"with a streamed list-all {m[side]['with_scan_mb']:.0f}, " if "with_scan_mb" in m[side] else "")
+        + f"with list-all {m[side]['peak_rss_mb']:.0f}"
         for side in ("store", "raw")))
     lines.append(f"  (the {meta['n']:,} specs alone are {m['spec_bytes_total_mb']:.0f} MB: "
                  "a list-all that materialises every record cannot stay below that)")

@@ -336,6 +336,23 @@ class Store:
         with self._lock:
             return self._past.list_at(ns, flt, point)
 
+    def scan(
+        self, *filters: str, namespace: str | None = "default", as_of: Point | None = None
+    ) -> Iterator[Container]:
+        """``list``, streamed: the same records in the same order, from one consistent read,
+        one at a time, so a namespace of any size never sits in memory at once."""
+        ns = validate_namespace(namespace)
+        flt = parse_filters(filters)
+        self._sync()
+        point = None if as_of is None else self._point(as_of, ns, None)
+        if isinstance(point, Version):
+            raise InvalidArgument("scan as_of takes a time or a Position; a Version belongs to one container: "
+                                  "invalid argument")
+        conn = self._stream_connection()
+        if point is None:
+            return _closing(CurrentStateReader(conn).scan(ns, flt), conn)
+        return _closing(TemporalReader(conn, self._spec_of).scan_at(ns, flt, point), conn)
+
     # -- history --------------------------------------------------------------
 
     def history(self, id: str, *, namespace: str | None = "default") -> Iterator[HistoryEntry]:  # noqa: A002
@@ -897,7 +914,7 @@ def _describe(point: datetime | Version | Position) -> str:
     return point.isoformat().replace("+00:00", "Z")
 
 
-def _closing(rows: Iterator[AuditRecord], conn: sqlite3.Connection) -> Iterator[AuditRecord]:
+def _closing(rows: Iterator[T], conn: sqlite3.Connection) -> Iterator[T]:
     try:
         yield from rows
     finally:

@@ -78,3 +78,16 @@ def test_proofs_refuse_checkpoints_of_another_log(store: ctrledger.Store, tmp_pa
         store.prove(1, checkpoint=foreign)
     with pytest.raises(ctrledger.InvalidArgument, match="another log"):
         store.prove_consistency(foreign)
+
+
+def test_scan_streams_what_list_returns(store: ctrledger.Store) -> None:
+    from ctrledger import Position
+
+    for i in range(25):
+        store.create(make(f"c{i:02d}", labels={"even": str(i % 2 == 0)}))
+    store.delete("c03")
+    for filters in [(), ("labels.even==True",), ("id~=^c1", "id==c20")]:
+        assert list(store.scan(*filters)) == store.list(*filters)
+        assert list(store.scan(*filters, as_of=Position(10))) == store.list(*filters, as_of=Position(10))
+    with pytest.raises(ctrledger.InvalidArgument):
+        store.scan("id==")

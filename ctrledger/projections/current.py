@@ -254,13 +254,24 @@ class CurrentStateReader:
         return None if row is None else _row_to_container(row)
 
     def list(self, namespace: str, flt: Filter) -> list[Container]:
-        where, params = compile_filter(flt, namespace)
-        rows = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM containers WHERE namespace=? AND ({where}) ORDER BY id",
-            (namespace, *params),
-        ).fetchall()
+        rows = self.conn.execute(*self.list_query(namespace, flt)).fetchall()
         with _no_gc():  # building 100k records trips the cyclic GC for nothing: none has cycles
             return [_row_to_container(r) for r in rows]
+
+    @staticmethod
+    def list_query(namespace: str, flt: Filter) -> tuple[str, tuple[Any, ...]]:
+        where, params = compile_filter(flt, namespace)
+        return (f"SELECT {_COLUMNS} FROM containers WHERE namespace=? AND ({where}) ORDER BY id",
+                (namespace, *params))
+
+    def scan(self, namespace: str, flt: Filter, *, batch: int = 1000) -> Iterator[Container]:
+        """``list``, one record at a time, from one statement (one consistent read)."""
+        cursor = self.conn.execute(*self.list_query(namespace, flt))
+        try:
+            while rows := cursor.fetchmany(batch):
+                yield from map(_row_to_container, rows)
+        finally:
+            cursor.close()
 
     def namespace_known(self, namespace: str) -> bool:
         """Whether the namespace has ever held a container (containerd's bucket exists)."""

@@ -264,15 +264,31 @@ class TemporalReader:
 
     def list_at(self, namespace: str, flt: Filter, point: datetime | Position) -> list[Container]:
         """The containers of ``namespace`` that existed at ``point`` and matched ``flt`` then."""
+        rows = self.conn.execute(*self.list_at_query(namespace, flt, point)).fetchall()
+        return [_row_to_container(r, self.spec_of) for r in rows]
+
+    @staticmethod
+    def list_at_query(namespace: str, flt: Filter, point: datetime | Position) -> tuple[str, tuple[Any, ...]]:
         validity, vparams = _validity(point)
         where, params = compile_filter(flt, namespace, Scope("label_spans", validity, vparams))
         row_validity, rparams = _validity(point, "v.")
-        rows = self.conn.execute(
+        return (
             f"SELECT {_VERSION_COLUMNS} FROM versions v WHERE v.namespace=?{row_validity} AND ({where}) "
             "ORDER BY v.id",
             (namespace, *rparams, *params),
-        ).fetchall()
-        return [_row_to_container(r, self.spec_of) for r in rows]
+        )
+
+    def scan_at(
+        self, namespace: str, flt: Filter, point: datetime | Position, *, batch: int = 1000
+    ) -> Iterator[Container]:
+        """``list_at``, one record at a time, from one statement."""
+        cursor = self.conn.execute(*self.list_at_query(namespace, flt, point))
+        try:
+            while rows := cursor.fetchmany(batch):
+                for row in rows:
+                    yield _row_to_container(row, self.spec_of)
+        finally:
+            cursor.close()
 
     def changed_ids(self, namespace: str, start: datetime | Position, end: datetime | Position) -> list[str]:
         """IDs of the namespace with an event after ``start`` and at or before ``end``, sorted."""
