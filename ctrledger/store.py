@@ -42,6 +42,7 @@ import getpass
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -98,6 +99,20 @@ def _default_actor() -> str:
         return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
+def _time_ordered_uuid() -> str:
+    """A UUIDv7 (RFC 9562): milliseconds since the epoch, then random bits.
+
+    Correlation ids are indexed in the audit model; ids that grow with time land at the
+    end of that index instead of on a random page, which a durable commit pays for.
+    """
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80 | rand
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return str(uuid.UUID(int=value))
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -123,7 +138,7 @@ class Store:
     ) -> None:
         text = os.fspath(target)
         self._clock: Clock = clock or _utcnow
-        self._new_correlation_id: Callable[[], str] = correlation_ids or (lambda: str(uuid.uuid4()))
+        self._new_correlation_id: Callable[[], str] = correlation_ids or _time_ordered_uuid
         self._client = client
         self._actor = actor or _default_actor()
         if not isinstance(synchronous, str) or synchronous.upper() not in SYNCHRONOUS_MODES:
