@@ -129,7 +129,10 @@ def ls(filters: tuple[str, ...], as_of: Point | None, fmt: Format, db: str, name
     the filters apply to the containers as they were then.
     """
     store = open_store(db)
-    emit(store.list(*filters, namespace=namespace, as_of=as_of), fmt)
+    if fmt == "table":  # needs every row for its column widths
+        emit(store.list(*filters, namespace=namespace, as_of=as_of), fmt)
+    else:  # streamed: a namespace of any size prints in constant memory
+        emit(store.scan(*filters, namespace=namespace, as_of=as_of), fmt)
 
 
 def _parse_label_changes(

@@ -126,19 +126,25 @@ def render_table(containers: Sequence[ctrledger.Container]) -> str:
     return render_rows(COLUMNS, (_row(c) for c in containers))
 
 
-def emit(containers: Sequence[ctrledger.Container], fmt: Format, *, single: bool = False) -> None:
-    """Print ``containers`` to stdout in ``fmt``; ``single``: ``--json`` prints one object, not a list."""
+def emit(containers: Iterable[ctrledger.Container], fmt: Format, *, single: bool = False) -> None:
+    """Print ``containers`` to stdout in ``fmt``; ``single``: ``--json`` prints one object, not a list.
+
+    Every format but the table (which needs its column widths) prints as records arrive,
+    so a streamed ``Store.scan`` never sits in memory.
+    """
     if fmt == "quiet":
         for c in containers:
             click.echo(c.id)
     elif fmt == "nl":
         for c in containers:
             click.echo(json.dumps(container_to_dict(c)))
-    elif fmt == "json":
+    elif fmt == "json" and single:
         dicts = [container_to_dict(c) for c in containers]
-        click.echo(json.dumps(dicts[0] if single and len(dicts) == 1 else dicts, indent=2))
+        click.echo(json.dumps(dicts[0] if len(dicts) == 1 else dicts, indent=2))
+    elif fmt == "json":
+        echo_json_array(container_to_dict(c) for c in containers)
     else:
-        click.echo(render_table(containers))
+        click.echo(render_table(list(containers)))
 
 
 # -- history records ----------------------------------------------------------------
