@@ -1015,6 +1015,3 @@ def _conninfo(env: Any) -> dict[str, Any]:
         "connect_timeout": int(env.get("POSTGRES_CONNECT_TIMEOUT") or 5),
     }
 
-
-# Keep StoreError importable from here for callers that catch it around open().
-_ = (StoreError, Sequence)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from eventsourcing.domain import BaseAggregate, CanMutateAggregate, OriginatorIDError, OriginatorVersionError
+from eventsourcing.domain import BaseAggregate, CanMutateAggregate
 from eventsourcing.utils import register_topic
 
 from .model import Audit, Container, Payload, Runtime
@@ -384,6 +384,3 @@ def _created(
 _TOPICAL: tuple[Any, ...] = (ContainerEvent, *EVENT_CLASSES, ContainerAggregate)
 for _cls in _TOPICAL:
     register_topic(_cls.TOPIC, _cls)
-
-# Keep the names importable for callers matching on them.
-_ = (OriginatorIDError, OriginatorVersionError)
