@@ -76,7 +76,7 @@ from .persistence import integrity
 from .persistence.application import LedgerApplication, postgres_env, sqlite_env
 from .persistence.integrity import LOG_SCHEMA_VERSION, Checkpoint, ConsistencyProof, InclusionProof, VerifyReport
 from .persistence.postgres import default_readmodel_path, parse_url, verify_postgres
-from .persistence.sqlite import SYNCHRONOUS_MODES
+from .persistence.sqlite import SYNCHRONOUS_MODES, lenient_text
 from .projections.current import CurrentStateReader, CurrentStateView, from_micros
 from .projections.replica import ensure_mirror, pull
 from .projections.runner import InlineRunner, View, catch_up, read_stream
@@ -173,6 +173,7 @@ class Store:
         if history:
             self._views += [TemporalView(), AuditView()]
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._conn.text_factory = lenient_text  # damaged text is reported as such, not as a driver error
         self._lock = threading.Lock()
         self._reader = CurrentStateReader(self._conn)
         self._past = TemporalReader(self._conn, self._spec_of)
@@ -361,7 +362,7 @@ class Store:
         self._sync()
         point = None if as_of is None else self._point(as_of, ns, None)
         if isinstance(point, Version):
-            raise InvalidArgument("scan as_of takes a time or a Position; a Version belongs to one container: "
+            raise InvalidArgument("list as_of takes a time or a Position; a Version belongs to one container: "
                                   "invalid argument")
         conn = self._stream_connection()
         if point is None:
@@ -505,6 +506,8 @@ class Store:
         from .replay import digest
 
         self._sync()
+        if self.url is None and self._history:
+            self._catch_up_if_behind()
         return digest(self)
 
     def verify_projections(self) -> Any:
@@ -512,6 +515,8 @@ class Store:
         from .replay import verify_projections
 
         self._sync()
+        if self.url is None and self._history:
+            self._catch_up_if_behind()
         return verify_projections(self)
 
     def export(
@@ -696,6 +701,7 @@ class Store:
     def _stream_connection(self) -> sqlite3.Connection:
         """A connection of its own for a streamed answer (one consistent read per statement)."""
         conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+        conn.text_factory = lenient_text
         register_functions(conn)
         return conn
 

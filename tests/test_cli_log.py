@@ -366,14 +366,26 @@ def test_verify_changes_nothing(cli: Cli) -> None:
         pytest.param(
             '{"log_id": "x", "size": "many", "position": 1, "root": "", "chain": "", "frontier": [], '
             '"created_at": "2026-11-21T03:00:00Z"}',
-            "cp.json is not a checkpoint: invalid literal for int() with base 10: 'many'",
+            "cp.json is not a checkpoint: its size must be a non-negative integer, not 'many'",
             id="bad-size",
         ),
         pytest.param(
-            '{"log_id": "x", "size": 1, "position": 1, "root": "", "chain": "", "frontier": [], '
-            '"created_at": "yesterday"}',
+            '{"log_id": "x", "size": 1, "position": 1, "root": "' + "ab" * 32 + '", "chain": "' + "cd" * 32
+            + '", "frontier": ["' + "ab" * 32 + '"], "created_at": "yesterday"}',
             "cp.json is not a checkpoint: Invalid isoformat string: 'yesterday'",
             id="bad-time",
+        ),
+        pytest.param(
+            '{"log_id": "x", "size": -1, "position": 1, "root": "", "chain": "", "frontier": [], '
+            '"created_at": "2026-11-21T03:00:00Z"}',
+            "cp.json is not a checkpoint: its size must be a non-negative integer, not -1",
+            id="negative-size",
+        ),
+        pytest.param(
+            '{"log_id": "x", "size": 3, "position": 3, "root": "' + "ab" * 32 + '", "chain": "' + "cd" * 32
+            + '", "frontier": ["' + "ab" * 32 + '"], "created_at": "2026-11-21T03:00:00Z"}',
+            "cp.json is not a checkpoint: its size 3, position 3 and frontier of 1 do not fit together",
+            id="frontier-does-not-fit",
         ),
     ],
 )
@@ -501,7 +513,7 @@ def test_prove_as_of_a_checkpoint_then_check_it(cli: Cli) -> None:
     proof = json.loads(save(cli("prove", "2", "--checkpoint", "cp.json"), "proof.json").read_text())
     assert (proof["size"], proof["root"]) == (3, cp["root"])
     assert ok(cli("prove", "--check", "proof.json", "--checkpoint", "cp.json")) == (
-        "OK: the event at position 2 is among the 3 events of the checkpoint\n"
+        "OK: event 2 of the 3 in the checkpoint has the proof's leaf (the proof says it was recorded at position 2)\n"
     )
 
 
@@ -512,7 +524,9 @@ def test_prove_check_works_without_the_database(cli: Cli, tmp_path: Path) -> Non
     opened = len(cli.opens)
     cli.db.unlink()
     result = cli("prove", "--check", "proof.json", "--checkpoint", "cp.json", "--db", "gone/nowhere.db")
-    assert ok(result) == "OK: the event at position 3 is among the 3 events of the checkpoint\n"
+    assert ok(result) == (
+        "OK: event 3 of the 3 in the checkpoint has the proof's leaf (the proof says it was recorded at position 3)\n"
+    )
     assert len(cli.opens) == opened
     assert not (tmp_path / "gone").exists()
 

@@ -91,3 +91,109 @@ def test_scan_streams_what_list_returns(store: ctrledger.Store) -> None:
         assert list(store.scan(*filters, as_of=Position(10))) == store.list(*filters, as_of=Position(10))
     with pytest.raises(ctrledger.InvalidArgument):
         store.scan("id==")
+
+
+def test_replay_to_creates_missing_directories(db_path: Path, tmp_path: Path) -> None:
+    from ctrledger import Position
+
+    with ctrledger.open(db_path) as store:
+        store.create(make("x"))
+        out = store.replay_to(tmp_path / "new" / "dir" / "then.db", as_of=Position(1))
+    with ctrledger.open(out) as then:
+        assert [c.id for c in then.list()] == ["x"]
+
+
+def test_a_damaged_event_is_a_clear_error_not_a_driver_error(db_path: Path) -> None:
+    import sqlite3
+
+    with ctrledger.open(db_path) as store:
+        store.create(make("x"))
+        store.update(Container(id="x", image="i2"), "image")
+    conn = sqlite3.connect(db_path)
+    conn.execute("UPDATE stored_events SET state = X'00' || state WHERE rowid = 2")  # now TEXT, not a blob
+    conn.commit()
+    conn.close()
+    with ctrledger.open(db_path) as store:
+        with pytest.raises(ctrledger.Unavailable, match="event at log position 2 cannot be read"):
+            list(store.history("x"))
+        with pytest.raises(ctrledger.Unavailable, match="event at log position 2 cannot be read"):
+            store.rebuild()
+        report = ctrledger.verify(store)
+        assert report.first_problem is not None and report.first_problem.position == 2
+
+
+def test_list_and_scan_refuse_a_version_alike(store: ctrledger.Store) -> None:
+    from ctrledger import Version
+
+    store.create(make("x"))
+    for call in (lambda: store.list(as_of=Version(1)), lambda: store.scan(as_of=Version(1))):
+        with pytest.raises(ctrledger.InvalidArgument, match="^list as_of takes a time or a Position"):
+            call()
+
+
+def test_the_digest_does_not_depend_on_who_wrote_without_history(tmp_path: Path) -> None:
+    with ctrledger.open(tmp_path / "a.db") as store:
+        store.create(make("x"))
+        with ctrledger.open(tmp_path / "a.db", history=False) as plain:
+            plain.create(make("y"))
+        store.export(tmp_path / "a.ctrlarchive")
+        with ctrledger.open(tmp_path / "b.db") as copy:
+            ctrledger.import_(tmp_path / "a.ctrlarchive", into=copy)
+            assert store.digest() == copy.digest()
+        assert store.verify_projections().ok
+
+
+def test_a_rebuild_never_resumes_from_another_logs_scratch_file(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "l.db"
+    with ctrledger.open(path) as store:
+        for i in range(30):
+            store.create(make(f"c{i}", labels={"a": "old"}))
+        calls = 0
+
+        def stop(done: int, total: int) -> None:
+            nonlocal calls
+            calls += 1
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            store.rebuild(progress=stop)
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(f"{path}{suffix}"):
+            os.remove(f"{path}{suffix}")
+    with ctrledger.open(path) as store:  # another log at the same path
+        for i in range(30):
+            store.create(make(f"c{i}", labels={"a": "new"}))
+        store.rebuild()
+        assert {c.labels["a"] for c in store.list()} == {"new"}
+        assert store.verify_projections().ok
+
+
+def test_a_hand_edited_text_value_changes_the_digest_and_is_named(db_path: Path) -> None:
+    import sqlite3
+
+    with ctrledger.open(db_path) as store:
+        store.create(make("x"), reason="why")
+        before = store.digest()
+    conn = sqlite3.connect(db_path)
+    conn.execute("UPDATE audit SET reason=CAST(x'ff' AS TEXT) WHERE position=1")
+    conn.commit()
+    conn.close()
+    with ctrledger.open(db_path) as store:
+        assert store.digest() != before
+        result = store.verify_projections()
+        assert not result.ok and "audit" in result.differences
+
+
+def test_an_export_refuses_a_chunk_its_reader_could_not_read(
+    db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ctrledger.replay import archive
+
+    monkeypatch.setattr(archive, "MAX_BODY", 1000)
+    with ctrledger.open(db_path) as store:
+        store.create(make("x", spec=ctrledger.Payload("t", b"x" * 5000)))
+        with pytest.raises(ctrledger.InvalidArgument, match="more than an archive chunk holds"):
+            store.export(tmp_path / "big.ctrlarchive")
+    assert not (tmp_path / "big.ctrlarchive").exists()

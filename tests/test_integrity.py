@@ -3,6 +3,7 @@ signatures, inclusion and consistency proofs, and the in-place upgrade of an unh
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sqlite3
@@ -193,8 +194,10 @@ def test_signed_checkpoints_verify_with_the_public_key_alone(store: ctrledger.St
     assert not cp.verify_signature(Ed25519PrivateKey.generate().public_key())
     kept = Checkpoint.from_dict(json.loads(json.dumps(cp.to_dict())))  # printed, committed, read back
     assert kept == cp and kept.verify_signature(key.public_key())
-    forged = Checkpoint.from_dict({**cp.to_dict(), "size": cp.size + 1})
+    forged = dataclasses.replace(cp, position=cp.position + 1)  # edited after signing
     assert not forged.verify_signature(key.public_key())
+    with pytest.raises(ValueError, match="do not fit together"):
+        Checkpoint.from_dict({**cp.to_dict(), "size": cp.size + 1})  # a size its frontier cannot have
     assert not store.checkpoint().verify_signature(key.public_key())  # unsigned
 
 

@@ -276,7 +276,8 @@ def prove(
     proof = load_proof(proof_file)
     cp = load_checkpoint(checkpoint_file)
     if proof.verify(cp):
-        click.echo(f"OK: the event at position {proof.position} is among the {cp.size} events of the checkpoint")
+        click.echo(f"OK: event {proof.index + 1} of the {cp.size} in the checkpoint has the proof's leaf "
+                   f"(the proof says it was recorded at position {proof.position})")
     else:
         sizes = "" if proof.size == cp.size else (
             f" (the proof is of a log of {proof.size} events, the checkpoint of {cp.size})"

@@ -118,6 +118,7 @@ def import_(file: Path, fmt: Format, db: str) -> None:
     twice does nothing the second time; an interrupted import continues where
     it stopped when run again. --json prints the library's ImportSummary.
     """
+    ctrledger.replay.verify_archive(file)  # refuse a bad archive before the store is opened (and created)
     store = open_store(db)
     with progress_bar("Importing") as bar:
         summary = ctrledger.import_(file, into=store, progress=bar)

@@ -227,6 +227,18 @@ def _hex(b: bytes) -> str:
     return b.hex()
 
 
+def _count(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"its {name} must be a non-negative integer, not {value!r}")
+    return value
+
+
+def _digest(value: Any, name: str) -> str:
+    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"its {name} must be a SHA-256 in hex, not {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A small record of the whole log at one size, to keep elsewhere (print it, sign it, commit it).
@@ -286,9 +298,10 @@ class Checkpoint:
     def from_dict(cls, d: Any) -> Checkpoint:
         """A checkpoint read back from ``to_dict()`` (e.g. from a JSON file); ValueError if it is not one."""
         try:
-            return cls(
-                log_id=str(d["log_id"]), size=int(d["size"]), position=int(d["position"]), root=str(d["root"]),
-                chain=str(d["chain"]), frontier=tuple(str(f) for f in d["frontier"]),
+            cp = cls(
+                log_id=str(d["log_id"]), size=_count(d["size"], "size"), position=_count(d["position"], "position"),
+                root=_digest(d["root"], "root"), chain=_digest(d["chain"], "chain"),
+                frontier=tuple(_digest(f, "frontier") for f in d["frontier"]),
                 created_at=datetime.fromisoformat(str(d["created_at"]).replace("Z", "+00:00")),
                 key_id=str(d.get("key_id", "")), signature=str(d.get("signature", "")),
             )
@@ -296,6 +309,12 @@ class Checkpoint:
             raise ValueError(f"it has no {e}") from None
         except (TypeError, ValueError, AttributeError) as e:
             raise ValueError(str(e)) from None
+        if len(cp.frontier) != cp.size.bit_count() or cp.position < cp.size:
+            raise ValueError(f"its size {cp.size}, position {cp.position} and frontier of {len(cp.frontier)} "
+                             f"do not fit together")
+        if _fold([bytes.fromhex(f) for f in cp.frontier]).hex() != cp.root:
+            raise ValueError("its frontier does not hash to its root")
+        return cp
 
 
 @dataclass(frozen=True)
@@ -303,6 +322,9 @@ class InclusionProof:
     """The path that ties one event's leaf to a tree root: checkable with hashes alone.
 
     ``index`` is the event's leaf number (0-based, in log order); ``size`` the tree's leaves.
+    The proof covers the leaf and its index; ``position`` is where the log recorded that
+    leaf, for the reader, and is not covered (on SQLite it is ``index + 1``). To tie a proof
+    to an event's content, pass ``event=`` to ``verify``.
     """
 
     position: int
@@ -332,12 +354,17 @@ class InclusionProof:
     def from_dict(cls, d: Any) -> InclusionProof:
         """A proof read back from ``to_dict()``; ValueError if it is not one."""
         try:
-            return cls(int(d["position"]), int(d["index"]), int(d["size"]), str(d["leaf"]),
-                       tuple(str(p) for p in d["path"]), str(d["root"]))
+            proof = cls(_count(d["position"], "position"), _count(d["index"], "index"), _count(d["size"], "size"),
+                        _digest(d["leaf"], "leaf"), tuple(_digest(p, "path") for p in d["path"]),
+                        _digest(d["root"], "root"))
         except KeyError as e:
             raise ValueError(f"it has no {e}") from None
         except (TypeError, ValueError) as e:
             raise ValueError(str(e)) from None
+        if proof.position < proof.index + 1:
+            raise ValueError(f"position {proof.position} cannot hold leaf {proof.index}: positions count from 1 "
+                             f"and never fall behind the leaves")
+        return proof
 
 
 @dataclass(frozen=True)
@@ -611,7 +638,7 @@ def verify_rows(
 def verify_database(conn: sqlite3.Connection, checkpoint: Checkpoint | None = None) -> VerifyReport:
     """Verify the log in an SQLite file (``conn``: a connection of its own)."""
     # Tampered text must not stop the walk: undecodable bytes are kept, and then differ.
-    conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
+    conn.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
     try:
         log_id_row = conn.execute("SELECT value FROM ledger_meta WHERE key='log_id'").fetchone()
     except sqlite3.Error:

@@ -32,7 +32,13 @@ from eventsourcing.utils import Environment, EnvType
 
 from . import integrity
 
-__all__ = ["InlineHook", "LedgerSQLiteFactory", "LedgerSQLiteRecorder", "SYNCHRONOUS_MODES"]
+__all__ = ["InlineHook", "LedgerSQLiteFactory", "LedgerSQLiteRecorder", "SYNCHRONOUS_MODES", "lenient_text"]
+
+
+def lenient_text(raw: bytes) -> str:
+    """A ``text_factory`` for reading: text that is not UTF-8 (a hand-edited or damaged row)
+    comes back with its bytes kept, so it is reported as changed, not as a driver error."""
+    return raw.decode("utf-8", "surrogateescape")
 
 SYNCHRONOUS_MODES = ("FULL", "EXTRA", "NORMAL")
 

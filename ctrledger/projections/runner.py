@@ -16,11 +16,27 @@ from typing import Any, Protocol
 
 from eventsourcing.persistence import Mapper, StoredEvent
 
+from ..errors import Unavailable
 from .current import tracked_position
 
 __all__ = ["InlineRunner", "View", "catch_up", "read_log", "read_stream"]
 
 BATCH = 1000
+
+
+def _decode(mapper: Mapper[Any], position: int, stream: str, version: int, topic: str, state: Any) -> Any:
+    """A stored event as a domain event; a damaged one is a clear error naming its position."""
+    try:
+        if not isinstance(state, bytes):
+            raise TypeError(f"its state is {type(state).__name__}, not bytes")
+        return mapper.to_domain_event(
+            StoredEvent(originator_id=stream, originator_version=version, topic=topic, state=state)
+        )
+    except Exception as e:
+        raise Unavailable(
+            f"the event at log position {position} cannot be read ({type(e).__name__}: {e}); "
+            f"'ctrledger verify' tells what is wrong with the log"
+        ) from e
 
 
 class View(Protocol):
@@ -55,12 +71,7 @@ def read_log(
         rows = cur.execute(sql, params).fetchall()
         if not rows:
             return
-        events = [
-            mapper.to_domain_event(
-                StoredEvent(originator_id=r[1], originator_version=r[2], topic=r[3], state=r[4])
-            )
-            for r in rows
-        ]
+        events = [_decode(mapper, r[0], r[1], r[2], r[3], r[4]) for r in rows]
         positions = [int(r[0]) for r in rows]
         yield events, positions
         after = positions[-1]
@@ -137,9 +148,7 @@ def read_stream(
             (stream, after, batch),
         ).fetchall()
         for r in rows:
-            yield int(r[0]), mapper.to_domain_event(
-                StoredEvent(originator_id=stream, originator_version=r[1], topic=r[2], state=r[3])
-            )
+            yield int(r[0]), _decode(mapper, r[0], stream, r[1], r[2], r[3])
         if len(rows) < batch:
             return
         after = rows[-1][1]

@@ -112,6 +112,11 @@ class ArchiveWriter:
         if chain is not None:
             meta["chain"] = chain
         body = _pack(meta)
+        if len(body) > MAX_BODY:
+            raise InvalidArgument(
+                f"events at positions {first}-{last} take {len(body):,} bytes, more than an archive chunk holds "
+                f"({MAX_BODY:,}); export with fewer events per chunk: invalid argument"
+            )
         checksum = hashlib.sha256(body).digest()
         frame = _frame(CHUNK, body, checksum)
         self._digest.update(checksum)

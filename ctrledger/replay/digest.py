@@ -55,7 +55,7 @@ def table_digest(conn: sqlite3.Connection, table: str) -> str:
     """The SHA-256 of one table's rows in canonical order (see the module docstring)."""
     columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
     order = _order_columns(conn, table, columns)
-    packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+    packer = msgpack.Packer(use_bin_type=True, autoreset=True, unicode_errors="surrogateescape")
     h = hashlib.sha256(packer.pack(["table", table, columns]))
     cursor = conn.execute(
         f"SELECT {', '.join(columns)} FROM {table} ORDER BY {', '.join(order)}"
@@ -79,7 +79,7 @@ def table_digests(conn: sqlite3.Connection, views: Sequence[View]) -> dict[str, 
 
 
 def _combine(parts: dict[str, str], schema: int) -> str:
-    packer = msgpack.Packer(use_bin_type=True)
+    packer = msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape")
     return hashlib.sha256(packer.pack(["ctrledger-read-model", DIGEST_VERSION, schema, sorted(parts.items())])
                           ).hexdigest()
 

@@ -39,6 +39,7 @@ from eventsourcing.persistence import StoredEvent
 from ..domain.history import Position, Version, parse_point
 from ..domain.validation import validate_namespace
 from ..errors import FailedPrecondition, InvalidArgument
+from ..persistence.sqlite import lenient_text
 from .archive import ArchiveReader, ArchiveWriter, Chunk, verify_archive
 from .log import append_stored, chain_at, check_streams, log_head, log_id
 from .rebuild import Progress, Replayable, require_embedded_log, synced
@@ -133,6 +134,7 @@ def export(
     partial = target.with_name(target.name + ".partial")
     synced(store)
     conn = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+    conn.text_factory = lenient_text
     try:
         conn.execute("BEGIN")  # one snapshot for the count, the rows and the hashes
         head = log_head(conn)
@@ -261,6 +263,8 @@ def import_(
             else:
                 skip, done = 0, 0
                 _check_start(conn, header, head, reader.path)
+                if verify:  # with the full check: refuse a collision anywhere in it before any write
+                    _check_all_streams(conn, reader)
         preserved = complete
         first: int | None = None
         chunks = events = 0
@@ -291,6 +295,26 @@ def import_(
             )
     return ImportSummary(reader.archive_id, events, chunks, first, None if first is None else head, preserved,
                          skip > 0, False, time.perf_counter() - started)
+
+
+def _check_all_streams(conn: sqlite3.Connection, reader: ArchiveReader) -> None:
+    """Refuse an archive whose events would not continue their streams in this store.
+
+    One pass over the archive (memory: one entry per stream), then one look at the store:
+    the per-chunk check alone would notice a collision only after earlier chunks were written.
+    """
+    first: dict[str, tuple[int, int]] = {}
+    following: dict[str, int] = {}
+    for chunk in reader.chunks():
+        for position, oid, stream_version, *_ in chunk.rows:
+            if oid in following and stream_version != following[oid]:
+                raise FailedPrecondition(
+                    f"event {oid!r} version {stream_version} (position {position}) does not follow version "
+                    f"{following[oid] - 1} of its stream: failed precondition"
+                )
+            first.setdefault(oid, (int(stream_version), int(position)))
+            following[oid] = int(stream_version) + 1
+    check_streams(conn.cursor(), [(oid, v) for oid, (v, _) in first.items()], [p for _, p in first.values()])
 
 
 def _writer(path: str) -> sqlite3.Connection:

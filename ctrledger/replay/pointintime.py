@@ -48,6 +48,10 @@ def replay_to(
     target = Path(path)
     if target.exists():
         raise AlreadyExists(f"{target}: already exists; replay_to writes a new file")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InvalidArgument(f"cannot write {target}: {e.strerror}: invalid argument") from None
     partial = Path(f"{target}.partial")
     remove_database(partial)
     synced(store)

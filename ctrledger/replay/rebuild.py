@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from eventsourcing.persistence import Mapper
 
 from ..errors import FailedPrecondition
+from ..persistence.sqlite import lenient_text
 from ..projections.current import tracked_position
 from ..projections.runner import View, read_log
 from ..projections.schema import ensure_schema
@@ -87,7 +88,9 @@ def scratch_path(store: Replayable) -> Path:
 
 def read_only(path: str | os.PathLike[str]) -> sqlite3.Connection:
     """A read-only connection to an SQLite file (autocommit; ``BEGIN`` for a snapshot)."""
-    return sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True, isolation_level=None, timeout=30)
+    conn = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True, isolation_level=None, timeout=30)
+    conn.text_factory = lenient_text
+    return conn
 
 
 def open_scratch(path: str | os.PathLike[str]) -> sqlite3.Connection:
@@ -120,11 +123,17 @@ def _set_meta(cur: sqlite3.Cursor, key: str, value: str) -> None:
 
 
 def _anchor(log: sqlite3.Connection, position: int) -> str:
-    """A short identity of the log up to ``position``: that event's stream, version and topic."""
+    """The identity of the log up to ``position``: the log's id and its chain hash there
+    (which covers every event up to it), so a scratch file of another log is never resumed."""
+    try:
+        ident = log.execute("SELECT value FROM ledger_meta WHERE key='log_id'").fetchone()
+        chain = log.execute("SELECT chain FROM event_hashes WHERE position=?", (position,)).fetchone()
+    except sqlite3.Error:
+        ident = chain = None
     row = log.execute(
         "SELECT originator_id, originator_version, topic FROM stored_events WHERE rowid=?", (position,)
     ).fetchone()
-    return json.dumps([position, *row] if row is not None else [position])
+    return json.dumps([position, *(row or ()), ident[0] if ident else None, bytes(chain[0]).hex() if chain else None])
 
 
 def build_views(
