@@ -7,6 +7,7 @@ piped and captured output never holds a bar. The bar appears at the callback's f
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -19,7 +20,7 @@ Progress = Callable[[int, int], None]
 
 def on_terminal() -> bool:
     """Whether stderr is a terminal (then long work draws a progress bar there)."""
-    return click.get_text_stream("stderr").isatty()
+    return sys.stderr.isatty()
 
 
 class _Bar:
@@ -34,7 +35,7 @@ class _Bar:
     def __call__(self, done: int, total: int) -> None:
         if self._update is None:
             # a total of 0 is unknown (an export with a time bound counts as it goes)
-            bar = click.progressbar(length=max(total, done), label=self._label, file=click.get_text_stream("stderr"))
+            bar = click.progressbar(length=max(total, done), label=self._label, file=sys.stderr)
             self._update = self._stack.enter_context(bar).update
         self._update(done - self._shown)
         self._shown = done
