@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 
 from ..errors import FailedPrecondition, InvalidArgument
+from .gostrings import go_quote
 from .model import Container, Payload
 
 __all__ = [
@@ -28,31 +29,6 @@ MAX_IDENTIFIER_LENGTH = 76
 LABEL_MAX_SIZE = 4096
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$"
 _identifier_re = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*\Z", re.ASCII)
-
-_GO_ESCAPES = {
-    "\a": r"\a", "\b": r"\b", "\f": r"\f", "\n": r"\n",
-    "\r": r"\r", "\t": r"\t", "\v": r"\v", "\\": r"\\", '"': r"\"",
-}
-
-
-def go_quote(s: str) -> str:
-    """Quote ``s`` as Go's ``%q`` does (printable runes kept, the rest escaped)."""
-    out = ['"']
-    for ch in s:
-        if ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        else:
-            cp = ord(ch)
-            if cp < 0x80:
-                out.append(f"\\x{cp:02x}")
-            elif cp < 0x10000:
-                out.append(f"\\u{cp:04x}")
-            else:
-                out.append(f"\\U{cp:08x}")
-    out.append('"')
-    return "".join(out)
 
 
 def identifier_problem(s: str) -> str | None:
