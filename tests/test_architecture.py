@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ctrledger"
-LAYERS = ["errors", "domain", "persistence", "projections", "replay", "store", "api", "cli"]
+LAYERS = ["errors", "domain", "persistence", "projections", "replay", "store", "api", "cli", "testing"]
 DOMAIN_THIRD_PARTY = {"eventsourcing.domain", "eventsourcing.utils", "re2"}
 
 

@@ -13,11 +13,11 @@ import ctrledger
 from ctrledger import AlreadyExists, Container, InvalidArgument, NotFound, Position
 from ctrledger.domain.container import LabelsChanged
 from ctrledger.replay import digest
-from ctrledger.replay.pytest_plugin import GoldenLog, Scenario, created
+from ctrledger.testing import GoldenLog, Scenario, created
 
 from .conftest import make
 
-pytest_plugins = ["ctrledger.replay.pytest_plugin", "pytester"]
+pytest_plugins = ["ctrledger.testing", "pytester"]
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
@@ -25,8 +25,8 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 # -- given / when / then --------------------------------------------------------------------------
 
 
-def test_relabelling_emits_one_labels_changed(scenario: Scenario) -> None:
-    (scenario
+def test_relabelling_emits_one_labels_changed(ctrledger_scenario: Scenario) -> None:
+    (ctrledger_scenario
         .given(created(make("web", labels={"tier": "front", "old": "x"})))
         .when(lambda s: s.update(Container(id="web", labels={"tier": "back"}), "labels"))
         .then_events(lambda e: isinstance(e, LabelsChanged) and dict(e.set) == {"tier": "back"}
@@ -34,16 +34,16 @@ def test_relabelling_emits_one_labels_changed(scenario: Scenario) -> None:
         .then(lambda s: s.get("web").labels == {"tier": "back"} or pytest.fail("labels not applied")))
 
 
-def test_an_update_of_several_fields_emits_one_event_per_field(scenario: Scenario) -> None:
-    (scenario
+def test_an_update_of_several_fields_emits_one_event_per_field(ctrledger_scenario: Scenario) -> None:
+    (ctrledger_scenario
         .given(lambda s: s.create(make("db", snapshotter="overlayfs")))
         .when(lambda s: s.update(Container(id="db", image="postgres:17", snapshot_key="k", labels={"a": "1"}),
                                  "image", "snapshotkey", "labels.a"))
         .then_events("LabelsChanged", "ImageChanged", "SnapshotKeyChanged"))
 
 
-def test_a_delete_then_a_create_is_a_new_incarnation(scenario: Scenario) -> None:
-    (scenario
+def test_a_delete_then_a_create_is_a_new_incarnation(ctrledger_scenario: Scenario) -> None:
+    (ctrledger_scenario
         .given(created(make("job")), lambda s: s.delete("job"))
         .when(lambda s: s.create(make("job", image="again")))
         .then_events(lambda e: type(e).__name__ == "Created" and e.incarnation == 2 and e.originator_version == 3))
@@ -60,25 +60,47 @@ def test_a_delete_then_a_create_is_a_new_incarnation(scenario: Scenario) -> None
     ],
 )
 def test_refused_commands_raise_and_emit_nothing(
-    scenario: Scenario, given: list[Any], command: Any, error: type[Exception], match: str
+    ctrledger_scenario: Scenario, given: list[Any], command: Any, error: type[Exception], match: str
 ) -> None:
-    scenario.given(*given).when(command).then_raises(error, match=match)
+    ctrledger_scenario.given(*given).when(command).then_raises(error, match=match)
 
 
-def test_given_an_archive(scenario: Scenario) -> None:
-    (scenario
+def test_given_an_archive(ctrledger_scenario: Scenario) -> None:
+    (ctrledger_scenario
         .given(GOLDEN / "replay-busy.ctrlarchive")
         .when(lambda s: s.delete("c4", namespace="ns1"))
         .then_events("Deleted")
         .then(lambda s: [c.id for c in s.list(namespace="ns1")] == ["c1", "c10", "c7"] or pytest.fail()))
 
 
-def test_then_events_reports_what_was_emitted(scenario: Scenario) -> None:
-    scenario.given(created(make("web"))).when(lambda s: s.delete("web"))
+def test_then_events_reports_what_was_emitted(ctrledger_scenario: Scenario) -> None:
+    ctrledger_scenario.given(created(make("web"))).when(lambda s: s.delete("web"))
     with pytest.raises(AssertionError, match=r"expected 2 event\(s\), got \['Deleted'\]"):
-        scenario.then_events("Deleted", "Deleted")
+        ctrledger_scenario.then_events("Deleted", "Deleted")
     with pytest.raises(AssertionError, match="expected NotFound, but the command succeeded"):
-        scenario.then_raises(NotFound)
+        ctrledger_scenario.then_raises(NotFound)
+
+
+def test_then_fails_when_its_check_returns_false(ctrledger_scenario: Scenario) -> None:
+    ctrledger_scenario.given(created(make("web"))).when(lambda s: s.delete("web"))
+    ctrledger_scenario.then(lambda s: s.list() == [])  # true: passes
+    ctrledger_scenario.then(lambda s: None)  # made its own assertions
+    with pytest.raises(AssertionError, match=r"returned False"):
+        ctrledger_scenario.then(lambda s: len(s.list()) == 1)
+    with pytest.raises(AssertionError, match=r"returned \[\]"):
+        ctrledger_scenario.then(lambda s: s.list())
+
+
+def test_the_kit_is_opt_in(pytester: pytest.Pytester) -> None:
+    body = """
+        def test_uses_the_kit(ctrledger_store):
+            assert ctrledger_store.list() == []
+    """
+    pytester.makepyfile(test_kit=body)
+    without = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    without.assert_outcomes(errors=1)
+    assert "fixture 'ctrledger_store' not found" in without.stdout.str()
+    pytester.runpytest_inprocess("-p", "no:cacheprovider", "-p", "ctrledger.testing").assert_outcomes(passed=1)
 
 
 # -- determinism ----------------------------------------------------------------------------------
@@ -89,16 +111,16 @@ def test_the_ledger_writes_the_same_bytes_every_run(pytester: pytest.Pytester) -
         import sqlite3, pytest
         from ctrledger import Container, Payload, Runtime
 
-        pytest_plugins = ["ctrledger.replay.pytest_plugin"]
+        pytest_plugins = ["ctrledger.testing"]
         DUMPS = []
 
         @pytest.mark.parametrize("run", [1, 2])
-        def test_run(ledger, run):
+        def test_run(ctrledger_store, run):
             record = Container(id="web", runtime=Runtime("runc"), spec=Payload("t", b"{}"), labels={"a": "1"})
-            ledger.create(record)
-            ledger.update(Container(id="web", labels={"a": "2"}), "labels.a")
-            ledger.delete("web")
-            DUMPS.append(sqlite3.connect(ledger.path).execute(
+            ctrledger_store.create(record)
+            ctrledger_store.update(Container(id="web", labels={"a": "2"}), "labels.a")
+            ctrledger_store.delete("web")
+            DUMPS.append(sqlite3.connect(ctrledger_store.path).execute(
                 "SELECT rowid, * FROM stored_events ORDER BY rowid").fetchall())
             if run == 2:
                 assert DUMPS[0] == DUMPS[1]
@@ -110,30 +132,30 @@ def test_the_ledger_writes_the_same_bytes_every_run(pytester: pytest.Pytester) -
 # -- golden logs ----------------------------------------------------------------------------------
 
 
-def test_the_busy_golden_log_answers_as_recorded(golden_log: GoldenLog) -> None:
-    golden_log.replay_and_check(GOLDEN / "replay-busy.ctrlarchive", GOLDEN / "replay-busy.expected.json",
+def test_the_busy_golden_log_answers_as_recorded(ctrledger_golden_log: GoldenLog) -> None:
+    ctrledger_golden_log.replay_and_check(GOLDEN / "replay-busy.ctrlarchive", GOLDEN / "replay-busy.expected.json",
                                 points=[Position(6), Position(15)])
 
 
-def test_golden_replays_are_identical(golden_log: GoldenLog) -> None:
-    with golden_log.replay(GOLDEN / "replay-busy.ctrlarchive") as one:
+def test_golden_replays_are_identical(ctrledger_golden_log: GoldenLog) -> None:
+    with ctrledger_golden_log.replay(GOLDEN / "replay-busy.ctrlarchive") as one:
         first = digest(one)
         path = one.path
     Path(path).unlink()
     for suffix in ("-wal", "-shm"):
         Path(path + suffix).unlink(missing_ok=True)
-    with golden_log.replay(GOLDEN / "replay-busy.ctrlarchive") as two:
+    with ctrledger_golden_log.replay(GOLDEN / "replay-busy.ctrlarchive") as two:
         assert digest(two) == first
 
 
 def test_the_regen_flag_rewrites_expectations(pytester: pytest.Pytester) -> None:
     archive = pytester.path / "log.ctrlarchive"
     archive.write_bytes((GOLDEN / "replay-busy.ctrlarchive").read_bytes())
+    # The option is registered at start-up: the kit is enabled in the root conftest.py (or with -p).
+    pytester.makeconftest('pytest_plugins = ["ctrledger.testing"]')
     pytester.makepyfile(test_golden="""
-        pytest_plugins = ["ctrledger.replay.pytest_plugin"]
-
-        def test_golden(golden_log):
-            golden_log.replay_and_check("log.ctrlarchive", "expected.json")
+        def test_golden(ctrledger_golden_log):
+            ctrledger_golden_log.replay_and_check("log.ctrlarchive", "expected.json")
     """)
     missing = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     missing.assert_outcomes(failed=1)
@@ -149,15 +171,15 @@ def test_the_regen_flag_rewrites_expectations(pytester: pytest.Pytester) -> None
     assert "answers differ from" in changed.stdout.str()
 
 
-def test_a_drifted_read_model_fails_the_golden_check(golden_log: GoldenLog) -> None:
-    with golden_log.replay(GOLDEN / "replay-busy.ctrlarchive") as store:
+def test_a_drifted_read_model_fails_the_golden_check(ctrledger_golden_log: GoldenLog) -> None:
+    with ctrledger_golden_log.replay(GOLDEN / "replay-busy.ctrlarchive") as store:
         with sqlite3.connect(store.path) as conn:
             conn.execute("UPDATE containers SET image='drifted' WHERE id='c1'")
         with pytest.raises(AssertionError, match="answers differ"):
-            golden_log.check(store, GOLDEN / "replay-busy.expected.json", points=[Position(6), Position(15)])
+            ctrledger_golden_log.check(store, GOLDEN / "replay-busy.expected.json", points=[Position(6), Position(15)])
 
 
-def test_the_ledger_fixture_is_a_real_store(ledger: ctrledger.Store) -> None:
-    assert isinstance(ledger, ctrledger.Store)
-    ledger.create(make("x"))
-    assert ledger.get("x").created_at.isoformat() == "2026-01-01T00:00:01+00:00"
+def test_the_store_fixture_is_a_real_store(ctrledger_store: ctrledger.Store) -> None:
+    assert isinstance(ctrledger_store, ctrledger.Store)
+    ctrledger_store.create(make("x"))
+    assert ctrledger_store.get("x").created_at.isoformat() == "2026-01-01T00:00:01+00:00"

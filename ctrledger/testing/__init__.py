@@ -1,30 +1,29 @@
-"""The ctrledger pytest plugin: given/when/then over a real store, golden logs, deterministic runs.
+"""The ctrledger test kit, an opt-in pytest plugin: given/when/then over a real store, golden
+logs, deterministic runs.
 
-Installed with the package (entry point ``pytest11: ctrledger``); or list it with
-``pytest_plugins = ["ctrledger.replay.pytest_plugin"]``. Fixtures:
+Nothing is loaded unless a project asks for it: ``pytest -p ctrledger.testing``, or
+``pytest_plugins = ["ctrledger.testing"]`` in a test module or the root ``conftest.py``.
+Every fixture is namespaced ``ctrledger_``:
 
-==================  ===========================================================================
-fixture             what it gives
-==================  ===========================================================================
-``ledger``          a fresh store in ``tmp_path``, with ``ledger_clock``, actor ``"tester"`` and
-                    correlation ids from ``ledger_ids``: the same test writes the same bytes
-``ledger_clock``    ``DeterministicClock``: 2026-01-01T00:00:00Z, one second later per call
-``ledger_ids``      ``DeterministicIds``: UUID-shaped ids 00000000-0000-4000-8000-000000000001, ...
-``scenario``        ``Scenario`` on ``ledger``: ``given(...)``, ``when(...)``, ``then_events(...)``,
-                    ``then_raises(...)``, ``then(...)``
-``golden_log``      ``GoldenLog``: replay an archive, compare the answers with a JSON file;
-                    ``pytest --ctrledger-regen`` rewrites the files instead
-==================  ===========================================================================
+==========================  ===========================================================================
+fixture                     what it gives
+==========================  ===========================================================================
+``ctrledger_store``         a fresh store in ``tmp_path``, with ``ctrledger_clock``, actor ``"tester"``
+                            and correlation ids from ``ctrledger_ids``: the same test writes the same bytes
+``ctrledger_clock``         ``DeterministicClock``: 2026-01-01T00:00:00Z, one second later per call
+``ctrledger_ids``           ``DeterministicIds``: UUID-shaped ids 00000000-0000-4000-8000-000000000001, ...
+``ctrledger_scenario``      ``Scenario`` on ``ctrledger_store``: ``given(...)``, ``when(...)``,
+                            ``then_events(...)``, ``then_raises(...)``, ``then(...)``
+``ctrledger_golden_log``    ``GoldenLog``: replay an archive, compare the answers with a JSON file;
+                            ``pytest --ctrledger-regen`` rewrites the files instead
+==========================  ===========================================================================
 
-A worked example is in ``docs/howto/replay.md``.
-
-This module sits in the replay layer but its fixtures open stores, which belong to the
-layer above: it reaches the public API (``ctrledger.open``) at run time, never at import.
+A worked example is in ``docs/howto/replay.md``. The kit sits above the store (it opens
+stores through the public API), beside the CLI.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -41,9 +40,11 @@ from ..domain.container import ContainerAggregate, ContainerEvent
 from ..domain.history import Position, to_json_value
 from ..domain.model import Audit, Container
 from ..errors import StoreError
-from .exchange import import_
-from .log import append_stored, check_streams, log_head
-from .rebuild import Replayable
+from ..replay.exchange import import_
+from ..replay.log import append_stored, check_streams, log_head
+from ..replay.rebuild import Replayable
+from ..store import Store
+from ..store import open as open_store
 
 __all__ = ["DeterministicClock", "DeterministicIds", "GoldenLog", "Scenario", "created"]
 
@@ -82,31 +83,24 @@ class DeterministicIds:
         self.issued += 1
         return str(uuid.UUID(int=self.issued, version=4))
 
-    def uuid4(self) -> uuid.UUID:  # stands in for the uuid module where the store draws ids
-        return uuid.UUID(self())
-
-
-def _api() -> Any:
-    return importlib.import_module("ctrledger")
-
 
 @pytest.fixture
-def ledger_clock() -> DeterministicClock:
+def ctrledger_clock() -> DeterministicClock:
     return DeterministicClock()
 
 
 @pytest.fixture
-def ledger_ids() -> DeterministicIds:
+def ctrledger_ids() -> DeterministicIds:
     return DeterministicIds()
 
 
 @pytest.fixture
-def ledger(
-    tmp_path: Path, ledger_clock: DeterministicClock, ledger_ids: DeterministicIds
-) -> Iterator[Any]:
+def ctrledger_store(
+    tmp_path: Path, ctrledger_clock: DeterministicClock, ctrledger_ids: DeterministicIds
+) -> Iterator[Store]:
     """A fresh ``ctrledger.Store`` that writes the same bytes every run."""
-    with _api().open(tmp_path / "ledger.db", clock=ledger_clock, actor="tester",
-                     correlation_ids=ledger_ids) as store:
+    with open_store(tmp_path / "ledger.db", clock=ctrledger_clock, actor="tester",
+                    correlation_ids=ctrledger_ids) as store:
         yield store
 
 
@@ -242,10 +236,18 @@ class Scenario:
         return self
 
     def then(self, check: Callable[[Any], object]) -> Scenario:
-        """Run ``check(store)`` (assertions about the state after the command)."""
+        """Run ``check(store)``, a predicate about the state after the command: it fails the
+        test by returning a false value (``False``, ``[]``, ...) or by raising. A check that
+        returns ``None`` made its own assertions."""
         self._require_run()
-        check(self.store)
+        result = check(self.store)
+        assert result is None or result, f"then({_name(check)}) returned {result!r}"
         return self
+
+
+def _name(check: Callable[..., object]) -> str:
+    name = getattr(check, "__qualname__", None) or repr(check)
+    return str(name)
 
 
 def _is_event(value: object) -> bool:
@@ -253,8 +255,8 @@ def _is_event(value: object) -> bool:
 
 
 @pytest.fixture
-def scenario(ledger: Any) -> Scenario:
-    return Scenario(ledger)
+def ctrledger_scenario(ctrledger_store: Store) -> Scenario:
+    return Scenario(ctrledger_store)
 
 
 # -- golden logs --------------------------------------------------------------------------------
@@ -286,7 +288,7 @@ class GoldenLog:
     def replay(self, archive: str | os.PathLike[str]) -> Any:
         """A fresh store (in ``tmp_path``) holding the archive's log."""
         path = self.tmp_path / f"golden-{Path(archive).stem}.db"
-        store = _api().open(path, clock=self.clock, actor="tester")
+        store = open_store(path, clock=self.clock, actor="tester")
         import_(archive, into=store)
         return store
 
@@ -314,5 +316,7 @@ class GoldenLog:
 
 
 @pytest.fixture
-def golden_log(request: pytest.FixtureRequest, tmp_path: Path, ledger_clock: DeterministicClock) -> GoldenLog:
-    return GoldenLog(bool(request.config.getoption(REGEN)), tmp_path, ledger_clock)
+def ctrledger_golden_log(
+    request: pytest.FixtureRequest, tmp_path: Path, ctrledger_clock: DeterministicClock
+) -> GoldenLog:
+    return GoldenLog(bool(request.config.getoption(REGEN)), tmp_path, ctrledger_clock)
