@@ -46,13 +46,12 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
 
-from eventsourcing.persistence import IntegrityError, Mapper, PersistenceError, StoredEvent
+from eventsourcing.persistence import Mapper
 
 from .domain.container import EVENT_CLASSES, ContainerAggregate, stream_id
 from .domain.fieldpaths import merge_update
@@ -69,20 +68,18 @@ from .domain.history import (
     event_changes,
     parse_point,
 )
-from .domain.model import Audit, Container, Payload
+from .domain.model import Audit, Container
 from .domain.validation import check_record, drop_empty_labels, go_quote, record_problem, validate_namespace
 from .errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, StoreError, Unavailable
 from .persistence import integrity
-from .persistence.application import LedgerApplication, postgres_env, sqlite_env
-from .persistence.integrity import LOG_SCHEMA_VERSION, Checkpoint, ConsistencyProof, InclusionProof, VerifyReport
+from .persistence.integrity import Checkpoint, ConsistencyProof, InclusionProof, VerifyReport
+from .persistence.log import Log, PostgresLog, SQLiteLog, StreamTaken, read_stream
 from .persistence.postgres import default_readmodel_path, parse_url, verify_postgres
-from .persistence.sqlite import SYNCHRONOUS_MODES, lenient_text
-from .projections.current import CurrentStateReader, CurrentStateView, from_micros
-from .projections.replica import ensure_mirror, pull
-from .projections.runner import InlineRunner, View, catch_up, read_stream
-from .projections.schema import ensure_schema, schema_version
-from .projections.sqlfilter import register_functions
-from .projections.temporal import AuditView, TemporalReader, TemporalView
+from .persistence.sqlite import SYNCHRONOUS_MODES, verify_sqlite
+from .projections.current import CurrentStateReader
+from .projections.readmodel import ReadModel
+from .projections.runner import View
+from .projections.temporal import TemporalReader
 
 __all__ = ["Store", "import_", "migrate", "open", "verify"]
 
@@ -118,84 +115,35 @@ def _utcnow() -> datetime:
 
 
 class Store:
-    """An embedded ctrledger store in one SQLite file (see the module docstring).
+    """A ctrledger store: containerd's semantics over a log and a read model (see the module docstring).
 
+    Built by ``ctrledger.open(target, ...)``, which chooses the log from the target; or
+    directly, ``Store(log, read_model, clock=...)``, with any ``Log`` and the ``ReadModel``
+    over it. The store checks arguments and delegates; it has no backend of its own.
     Use as a context manager, or call ``close()``.
     """
 
     def __init__(
         self,
-        target: str | os.PathLike[str],
+        log: Log,
+        read_model: ReadModel,
         *,
-        synchronous: str = "FULL",
         clock: Clock | None = None,
         client: str = "library",
         actor: str | None = None,
-        history: bool = True,
-        readmodel: str | os.PathLike[str] | None = None,
-        follow: bool = True,
         correlation_ids: Callable[[], str] | None = None,
     ) -> None:
-        text = os.fspath(target)
+        self._log = log
+        self._rm = read_model
         self._clock: Clock = clock or _utcnow
         self._new_correlation_id: Callable[[], str] = correlation_ids or _time_ordered_uuid
         self._client = client
         self._actor = actor or _default_actor()
-        if not isinstance(synchronous, str) or synchronous.upper() not in SYNCHRONOUS_MODES:
-            raise InvalidArgument(
-                f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, not {synchronous!r}: invalid argument"
-            )
-        self.url: str | None = None
-        if text.startswith(("postgresql://", "postgres://")):
-            try:
-                settings, options = parse_url(text)
-            except ValueError as e:
-                raise InvalidArgument(f"{e}: invalid argument") from None
-            self.url = text
-            self.path = os.fspath(
-                readmodel or options.get("readmodel") or os.environ.get("CTRLEDGER_READMODEL")
-                or default_readmodel_path(settings)
-            )
-            env = postgres_env(settings)
-            where = f"{settings['POSTGRES_HOST']}:{settings['POSTGRES_PORT']}/{settings['POSTGRES_DBNAME']}"
-        else:
-            self.path = str(Path(text))
-            env = sqlite_env(self.path, synchronous=synchronous.upper())
-            where = self.path
-        try:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            ensure_schema(self.path)
-            self._app = LedgerApplication(env=env)
-        except (sqlite3.Error, PersistenceError, OSError) as e:
-            raise Unavailable(f"cannot open {where!r}: {e}") from e
-        self._history = history
-        self._views: list[View] = [CurrentStateView()]
-        if history:
-            self._views += [TemporalView(), AuditView()]
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._conn.text_factory = lenient_text  # damaged text is reported as such, not as a driver error
-        self._lock = threading.Lock()
-        self._reader = CurrentStateReader(self._conn)
-        self._past = TemporalReader(self._conn, self._spec_of)
+        self._history = read_model.history
+        self.path = read_model.path
         self._closed = False
         self._cache: OrderedDict[str, ContainerAggregate] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._follower: threading.Thread | None = None
-        self._check_log_schema()
-        if self.url is None:
-            self._app.ledger_recorder.inline_hooks.append(InlineRunner(self._views, self._app.mapper))
-            with self._lock:
-                self._write(integrity.upgrade)  # a log written without hashes is hashed once, and that recorded
-                catch_up(self._conn, self._views, self._app.mapper)
-        else:
-            # The local file is a replica, rebuildable from the shared log: no fsync per batch.
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            ensure_mirror(self._conn)
-            self._sync()
-            if follow:
-                self._follower = threading.Thread(target=self._follow, name="ctrledger-follow", daemon=True)
-                self._follower.start()
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -204,72 +152,17 @@ class Store:
         if self._closed:
             return
         self._closed = True
-        self._stop.set()
-        if self._follower is not None:
-            self._follower.join(timeout=5)
-        with self._lock:
-            self._conn.close()
-        self._app.close()
-
-    # -- a shared log -----------------------------------------------------------
+        self._rm.close()
+        self._log.close()
 
     def _sync(self) -> None:
-        """Bring the local read models up to the shared log's head (no-op for an embedded log).
-
-        Called before every read, so a read sees every write acknowledged before it
-        started, on any node.
-        """
+        """Bring the read model up to the log before a read (a no-op for an embedded log)."""
         self._check_open()
-        if self.url is None:
-            return
-        with self._lock:
-            self._check_open()
-            try:
-                pull(self._conn, self._select_after)
-                catch_up(self._conn, self._views, self._app.mapper)
-            except PersistenceError as e:
-                raise Unavailable(f"cannot reach the log at {self._where()}: {e}") from e
+        self._rm.refresh()
 
     def _check_open(self) -> None:
         if self._closed:
             raise Unavailable("the store is closed")
-
-    def _select_after(self, after: int, limit: int) -> Sequence[Any]:
-        return self._app.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)
-
-    def _follow(self) -> None:
-        """Background: wake on the log's NOTIFY (or every half second) and pull new events."""
-        import psycopg
-
-        recorder: Any = self._app.recorder
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(**_conninfo(self._app.env), autocommit=True) as conn:
-                    conn.execute(f'LISTEN "{recorder.channel_name}"')
-                    while not self._stop.is_set():
-                        try:
-                            self._sync()
-                        except StoreError:
-                            pass  # unreachable for now: the next round retries
-                        for _ in conn.notifies(timeout=0.5, stop_after=1):
-                            pass
-            except Exception:  # noqa: BLE001 - connection lost: wait, reconnect, catch up
-                self._stop.wait(1.0)
-
-    def _check_log_schema(self) -> None:
-        found = self._read(lambda db: db.one("SELECT value FROM {ledger_meta} WHERE key='log_schema'"))
-        version = int(found[0]) if found else 0
-        if version > LOG_SCHEMA_VERSION:
-            raise FailedPrecondition(
-                f"the log at {self._where()} has schema version {version}, newer than this ctrledger "
-                f"understands ({LOG_SCHEMA_VERSION}); upgrade ctrledger: failed precondition"
-            )
-
-    def _where(self) -> str:
-        if self.url is None:
-            return self.path
-        settings, _ = parse_url(self.url)
-        return f"{settings['POSTGRES_HOST']}:{settings['POSTGRES_PORT']}/{settings['POSTGRES_DBNAME']}"
 
     def __enter__(self) -> Store:
         return self
@@ -283,24 +176,24 @@ class Store:
         return f"<ctrledger.Store {self.path!r}>"
 
     @property
+    def log(self) -> Log:
+        """The store's log (for replay and tools; not needed by most callers)."""
+        return self._log
+
+    @property
+    def read_model(self) -> ReadModel:
+        """The store's read model (for replay and tools; not needed by most callers)."""
+        return self._rm
+
+    @property
     def mapper(self) -> Mapper[Any]:
         """The log's event mapper (for replay and tools; not needed by most callers)."""
-        return self._app.mapper
+        return self._log.mapper
 
     @property
     def views(self) -> list[View]:
         """The read models this store keeps (for replay and tools)."""
-        return list(self._views)
-
-    @contextmanager
-    def read_model(self) -> Iterator[sqlite3.Connection]:
-        """The read model's connection (caught up with the log), held exclusively for the block.
-
-        For replay and tools.
-        """
-        self._sync()
-        with self._lock:
-            yield self._conn
+        return list(self._rm.views)
 
     # -- queries --------------------------------------------------------------
 
@@ -316,14 +209,14 @@ class Store:
         ns = validate_namespace(namespace)
         self._sync()
         if as_of is None:
-            with self._lock:
-                found = self._reader.get(ns, id) if isinstance(id, str) else None
+            with self._rm.connection():
+                found = self._rm.current.get(ns, id) if isinstance(id, str) else None
             if found is None:
                 raise NotFound(f"container {go_quote(str(id))} in namespace {go_quote(ns)}: not found")
             return found
         point = self._point(as_of, ns, id)
-        with self._lock:
-            found = self._past.get_at(ns, id, point) if isinstance(id, str) else None
+        with self._rm.connection():
+            found = self._rm.past.get_at(ns, id, point) if isinstance(id, str) else None
         if found is None:
             raise NotFound(
                 f"container {go_quote(str(id))} in namespace {go_quote(ns)} did not exist at "
@@ -343,14 +236,14 @@ class Store:
         flt = parse_filters(filters)
         self._sync()
         if as_of is None:
-            with self._lock:
-                return self._reader.list(ns, flt)
+            with self._rm.connection():
+                return self._rm.current.list(ns, flt)
         point = self._point(as_of, ns, None)
         if isinstance(point, Version):
             raise InvalidArgument("list as_of takes a time or a Position; a Version belongs to one container: "
                                   "invalid argument")
-        with self._lock:
-            return self._past.list_at(ns, flt, point)
+        with self._rm.connection():
+            return self._rm.past.list_at(ns, flt, point)
 
     def scan(
         self, *filters: str, namespace: str | None = "default", as_of: Point | None = None
@@ -364,10 +257,10 @@ class Store:
         if isinstance(point, Version):
             raise InvalidArgument("list as_of takes a time or a Position; a Version belongs to one container: "
                                   "invalid argument")
-        conn = self._stream_connection()
+        conn = self._rm.reading()
         if point is None:
             return _closing(CurrentStateReader(conn).scan(ns, flt), conn)
-        return _closing(TemporalReader(conn, self._spec_of).scan_at(ns, flt, point), conn)
+        return _closing(TemporalReader(conn, self._rm.spec_of).scan_at(ns, flt, point), conn)
 
     # -- history --------------------------------------------------------------
 
@@ -383,10 +276,10 @@ class Store:
         return self._history_entries(ns, id)
 
     def _history_entries(self, ns: str, cid: str) -> Iterator[HistoryEntry]:
-        conn = self._stream_connection()
+        conn = self._rm.reading()
         try:
             agg: ContainerAggregate | None = None
-            for position, event in read_stream(conn, self._app.mapper, stream_id(ns, cid)):
+            for position, event in read_stream(conn, self._log.mapper, stream_id(ns, cid)):
                 changes = event_changes(event, agg)
                 agg = event.mutate(agg)
                 assert agg is not None
@@ -432,17 +325,17 @@ class Store:
         end = self._point(until, ns, None, "until") if until is not None else Position(self._head())
         if isinstance(start, Version) or isinstance(end, Version):
             raise InvalidArgument("changes takes times or Positions, not Versions: invalid argument")
-        with self._lock:
-            ids = self._past.changed_ids(ns, start, end)
+        with self._rm.connection():
+            ids = self._rm.past.changed_ids(ns, start, end)
         return self._change_records(ns, ids, start, end, flt)
 
     def _change_records(
         self, ns: str, ids: Sequence[str], start: datetime | Position, end: datetime | Position, flt: Any
     ) -> Iterator[Change]:
         for cid in ids:
-            with self._lock:
-                before = self._past.get_at(ns, cid, start)
-                after = self._past.get_at(ns, cid, end)
+            with self._rm.connection():
+                before = self._rm.past.get_at(ns, cid, start)
+                after = self._rm.past.get_at(ns, cid, end)
             if flt is not None and not any(
                 c is not None and match_fields(
                     flt, id=c.id, image=c.image, runtime_name=c.runtime.name, labels=c.labels)
@@ -490,8 +383,8 @@ class Store:
                 raise InvalidArgument(f"audit {name} must be a time: invalid argument")
             times.append(parsed)
         actors = [actor] if isinstance(actor, str) else (list(actor) if actor is not None else None)
-        conn = self._stream_connection()
-        reader = TemporalReader(conn, self._spec_of)
+        conn = self._rm.reading()
+        reader = TemporalReader(conn, self._rm.spec_of)
         rows = reader.audit(
             namespace=namespace, container_id=id, actors=actors, kinds=list(kinds) if kinds else None,
             since=times[0], until=times[1], correlation_id=correlation_id, client=client, reason=reason,
@@ -506,18 +399,16 @@ class Store:
         from .replay import digest
 
         self._sync()
-        if self.url is None and self._history:
-            self._catch_up_if_behind()
-        return digest(self)
+        self._rm.catch_up_if_behind()
+        return digest(self._rm)
 
     def verify_projections(self) -> Any:
         """Rebuild the read models into a scratch file and compare digests with the live ones."""
         from .replay import verify_projections
 
         self._sync()
-        if self.url is None and self._history:
-            self._catch_up_if_behind()
-        return verify_projections(self)
+        self._rm.catch_up_if_behind()
+        return verify_projections(self._rm)
 
     def export(
         self, path: str | os.PathLike[str], *, since: Any = None, until: Any = None,
@@ -527,21 +418,21 @@ class Store:
         from .replay import export
 
         self._sync()
-        return export(self, path, since=since, until=until, namespaces=namespaces, progress=progress)
+        return export(self._rm, path, since=since, until=until, namespaces=namespaces, progress=progress)
 
     def rebuild(self, progress: Any = None) -> int:
         """Rebuild every read model from the log, swapped in atomically; returns the events read."""
         from .replay import rebuild
 
         self._sync()
-        return rebuild(self, progress)
+        return rebuild(self._rm, progress)
 
     def replay_to(self, path: str | os.PathLike[str], *, as_of: Any) -> Path:
         """A new SQLite store at ``path``: this one as of ``as_of`` (a time or a Position)."""
         from .replay import replay_to
 
         self._sync()
-        return replay_to(self, path, as_of=as_of)
+        return replay_to(self._rm, path, as_of=as_of)
 
     # -- tamper evidence ----------------------------------------------------------
 
@@ -550,73 +441,51 @@ class Store:
 
         ``sign_with``: an Ed25519 private key (``cryptography``) to sign it with.
         """
-        cp = self._read(lambda db: integrity.make_checkpoint(db, self._clock()))
+        self._check_open()
+        cp = self._log.read(lambda db: integrity.make_checkpoint(db, self._clock()))
         return cp.sign(sign_with) if sign_with is not None else cp
 
     def prove(self, position: int, *, checkpoint: Checkpoint | None = None) -> InclusionProof:
         """The inclusion proof of the event at ``position`` in the log as of ``checkpoint`` (default: now)."""
-        size = self._hashed_size()
-        if checkpoint is not None:
-            self._check_same_log(checkpoint)
-            if checkpoint.size > size:
-                raise InvalidArgument(
-                    f"the checkpoint covers {checkpoint.size} events, more than this log's {size}: invalid argument"
-                )
-            size = checkpoint.size
-        if not isinstance(position, int) or not 1 <= position:
-            raise InvalidArgument(f"position {position!r} is not in a log of {size} events: invalid argument")
-        try:
-            return self._read(lambda db: integrity.prove_inclusion(db, position, size))
-        except LookupError as e:
-            raise InvalidArgument(f"{e}: invalid argument") from None
+        self._check_open()
+
+        def work(db: integrity.Sql) -> InclusionProof:  # one read transaction: one state of the log
+            size = integrity.hashed_head(db)[0]
+            if checkpoint is not None:
+                _check_same_log(db, checkpoint)
+                if checkpoint.size > size:
+                    raise InvalidArgument(
+                        f"the checkpoint covers {checkpoint.size} events, more than this log's {size}: "
+                        "invalid argument"
+                    )
+                size = checkpoint.size
+            if not isinstance(position, int) or not 1 <= position:
+                raise InvalidArgument(f"position {position!r} is not in a log of {size} events: invalid argument")
+            try:
+                return integrity.prove_inclusion(db, position, size)
+            except LookupError as e:
+                raise InvalidArgument(f"{e}: invalid argument") from None
+
+        return self._log.read(work)
 
     def prove_consistency(self, old: Checkpoint, new: Checkpoint | None = None) -> ConsistencyProof:
         """Proof that the log at ``old`` is a prefix of the log at ``new`` (default: now)."""
-        self._check_same_log(old)
-        if new is not None:
-            self._check_same_log(new)
-        new_size = new.size if new is not None else self._hashed_size()
-        if new_size > self._hashed_size():
-            raise InvalidArgument(f"the checkpoint covers {new_size} events, more than this log's: invalid argument")
-        if old.size > new_size:
-            raise InvalidArgument(f"checkpoint of {old.size} events is newer than {new_size}: invalid argument")
-        return self._read(lambda db: integrity.prove_consistency(db, old.size, new_size))
-
-    def _check_same_log(self, checkpoint: Checkpoint) -> None:
-        log_id = self._read(lambda db: db.one("SELECT value FROM {ledger_meta} WHERE key='log_id'"))
-        if log_id is None or checkpoint.log_id != log_id[0]:
-            raise InvalidArgument("the checkpoint is of another log: invalid argument")
-
-    def _hashed_size(self) -> int:
-        return self._read(lambda db: integrity.hashed_head(db)[0])
-
-    def _read(self, work: Callable[[integrity.Sql], T]) -> T:
-        """Run ``work`` in one read transaction on the log (a connection of its own)."""
         self._check_open()
-        if self.url is not None:
-            recorder: Any = self._app.recorder
-            with recorder.datastore.transaction(commit=False) as curs:
-                return work(integrity.Sql(curs, recorder.dialect))
-        conn = self._stream_connection()
-        try:
-            conn.execute("BEGIN")
-            try:
-                return work(integrity.Sql(conn.cursor()))
-            finally:
-                conn.execute("COMMIT")
-        finally:
-            conn.close()
 
-    def _write(self, work: Callable[[integrity.Sql], T]) -> T:
-        """Run ``work`` in one write transaction on the store's own connection (lock held)."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(integrity.Sql(self._conn.cursor()))
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
-        return result
+        def work(db: integrity.Sql) -> ConsistencyProof:  # one read transaction: one state of the log
+            _check_same_log(db, old)
+            if new is not None:
+                _check_same_log(db, new)
+            size = integrity.hashed_head(db)[0]
+            new_size = new.size if new is not None else size
+            if new_size > size:
+                raise InvalidArgument(
+                    f"the checkpoint covers {new_size} events, more than this log's: invalid argument")
+            if old.size > new_size:
+                raise InvalidArgument(f"checkpoint of {old.size} events is newer than {new_size}: invalid argument")
+            return integrity.prove_consistency(db, old.size, new_size)
+
+        return self._log.read(work)
 
     # -- points -----------------------------------------------------------------
 
@@ -626,39 +495,15 @@ class Store:
                 "this store was opened with history=False; open it with history=True to query the past: "
                 "failed precondition"
             )
-        if self.url is None:
-            self._catch_up_if_behind()
-
-    def _catch_up_if_behind(self) -> None:
-        """Another handle on this file may have written with history=False, leaving the
-        history views behind the log: bring them up to date before answering from them."""
-        names = [view.name for view in self._views]
-        with self._lock:
-            head, lowest, tracked = self._conn.execute(
-                "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM stored_events), MIN(position), COUNT(*) "
-                f"FROM ctrledger_tracking WHERE view IN ({', '.join('?' * len(names))})",
-                names,
-            ).fetchone()
-            if head and (tracked < len(names) or lowest < head):
-                catch_up(self._conn, self._views, self._app.mapper)
-
-    def _last_recorded(self) -> datetime | None:
-        with self._lock:
-            row = self._conn.execute("SELECT recorded_at FROM audit ORDER BY position DESC LIMIT 1").fetchone()
-        return None if row is None else from_micros(row[0])
-
-    def _spec_of(self, topic: str, state: bytes) -> Payload:
-        event = self._app.mapper.to_domain_event(StoredEvent("", 0, topic, state))
-        spec: Payload = event.spec  # type: ignore[attr-defined]
-        return spec
+        self._rm.catch_up_if_behind()
 
     def _head(self) -> int:
-        return self._app.head()
+        return self._log.head()
 
     def _stream_version(self, ns: str, cid: str) -> int:
         self._require_history()
-        with self._lock:
-            return self._past.stream_version(ns, cid)
+        with self._rm.connection():
+            return self._rm.past.stream_version(ns, cid)
 
     def _point(
         self, point: object, ns: str, cid: object, name: str = "as_of"
@@ -668,7 +513,7 @@ class Store:
         if isinstance(parsed, datetime):
             # "now" is the clock, or the newest recorded time if that is later: the store
             # moves every stream's time strictly forward, even past a clock that stalled.
-            now = max(self._clock(), self._last_recorded() or self._clock())
+            now = max(self._clock(), self._rm.last_recorded() or self._clock())
             if parsed > now:
                 raise InvalidArgument(f"{name} {_describe(parsed)} is in the future: invalid argument")
         elif isinstance(parsed, Position):
@@ -691,26 +536,18 @@ class Store:
         return parsed
 
     def _state_at(self, ns: str, cid: str, point: datetime | Version | Position) -> Container | None:
-        with self._lock:
-            return self._past.get_at(ns, cid, point)
+        with self._rm.connection():
+            return self._rm.past.get_at(ns, cid, point)
 
     def _current_or_none(self, ns: str, cid: str) -> Container | None:
-        with self._lock:
-            return self._reader.get(ns, cid)
-
-    def _stream_connection(self) -> sqlite3.Connection:
-        """A connection of its own for a streamed answer (one consistent read per statement)."""
-        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=30)
-        conn.text_factory = lenient_text
-        register_functions(conn)
-        return conn
+        with self._rm.connection():
+            return self._rm.current.get(ns, cid)
 
     @property
     def position(self) -> int:
         """The log position the read models have applied (after catching up with the log's head)."""
         self._sync()
-        with self._lock:
-            return self._reader.position()
+        return self._rm.position()
 
     # -- commands -------------------------------------------------------------
 
@@ -743,8 +580,8 @@ class Store:
         # Optimistic first try: most creates are of new names, so skip the read and
         # let the log's (stream, version) uniqueness tell us if the name was taken.
         now = self._clock()  # one time per operation, whatever the retries
-        if self.url is None and write_problem is None:
-            # Embedded log: a failed insert costs nothing, so try the common case (a new name)
+        if self._log.cheap_conflicts and write_problem is None:
+            # A failed append costs nothing (embedded log), so try the common case (a new name)
             # without reading. A shared PostgreSQL log would burn a position on the failure.
             first = ContainerAggregate.create(ns, record, audit, now)
             if self._append(first):
@@ -833,7 +670,7 @@ class Store:
                 if cached is not None:
                     self._cache.move_to_end(stream)
                     return copy.deepcopy(cached)
-        agg = self._app.load(stream)
+        agg = self._log.load(stream)
         self._remember(stream, None if agg is None else copy.deepcopy(agg))
         return agg
 
@@ -896,8 +733,8 @@ class Store:
 
     def _refuse_missing(self, ns: str, container_id: object, operation: str) -> NoReturn:
         self._sync()
-        with self._lock:
-            known = self._reader.namespace_known(ns)
+        with self._rm.connection():
+            known = self._rm.current.namespace_known(ns)
         shown = str(container_id)
         if not known:
             raise NotFound(f"cannot {operation} container {go_quote(shown)} in namespace {go_quote(ns)}: not found")
@@ -909,8 +746,8 @@ class Store:
         """Append the aggregate's pending events; False if another writer got there first."""
         events = agg.collect_events()
         try:
-            self._app.append(events)  # type: ignore[arg-type]
-        except IntegrityError:
+            self._log.append(events)
+        except StreamTaken:
             self._remember(agg.id, None)
             if expected_version is not None:
                 raise Conflict(
@@ -918,11 +755,9 @@ class Store:
                     f"{expected_version}: conflict"
                 ) from None
             return False
-        except (PersistenceError, sqlite3.Error, RuntimeError) as e:
-            # RuntimeError: a read model refused to apply an event twice (its tracking is
-            # ahead of the log, i.e. the file was tampered with or restored inconsistently).
+        except StoreError:
             self._remember(agg.id, None)
-            raise Unavailable(f"storage error: {e}") from e
+            raise
         self._remember(agg.id, agg)
         return True
 
@@ -949,6 +784,16 @@ def _stored_form(c: Container) -> Container:
     return replace(c, labels=drop_empty_labels(c.labels), created_at=None, updated_at=None, version=0)
 
 
+def _check_same_log(db: integrity.Sql, checkpoint: Checkpoint) -> None:
+    log_id = db.one("SELECT value FROM {ledger_meta} WHERE key='log_id'")
+    if log_id is None or checkpoint.log_id != log_id[0]:
+        raise InvalidArgument("the checkpoint is of another log: invalid argument")
+
+
+def _is_postgres(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
 def verify(target: Store | str | os.PathLike[str], checkpoint: Checkpoint | None = None) -> VerifyReport:
     """Walk the log of a store (or of an SQLite file, opened read-only, or of an exported
     archive, without any database) and check every hash.
@@ -957,38 +802,77 @@ def verify(target: Store | str | os.PathLike[str], checkpoint: Checkpoint | None
     first bad position and what is wrong. With ``checkpoint``, also checks that the log
     still holds exactly the prefix the checkpoint recorded.
     """
-    url = target.url if isinstance(target, Store) else os.fspath(target)
-    if url is not None and url.startswith(("postgresql://", "postgres://")):
-        return verify_postgres(parse_url(url)[0], checkpoint)
-    path = target.path if isinstance(target, Store) else os.fspath(target)
+    if isinstance(target, Store):
+        return target.log.verify(checkpoint)
+    text = os.fspath(target)
+    if _is_postgres(text):
+        return verify_postgres(parse_url(text)[0], checkpoint)
     from .replay.audit import is_archive, verify_archive_log
 
-    if not isinstance(target, Store) and is_archive(path):
-        return verify_archive_log(path, checkpoint)
-    if not Path(path).is_file():
-        return VerifyReport(False, 0, 0, "", (integrity.Problem(0, "unreadable", f"no such file: {path}"),))
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=30)
-        try:
-            return integrity.verify_database(conn, checkpoint)
-        finally:
-            conn.close()
-    except sqlite3.Error as e:
-        return VerifyReport(False, 0, 0, "", (integrity.Problem(0, "unreadable", f"{path}: {e}"),))
+    if is_archive(text):
+        return verify_archive_log(text, checkpoint)
+    return verify_sqlite(text, checkpoint)
 
 
-def open(target: str | os.PathLike[str] | None = None, **options: Any) -> Store:  # noqa: A001
-    """Open the store at ``target``.
+def open(  # noqa: A001
+    target: str | os.PathLike[str] | None = None,
+    *,
+    synchronous: str = "FULL",
+    history: bool = True,
+    readmodel: str | os.PathLike[str] | None = None,
+    follow: bool = True,
+    **options: Any,
+) -> Store:
+    """Open the store at ``target``: the one place a target chooses the log.
 
     * a path: an embedded store in that SQLite file (created if missing);
     * ``postgresql://user:password@host:port/dbname[?schema=S&readmodel=PATH]``: a node of a
       shared PostgreSQL log, with its read models in a local SQLite file (``readmodel``,
       else ``CTRLEDGER_READMODEL``, else a file under ``$XDG_DATA_HOME/ctrledger``);
     * None: ``CTRLEDGER_DATABASE_URL``, else ``./ctrledger.db``.
+
+    ``options`` are ``Store``'s (``clock``, ``client``, ``actor``, ``correlation_ids``).
     """
     if target is None:
         target = os.environ.get("CTRLEDGER_DATABASE_URL") or "ctrledger.db"
-    return Store(target, **options)
+    text = os.fspath(target)
+    if not isinstance(synchronous, str) or synchronous.upper() not in SYNCHRONOUS_MODES:
+        raise InvalidArgument(
+            f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, not {synchronous!r}: invalid argument"
+        )
+    log: Log
+    if _is_postgres(text):
+        try:
+            settings, query = parse_url(text)
+        except ValueError as e:
+            raise InvalidArgument(f"{e}: invalid argument") from None
+        path = os.fspath(
+            readmodel or query.get("readmodel") or os.environ.get("CTRLEDGER_READMODEL")
+            or default_readmodel_path(settings)
+        )
+        _make_parent(path, path)
+        log = PostgresLog(settings, path)
+    else:
+        path = str(Path(text))
+        _make_parent(path, path)
+        log = SQLiteLog(path, synchronous=synchronous.upper())
+    try:
+        read_model = ReadModel(log, history=history)
+        read_model.open()
+        store = Store(log, read_model, **options)
+    except BaseException:
+        log.close()
+        raise
+    if follow:
+        log.follow(store._sync)
+    return store
+
+
+def _make_parent(path: str, where: str) -> None:
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise Unavailable(f"cannot open {where!r}: {e}") from e
 
 
 def import_(path: str | os.PathLike[str], into: Store, **options: Any) -> Any:
@@ -1005,19 +889,4 @@ def migrate(target: str | os.PathLike[str] | None = None) -> dict[str, int]:
     starting nodes. Raises ``FailedPrecondition`` for a schema newer than this ctrledger.
     """
     with open(target, follow=False) as store:
-        conn = sqlite3.connect(store.path)
-        try:
-            read_model = schema_version(conn)
-        finally:
-            conn.close()
-        found = store._read(lambda db: db.one("SELECT value FROM {ledger_meta} WHERE key='log_schema'"))
-        return {"log_schema": int(found[0]) if found else 0, "read_model_schema": read_model}
-
-
-def _conninfo(env: Any) -> dict[str, Any]:
-    return {
-        "host": env.get("POSTGRES_HOST"), "port": env.get("POSTGRES_PORT"), "dbname": env.get("POSTGRES_DBNAME"),
-        "user": env.get("POSTGRES_USER"), "password": env.get("POSTGRES_PASSWORD") or None,
-        "connect_timeout": int(env.get("POSTGRES_CONNECT_TIMEOUT") or 5),
-    }
-
+        return {"log_schema": store.log.schema_version(), "read_model_schema": store.read_model.schema_version}

@@ -45,14 +45,14 @@ def test_two_processes_writing_at_once_lose_nothing(db_path: Path) -> None:
         assert set(created) <= live
         assert Counter(n for n in created if n.startswith("shared-")) == {f"shared-{i}": 1 for i in range(10)}
         # every acknowledged update is an event in the log, none lost (last writer wins)
-        hot = list(store._app.events.get(stream_id("default", "hot")))
+        hot = list(store.log.events_of(stream_id("default", "hot")))
         assert len(hot) == 1 + 120
         assert store.get("hot").labels == {"a": "59", "b": "59"}
         assert store.get("hot").version == 121
         hot2 = sum(1 for e in store.history("hot2") if e.kind == "LabelsChanged")
         assert hot2 == sum(1 for line in acked if line.startswith("updated hot2"))
         # the read model applied every event exactly once
-        assert store.position == store._app.head()
+        assert store.position == store.log.head()
 
 
 def test_a_killed_writer_loses_no_acknowledged_write(db_path: Path) -> None:
@@ -81,6 +81,6 @@ def test_a_killed_writer_loses_no_acknowledged_write(db_path: Path) -> None:
         last_update = max(int(line.split("=")[1]) for line in acked if line.startswith("updated"))
         assert int(store.get("hot").labels["k"]) >= last_update
         # the log and the read model agree after the crash, and the store still works
-        assert store.position == store._app.head()
+        assert store.position == store.log.head()
         store.update(Container(id="hot", labels={"after": "crash"}), "labels.after")
         assert store.get("hot").labels["after"] == "crash"

@@ -16,7 +16,7 @@ from .conftest import make
 
 
 def log(store: ctrledger.Store, cid: str, ns: str = "default") -> list[ev.ContainerEvent]:
-    return list(store._app.events.get(stream_id(ns, cid)))  # type: ignore[arg-type]
+    return store.log.events_of(stream_id(ns, cid))
 
 
 def kinds(events: list[ev.ContainerEvent]) -> list[str]:

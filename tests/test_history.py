@@ -257,7 +257,7 @@ def test_as_of_answers_equal_a_replay_of_the_log(operations: list[tuple[object, 
     with tempfile.TemporaryDirectory() as d, ctrledger.open(Path(d) / "l.db", clock=StepClock()) as store:
         for op in operations:
             run(store, op)
-        with store.read_model() as conn:
+        with store.read_model.synced() as conn:
             log = [(p, e) for events, positions in read_log(conn, store.mapper, 0)
                    for p, e in zip(positions, events, strict=True)]
         points: list[tuple[object, list[object]]] = [(Position(0), [])]

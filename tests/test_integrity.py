@@ -208,7 +208,7 @@ def test_inclusion_proofs_are_checkable_on_their_own(store: ctrledger.Store) -> 
     for position in range(1, 14):
         proof = store.prove(position, checkpoint=cp)
         assert proof.verify(cp)
-        with store.read_model() as conn:
+        with store.read_model.synced() as conn:
             event = conn.execute(
                 "SELECT originator_id, originator_version, topic, state FROM stored_events WHERE rowid=?", (position,)
             ).fetchone()

@@ -16,7 +16,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from eventsourcing.persistence import InterfaceError, StoredEvent
@@ -32,13 +33,61 @@ from eventsourcing.utils import Environment, EnvType
 
 from . import integrity
 
-__all__ = ["InlineHook", "LedgerSQLiteFactory", "LedgerSQLiteRecorder", "SYNCHRONOUS_MODES", "lenient_text"]
+__all__ = [
+    "InlineHook", "LedgerSQLiteFactory", "LedgerSQLiteRecorder", "SYNCHRONOUS_MODES", "lenient_text",
+    "read_only_connection", "verify_sqlite", "write_transaction",
+]
 
 
 def lenient_text(raw: bytes) -> str:
     """A ``text_factory`` for reading: text that is not UTF-8 (a hand-edited or damaged row)
     comes back with its bytes kept, so it is reported as changed, not as a driver error."""
     return raw.decode("utf-8", "surrogateescape")
+
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
+    """The one write-transaction helper: ``BEGIN IMMEDIATE`` on ``conn`` (autocommit mode);
+    commit at the end of the block, roll back on any exception.
+
+    IMMEDIATE, not SQLite's deferred default: a transaction that reads and then writes would
+    otherwise fail at once with ``database is locked`` when another connection committed in
+    between (the busy timeout does not help then).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn.cursor()
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def read_only_connection(path: str) -> sqlite3.Connection:
+    """A read-only connection of its own to an SQLite file (the one setup every reader uses):
+    autocommit (each statement, or an explicit ``BEGIN``, is one consistent read), a busy
+    timeout, and lenient text."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+    conn.text_factory = lenient_text
+    return conn
+
+
+def verify_sqlite(path: str, checkpoint: integrity.Checkpoint | None = None) -> integrity.VerifyReport:
+    """Verify the log in an SQLite file, opened read-only; a report, never an exception."""
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        return integrity.VerifyReport(False, 0, 0, "", (integrity.Problem(0, "unreadable", f"no such file: {path}"),))
+    try:
+        conn = read_only_connection(path)
+        try:
+            return integrity.verify_database(conn, checkpoint)
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        return integrity.VerifyReport(False, 0, 0, "", (integrity.Problem(0, "unreadable", f"{path}: {e}"),))
+
 
 SYNCHRONOUS_MODES = ("FULL", "EXTRA", "NORMAL")
 
@@ -98,14 +147,9 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         # process moved on fails at once with "database is locked" instead of waiting.
         with self.datastore.get_connection(commit=True) as conn:
             raw: sqlite3.Connection = conn._sqlite_conn
-            raw.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(raw) as cur:
                 for statement in self.create_table_statements:
-                    raw.execute(statement)
-            except BaseException:
-                raw.execute("ROLLBACK")
-                raise
-            raw.execute("COMMIT")
+                    cur.execute(statement)
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(),

@@ -11,32 +11,17 @@ rebuild), in batches, each batch with its tracking position in one transaction.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.persistence import Mapper
 
-from ..errors import Unavailable
+from ..persistence.log import BATCH, read_events, read_stream
+from ..persistence.log import read_events as read_log
+from ..persistence.sqlite import write_transaction
 from .current import tracked_position
 
 __all__ = ["InlineRunner", "View", "catch_up", "read_log", "read_stream"]
-
-BATCH = 1000
-
-
-def _decode(mapper: Mapper[Any], position: int, stream: str, version: int, topic: str, state: Any) -> Any:
-    """A stored event as a domain event; a damaged one is a clear error naming its position."""
-    try:
-        if not isinstance(state, bytes):
-            raise TypeError(f"its state is {type(state).__name__}, not bytes")
-        return mapper.to_domain_event(
-            StoredEvent(originator_id=stream, originator_version=version, topic=topic, state=state)
-        )
-    except Exception as e:
-        raise Unavailable(
-            f"the event at log position {position} cannot be read ({type(e).__name__}: {e}); "
-            f"'ctrledger verify' tells what is wrong with the log"
-        ) from e
 
 
 class View(Protocol):
@@ -50,33 +35,6 @@ class View(Protocol):
 
     def apply(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None:
         """Apply the events; the caller owns the tracking position."""
-
-
-def read_log(
-    cur: sqlite3.Cursor | sqlite3.Connection, mapper: Mapper[Any], after: int, before: int | None = None,
-    *, batch: int = BATCH,
-) -> Iterator[tuple[list[Any], list[int]]]:
-    """Decoded events of the log after position ``after`` (and before ``before``), in batches."""
-    while True:
-        sql = (
-            "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
-            "WHERE rowid > ?"
-        )
-        params: list[Any] = [after]
-        if before is not None:
-            sql += " AND rowid < ?"
-            params.append(before)
-        sql += " ORDER BY rowid LIMIT ?"
-        params.append(batch)
-        rows = cur.execute(sql, params).fetchall()
-        if not rows:
-            return
-        events = [_decode(mapper, r[0], r[1], r[2], r[3], r[4]) for r in rows]
-        positions = [int(r[0]) for r in rows]
-        yield events, positions
-        after = positions[-1]
-        if len(rows) < batch:
-            return
 
 
 class InlineRunner:
@@ -103,7 +61,7 @@ class InlineRunner:
                 view.apply(cur, events, positions)
                 continue
             if tracked < positions[0] - 1:
-                for missing, at in read_log(cur, self.mapper, tracked, positions[0]):
+                for missing, at in read_events(cur, self.mapper, tracked, positions[0]):
                     view.process(cur, missing, at)
             view.process(cur, events, positions)
 
@@ -118,37 +76,13 @@ def catch_up(conn: sqlite3.Connection, views: Sequence[View], mapper: Mapper[Any
     applied = 0
     for view in views:
         while True:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = conn.cursor()
+            with write_transaction(conn) as cur:
                 after = tracked_position(cur, view.name)
-                found = next(iter(read_log(cur, mapper, after, batch=batch)), None)
-                if found is None:
-                    conn.execute("COMMIT")
-                    break
-                events, positions = found
-                view.process(cur, events, positions)
-                conn.execute("COMMIT")
-                applied += len(events)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+                found = next(iter(read_events(cur, mapper, after, batch=batch)), None)
+                if found is not None:
+                    events, positions = found
+                    view.process(cur, events, positions)
+                    applied += len(events)
+            if found is None:
+                break
     return applied
-
-
-def read_stream(
-    conn: sqlite3.Connection, mapper: Mapper[Any], stream: str, *, batch: int = BATCH
-) -> Iterator[tuple[int, Any]]:
-    """(log position, decoded event) for every event of one stream, in version order."""
-    after = 0
-    while True:
-        rows = conn.execute(
-            "SELECT rowid, originator_version, topic, state FROM stored_events "
-            "WHERE originator_id=? AND originator_version>? ORDER BY originator_version LIMIT ?",
-            (stream, after, batch),
-        ).fetchall()
-        for r in rows:
-            yield int(r[0]), _decode(mapper, r[0], stream, r[1], r[2], r[3])
-        if len(rows) < batch:
-            return
-        after = rows[-1][1]

@@ -33,7 +33,7 @@ import msgpack
 from ..projections.current import tracked_position
 from ..projections.runner import View
 from ..projections.schema import schema_version
-from .rebuild import Replayable, build_views, open_scratch, read_only, synced
+from .rebuild import Source, build_views, open_scratch, read_only, source_of, synced
 
 __all__ = ["VerifyResult", "digest", "table_digests", "verify_projections"]
 
@@ -94,8 +94,9 @@ def _snapshot_digests(path: str, views: Sequence[View]) -> tuple[str, dict[str, 
     return _combine(parts, schema), parts, max(positions, default=0)
 
 
-def digest(store: Replayable) -> str:
+def digest(source: Source) -> str:
     """The hex SHA-256 of the store's read models, canonical (see the module docstring)."""
+    store = source_of(source)
     synced(store)
     return _snapshot_digests(store.path, store.views)[0]
 
@@ -117,8 +118,9 @@ class VerifyResult:
                 f"{', '.join(self.differences)}")
 
 
-def verify_projections(store: Replayable) -> VerifyResult:
+def verify_projections(source: Source) -> VerifyResult:
     """Rebuild the read models into a scratch file and compare them with the live ones."""
+    store = source_of(source)
     views = list(store.views)
     synced(store)
     live, live_parts, _ = _snapshot_digests(store.path, views)

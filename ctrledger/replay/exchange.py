@@ -39,10 +39,9 @@ from eventsourcing.persistence import StoredEvent
 from ..domain.history import Position, Version, parse_point
 from ..domain.validation import validate_namespace
 from ..errors import FailedPrecondition, InvalidArgument
-from ..persistence.sqlite import lenient_text
 from .archive import ArchiveReader, ArchiveWriter, Chunk, verify_archive
 from .log import append_stored, chain_at, check_streams, log_head, log_id
-from .rebuild import Progress, Replayable, require_embedded_log, synced
+from .rebuild import Progress, Replayable, Source, read_only, require_embedded_log, source_of, synced
 
 __all__ = ["ExportSummary", "ImportSummary", "export", "import_"]
 
@@ -110,7 +109,7 @@ def _json_bound(value: int | datetime | None) -> Any:
 
 
 def export(
-    store: Replayable,
+    source: Source,
     path: str | os.PathLike[str],
     since: object = None,
     until: object = None,
@@ -126,6 +125,7 @@ def export(
     only the events of these namespaces.
     """
     started = time.perf_counter()
+    store = source_of(source)
     lo, hi = _bound(since, "since"), _bound(until, "until")
     names = None if namespaces is None else sorted({validate_namespace(n) for n in namespaces})
     if isinstance(namespaces, str):
@@ -133,8 +133,7 @@ def export(
     target = Path(path)
     partial = target.with_name(target.name + ".partial")
     synced(store)
-    conn = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, isolation_level=None, timeout=30)
-    conn.text_factory = lenient_text
+    conn = read_only(store.path)
     try:
         conn.execute("BEGIN")  # one snapshot for the count, the rows and the hashes
         head = log_head(conn)
@@ -219,7 +218,7 @@ def _in_time(store: Replayable, row: Sequence[Any], since: datetime | None, unti
 
 def import_(
     path: str | os.PathLike[str],
-    into: Replayable,
+    into: Source,
     *,
     verify: bool = True,
     progress: Progress | None = None,
@@ -235,14 +234,15 @@ def import_(
     archive and ``FailedPrecondition`` when the store cannot take it.
     """
     started = time.perf_counter()
-    require_embedded_log(into, "import")
+    rm = source_of(into)
+    require_embedded_log(rm, "import")
     if verify:
         verify_archive(path)
     with ArchiveReader(path) as reader:
         header = reader.header
         complete = bool(header.get("complete"))
         total = header.get("events")
-        with into.read_model() as conn:
+        with rm.synced() as conn:
             conn.execute(PROGRESS_TABLE)
             _check_columns(conn, reader.extra_columns)
             head = log_head(conn)
@@ -268,13 +268,13 @@ def import_(
         preserved = complete
         first: int | None = None
         chunks = events = 0
-        with closing(_writer(into.path)) as conn:
+        with closing(_writer(rm.path)) as conn:
             group: list[Chunk] = []
 
             def flush() -> None:
                 nonlocal head, preserved, done, first, chunks, events
                 size = sum(len(c.rows) for c in group)
-                head, preserved, done = _import_group(conn, into, reader, group, head, preserved, done)
+                head, preserved, done = _import_group(conn, rm, reader, group, head, preserved, done)
                 first = head - size + 1 if first is None else first
                 chunks += len(group)
                 events += size

@@ -1,4 +1,4 @@
-"""Appending stored events to a log file directly, with their hashes and read models, in one transaction.
+"""Appending stored events to a log file, with their hashes and read models, in one transaction.
 
 Import and replay-to-a-point write a log without the eventsourcing recorder, which
 would take one transaction per save: here a whole batch of stored events (as stored:
@@ -21,22 +21,17 @@ from eventsourcing.persistence import Mapper, MapperDeserialisationError, Stored
 from eventsourcing.utils import TopicError
 
 from ..errors import FailedPrecondition
-from ..persistence import integrity
+from ..persistence import integrity, log
+from ..persistence.log import log_head
 from ..projections.runner import InlineRunner, View
 
 __all__ = [
     "BareLog",
-    "append_stored", "chain_at", "check_streams", "create_hash_tables", "decode", "hash_events", "log_head",
+    "append_stored", "chain_at", "check_streams", "create_hash_tables", "decode", "log_head",
     "log_id",
 ]
 
 StoredRow = Sequence[Any]  # (originator_id, originator_version, topic, state)
-
-
-def log_head(conn: sqlite3.Connection | sqlite3.Cursor) -> int:
-    """The highest log position (0 for an empty log)."""
-    row = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM stored_events").fetchone()
-    return int(row[0])
 
 
 def _has_table(conn: sqlite3.Connection | sqlite3.Cursor, name: str) -> bool:
@@ -107,11 +102,6 @@ def check_streams(cur: sqlite3.Cursor, rows: Sequence[StoredRow], positions: Seq
             )
 
 
-def hash_events(cur: sqlite3.Cursor, rows: Sequence[tuple[int, str, int, str, bytes]]) -> None:
-    """Hash and chain appended events as the log's recorder does (tamper evidence)."""
-    integrity.append_hashes(integrity.Sql(cur), rows)
-
-
 def create_hash_tables(conn: sqlite3.Connection) -> None:
     """The tamper-evidence tables, as the log's recorder creates them."""
     for statement in integrity.CREATE_STATEMENTS:
@@ -127,27 +117,17 @@ def append_stored(
     *,
     extra_columns: Sequence[str] = (),
 ) -> list[int]:
-    """Insert ``rows`` at positions ``start + 1 ...``, hash them, apply the views; return the positions.
-
-    Runs inside the caller's write transaction (``BEGIN IMMEDIATE``) on ``cur``.
-    """
-    positions = list(range(start + 1, start + 1 + len(rows)))
-    if not rows:
-        return positions
-    columns = ("originator_id", "originator_version", "topic", "state", *extra_columns)
-    cur.executemany(
-        f"INSERT INTO stored_events(rowid, {', '.join(columns)}) VALUES (?, {', '.join('?' * len(columns))})",
-        [(p, *r[: len(columns)]) for p, r in zip(positions, rows, strict=True)],
-    )
-    if _has_table(cur, "event_hashes"):
-        hash_events(cur, [(p, r[0], r[1], r[2], r[3]) for p, r in zip(positions, rows, strict=True)])
-    if views:
-        InlineRunner(views, mapper)(cur, decode(mapper, rows, positions), positions)
-    return positions
+    """The log's ``append_stored`` with ``views`` applied inline; undecodable events are refused
+    as ``FailedPrecondition`` (an archive this ctrledger cannot read)."""
+    hooks = [InlineRunner(views, mapper)] if views else []
+    return log.append_stored(cur, rows, start, hooks, mapper, extra_columns=extra_columns,
+                             decode=lambda r, p: decode(mapper, r, p))
 
 
 class BareLog:
-    """An SQLite log file seen as a store for ``export`` (tools and benchmarks): no read models."""
+    """An SQLite log file seen as a read model for ``export`` (tools and benchmarks): no views."""
+
+    embedded = True
 
     def __init__(self, path: str | Path, mapper: Mapper[Any]) -> None:
         self.path = str(path)
@@ -155,7 +135,7 @@ class BareLog:
         self.views: list[View] = []
 
     @contextmanager
-    def read_model(self) -> Iterator[sqlite3.Connection]:
+    def synced(self) -> Iterator[sqlite3.Connection]:
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
             yield conn

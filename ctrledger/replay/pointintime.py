@@ -31,13 +31,13 @@ from ..domain.history import Position, Version, parse_point
 from ..errors import AlreadyExists, InvalidArgument
 from ..projections.schema import ensure_schema
 from .log import append_stored, create_hash_tables, log_head, log_id
-from .rebuild import BATCH, Progress, Replayable, read_only, remove_database, synced
+from .rebuild import BATCH, Progress, Replayable, Source, read_only, remove_database, source_of, synced
 
 __all__ = ["replay_to"]
 
 
 def replay_to(
-    store: Replayable, path: str | os.PathLike[str], *, as_of: object, progress: Progress | None = None
+    source: Source, path: str | os.PathLike[str], *, as_of: object, progress: Progress | None = None
 ) -> Path:
     """Write the store as of ``as_of`` to the new SQLite file ``path``; return its path."""
     if isinstance(as_of, int) and not isinstance(as_of, bool):
@@ -54,6 +54,7 @@ def replay_to(
         raise InvalidArgument(f"cannot write {target}: {e.strerror}: invalid argument") from None
     partial = Path(f"{target}.partial")
     remove_database(partial)
+    store = source_of(source)
     synced(store)
     try:
         with closing(read_only(store.path)) as src:

@@ -30,19 +30,19 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, closing
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from eventsourcing.persistence import Mapper
 
 from ..errors import FailedPrecondition
-from ..persistence.sqlite import lenient_text
+from ..persistence.sqlite import read_only_connection, write_transaction
 from ..projections.current import tracked_position
 from ..projections.runner import View, read_log
 from ..projections.schema import ensure_schema
 
 __all__ = [
-    "Progress", "Replayable", "build_views", "pending_rebuild", "rebuild", "require_embedded_log", "scratch_path",
-    "synced",
+    "Progress", "Replayable", "Source", "build_views", "pending_rebuild", "rebuild", "require_embedded_log",
+    "scratch_path", "source_of", "synced",
 ]
 
 BATCH = 2000
@@ -52,9 +52,13 @@ Progress = Callable[[int, int], None]
 
 
 class Replayable(Protocol):
-    """What replay needs of a store (``ctrledger.Store`` provides it)."""
+    """What replay works on: a read model over a log (``projections.ReadModel``; a ``Store``
+    is accepted too and stands for its ``read_model``)."""
 
     path: str
+
+    @property
+    def embedded(self) -> bool: ...
 
     @property
     def mapper(self) -> Mapper[Any]: ...
@@ -62,22 +66,40 @@ class Replayable(Protocol):
     @property
     def views(self) -> Sequence[View]: ...
 
-    def read_model(self) -> AbstractContextManager[sqlite3.Connection]: ...
+    def synced(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+
+@runtime_checkable
+class _HasReadModel(Protocol):
+    @property
+    def read_model(self) -> Replayable: ...
+
+
+Source = Replayable | _HasReadModel
+"""A read model, or a store (which stands for its read model)."""
+
+
+def source_of(obj: Source) -> Replayable:
+    """The read model to replay: ``obj`` itself, or a store's ``read_model``."""
+    found: Replayable | None = getattr(obj, "read_model", None)
+    if found is not None:
+        return found
+    assert not isinstance(obj, _HasReadModel)
+    return obj
 
 
 def synced(store: Replayable) -> None:
-    """Let the store bring its local files up to its log's head (a node of a shared log pulls)."""
-    with store.read_model():
+    """Bring the local file up to the log's head (a node of a shared log pulls)."""
+    with store.synced():
         pass
 
 
 def require_embedded_log(store: Replayable, what: str) -> None:
     """Refuse to write a log that is not the store's own SQLite file (a shared PostgreSQL log)."""
-    url = getattr(store, "url", None)
-    if url is not None:
+    if not store.embedded:
         raise FailedPrecondition(
-            f"{what} writes the log, and this store's log is shared ({url}); it can only "
-            "write an embedded (SQLite) log for now: failed precondition"
+            f"{what} writes the log, and this store's log is shared ({store.path} is a node's mirror); "
+            "it can only write an embedded (SQLite) log for now: failed precondition"
         )
 
 
@@ -88,9 +110,7 @@ def scratch_path(store: Replayable) -> Path:
 
 def read_only(path: str | os.PathLike[str]) -> sqlite3.Connection:
     """A read-only connection to an SQLite file (autocommit; ``BEGIN`` for a snapshot)."""
-    conn = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True, isolation_level=None, timeout=30)
-    conn.text_factory = lenient_text
-    return conn
+    return read_only_connection(os.fspath(path))
 
 
 def open_scratch(path: str | os.PathLike[str]) -> sqlite3.Connection:
@@ -203,8 +223,9 @@ def remove_database(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def pending_rebuild(store: Replayable) -> int | None:
+def pending_rebuild(source: Source) -> int | None:
     """The number of events an interrupted rebuild of ``store`` has applied so far (None: none pending)."""
+    store = source_of(source)
     scratch = scratch_path(store)
     if not scratch.exists():
         return None
@@ -219,24 +240,25 @@ def _columns(conn: sqlite3.Connection, schema: str, table: str) -> list[str]:
     return [r[1] for r in conn.execute(f"PRAGMA {schema}.table_info({table})")]
 
 
-def rebuild(store: Replayable, progress: Progress | None = None, *, batch: int = BATCH) -> int:
+def rebuild(source: Source, progress: Progress | None = None, *, batch: int = BATCH) -> int:
     """Rebuild every read model of ``store`` from its log and swap it in (see the module docstring).
 
     ``progress(done, total)`` is called after each batch (``progress.TerminalProgress``
     draws a bar). Returns the number of log events the new read model was built from,
     counting those applied before an interruption. Safe to interrupt at any point.
     """
+    store = source_of(source)
     views = list(store.views)
     scratch = scratch_path(store)
-    source = os.path.abspath(store.path)
+    origin = os.path.abspath(store.path)
     synced(store)
     with closing(read_only(store.path)) as log:
         log.execute("BEGIN")
         upto = int(log.execute("SELECT COALESCE(MAX(rowid), 0) FROM stored_events").fetchone()[0])
-        _fresh_or_resumable(scratch, log, source)
+        _fresh_or_resumable(scratch, log, origin)
         with closing(open_scratch(scratch)) as target:
             with target:
-                _set_meta(target.cursor(), "rebuild_source", source)
+                _set_meta(target.cursor(), "rebuild_source", origin)
             events = build_views(log, target, views, store.mapper, upto, progress=progress, batch=batch)
             try:
                 _check_scratch(target, views, upto)
@@ -271,12 +293,10 @@ def _swap(store: Replayable, views: Sequence[View], scratch: Path, upto: int) ->
     names = [view.name for view in views]
     tables = [t for view in views for t in view.tables]
     caught_up = 0
-    with store.read_model() as conn:
+    with store.synced() as conn:
         conn.execute("ATTACH DATABASE ? AS rebuilt", (str(scratch),))
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = conn.cursor()
+            with write_transaction(conn) as cur:
                 for table in tables:
                     live, new = _columns(conn, "main", table), _columns(conn, "rebuilt", table)
                     if live != new:
@@ -299,10 +319,6 @@ def _swap(store: Replayable, views: Sequence[View], scratch: Path, upto: int) ->
                     for view in views:
                         view.process(cur, events, positions)
                     caught_up += len(events)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
         finally:
             conn.execute("DETACH DATABASE rebuilt")
     return caught_up

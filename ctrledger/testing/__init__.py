@@ -40,9 +40,9 @@ from ..domain.container import ContainerAggregate, ContainerEvent
 from ..domain.history import Position, to_json_value
 from ..domain.model import Audit, Container
 from ..errors import StoreError
+from ..persistence.log import SQLiteLog, log_head
 from ..replay.exchange import import_
-from ..replay.log import append_stored, check_streams, log_head
-from ..replay.rebuild import Replayable
+from ..replay.log import check_streams
 from ..store import Store
 from ..store import open as open_store
 
@@ -129,7 +129,7 @@ class Scenario:
         scenario.given(created(make("web"))).when(lambda s: s.delete("web")).then_events("Deleted")
     """
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.result: Any = None
         self.error: BaseException | None = None
@@ -166,38 +166,30 @@ class Scenario:
     def _append(self, events: Sequence[Any]) -> None:
         if not events:
             return
-        store: Replayable = self.store
+        log = self.store.log
         rows = [(s.originator_id, s.originator_version, s.topic, s.state)
-                for s in map(store.mapper.to_stored_event, events)]
-        with store.read_model() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = conn.cursor()
-                head = log_head(cur)
-                check_streams(cur, rows, list(range(head + 1, head + 1 + len(rows))))
-                append_stored(cur, rows, head, store.views, store.mapper)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+                for s in map(log.mapper.to_stored_event, events)]
+        if not isinstance(log, SQLiteLog):
+            raise TypeError("given() appends events to an embedded (SQLite) log only")
+        log.append_stored(
+            rows, check=lambda cur, head: check_streams(cur, rows, list(range(head + 1, head + 1 + len(rows)))))
 
     # when
 
     def when(self, command: Callable[[Any], Any]) -> Scenario:
         """Run ``command(store)``; a ``StoreError`` it raises is kept for ``then_raises``."""
-        store: Replayable = self.store
-        with store.read_model() as conn:
+        with self.store.read_model.synced() as conn:
             before = log_head(conn)
         try:
             self.result = command(self.store)
         except StoreError as e:
             self.error = e
         self._ran = True
-        with store.read_model() as conn:
+        with self.store.read_model.synced() as conn:
             rows = conn.execute(
                 "SELECT originator_id, originator_version, topic, state FROM stored_events WHERE rowid > ? "
                 "ORDER BY rowid", (before,)).fetchall()
-        self.events = [store.mapper.to_domain_event(StoredEvent(*r)) for r in rows]
+        self.events = [self.store.mapper.to_domain_event(StoredEvent(*r)) for r in rows]
         return self
 
     # then
@@ -264,7 +256,7 @@ def ctrledger_scenario(ctrledger_store: Store) -> Scenario:
 
 def answers(store: Any, points: Sequence[Position] = ()) -> dict[str, Any]:
     """What the store answers: ``list()`` of every namespace, now and at each point, as JSON values."""
-    with store.read_model() as conn:
+    with store.read_model.synced() as conn:
         namespaces = [r[0] for r in conn.execute("SELECT name FROM namespaces ORDER BY name")]
         events = log_head(conn)
 

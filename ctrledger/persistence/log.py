@@ -1,0 +1,446 @@
+"""The log: where container events are appended, and where they are read back from.
+
+``Log`` is the interface the store and the read model use; it has two implementations:
+
+* ``SQLiteLog``: an embedded log in one SQLite file, which also holds the read models.
+  Its appends run the read model's inline hook in the append transaction, so a read in
+  any process sees every acknowledged write without catching up.
+* ``PostgresLog``: a node of one log shared by many nodes in PostgreSQL. The node keeps a
+  *mirror* of the log in its local SQLite file (``stored_events``, rowid = the log's
+  position) beside its read models; ``pull`` copies what the mirror lacks, and a
+  *follower* thread wakes on the log's NOTIFY (or every half second) to do so.
+
+Either way the read model reads events from the local file (``path``), the embedded log
+or the mirror, through ``read_events``/``read_stream``. Nothing else writes the event
+tables: appends, imports and replays all go through ``append`` or ``append_stored``.
+This module and its adapters (``sqlite.py``, ``postgres.py``, ``application.py``) are
+the only place that knows eventsourcing's storage internals; a driver error becomes a
+``StoreError`` here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol, TypeVar
+
+from eventsourcing.persistence import IntegrityError, Mapper, PersistenceError, StoredEvent
+
+from ..domain.container import ContainerAggregate
+from ..errors import FailedPrecondition, Unavailable
+from . import integrity
+from .application import LedgerApplication, postgres_env, sqlite_env
+from .sqlite import InlineHook, LedgerSQLiteRecorder, read_only_connection, verify_sqlite, write_transaction
+
+__all__ = [
+    "BATCH", "InlineHook", "Log", "PostgresLog", "SQLiteLog", "StreamTaken", "append_stored", "decode_event",
+    "log_head", "read_events", "read_stream",
+]
+
+T = TypeVar("T")
+BATCH = 1000
+
+StoredRow = Sequence[Any]  # (originator_id, originator_version, topic, state)
+
+
+class StreamTaken(Exception):  # noqa: N818 - not an error for the caller: a lost race, decided again
+    """The append lost a race: another writer has already appended these stream versions."""
+
+
+class Log(Protocol):
+    """What the store and the read model need from a log (see the module docstring)."""
+
+    path: str
+    """The local SQLite file holding the events the read model reads (the log, or its mirror)."""
+    where: str
+    """The log's location, for messages."""
+    inline: bool
+    """True when appends run the inline hooks in the append transaction (the read model needs
+    no catch-up before a read); False when other nodes append too (pull, then catch up)."""
+    cheap_conflicts: bool
+    """True when an append that loses a race costs nothing (so a create may try blind)."""
+
+    @property
+    def mapper(self) -> Mapper[Any]: ...
+
+    def add_inline_hook(self, hook: InlineHook) -> None: ...
+
+    def append(self, events: Sequence[Any]) -> None:
+        """Append one operation's events atomically; ``StreamTaken`` if a version is taken."""
+
+    def load(self, stream: str) -> ContainerAggregate | None: ...
+
+    def events_of(self, stream: str) -> list[Any]:
+        """Every event of one stream, from the log itself (for tools and tests)."""
+
+    def head(self) -> int:
+        """The log's highest position (0 when empty)."""
+
+    def read(self, work: Callable[[integrity.Sql], T]) -> T:
+        """Run ``work`` in one read transaction on the log."""
+
+    def pull(self) -> int:
+        """Copy new events of the log into the local file; return how many (0 for an embedded log)."""
+
+    def follow(self, on_change: Callable[[], None]) -> None:
+        """Call ``on_change`` whenever other nodes may have appended (until ``close``)."""
+
+    def verify(self, checkpoint: integrity.Checkpoint | None = None) -> integrity.VerifyReport: ...
+
+    def schema_version(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+# -- reading events from the local file --------------------------------------------------------------
+
+
+def decode_event(mapper: Mapper[Any], position: int, stream: str, version: int, topic: str, state: Any) -> Any:
+    """A stored event as a domain event; a damaged one is a clear error naming its position."""
+    try:
+        if not isinstance(state, bytes):
+            raise TypeError(f"its state is {type(state).__name__}, not bytes")
+        return mapper.to_domain_event(
+            StoredEvent(originator_id=stream, originator_version=version, topic=topic, state=state)
+        )
+    except Exception as e:
+        raise Unavailable(
+            f"the event at log position {position} cannot be read ({type(e).__name__}: {e}); "
+            f"'ctrledger verify' tells what is wrong with the log"
+        ) from e
+
+
+def log_head(conn: sqlite3.Connection | sqlite3.Cursor) -> int:
+    """The highest position in a local log file (0 for an empty one)."""
+    row = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM stored_events").fetchone()
+    return int(row[0])
+
+
+def read_events(
+    cur: sqlite3.Cursor | sqlite3.Connection, mapper: Mapper[Any], after: int, before: int | None = None,
+    *, batch: int = BATCH,
+) -> Iterator[tuple[list[Any], list[int]]]:
+    """Decoded events of a local log file after position ``after`` (and before ``before``), in batches."""
+    while True:
+        sql = "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events WHERE rowid > ?"
+        params: list[Any] = [after]
+        if before is not None:
+            sql += " AND rowid < ?"
+            params.append(before)
+        sql += " ORDER BY rowid LIMIT ?"
+        params.append(batch)
+        rows = cur.execute(sql, params).fetchall()
+        if not rows:
+            return
+        events = [decode_event(mapper, r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        positions = [int(r[0]) for r in rows]
+        yield events, positions
+        after = positions[-1]
+        if len(rows) < batch:
+            return
+
+
+def read_stream(
+    conn: sqlite3.Connection, mapper: Mapper[Any], stream: str, *, batch: int = BATCH
+) -> Iterator[tuple[int, Any]]:
+    """(log position, decoded event) for every event of one stream of a local log file, in version order."""
+    after = 0
+    while True:
+        rows = conn.execute(
+            "SELECT rowid, originator_version, topic, state FROM stored_events "
+            "WHERE originator_id=? AND originator_version>? ORDER BY originator_version LIMIT ?",
+            (stream, after, batch),
+        ).fetchall()
+        for r in rows:
+            yield int(r[0]), decode_event(mapper, r[0], stream, r[1], r[2], r[3])
+        if len(rows) < batch:
+            return
+        after = rows[-1][1]
+
+
+def _has_table(conn: sqlite3.Connection | sqlite3.Cursor, name: str) -> bool:
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
+    return found is not None
+
+
+def append_stored(
+    cur: sqlite3.Cursor,
+    rows: Sequence[StoredRow],
+    start: int,
+    hooks: Sequence[InlineHook],
+    mapper: Mapper[Any],
+    *,
+    extra_columns: Sequence[str] = (),
+    decode: Callable[[Sequence[StoredRow], Sequence[int]], list[Any]] | None = None,
+) -> list[int]:
+    """Append already-stored events (an import, a replay, a test's history) to a local log file.
+
+    ``rows`` are inserted at positions ``start + 1 ...`` in the caller's write transaction on
+    ``cur``, hashed and chained exactly as the recorder does, decoded once (``decode``, else
+    the mapper) and handed to ``hooks`` (the read models), as a normal append does. Whatever
+    fails rolls back with the caller's transaction. Returns the positions.
+    """
+    positions = list(range(start + 1, start + 1 + len(rows)))
+    if not rows:
+        return positions
+    columns = ("originator_id", "originator_version", "topic", "state", *extra_columns)
+    cur.executemany(
+        f"INSERT INTO stored_events(rowid, {', '.join(columns)}) VALUES (?, {', '.join('?' * len(columns))})",
+        [(p, *r[: len(columns)]) for p, r in zip(positions, rows, strict=True)],
+    )
+    if _has_table(cur, "event_hashes"):
+        integrity.append_hashes(
+            integrity.Sql(cur), [(p, r[0], r[1], r[2], r[3]) for p, r in zip(positions, rows, strict=True)])
+    if hooks:
+        events = decode(rows, positions) if decode is not None else [
+            decode_event(mapper, p, r[0], r[1], r[2], r[3]) for p, r in zip(positions, rows, strict=True)]
+        for hook in hooks:
+            hook(cur, events, positions)
+    return positions
+
+
+# -- the two logs ----------------------------------------------------------------------------------
+
+
+class _AppLog:
+    """What both logs do through the eventsourcing application."""
+
+    path: str
+    where: str
+    inline: bool
+    cheap_conflicts: bool
+
+    def __init__(self, app: LedgerApplication) -> None:
+        self._app = app
+
+    @property
+    def mapper(self) -> Mapper[Any]:
+        return self._app.mapper
+
+    def add_inline_hook(self, hook: InlineHook) -> None:
+        raise NotImplementedError
+
+    def append(self, events: Sequence[Any]) -> None:
+        try:
+            self._app.append(events)
+        except IntegrityError:
+            raise StreamTaken() from None
+        except (PersistenceError, sqlite3.Error, RuntimeError) as e:
+            # RuntimeError: a read model refused to apply an event twice (its tracking is
+            # ahead of the log, i.e. the file was tampered with or restored inconsistently).
+            raise Unavailable(f"storage error: {e}") from e
+
+    def load(self, stream: str) -> ContainerAggregate | None:
+        return self._app.load(stream)
+
+    def head(self) -> int:
+        return self._app.head()
+
+    def events_of(self, stream: str) -> list[Any]:
+        """Every event of one stream, from the log itself (for tools and tests)."""
+        return list(self._app.events.get(stream))
+
+    def schema_version(self) -> int:
+        found = self.read(lambda db: db.one("SELECT value FROM {ledger_meta} WHERE key='log_schema'"))
+        return int(found[0]) if found else 0
+
+    def check_schema(self) -> None:
+        version = self.schema_version()
+        if version > integrity.LOG_SCHEMA_VERSION:
+            raise FailedPrecondition(
+                f"the log at {self.where} has schema version {version}, newer than this ctrledger "
+                f"understands ({integrity.LOG_SCHEMA_VERSION}); upgrade ctrledger: failed precondition"
+            )
+
+    def read(self, work: Callable[[integrity.Sql], T]) -> T:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._app.close()
+
+
+class SQLiteLog(_AppLog):
+    """An embedded log in one SQLite file (see the module docstring)."""
+
+    inline = True
+    cheap_conflicts = True  # a failed insert costs nothing: a create of a new name may try blind
+
+    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+        self.path = self.where = path
+        try:
+            super().__init__(LedgerApplication(env=sqlite_env(path, synchronous=synchronous)))
+        except (sqlite3.Error, PersistenceError, OSError) as e:
+            raise Unavailable(f"cannot open {path!r}: {e}") from e
+        recorder = self._app.recorder
+        assert isinstance(recorder, LedgerSQLiteRecorder)
+        self._recorder = recorder
+        self.check_schema()
+        # A log written without hashes (by an older ctrledger) is hashed once, and that recorded.
+        with self.write_transaction() as cur:
+            integrity.upgrade(integrity.Sql(cur))
+
+    def add_inline_hook(self, hook: InlineHook) -> None:
+        self._recorder.inline_hooks.append(hook)
+
+    @property
+    def inline_hooks(self) -> list[InlineHook]:
+        return list(self._recorder.inline_hooks)
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[sqlite3.Cursor]:
+        """One ``BEGIN IMMEDIATE`` transaction on the log file, for ``append_stored`` (imports, replays)."""
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        try:
+            with write_transaction(conn) as cur:
+                yield cur
+        finally:
+            conn.close()
+
+    def append_stored(self, rows: Sequence[StoredRow], *, check: Callable[[sqlite3.Cursor, int], None] | None = None
+                      ) -> list[int]:
+        """Append already-stored events after the head, with the inline hooks, in one transaction.
+
+        ``check(cursor, head)`` runs first, in the same transaction (refuse what does not continue).
+        """
+        with self.write_transaction() as cur:
+            head = log_head(cur)
+            if check is not None:
+                check(cur, head)
+            return append_stored(cur, rows, head, self.inline_hooks, self.mapper)
+
+    def read(self, work: Callable[[integrity.Sql], T]) -> T:
+        conn = read_only_connection(self.path)
+        try:
+            conn.execute("BEGIN")
+            try:
+                return work(integrity.Sql(conn.cursor()))
+            finally:
+                conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def pull(self) -> int:
+        return 0
+
+    def follow(self, on_change: Callable[[], None]) -> None:
+        return  # every append in any process runs the inline hooks: nothing to follow
+
+    def verify(self, checkpoint: integrity.Checkpoint | None = None) -> integrity.VerifyReport:
+        return verify_sqlite(self.path, checkpoint)
+
+
+MIRROR_DDL = (
+    "CREATE TABLE IF NOT EXISTS stored_events (originator_id TEXT, originator_version INTEGER, topic TEXT, "
+    "state BLOB, PRIMARY KEY (originator_id, originator_version))"
+)
+
+
+class PostgresLog(_AppLog):
+    """A node of a log shared in PostgreSQL, mirrored into the local file ``path`` (see the module docstring)."""
+
+    inline = False
+    cheap_conflicts = False  # a failed insert burns a bigserial position
+
+    def __init__(self, settings: dict[str, str], path: str) -> None:
+        self.path = path
+        self._settings = settings
+        self.where = f"{settings['POSTGRES_HOST']}:{settings['POSTGRES_PORT']}/{settings['POSTGRES_DBNAME']}"
+        try:
+            super().__init__(LedgerApplication(env=postgres_env(settings)))
+            # The local file is a replica, rebuildable from the shared log: no fsync per batch.
+            self._mirror = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._mirror.execute("PRAGMA synchronous=NORMAL")
+            self._mirror.execute(MIRROR_DDL)
+        except (sqlite3.Error, PersistenceError, OSError) as e:
+            raise Unavailable(f"cannot open {self.where!r}: {e}") from e
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._follower: threading.Thread | None = None
+        self.check_schema()
+
+    def add_inline_hook(self, hook: InlineHook) -> None:
+        return  # other nodes append too: the read model catches up from the mirror instead
+
+    def read(self, work: Callable[[integrity.Sql], T]) -> T:
+        recorder: Any = self._app.recorder
+        try:
+            with recorder.datastore.transaction(commit=False) as curs:
+                return work(integrity.Sql(curs, recorder.dialect))
+        except PersistenceError as e:
+            raise Unavailable(f"cannot reach the log at {self.where}: {e}") from e
+
+    def pull(self, *, batch: int = BATCH) -> int:
+        """Copy every log event after the mirror's head into the mirror; return how many.
+
+        Each batch in one local transaction: an event is mirrored at most once (its position
+        is the primary key), and a node that crashed resumes from what its file holds.
+        """
+        copied = 0
+        with self._lock:
+            while True:
+                after = log_head(self._mirror)
+                try:
+                    notifications = self._app.recorder.select_notifications(
+                        start=after, limit=batch, inclusive_of_start=False)
+                except PersistenceError as e:
+                    raise Unavailable(f"cannot reach the log at {self.where}: {e}") from e
+                if not notifications:
+                    return copied
+                with write_transaction(self._mirror) as cur:
+                    head = log_head(cur)  # another puller (another process) may have been first
+                    rows = [(n.id, str(n.originator_id), n.originator_version, n.topic, bytes(n.state))
+                            for n in notifications if n.id > head]
+                    cur.executemany(
+                        "INSERT INTO stored_events(rowid, originator_id, originator_version, topic, state) "
+                        "VALUES (?,?,?,?,?)", rows)
+                copied += len(rows)
+                if len(notifications) < batch:
+                    return copied
+
+    def follow(self, on_change: Callable[[], None]) -> None:
+        if self._follower is None:
+            self._follower = threading.Thread(
+                target=self._follow, args=(on_change,), name="ctrledger-follow", daemon=True)
+            self._follower.start()
+
+    def _follow(self, on_change: Callable[[], None]) -> None:
+        """Background: wake on the log's NOTIFY (or every half second) and pull new events."""
+        import psycopg
+
+        from ..errors import StoreError
+
+        recorder: Any = self._app.recorder
+        env = self._settings
+        conninfo = {
+            "host": env.get("POSTGRES_HOST"), "port": env.get("POSTGRES_PORT"), "dbname": env.get("POSTGRES_DBNAME"),
+            "user": env.get("POSTGRES_USER"), "password": env.get("POSTGRES_PASSWORD") or None,
+            "connect_timeout": int(env.get("POSTGRES_CONNECT_TIMEOUT") or 5),
+        }
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(**conninfo, autocommit=True) as conn:  # type: ignore[arg-type]
+                    conn.execute(f'LISTEN "{recorder.channel_name}"')
+                    while not self._stop.is_set():
+                        try:
+                            on_change()
+                        except StoreError:
+                            pass  # unreachable for now: the next round retries
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            pass
+            except Exception:  # noqa: BLE001 - connection lost: wait, reconnect, catch up
+                self._stop.wait(1.0)
+
+    def verify(self, checkpoint: integrity.Checkpoint | None = None) -> integrity.VerifyReport:
+        from .postgres import verify_postgres
+
+        return verify_postgres(self._settings, checkpoint)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._follower is not None:
+            self._follower.join(timeout=5)
+        with self._lock:
+            self._mirror.close()
+        super().close()

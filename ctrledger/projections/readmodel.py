@@ -1,0 +1,174 @@
+"""The read model: the views' tables in the local SQLite file, with their connection,
+their transactions, catch-up with the log, and the readers.
+
+``ReadModel`` owns one connection to the local file (the embedded log's file, or a
+shared log's node file) and a lock around it. Every write to the views' tables goes
+through ``transaction()`` (``BEGIN IMMEDIATE``, commit, or roll back on any exception);
+every streamed answer reads through a read-only connection of its own
+(``reading()``), one consistent read per statement.
+
+With an embedded log, the read model registers ``InlineRunner`` as the log's inline
+hook: the views apply every append in its transaction, and a read needs no catch-up.
+With a shared log, ``refresh()`` pulls the log into the local mirror and catches up
+before each read, so a read sees every write acknowledged before it started, on any node.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from eventsourcing.persistence import Mapper, StoredEvent
+
+from ..domain.model import Payload
+from ..errors import Unavailable
+from ..persistence.log import Log
+from ..persistence.sqlite import lenient_text, read_only_connection, write_transaction
+from .current import CurrentStateReader, CurrentStateView, from_micros
+from .runner import InlineRunner, View, catch_up
+from .schema import ensure_schema, schema_version
+from .sqlfilter import register_functions
+from .temporal import AuditView, TemporalReader, TemporalView
+
+__all__ = ["ReadModel"]
+
+
+class ReadModel:
+    """The views of one local SQLite file (see the module docstring)."""
+
+    def __init__(self, log: Log, *, history: bool = True) -> None:
+        self.path = log.path
+        self.log = log
+        self.history = history
+        self.views: list[View] = [CurrentStateView()]
+        if history:
+            self.views += [TemporalView(), AuditView()]
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            ensure_schema(self.path)
+            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        except (sqlite3.Error, OSError) as e:
+            raise Unavailable(f"cannot open {self.path!r}: {e}") from e
+        self._conn.text_factory = lenient_text  # damaged text is reported as such, not as a driver error
+        if not log.inline:
+            self._conn.execute("PRAGMA synchronous=NORMAL")  # a replica, rebuildable from the shared log
+        self._lock = threading.Lock()
+        self.current = CurrentStateReader(self._conn)
+        self.past = TemporalReader(self._conn, self.spec_of)
+        self._closed = False
+        log.add_inline_hook(InlineRunner(self.views, log.mapper))
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Bring every view up to the log (at open: a view may be new, or another handle lagged)."""
+        self.refresh(force=True)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            self._conn.close()
+
+    def check_open(self) -> None:
+        if self._closed:
+            raise Unavailable("the store is closed")
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return schema_version(self._conn)
+
+    # -- transactions and connections -------------------------------------------------------------
+
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """The read model's own connection, held exclusively for the block (for replay and tools)."""
+        self.check_open()
+        with self._lock:
+            self.check_open()
+            yield self._conn
+
+    @contextmanager
+    def synced(self) -> Iterator[sqlite3.Connection]:
+        """``connection()``, after bringing the views up to the log's head (``refresh``)."""
+        self.refresh()
+        with self.connection() as conn:
+            yield conn
+
+    @property
+    def mapper(self) -> Mapper[Any]:
+        """The log's event mapper."""
+        return self.log.mapper
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the log is the local file itself (an embedded log), not a shared log's mirror."""
+        return self.log.inline
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
+        """One write transaction on the read model's connection (``BEGIN IMMEDIATE``; lock held)."""
+        with self.connection() as conn:
+            with write_transaction(conn) as cur:
+                yield cur
+
+    def reading(self) -> sqlite3.Connection:
+        """A read-only connection of its own (SQL functions registered), for a streamed answer."""
+        self.check_open()
+        conn = read_only_connection(self.path)
+        register_functions(conn)
+        return conn
+
+    # -- catch-up ---------------------------------------------------------------------------------
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Make the views current with the log before a read (see the module docstring).
+
+        An embedded log's appends keep the views current, so only ``force`` (at open) catches
+        up; a shared log is pulled into the mirror and the views catch up every time.
+        """
+        self.check_open()
+        if self.log.inline and not force:
+            return
+        self.log.pull()
+        with self.connection() as conn:
+            catch_up(conn, self.views, self.log.mapper)
+
+    def catch_up_if_behind(self) -> None:
+        """Another handle on this file may have written with history=False, leaving the
+        history views behind the log: bring them up to date before answering from them."""
+        if not self.log.inline or not self.history:
+            return
+        names = [view.name for view in self.views]
+        with self.connection() as conn:
+            head, lowest, tracked = conn.execute(
+                "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM stored_events), MIN(position), COUNT(*) "
+                f"FROM ctrledger_tracking WHERE view IN ({', '.join('?' * len(names))})",
+                names,
+            ).fetchone()
+            if head and (tracked < len(names) or lowest < head):
+                catch_up(conn, self.views, self.log.mapper)
+
+    # -- readers ---------------------------------------------------------------------------------------
+
+    def position(self) -> int:
+        with self.connection():
+            return self.current.position()
+
+    def last_recorded(self) -> datetime | None:
+        with self.connection() as conn:
+            row = conn.execute("SELECT recorded_at FROM audit ORDER BY position DESC LIMIT 1").fetchone()
+        return None if row is None else from_micros(row[0])
+
+    def spec_of(self, topic: str, state: bytes) -> Payload:
+        """The spec of a past version, read by reference from its stored event."""
+        event = self.log.mapper.to_domain_event(StoredEvent("", 0, topic, state))
+        spec: Payload = event.spec  # type: ignore[attr-defined]
+        return spec
