@@ -86,10 +86,10 @@ def build(path: Path, events: int, rng: random.Random) -> None:
                            spec=Payload(SPEC_TYPE, rng.randbytes(256)), labels={"k": str(i % 100)})
         batch.extend(ContainerAggregate.create("default", record, Audit("bench"), now).collect_events())
         if len(batch) >= 5000:
-            store._app.append(batch)  # type: ignore[arg-type]
+            store.log.append(batch)
             batch.clear()
     if batch:
-        store._app.append(batch)  # type: ignore[arg-type]
+        store.log.append(batch)
     store.close()
 
 

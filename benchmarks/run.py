@@ -258,15 +258,9 @@ class RawSQLite:
 
 
 def store_durability(store: ctrledger.Store) -> tuple[str, int] | None:
-    """The writer connection's journal mode and synchronous level (private API; best effort)."""
+    """The writer connection's journal mode and synchronous level (an embedded log's; best effort)."""
     try:
-        datastore = store._app.recorder.datastore  # type: ignore[attr-defined]
-        with datastore.transaction(commit=False) as cur:
-            cur.execute("PRAGMA journal_mode")
-            mode = tuple(cur.fetchone())[0]
-            cur.execute("PRAGMA synchronous")
-            sync = tuple(cur.fetchone())[0]
-        return str(mode), int(sync)
+        return store.log.durability()  # type: ignore[attr-defined, no-any-return]
     except Exception:  # noqa: BLE001 - informational only
         return None
 

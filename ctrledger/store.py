@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from eventsourcing.persistence import Mapper
 
@@ -80,6 +80,10 @@ from .projections.current import CurrentStateReader
 from .projections.readmodel import ReadModel
 from .projections.runner import View
 from .projections.temporal import TemporalReader
+
+if TYPE_CHECKING:  # replay is imported when used: opening a store does not load it
+    from .replay import ExportSummary, ImportSummary, VerifyResult
+    from .replay.rebuild import Progress
 
 __all__ = ["Store", "import_", "migrate", "open", "verify"]
 
@@ -402,7 +406,7 @@ class Store:
         self._rm.catch_up_if_behind()
         return digest(self._rm)
 
-    def verify_projections(self) -> Any:
+    def verify_projections(self) -> VerifyResult:
         """Rebuild the read models into a scratch file and compare digests with the live ones."""
         from .replay import verify_projections
 
@@ -411,23 +415,23 @@ class Store:
         return verify_projections(self._rm)
 
     def export(
-        self, path: str | os.PathLike[str], *, since: Any = None, until: Any = None,
-        namespaces: Sequence[str] | None = None, progress: Any = None,
-    ) -> Any:
+        self, path: str | os.PathLike[str], *, since: Point | int | None = None, until: Point | int | None = None,
+        namespaces: Sequence[str] | None = None, progress: Progress | None = None,
+    ) -> ExportSummary:
         """Write the log (or a range of it) to a portable archive at ``path``."""
         from .replay import export
 
         self._sync()
         return export(self._rm, path, since=since, until=until, namespaces=namespaces, progress=progress)
 
-    def rebuild(self, progress: Any = None) -> int:
+    def rebuild(self, progress: Progress | None = None) -> int:
         """Rebuild every read model from the log, swapped in atomically; returns the events read."""
         from .replay import rebuild
 
         self._sync()
         return rebuild(self._rm, progress)
 
-    def replay_to(self, path: str | os.PathLike[str], *, as_of: Any) -> Path:
+    def replay_to(self, path: str | os.PathLike[str], *, as_of: Point) -> Path:
         """A new SQLite store at ``path``: this one as of ``as_of`` (a time or a Position)."""
         from .replay import replay_to
 
@@ -875,7 +879,7 @@ def _make_parent(path: str, where: str) -> None:
         raise Unavailable(f"cannot open {where!r}: {e}") from e
 
 
-def import_(path: str | os.PathLike[str], into: Store, **options: Any) -> Any:
+def import_(path: str | os.PathLike[str], into: Store, **options: Any) -> ImportSummary:
     """Load an archive written by ``Store.export`` into ``into`` (see ``ctrledger.replay.import_``)."""
     from .replay import import_ as run
 

@@ -1,10 +1,13 @@
 """The dependency rule: imports go one way only, and the domain stays pure.
 
-    errors <- domain <- persistence <- projections <- replay <- store <- cli
+    errors <- domain <- persistence <- projections <- replay <- store <- api <- (cli, testing)
 
 A module may import from its own layer and the layers to its left, never to its
 right. The domain may use only the standard library, eventsourcing's domain
 helpers and RE2 (for containerd's regex dialect): no msgpack, no sqlite, no click.
+
+The log (``persistence``) is the only home of eventsourcing's storage internals and
+the only writer of the event tables; the ``Store`` facade has no backend of its own.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ctrledger"
 LAYERS = ["errors", "domain", "persistence", "projections", "replay", "store", "api", "cli", "testing"]
+SIBLINGS = {"cli", "testing"}  # both sit on the public API; neither imports the other
 DOMAIN_THIRD_PARTY = {"eventsourcing.domain", "eventsourcing.utils", "re2"}
 
 
@@ -61,6 +65,7 @@ def test_imports_point_left_only(path: Path) -> None:
         if target is None or target == own:
             continue
         assert target in LAYERS, f"{path} imports {name}: unknown layer"
+        assert not (own in SIBLINGS and target in SIBLINGS), f"{path} ({own}) imports {name} ({target})"
         assert LAYERS.index(target) <= LAYERS.index(own), f"{path} ({own}) imports {name} ({target})"
 
 
@@ -80,3 +85,26 @@ def test_domain_imports_nothing_below_it(path: Path) -> None:
 
 def test_errors_imports_nothing_from_the_package() -> None:
     assert not [n for n in imports(PACKAGE / "errors.py") if n.startswith("ctrledger")]
+
+
+# eventsourcing's private storage API: only the log's adapters may touch it.
+PRIVATE_STORAGE_API = ["_insert_events", "_fetch_ids_after_insert_events", "_create_connection", "_sqlite_conn",
+                       ".datastore", ".recorder", "SQLiteConnectionPool"]
+EVENT_TABLE_WRITES = ["INSERT INTO stored_events", "UPDATE stored_events", "DELETE FROM stored_events"]
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_only_the_log_knows_eventsourcing_storage_internals(path: Path) -> None:
+    if path.relative_to(PACKAGE).parts[0] == "persistence":
+        return
+    text = path.read_text()
+    for name in PRIVATE_STORAGE_API + EVENT_TABLE_WRITES:
+        assert name not in text, f"{path.relative_to(PACKAGE)} uses {name!r}: that belongs to ctrledger/persistence/"
+
+
+def test_the_store_has_no_backend_branches() -> None:
+    tree = ast.parse((PACKAGE / "store.py").read_text())
+    store = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Store")
+    source = ast.get_source_segment((PACKAGE / "store.py").read_text(), store) or ""
+    for word in ("url", "postgres", "Postgres", "SQLiteLog", "sqlite3.connect", "isinstance(self._log"):
+        assert word not in source, f"Store mentions {word!r}: the log decides, the facade delegates"

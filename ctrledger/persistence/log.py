@@ -284,6 +284,15 @@ class SQLiteLog(_AppLog):
     def add_inline_hook(self, hook: InlineHook) -> None:
         self._recorder.inline_hooks.append(hook)
 
+    def durability(self) -> tuple[str, int]:
+        """The writer connection's journal mode and ``synchronous`` level (diagnostics, benchmarks)."""
+        with self._recorder.datastore.transaction(commit=False) as cur:
+            cur.execute("PRAGMA journal_mode")
+            mode = tuple(cur.fetchone())[0]
+            cur.execute("PRAGMA synchronous")
+            sync = tuple(cur.fetchone())[0]
+        return str(mode), int(sync)
+
     @property
     def inline_hooks(self) -> list[InlineHook]:
         return list(self._recorder.inline_hooks)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import sqlite_utils
 
 from ..errors import FailedPrecondition
+from ..persistence.sqlite import write_transaction
 
 __all__ = ["SCHEMA_VERSION", "ensure_schema", "schema_version"]
 
@@ -137,8 +138,7 @@ def ensure_schema(path: str) -> None:
     try:
         if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             found = schema_version(conn)
             if found > SCHEMA_VERSION:
                 raise FailedPrecondition(
@@ -154,9 +154,5 @@ def ensure_schema(path: str) -> None:
                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                 (str(SCHEMA_VERSION),),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     finally:
         conn.close()

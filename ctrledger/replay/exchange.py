@@ -39,6 +39,7 @@ from eventsourcing.persistence import StoredEvent
 from ..domain.history import Position, Version, parse_point
 from ..domain.validation import validate_namespace
 from ..errors import FailedPrecondition, InvalidArgument
+from ..persistence.sqlite import write_transaction
 from .archive import ArchiveReader, ArchiveWriter, Chunk, verify_archive
 from .log import append_stored, chain_at, check_streams, log_head, log_id
 from .rebuild import Progress, Replayable, Source, read_only, require_embedded_log, source_of, synced
@@ -335,9 +336,7 @@ def _import_group(
     preserved: bool, done: int,
 ) -> tuple[int, bool, int]:
     """Import whole chunks in one transaction; return the new head, whether positions are kept, events done."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        cur = conn.cursor()
+    with write_transaction(conn) as cur:
         now = log_head(cur)
         if now != head:
             raise FailedPrecondition(
@@ -367,10 +366,6 @@ def _import_group(
             "events=excluded.events, source_last=excluded.source_last, head=excluded.head",
             (reader.archive_id, os.path.abspath(reader.path), last.seq + 1, done, last.last, head),
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return head, preserved, done
 
 

@@ -29,6 +29,7 @@ from eventsourcing.persistence import StoredEvent
 
 from ..domain.history import Position, Version, parse_point
 from ..errors import AlreadyExists, InvalidArgument
+from ..persistence.sqlite import write_transaction
 from ..projections.schema import ensure_schema
 from .log import append_stored, create_hash_tables, log_head, log_id
 from .rebuild import BATCH, Progress, Replayable, Source, read_only, remove_database, source_of, synced
@@ -112,13 +113,8 @@ def _copy(
     while rows := cursor.fetchmany(BATCH):
         if until is not None:
             rows = [r for r in rows if _at_or_before(store, r, until)]
-        dst.execute("BEGIN IMMEDIATE")
-        try:
-            positions = append_stored(dst.cursor(), rows, head, store.views, store.mapper)
-            dst.execute("COMMIT")
-        except BaseException:
-            dst.execute("ROLLBACK")
-            raise
+        with write_transaction(dst) as cur:
+            positions = append_stored(cur, rows, head, store.views, store.mapper)
         head = positions[-1] if positions else head
         if progress is not None:
             progress(head, upto)

@@ -181,9 +181,7 @@ def build_views(
         "SELECT COUNT(*) FROM stored_events WHERE rowid > ? AND rowid <= ?", (start, upto)).fetchone()[0])
     total = done + remaining
     for events, positions in read_log(log, mapper, start, upto + 1, batch=batch):
-        target.execute("BEGIN IMMEDIATE")
-        try:
-            cur = target.cursor()
+        with write_transaction(target) as cur:
             for view in views:
                 skip = sum(1 for p in positions if p <= tracked[view.name])
                 if skip < len(positions):
@@ -192,10 +190,6 @@ def build_views(
             done += len(events)
             _set_meta(cur, "rebuild_events", str(done))
             _set_meta(cur, "rebuild_anchor", _anchor(log, positions[-1]))
-            target.execute("COMMIT")
-        except BaseException:
-            target.execute("ROLLBACK")
-            raise
         if progress is not None:
             progress(done, total)
     return done
