@@ -4,7 +4,7 @@ The public API is what ``__all__`` lists; everything else is private and may cha
 """
 
 from .domain.history import AuditRecord, Change, Diff, FieldChange, HistoryEntry, Position, Version
-from .domain.model import Container, Payload, Runtime
+from .domain.model import Container, Payload, Resources, Runtime, Status
 from .errors import (
     AlreadyExists,
     Conflict,
@@ -41,7 +41,9 @@ __all__ = [
     "Payload",
     "Position",
     "Problem",
+    "Resources",
     "Runtime",
+    "Status",
     "Store",
     "StoreError",
     "Unavailable",

@@ -13,6 +13,12 @@ reason, expected_version)``                                 bad path, invalid re
                                                             Conflict
 ``delete(id, *, namespace, actor, reason,                   NotFound, Conflict
 expected_version)``
+``started(id, *, pid, at, ...)``                            the status lifecycle (CRI): NotFound (no
+``exited(id, *, exit_code, at, reason, message, ...)``      such live container), FailedPrecondition
+``paused(id, *, at, ...)`` / ``resumed(id, *, at, ...)``    (not in a state that allows it),
+``update_resources(id, resources, *, at, ...)``             InvalidArgument (bad pid, exit code,
+                                                            resources, or ``at`` before the last
+                                                            status change), Conflict
 ``history`` / ``diff`` / ``changes`` / ``audit``            NotFound (a name that never existed),
                                                             InvalidArgument (bad points, kinds),
                                                             FailedPrecondition (history=False)
@@ -53,7 +59,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from eventsourcing.persistence import Mapper
 
-from .domain.container import EVENT_CLASSES, ContainerAggregate, stream_id
+from .domain.container import EVENT_CLASSES, ContainerAggregate, check_exit_code, check_pid, check_text, stream_id
 from .domain.fieldpaths import merge_update
 from .domain.filters import match_fields, parse_filters
 from .domain.history import (
@@ -68,7 +74,7 @@ from .domain.history import (
     event_changes,
     parse_point,
 )
-from .domain.model import Audit, Container
+from .domain.model import Audit, Container, Resources
 from .domain.validation import check_record, drop_empty_labels, go_quote, record_problem, validate_namespace
 from .errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, StoreError, Unavailable
 from .persistence import integrity
@@ -342,7 +348,7 @@ class Store:
                 after = self._rm.past.get_at(ns, cid, end)
             if flt is not None and not any(
                 c is not None and match_fields(
-                    flt, id=c.id, image=c.image, runtime_name=c.runtime.name, labels=c.labels)
+                    flt, id=c.id, image=c.image, runtime_name=c.runtime.name, labels=c.labels, status=c.status)
                 for c in (before, after)
             ):
                 continue
@@ -650,6 +656,138 @@ class Store:
         now = self._clock()
         self._modify(ns, id, "delete", expected_version, lambda agg: agg.delete(audit, now))
 
+    # -- the status lifecycle (CRI's container status) -----------------------------
+    #
+    # Each call appends one event to the container's stream, with the same audit data as
+    # the other writes. ``at`` (an aware datetime or an ISO-8601 string) is when it happened,
+    # as the runtime reports it; None: now (the store's clock). It may not be earlier than
+    # the container's last status change. Nothing is written when a call is refused.
+
+    def started(
+        self,
+        id: str,  # noqa: A002
+        *,
+        pid: int,
+        at: datetime | str | None = None,
+        namespace: str | None = "default",
+        actor: str | None = None,
+        reason: str | None = None,
+        expected_version: int | None = None,
+        correlation_id: str | None = None,
+    ) -> Container:
+        """The container's process started with ``pid`` (a uint32): CREATED or EXITED -> RUNNING.
+
+        A start after an exit begins a new run (``status.runs`` counts them) and clears the
+        last exit's code, reason and message. ``FailedPrecondition`` if it is running.
+        """
+        ns = validate_namespace(namespace)
+        checked_pid, when = check_pid(pid), _parse_at(at)
+        audit = self._audit(actor, reason, correlation_id, ())
+        now = self._clock()
+        return self._modify(
+            ns, id, "start", expected_version, lambda agg: agg.start(checked_pid, when, audit, now)
+        ).to_container()
+
+    def exited(
+        self,
+        id: str,  # noqa: A002
+        *,
+        exit_code: int,
+        at: datetime | str | None = None,
+        reason: str | None = None,
+        message: str | None = None,
+        namespace: str | None = "default",
+        actor: str | None = None,
+        audit_reason: str | None = None,
+        expected_version: int | None = None,
+        correlation_id: str | None = None,
+    ) -> Container:
+        """The container's process exited with ``exit_code`` (an int32): RUNNING -> EXITED.
+
+        ``reason`` is CRI's (``OOMKilled``...); without one it is ``Completed`` for code 0 and
+        ``Error`` for any other, as CRI reports it. ``audit_reason`` is why, for the audit
+        (the ``reason`` of the other writes). ``FailedPrecondition`` if it is not running.
+        """
+        ns = validate_namespace(namespace)
+        code, when = check_exit_code(exit_code), _parse_at(at)
+        exit_why, text = check_text("reason", reason), check_text("message", message)
+        audit = self._audit(actor, audit_reason, correlation_id, ())
+        now = self._clock()
+        return self._modify(
+            ns, id, "exit", expected_version, lambda agg: agg.exit(code, exit_why, text, when, audit, now)
+        ).to_container()
+
+    def paused(
+        self,
+        id: str,  # noqa: A002
+        *,
+        at: datetime | str | None = None,
+        namespace: str | None = "default",
+        actor: str | None = None,
+        reason: str | None = None,
+        expected_version: int | None = None,
+        correlation_id: str | None = None,
+    ) -> Container:
+        """The running container was paused (its state stays RUNNING; ``status.paused`` is set).
+
+        ``FailedPrecondition`` if it is not running, or already paused.
+        """
+        ns = validate_namespace(namespace)
+        when = _parse_at(at)
+        audit = self._audit(actor, reason, correlation_id, ())
+        now = self._clock()
+        return self._modify(ns, id, "pause", expected_version, lambda agg: agg.pause(when, audit, now)).to_container()
+
+    def resumed(
+        self,
+        id: str,  # noqa: A002
+        *,
+        at: datetime | str | None = None,
+        namespace: str | None = "default",
+        actor: str | None = None,
+        reason: str | None = None,
+        expected_version: int | None = None,
+        correlation_id: str | None = None,
+    ) -> Container:
+        """The paused container was resumed. ``FailedPrecondition`` if it is not paused."""
+        ns = validate_namespace(namespace)
+        when = _parse_at(at)
+        audit = self._audit(actor, reason, correlation_id, ())
+        now = self._clock()
+        return self._modify(
+            ns, id, "resume", expected_version, lambda agg: agg.resume(when, audit, now)
+        ).to_container()
+
+    def update_resources(
+        self,
+        id: str,  # noqa: A002
+        resources: Resources,
+        *,
+        at: datetime | str | None = None,
+        namespace: str | None = "default",
+        actor: str | None = None,
+        reason: str | None = None,
+        expected_version: int | None = None,
+        correlation_id: str | None = None,
+    ) -> Container:
+        """Set the container's resources to ``resources`` (CRI ``UpdateContainerResources``).
+
+        Allowed while CREATED or RUNNING (``FailedPrecondition`` once EXITED); the event
+        records the fields that changed.
+        """
+        ns = validate_namespace(namespace)
+        if not isinstance(resources, Resources):
+            raise InvalidArgument(
+                f"expected ctrledger.Resources, not {type(resources).__name__}: invalid argument"
+            )
+        when = _parse_at(at)
+        audit = self._audit(actor, reason, correlation_id, ())
+        now = self._clock()
+        return self._modify(
+            ns, id, "update resources of", expected_version,
+            lambda agg: agg.update_resources(resources, when, audit, now),
+        ).to_container()
+
     # -- internals ------------------------------------------------------------
 
     def _audit(
@@ -764,6 +902,16 @@ class Store:
             raise
         self._remember(agg.id, agg)
         return True
+
+
+def _parse_at(at: object) -> datetime | None:
+    """``at`` of a status call: None, or an aware datetime / ISO-8601 string (UTC)."""
+    if at is None:
+        return None
+    parsed = parse_point(at, "at")
+    if not isinstance(parsed, datetime):
+        raise InvalidArgument("at must be a time (a datetime or an ISO-8601 string): invalid argument")
+    return parsed
 
 
 def _describe(point: datetime | Version | Position) -> str:

@@ -18,37 +18,59 @@ event (stable topic)     carries
 ``ExtensionsChanged``    extensions set, extensions removed
 ``Touched``              nothing: an update that changed no field
 ``Deleted``              nothing
+``Started``              the pid and the start time (a new run)
+``Exited``               the exit code, the reason, the message, the exit time
+``Paused``               the time it was paused
+``Resumed``              the time it was resumed
+``ResourcesUpdated``     the time, and the resource fields that changed (new values)
 =======================  ==================================================
 
 Every event also carries the operation's ``Audit`` (actor, reason, correlation
 id, field paths, client). All events of one operation share one timestamp.
 Applying an event reads nothing but the event.
+
+The last five are the status lifecycle (CRI's container status): they change
+``Container.status`` and the stream version, never the metadata nor ``updated_at``.
+Their times (``started_at``, ``at``...) are the times the runtime reported; the event
+timestamp is when the ledger recorded it. Transitions (see ``ContainerAggregate.start``
+and its neighbours) follow CRI's state machine: CREATED -> RUNNING -> EXITED, and an
+exited container may start again (a new run).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from eventsourcing.domain import BaseAggregate, CanMutateAggregate
 from eventsourcing.utils import register_topic
 
-from .model import Audit, Container, Payload, Runtime
+from ..errors import FailedPrecondition, InvalidArgument
+from .model import RESOURCE_FIELDS, Audit, Container, Payload, Resources, Runtime, Status
+from .validation import go_quote
 
 __all__ = [
     "EVENT_CLASSES",
     "ContainerAggregate",
     "ContainerEvent",
+    "STATUS_EVENT_CLASSES",
     "Created",
     "Deleted",
+    "Exited",
     "ExtensionsChanged",
     "ImageChanged",
     "LabelsChanged",
+    "Paused",
+    "ResourcesUpdated",
+    "Resumed",
     "SnapshotKeyChanged",
     "SpecUpdated",
+    "Started",
+    "StatusEvent",
     "Touched",
+    "exit_reason",
     "stream_id",
 ]
 
@@ -128,6 +150,8 @@ class Created(ContainerEvent):
         a.sandbox = self.sandbox
         a.created_at = self.timestamp
         a.updated_at = self.timestamp
+        a.status = Status(created_at=self.timestamp)
+        a.status_at = self.timestamp
 
 
 @dataclass(frozen=True)
@@ -225,6 +249,120 @@ class Deleted(ContainerEvent):
         aggregate.deleted = True
 
 
+@dataclass(frozen=True)
+class StatusEvent(ContainerEvent):
+    """Base of the status lifecycle events: they change ``status``, never ``updated_at``."""
+
+    TOPIC: ClassVar[str] = "ctrledger.container.StatusEvent"
+
+    def next_status(self, status: Status) -> Status:  # pragma: no cover - every event overrides
+        """The status this event makes of ``status`` (pure: the apply and the history both use it)."""
+        raise NotImplementedError
+
+    def status_time(self) -> datetime:  # pragma: no cover - every event overrides
+        """The time the runtime reported for this change."""
+        raise NotImplementedError
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate.status = self.next_status(aggregate.status)
+        aggregate.status_at = self.status_time()
+
+
+@dataclass(frozen=True)
+class Started(StatusEvent):
+    """The container's process started (a new run): its pid and when it started.
+
+    Clears what the previous run left (finish time, exit code, reason, message).
+    """
+
+    pid: int
+    started_at: datetime
+
+    TOPIC: ClassVar[str] = "ctrledger.container.Started"
+
+    def status_time(self) -> datetime:
+        return self.started_at
+
+    def next_status(self, status: Status) -> Status:
+        return Status(
+            pid=self.pid, created_at=status.created_at, started_at=self.started_at, resources=status.resources,
+            runs=status.runs + 1,
+        )
+
+
+@dataclass(frozen=True)
+class Exited(StatusEvent):
+    """The container's process exited: its exit code, reason, message and when."""
+
+    exit_code: int
+    reason: str
+    message: str
+    finished_at: datetime
+
+    TOPIC: ClassVar[str] = "ctrledger.container.Exited"
+
+    def status_time(self) -> datetime:
+        return self.finished_at
+
+    def next_status(self, status: Status) -> Status:
+        return replace(
+            status, pid=0, finished_at=self.finished_at, exit_code=self.exit_code, reason=self.reason,
+            message=self.message, paused=False,
+        )
+
+
+@dataclass(frozen=True)
+class Paused(StatusEvent):
+    """The running container was paused (its state stays RUNNING, as in CRI)."""
+
+    at: datetime
+
+    TOPIC: ClassVar[str] = "ctrledger.container.Paused"
+
+    def status_time(self) -> datetime:
+        return self.at
+
+    def next_status(self, status: Status) -> Status:
+        return replace(status, paused=True)
+
+
+@dataclass(frozen=True)
+class Resumed(StatusEvent):
+    """The paused container was resumed."""
+
+    at: datetime
+
+    TOPIC: ClassVar[str] = "ctrledger.container.Resumed"
+
+    def status_time(self) -> datetime:
+        return self.at
+
+    def next_status(self, status: Status) -> Status:
+        return replace(status, paused=False)
+
+
+@dataclass(frozen=True)
+class ResourcesUpdated(StatusEvent):
+    """The container's resources were updated (CRI ``UpdateContainerResources``).
+
+    ``changed`` holds the new value of each field that changed (``hugepage_limits`` as a
+    tuple of ``(page_size, limit)`` pairs, ``unified`` as a map).
+    """
+
+    at: datetime
+    changed: Mapping[str, Any]
+
+    TOPIC: ClassVar[str] = "ctrledger.container.ResourcesUpdated"
+
+    def status_time(self) -> datetime:
+        return self.at
+
+    def next_status(self, status: Status) -> Status:
+        return replace(status, resources=replace(status.resources, **self.changed))
+
+
+STATUS_EVENT_CLASSES: tuple[type[StatusEvent], ...] = (Started, Exited, Paused, Resumed, ResourcesUpdated)
+
 EVENT_CLASSES: tuple[type[ContainerEvent], ...] = (
     Created,
     LabelsChanged,
@@ -234,7 +372,49 @@ EVENT_CLASSES: tuple[type[ContainerEvent], ...] = (
     ExtensionsChanged,
     Touched,
     Deleted,
+    *STATUS_EVENT_CLASSES,
 )
+
+_UINT32 = (1 << 32) - 1
+_INT32 = (-(1 << 31), (1 << 31) - 1)
+
+
+def exit_reason(exit_code: int, reason: str | None) -> str:
+    """The reason CRI reports for an exit: the one given, else ``Completed`` for 0, else ``Error``."""
+    if reason:
+        return reason
+    return "Completed" if exit_code == 0 else "Error"
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def check_pid(pid: object) -> int:
+    """``pid`` if it is a uint32, else ``InvalidArgument``."""
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        raise InvalidArgument(f"pid must be an integer, not {type(pid).__name__}: invalid argument")
+    if not 0 <= pid <= _UINT32:
+        raise InvalidArgument(f"pid {pid} is out of range for a uint32: invalid argument")
+    return pid
+
+
+def check_exit_code(code: object) -> int:
+    """``code`` if it is an int32, else ``InvalidArgument``."""
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise InvalidArgument(f"exit_code must be an integer, not {type(code).__name__}: invalid argument")
+    if not _INT32[0] <= code <= _INT32[1]:
+        raise InvalidArgument(f"exit_code {code} is out of range for an int32: invalid argument")
+    return code
+
+
+def check_text(name: str, value: object) -> str:
+    """``value`` (``None``: ``""``) if it is a string, else ``InvalidArgument``."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{name} must be a string, not {type(value).__name__}: invalid argument")
+    return value
 
 
 def _map_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
@@ -265,6 +445,8 @@ class ContainerAggregate(BaseAggregate[str]):
         self.sandbox: str = ""
         self.created_at: datetime = datetime.min
         self.updated_at: datetime = datetime.min
+        self.status: Status = Status()
+        self.status_at: datetime = datetime.min  # the time of the last status change (or creation)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ContainerAggregate:
         # The repository's cache hands out deep copies. Every value held here is
@@ -326,6 +508,82 @@ class ContainerAggregate(BaseAggregate[str]):
         """Mark the container deleted."""
         self.trigger_event(Deleted, timestamp=self._next_timestamp(timestamp), audit=audit)
 
+    # -- the status lifecycle ---------------------------------------------
+    #
+    # Each command checks the transition against the current status and raises
+    # FailedPrecondition (wrong state) or InvalidArgument (``at`` before the last status
+    # change) before anything is emitted. ``at=None``: the operation's time.
+
+    def start(self, pid: int, at: datetime | None, audit: Audit, timestamp: datetime) -> None:
+        """The process started: CREATED or EXITED -> RUNNING (a start after an exit is a new run)."""
+        if self.status.state == "RUNNING":
+            self._refuse("start", f"container is in CONTAINER_{self.status.state} state")
+        ts = self._next_timestamp(timestamp)
+        self.trigger_event(Started, timestamp=ts, audit=audit, pid=pid, started_at=self._status_time(at, ts))
+
+    def exit(
+        self, exit_code: int, reason: str | None, message: str, at: datetime | None, audit: Audit,
+        timestamp: datetime,
+    ) -> None:
+        """The process exited: RUNNING (paused or not) -> EXITED; the reason defaults as CRI's."""
+        if self.status.state != "RUNNING":
+            self._refuse("exit", f"container is in CONTAINER_{self.status.state} state")
+        ts = self._next_timestamp(timestamp)
+        self.trigger_event(
+            Exited, timestamp=ts, audit=audit, exit_code=exit_code, reason=exit_reason(exit_code, reason),
+            message=message, finished_at=self._status_time(at, ts),
+        )
+
+    def pause(self, at: datetime | None, audit: Audit, timestamp: datetime) -> None:
+        """A running container was paused."""
+        if self.status.state != "RUNNING":
+            self._refuse("pause", f"container is in CONTAINER_{self.status.state} state")
+        if self.status.paused:
+            self._refuse("pause", "container is already paused")
+        ts = self._next_timestamp(timestamp)
+        self.trigger_event(Paused, timestamp=ts, audit=audit, at=self._status_time(at, ts))
+
+    def resume(self, at: datetime | None, audit: Audit, timestamp: datetime) -> None:
+        """A paused container was resumed."""
+        if self.status.state != "RUNNING":
+            self._refuse("resume", f"container is in CONTAINER_{self.status.state} state")
+        if not self.status.paused:
+            self._refuse("resume", "container is not paused")
+        ts = self._next_timestamp(timestamp)
+        self.trigger_event(Resumed, timestamp=ts, audit=audit, at=self._status_time(at, ts))
+
+    def update_resources(self, resources: Resources, at: datetime | None, audit: Audit, timestamp: datetime) -> None:
+        """Replace the resources (CRI: a CREATED or RUNNING container); only changed fields are recorded.
+
+        Resources equal to the current ones still record an event (with nothing changed),
+        as an update that changes nothing still moves a metadata update's version.
+        """
+        if self.status.state not in ("CREATED", "RUNNING"):
+            self._refuse("update resources of", f"container is in CONTAINER_{self.status.state} state")
+        old = self.status.resources
+        changed = {name: getattr(resources, name) for name in RESOURCE_FIELDS
+                   if getattr(resources, name) != getattr(old, name)}
+        if "unified" in changed:
+            changed["unified"] = dict(changed["unified"])
+        ts = self._next_timestamp(timestamp)
+        self.trigger_event(ResourcesUpdated, timestamp=ts, audit=audit, at=self._status_time(at, ts),
+                           changed=changed)
+
+    def _refuse(self, operation: str, why: str) -> None:
+        raise FailedPrecondition(
+            f"failed to {operation} container {go_quote(self.container_id)}: {why}: failed precondition"
+        )
+
+    def _status_time(self, at: datetime | None, ts: datetime) -> datetime:
+        if at is None:
+            return ts if ts >= self.status_at else self.status_at
+        if at < self.status_at:
+            raise InvalidArgument(
+                f"at {_iso(at)} is earlier than the last status change of {go_quote(self.container_id)} "
+                f"({_iso(self.status_at)}): invalid argument"
+            )
+        return at
+
     # -- queries ----------------------------------------------------------
 
     def to_container(self) -> Container:
@@ -343,6 +601,7 @@ class ContainerAggregate(BaseAggregate[str]):
             extensions=dict(self.extensions),
             sandbox=self.sandbox,
             version=self.version,
+            status=self.status,
         )
 
     def _next_timestamp(self, timestamp: datetime) -> datetime:
@@ -381,6 +640,6 @@ def _created(
     )
 
 
-_TOPICAL: tuple[Any, ...] = (ContainerEvent, *EVENT_CLASSES, ContainerAggregate)
+_TOPICAL: tuple[Any, ...] = (ContainerEvent, StatusEvent, *EVENT_CLASSES, ContainerAggregate)
 for _cls in _TOPICAL:
     register_topic(_cls.TOPIC, _cls)

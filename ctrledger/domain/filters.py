@@ -79,14 +79,22 @@ __all__ = [
     "FieldKind",
     "Filter",
     "OPERATORS",
+    "STATUS_FIELDS",
     "Selector",
+    "status_values",
     "classify",
     "match_fields",
     "parse",
     "parse_filters",
 ]
 
-FieldKind = Literal["id", "image", "runtime.name", "label", "absent"]
+FieldKind = Literal[
+    "id", "image", "runtime.name", "label", "absent",
+    "status.state", "status.reason", "status.exit_code", "status.pid", "status.paused",
+]
+
+#: The status fields a filter can read (``status.<field>``); any other ``status.*`` is absent.
+STATUS_FIELDS: Final = ("state", "reason", "exit_code", "pid", "paused")
 
 #: The operators a selector can carry; ``""`` is the presence test.
 OPERATORS: Final = ("", "==", "!=", "~=")
@@ -443,7 +451,15 @@ def classify(fieldpath: tuple[str, ...]) -> tuple[FieldKind, str | None]:
         return "absent", None
     if head == "labels" and len(fieldpath) >= 2:
         return "label", ".".join(fieldpath[1:])
+    if head == "status" and len(fieldpath) >= 2 and fieldpath[1] in STATUS_FIELDS:
+        return _STATUS_KINDS[fieldpath[1]], None
     return "absent", None
+
+
+_STATUS_KINDS: Final[dict[str, FieldKind]] = {
+    "state": "status.state", "reason": "status.reason", "exit_code": "status.exit_code",
+    "pid": "status.pid", "paused": "status.paused",
+}
 
 
 def _is_plain_field(segment: str) -> bool:
@@ -562,11 +578,46 @@ class Filter:
         return any(c.matches(lookup) for c in self.any_of)
 
 
-def match_fields(f: Filter, *, id: str, image: str, runtime_name: str, labels: Mapping[str, str]) -> bool:
-    """Whether a container with these fields passes ``f`` (containerd's container adaptor)."""
+def status_values(status: Any) -> dict[str, tuple[str, bool]]:
+    """What a filter reads from a ``Status``, by field kind: ``(value, present)``.
+
+    ==================  =========================================  ==========================
+    field               value                                      present when
+    ==================  =========================================  ==========================
+    ``status.state``    ``CREATED``, ``RUNNING``, ``EXITED``,      always
+                        ``UNKNOWN``
+    ``status.reason``   the reason (``Completed``, ``OOMKilled``)  not empty
+    ``status.exit_code````137`` (decimal, ``-1`` for negatives)    the state is EXITED
+    ``status.pid``      ``4242`` (decimal)                         not 0
+    ``status.paused``   ``true`` or ``false``                      always
+    ==================  =========================================  ==========================
+
+    As for every field, ``!=`` and ``~=`` see an absent value as ``""``.
+    """
+    exited = status.finished_at is not None
+    return {
+        "status.state": (status.state, True),
+        "status.reason": (status.reason, status.reason != ""),
+        "status.exit_code": (str(status.exit_code) if exited else "", exited),
+        "status.pid": (str(status.pid) if status.pid else "", status.pid != 0),
+        "status.paused": ("true" if status.paused else "false", True),
+    }
+
+
+_NO_STATUS: Final = {kind: ("", False) for kind in _STATUS_KINDS.values()}
+
+
+def match_fields(
+    f: Filter, *, id: str, image: str, runtime_name: str, labels: Mapping[str, str], status: Any = None,
+) -> bool:
+    """Whether a container with these fields passes ``f`` (containerd's container adaptor,
+    and the status fields of :func:`status_values`; ``status=None``: every status field absent)."""
+    statuses = _NO_STATUS if status is None else status_values(status)
 
     def lookup(sel: Selector) -> tuple[str, bool]:
         kind = sel.kind
+        if kind in statuses:
+            return statuses[kind]
         if kind == "id":
             return id, id != ""
         if kind == "image":

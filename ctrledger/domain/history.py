@@ -21,8 +21,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import InvalidArgument
-from .container import Created, ExtensionsChanged, ImageChanged, LabelsChanged, SnapshotKeyChanged, SpecUpdated
-from .model import Container, Payload, Runtime
+from .container import (
+    Created,
+    ExtensionsChanged,
+    ImageChanged,
+    LabelsChanged,
+    SnapshotKeyChanged,
+    SpecUpdated,
+    StatusEvent,
+)
+from .model import RESOURCE_FIELDS, Container, Payload, Runtime, Status
 
 __all__ = [
     "AuditRecord",
@@ -34,6 +42,7 @@ __all__ = [
     "Position",
     "Version",
     "diff_containers",
+    "diff_status",
     "event_changes",
     "parse_point",
     "to_json_value",
@@ -100,20 +109,7 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, Runtime):
         return {"name": value.name, "options": to_json_value(value.options)}
     if isinstance(value, Container):
-        return {
-            "id": value.id,
-            "labels": dict(value.labels),
-            "image": value.image,
-            "runtime": to_json_value(value.runtime),
-            "spec": to_json_value(value.spec),
-            "snapshotter": value.snapshotter,
-            "snapshot_key": value.snapshot_key,
-            "extensions": {k: to_json_value(v) for k, v in value.extensions.items()},
-            "sandbox": value.sandbox,
-            "created_at": to_json_value(value.created_at),
-            "updated_at": to_json_value(value.updated_at),
-            "version": value.version,
-        }
+        return value.to_dict()
     if isinstance(value, Mapping):
         return {str(k): to_json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -150,8 +146,53 @@ def _map_changes(prefix: str, old: Mapping[str, Any], new: Mapping[str, Any]) ->
 _SCALARS = ("image", "runtime", "spec", "snapshotter", "snapshot_key", "sandbox")
 
 
+def status_fields(s: Status) -> dict[str, Any]:
+    """The status as field paths and values, ``None`` for what is absent (as the filters see it):
+    a pid of 0, an exit code while not EXITED, an empty reason or message, a resource not set."""
+    out: dict[str, Any] = {
+        "status.state": s.state,
+        "status.pid": s.pid or None,
+        "status.started_at": s.started_at,
+        "status.finished_at": s.finished_at,
+        "status.exit_code": s.exit_code if s.finished_at is not None else None,
+        "status.reason": s.reason or None,
+        "status.message": s.message or None,
+        "status.paused": s.paused,
+        "status.runs": s.runs,
+    }
+    for name in RESOURCE_FIELDS:
+        value = getattr(s.resources, name)
+        out[f"status.resources.{name}"] = value or None
+    return out
+
+
+_NEVER_STARTED = status_fields(Status(created_at=datetime(1970, 1, 1, tzinfo=UTC)))
+
+
+def diff_status(old: Status | None, new: Status | None) -> list[FieldChange]:
+    """Field-level status changes (``status.<field>``, resources as ``status.resources.<field>``).
+
+    ``None`` on a side means the container did not exist: the other side's fields that
+    differ from a never-started container's are listed against ``None``.
+    """
+    before = status_fields(old) if old is not None else None
+    after = status_fields(new) if new is not None else None
+    out = []
+    for name in _NEVER_STARTED:
+        if before is None or after is None:
+            present = after if after is not None else before
+            assert present is not None
+            if present[name] != _NEVER_STARTED[name]:
+                out.append(FieldChange(name, None if before is None else present[name],
+                                       None if after is None else present[name]))
+        elif before[name] != after[name]:
+            out.append(FieldChange(name, before[name], after[name]))
+    return out
+
+
 def diff_containers(old: Container | None, new: Container | None) -> list[FieldChange]:
-    """Field-level changes from ``old`` to ``new`` (labels and extensions key by key).
+    """Field-level changes from ``old`` to ``new`` (labels and extensions key by key, then the
+    status field by field: see ``diff_status``).
 
     ``None`` on either side means the container did not exist; then every field of
     the other side is listed against ``None``.
@@ -166,6 +207,8 @@ def diff_containers(old: Container | None, new: Container | None) -> list[FieldC
     changes += _map_changes(
         "extensions", old.extensions if old else empty, new.extensions if new else empty
     )
+    if old is not None or new is not None:
+        changes += diff_status(old.status if old else None, new.status if new else None)
     return changes
 
 
@@ -255,7 +298,7 @@ def event_changes(event: Any, before: Any) -> tuple[FieldChange, ...]:
         fresh = Container(
             id=event.container_id, labels=event.labels, image=event.image, runtime=event.runtime,
             spec=event.spec, snapshotter=event.snapshotter, snapshot_key=event.snapshot_key,
-            extensions=event.extensions, sandbox=event.sandbox,
+            extensions=event.extensions, sandbox=event.sandbox, status=Status(created_at=event.timestamp),
         )
         return tuple(diff_containers(None, fresh))
     if isinstance(event, LabelsChanged):
@@ -274,4 +317,6 @@ def event_changes(event: Any, before: Any) -> tuple[FieldChange, ...]:
         return (FieldChange("spec", before.spec, event.spec),)
     if isinstance(event, SnapshotKeyChanged):
         return (FieldChange("snapshot_key", before.snapshot_key, event.snapshot_key),)
+    if isinstance(event, StatusEvent):
+        return tuple(diff_status(before.status, event.next_status(before.status)))
     return ()

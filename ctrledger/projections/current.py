@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..domain.container import (
+    STATUS_EVENT_CLASSES,
     ContainerEvent,
     Created,
     Deleted,
@@ -28,12 +29,14 @@ from ..domain.container import (
     LabelsChanged,
     SnapshotKeyChanged,
     SpecUpdated,
+    StatusEvent,
     Touched,
 )
 from ..domain.filters import Filter
 from ..domain.model import Container, Payload, Runtime
 from ..persistence.transcoder import packb, unpackb
 from .sqlfilter import compile_filter, register_functions
+from .statuscols import STATUS_COLUMNS, columns_of, status_of
 
 __all__ = ["CurrentStateReader", "CurrentStateView", "advance_tracking", "from_micros", "micros", "row_to_container"]
 
@@ -87,6 +90,7 @@ class CurrentStateView:
             ExtensionsChanged: self._extensions_changed,
             Touched: self._touched,
             Deleted: self._deleted,
+            **{cls: self._status_changed for cls in STATUS_EVENT_CLASSES},
         }
 
     def process(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None:
@@ -187,10 +191,23 @@ class CurrentStateView:
         cur.execute("DELETE FROM containers WHERE namespace=? AND id=?", (ns, cid))
         cur.execute("DELETE FROM labels WHERE namespace=? AND id=?", (ns, cid))
 
+    def _status_changed(self, cur: sqlite3.Cursor, e: StatusEvent) -> None:
+        # The status after the event, from the status before it (the row) and the event
+        # alone: the same pure step the aggregate applies. ``updated_at`` stays.
+        ns, cid = self._key(e)
+        row = cur.execute(
+            f"SELECT created_at, {', '.join(STATUS_COLUMNS)} FROM containers WHERE namespace=? AND id=?", (ns, cid)
+        ).fetchone()
+        columns = columns_of(e.next_status(status_of(row[1:], from_micros(row[0]))))
+        cur.execute(
+            f"UPDATE containers SET {''.join(f'{c}=?, ' for c in columns)}version=? WHERE namespace=? AND id=?",
+            (*columns.values(), e.originator_version, ns, cid),
+        )
+
 
 _COLUMNS = (
     "id, version, image, runtime_name, runtime_options, spec_type_url, spec_value, "
-    "snapshotter, snapshot_key, sandbox, labels, extensions, created_at, updated_at"
+    "snapshotter, snapshot_key, sandbox, labels, extensions, created_at, updated_at, " + ", ".join(STATUS_COLUMNS)
 )
 
 
@@ -217,9 +234,11 @@ def _runtime(name: str, options: bytes | None) -> Runtime:
 def row_to_container(row: Sequence[Any], spec: Payload) -> Container:
     """A record from a row of ``id, version, image, runtime_name, runtime_options, <spec: 2
     columns>, snapshotter, snapshot_key, sandbox, labels, extensions, created_at, updated_at``
-    (the spec already decoded by the caller: its columns differ between read models)."""
+    and the status columns (``STATUS_COLUMNS``) (the spec already decoded by the caller: its
+    columns differ between read models)."""
     (cid, version, image, runtime_name, runtime_options, _, _,
-     snapshotter, snapshot_key, sandbox, labels, extensions, created_at, updated_at) = row
+     snapshotter, snapshot_key, sandbox, labels, extensions, created_at, updated_at) = row[:14]
+    created = from_micros(created_at)
     return Container.trusted(
         id=cid,
         labels=unpackb(labels),
@@ -228,11 +247,12 @@ def row_to_container(row: Sequence[Any], spec: Payload) -> Container:
         spec=spec,
         snapshotter=snapshotter,
         snapshot_key=snapshot_key,
-        created_at=from_micros(created_at),
+        created_at=created,
         updated_at=from_micros(updated_at),
         extensions={} if extensions == _EMPTY_MAP else unpackb(extensions),
         sandbox=sandbox,
         version=version,
+        status=status_of(row[14:], created),
     )
 
 

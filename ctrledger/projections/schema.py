@@ -10,6 +10,10 @@ Version history (``ctrledger_meta.read_model_schema``):
   event that set it), ``label_spans`` (each label value's validity), ``audit`` (one
   row per event: who, why, which operation). A version-1 database is upgraded in place; the
   new views then catch up from the log.
+* 3: the status columns (``ctrledger.projections.statuscols``) in ``containers`` and
+  ``versions``, and indexes on ``containers`` for the status filters. A version-2 database
+  gets the columns with their defaults (CREATED, never started): what a replay of a log
+  without status events gives, so nothing needs to catch up.
 
 A database written by a newer ctrledger (a higher version) is refused with a clear
 error rather than misread; an older one is upgraded by the steps in ``MIGRATIONS``.
@@ -24,10 +28,11 @@ import sqlite_utils
 
 from ..errors import FailedPrecondition
 from ..persistence.sqlite import write_transaction
+from .statuscols import STATUS_COLUMN_TYPES
 
 __all__ = ["SCHEMA_VERSION", "ensure_schema", "schema_version"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _create_clustered(
@@ -112,8 +117,20 @@ def _create_v2(db: sqlite_utils.Database) -> None:
     db.table("audit").create_index(["correlation_id"], if_not_exists=True)
 
 
+def _add_status_v3(db: sqlite_utils.Database) -> None:
+    for table in ("containers", "versions"):
+        existing = set(db.table(table).columns_dict)
+        for name, (kind, default) in STATUS_COLUMN_TYPES.items():
+            if name not in existing:
+                db.table(table).add_column(name, kind, not_null_default=default)
+    containers = db.table("containers")
+    containers.create_index(["namespace", "status_state", "id"], if_not_exists=True)
+    for column in ("status_reason", "status_exit_code", "status_pid"):
+        containers.create_index(["namespace", column], if_not_exists=True)
+
+
 # version reached -> step from the version before it
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _create_v1, 2: _create_v2}
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _create_v1, 2: _create_v2, 3: _add_status_v3}
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

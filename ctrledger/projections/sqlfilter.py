@@ -7,6 +7,11 @@ from fixed fragments. The semantics are those of the pure matcher in
 * ``id``, ``image``, ``runtime.name`` are columns; absent means ``''``.
 * ``labels.<key>`` is looked up in the label index. A selector that also matches
   an absent label (``!=``, or a regex matching ``""``) adds "or no such label".
+* ``status.state`` and ``status.reason`` are text columns (absent means ``''``);
+  ``status.pid`` and ``status.exit_code`` integer columns, NULL when absent, compared as
+  integers when the value is an integer's decimal form (anything else can equal no
+  value); ``status.paused`` a 0/1 column read as ``true``/``false``. Each is indexed
+  (state with the ID, so a state filter also gives the order).
 * any other field is always absent, so the selector is a constant.
 """
 
@@ -21,7 +26,10 @@ from ..domain.filters import Filter, Selector
 
 __all__ = ["CURRENT", "Scope", "compile_filter", "register_functions"]
 
-_COLUMN = {"id": "id", "image": "image", "runtime.name": "runtime_name"}
+_COLUMN = {"id": "id", "image": "image", "runtime.name": "runtime_name",
+           "status.state": "status_state", "status.reason": "status_reason"}
+_INT_COLUMN = {"status.pid": "status_pid", "status.exit_code": "status_exit_code"}
+_INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
 @lru_cache(maxsize=256)
@@ -57,6 +65,53 @@ def _value_predicate(sel: Selector, column: str, params: list[Any]) -> str:
     raise AssertionError(f"unknown operator {op!r}")
 
 
+def _canonical_int(text: str) -> int | None:
+    """The integer whose decimal form is exactly ``text`` (and fits SQLite), else None."""
+    try:
+        n = int(text)
+    except ValueError:
+        return None
+    return n if str(n) == text and _INT64[0] <= n <= _INT64[1] else None
+
+
+def _int_predicate(sel: Selector, column: str, params: list[Any]) -> str:
+    op, value = sel.operator, sel.value
+    if op == "":
+        return f"{column} IS NOT NULL"
+    if op == "~=":
+        params.append(value)
+        return f"ctrledger_re(?, COALESCE(CAST({column} AS TEXT), ''))"
+    n = _canonical_int(value)
+    if op == "==":
+        if n is None:
+            return "0"
+        params.append(n)
+        return f"{column} = ?"
+    if op == "!=":
+        if value == "":
+            return f"{column} IS NOT NULL"
+        if n is None:
+            return "1"
+        params.append(n)
+        return f"({column} IS NULL OR {column} <> ?)"
+    raise AssertionError(f"unknown operator {op!r}")
+
+
+def _paused_predicate(sel: Selector, params: list[Any]) -> str:
+    op, value = sel.operator, sel.value
+    flag = {"true": 1, "false": 0}.get(value)
+    if op == "":
+        return "1"
+    if op == "~=":
+        params.append(value)
+        return "ctrledger_re(?, CASE status_paused WHEN 1 THEN 'true' ELSE 'false' END)"
+    if op == "==":
+        return "0" if flag is None else f"status_paused = {flag}"
+    if op == "!=":
+        return "1" if flag is None else f"status_paused <> {flag}"
+    raise AssertionError(f"unknown operator {op!r}")
+
+
 @dataclass(frozen=True)
 class Scope:
     """Where labels are looked up: the live index, or the label spans valid at a point.
@@ -76,6 +131,10 @@ CURRENT = Scope()
 def _selector_sql(sel: Selector, namespace: str, params: list[Any], scope: Scope) -> str:
     if sel.kind in _COLUMN:
         return _value_predicate(sel, _COLUMN[sel.kind], params)
+    if sel.kind in _INT_COLUMN:
+        return _int_predicate(sel, _INT_COLUMN[sel.kind], params)
+    if sel.kind == "status.paused":
+        return _paused_predicate(sel, params)
     if sel.kind == "label":
         table, validity = scope.label_table, scope.validity
         params.extend((namespace, sel.label_key))

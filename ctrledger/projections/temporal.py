@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from ..domain.container import (
+    STATUS_EVENT_CLASSES,
     ContainerEvent,
     Created,
     Deleted,
@@ -35,6 +36,7 @@ from ..domain.container import (
     LabelsChanged,
     SnapshotKeyChanged,
     SpecUpdated,
+    StatusEvent,
     Touched,
 )
 from ..domain.filters import Filter
@@ -43,12 +45,13 @@ from ..domain.model import Container, Payload
 from ..persistence.transcoder import packb, unpackb
 from .current import advance_tracking, from_micros, micros, row_to_container
 from .sqlfilter import Scope, compile_filter
+from .statuscols import STATUS_COLUMNS, columns_of, status_of
 
 __all__ = ["AuditView", "TemporalReader", "TemporalView"]
 
 _COPY = (
     "incarnation", "image", "runtime_name", "runtime_options", "spec_pos", "snapshotter", "snapshot_key",
-    "sandbox", "labels", "extensions", "created_at",
+    "sandbox", "labels", "extensions", "created_at", *STATUS_COLUMNS,
 )
 
 
@@ -73,6 +76,7 @@ class TemporalView:
             ExtensionsChanged: self._extensions_changed,
             Touched: lambda c, e, p: self._next(c, e, p),
             Deleted: self._deleted,
+            **{cls: self._status_changed for cls in STATUS_EVENT_CLASSES},
         }
 
     def process(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None:
@@ -96,15 +100,19 @@ class TemporalView:
             (pos, micros(e.timestamp), ns, cid, e.originator_version - 1),
         )
 
-    def _next(self, cur: sqlite3.Cursor, e: ContainerEvent, pos: int, **changed: Any) -> None:
-        """A new version row: the previous one with ``changed`` columns replaced."""
+    def _next(
+        self, cur: sqlite3.Cursor, e: ContainerEvent, pos: int, *, touch: bool = True, **changed: Any
+    ) -> None:
+        """A new version row: the previous one with ``changed`` columns replaced (and, with
+        ``touch``, ``updated_at`` moved to the event's time)."""
         ns, cid = _key(e)
         exprs = ", ".join("?" if col in changed else col for col in _COPY)
+        updated = "?" if touch else "updated_at"
         cur.execute(
             f"INSERT INTO versions(namespace, id, version, from_pos, from_time, updated_at, {', '.join(_COPY)}) "
-            f"SELECT namespace, id, ?, ?, ?, ?, {exprs} FROM versions "
+            f"SELECT namespace, id, ?, ?, ?, {updated}, {exprs} FROM versions "
             "WHERE namespace=? AND id=? AND version=?",
-            (e.originator_version, pos, micros(e.timestamp), micros(e.timestamp),
+            (e.originator_version, pos, micros(e.timestamp), *((micros(e.timestamp),) if touch else ()),
              *(changed[c] for c in _COPY if c in changed), ns, cid, e.originator_version - 1),
         )
         self._close_version(cur, e, pos)
@@ -177,6 +185,14 @@ class TemporalView:
         self._close_spans(cur, e, pos, self._previous_blob(cur, e, "labels"))
         self._close_version(cur, e, pos)
 
+    def _status_changed(self, cur: sqlite3.Cursor, e: StatusEvent, pos: int) -> None:
+        ns, cid = _key(e)
+        row = cur.execute(
+            f"SELECT created_at, {', '.join(STATUS_COLUMNS)} FROM versions WHERE namespace=? AND id=? AND version=?",
+            (ns, cid, e.originator_version - 1),
+        ).fetchone()
+        self._next(cur, e, pos, touch=False, **columns_of(e.next_status(status_of(row[1:], from_micros(row[0])))))
+
 
 class AuditView:
     """One ``audit`` row per event."""
@@ -207,7 +223,8 @@ _VERSION_COLUMNS = (
     "v.id, v.version, v.image, v.runtime_name, v.runtime_options, "
     "(SELECT e.topic FROM stored_events e WHERE e.rowid = v.spec_pos), "
     "(SELECT e.state FROM stored_events e WHERE e.rowid = v.spec_pos), "
-    "v.snapshotter, v.snapshot_key, v.sandbox, v.labels, v.extensions, v.created_at, v.updated_at"
+    "v.snapshotter, v.snapshot_key, v.sandbox, v.labels, v.extensions, v.created_at, v.updated_at, "
+    + ", ".join(f"v.{c}" for c in STATUS_COLUMNS)
 )
 
 SpecReader = Callable[[str, bytes], Payload]
