@@ -553,6 +553,11 @@ class Store:
         with self._rm.connection():
             return self._rm.current.get(ns, cid)
 
+    def now(self) -> datetime:
+        """The store's clock now: the time a write made now would be stamped with (and the
+        default ``at`` of the status calls)."""
+        return self._clock()
+
     @property
     def position(self) -> int:
         """The log position the read models have applied (after catching up with the log's head)."""

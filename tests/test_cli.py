@@ -173,9 +173,24 @@ def expected_json(
         "created_at": (START + timedelta(seconds=created)).strftime(seconds),
         "updated_at": (START + timedelta(seconds=updated)).strftime(seconds),
         "version": version,
+        "status": created_status((START + timedelta(seconds=created)).strftime(seconds)),
     }
     form.update(fields)
     return form
+
+
+def created_status(created_at: str) -> dict[str, Any]:
+    """The JSON status of a container that never started."""
+    return {
+        "state": "CREATED", "pid": 0, "created_at": created_at, "started_at": None, "finished_at": None,
+        "exit_code": 0, "reason": "", "message": "", "paused": False,
+        "resources": {
+            "cpu_period": 0, "cpu_quota": 0, "cpu_shares": 0, "memory_limit_in_bytes": 0, "oom_score_adj": 0,
+            "cpuset_cpus": "", "cpuset_mems": "", "hugepage_limits": [], "unified": {},
+            "memory_swap_limit_in_bytes": 0,
+        },
+        "runs": 0,
+    }
 
 
 # -- the command line as a whole ------------------------------------------------
@@ -268,7 +283,11 @@ def test_create_json_keys_in_documented_order(cli: Cli) -> None:
     form = json.loads(ok(cli("create", "web-1", "--json")))
     assert list(form) == [
         "id", "labels", "image", "runtime", "spec", "snapshotter", "snapshot_key",
-        "extensions", "sandbox", "created_at", "updated_at", "version",
+        "extensions", "sandbox", "created_at", "updated_at", "version", "status",
+    ]
+    assert list(form["status"]) == [
+        "state", "pid", "created_at", "started_at", "finished_at", "exit_code", "reason", "message", "paused",
+        "resources", "runs",
     ]
 
 
@@ -834,6 +853,7 @@ def test_container_to_dict_is_the_librarys_json_shape() -> None:
         "created_at": "2026-01-02T03:04:05.123456Z",
         "updated_at": None,
         "version": 7,
+        "status": {**created_status("x"), "state": "UNKNOWN", "created_at": None},  # a record never stored
     }
     assert form == FieldChange("x", None, c).to_dict()["new"]  # what history records hold
     assert container_to_dict(replace(c, created_at=datetime(2026, 1, 2, tzinfo=UTC)))["created_at"] == (

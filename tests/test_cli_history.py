@@ -548,9 +548,9 @@ def test_audit_of_an_empty_store(cli: Cli) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        pytest.param(["--kind", "Renamed"], "unknown event kind(s) 'Renamed'; known: Created, Deleted, "
-                     "ExtensionsChanged, ImageChanged, LabelsChanged, SnapshotKeyChanged, SpecUpdated, Touched: "
-                     "invalid argument", id="unknown-kind"),
+        pytest.param(["--kind", "Renamed"], "unknown event kind(s) 'Renamed'; known: Created, Deleted, Exited, "
+                     "ExtensionsChanged, ImageChanged, LabelsChanged, Paused, ResourcesUpdated, Resumed, "
+                     "SnapshotKeyChanged, SpecUpdated, Started, Touched: invalid argument", id="unknown-kind"),
         pytest.param(["--since", "@3"], "audit since must be a time: invalid argument", id="position"),
         pytest.param(["--until", "v1"], "audit until must be a time: invalid argument", id="version"),
         pytest.param(["--since", "noon"], "since: 'noon' is not an ISO-8601 time: invalid argument", id="bad-time"),

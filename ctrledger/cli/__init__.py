@@ -10,7 +10,8 @@ instead). Usage errors are click's: a message and exit status 2.
 Modules: ``options`` (the shared option decorators), ``points`` (``--as-of``,
 ``--since`` and ``--until`` text as the store's points), ``output`` (containers and
 history records as JSON, newline-delimited JSON, IDs or a table), ``containers``
-(create, get, ls, label, update, rm), ``history`` (history, diff, changes, audit,
+(create, get, ls, label, update, rm), ``status`` (start, exit, pause, resume,
+update-resources: the status lifecycle), ``history`` (history, diff, changes, audit,
 rebuild), ``log`` (checkpoint, verify, prove, migrate: the log as a whole), ``replay``
 (export, import, digest, verify-projections, replay-to), ``progress`` (the progress bar of
 long commands on a terminal).
@@ -25,7 +26,7 @@ import click
 
 import ctrledger
 
-from . import containers, history, log, replay
+from . import containers, history, log, replay, status
 from .options import debugging
 
 __all__ = ["LedgerGroup", "main"]
@@ -70,5 +71,5 @@ def main() -> None:
     """
 
 
-for _command in (*containers.COMMANDS, *history.COMMANDS, *log.COMMANDS, *replay.COMMANDS):
+for _command in (*containers.COMMANDS, *status.COMMANDS, *history.COMMANDS, *log.COMMANDS, *replay.COMMANDS):
     main.add_command(_command)

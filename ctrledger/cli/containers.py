@@ -6,6 +6,7 @@ the result; the rules (what is valid, what may change) are the store's.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import IO
 
 import click
@@ -29,6 +30,20 @@ __all__ = ["COMMANDS", "create", "get", "label", "ls", "rm", "update"]
 DEFAULT_RUNTIME = "io.containerd.runc.v2"
 SPEC_TYPE = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 DEFAULT_SPEC = b"{}"
+
+
+def _now(store: ctrledger.Store, as_of: Point | None) -> datetime:
+    """What the STATUS column counts to: the ``--as-of`` time when it is one, else the store's now."""
+    if isinstance(as_of, datetime):
+        return as_of
+    if isinstance(as_of, str):
+        try:
+            parsed = datetime.fromisoformat(as_of.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return store.now()
+        if parsed.tzinfo is not None:
+            return parsed
+    return store.now()
 
 
 def _report(error: ctrledger.StoreError) -> None:
@@ -90,7 +105,7 @@ def create(
         snapshot_key=snapshot_key,
     )
     store = open_store(db, actor)
-    emit([store.create(record, namespace=namespace, reason=reason)], fmt, single=True)
+    emit([store.create(record, namespace=namespace, reason=reason)], fmt, single=True, now=store.now())
 
 
 @click.command()
@@ -108,7 +123,7 @@ def get(container_id: str, as_of: Point | None, fmt: Format, db: str, namespace:
     exist then.
     """
     store = open_store(db)
-    emit([store.get(container_id, namespace=namespace, as_of=as_of)], fmt, single=True)
+    emit([store.get(container_id, namespace=namespace, as_of=as_of)], fmt, single=True, now=_now(store, as_of))
 
 
 @click.command()
@@ -124,13 +139,15 @@ def ls(filters: tuple[str, ...], as_of: Point | None, fmt: Format, db: str, name
 
     A FILTER is containerd's: comma-separated selectors that must all match, such
     as 'labels.env==prod,image~=nginx'. Fields: id, image, runtime.name,
-    labels.KEY; operators == != ~= (regular expression), or none (the field is
-    present). No FILTER lists every container of the namespace. With --as-of,
-    the filters apply to the containers as they were then.
+    labels.KEY, status.state (CREATED, RUNNING, EXITED), status.reason,
+    status.exit_code, status.pid, status.paused (true, false); operators == !=
+    ~= (regular expression), or none (the field is present). No FILTER lists
+    every container of the namespace. With --as-of, the filters apply to the
+    containers as they were then.
     """
     store = open_store(db)
     if fmt == "table":  # needs every row for its column widths
-        emit(store.list(*filters, namespace=namespace, as_of=as_of), fmt)
+        emit(store.list(*filters, namespace=namespace, as_of=as_of), fmt, now=_now(store, as_of))
     else:  # streamed: a namespace of any size prints in constant memory
         emit(store.scan(*filters, namespace=namespace, as_of=as_of), fmt)
 
@@ -176,7 +193,7 @@ def label(
     updated = store.update(
         ctrledger.Container(id=container_id, labels=labels), *paths, namespace=namespace, reason=reason
     )
-    emit([updated], fmt, single=True)
+    emit([updated], fmt, single=True, now=store.now())
 
 
 @click.command()
@@ -234,7 +251,7 @@ def update(
         id=container_id, labels=labels, image=image or "", spec=spec, snapshot_key=snapshot_key or ""
     )
     store = open_store(db, actor)
-    emit([store.update(request, *paths, namespace=namespace, reason=reason)], fmt, single=True)
+    emit([store.update(request, *paths, namespace=namespace, reason=reason)], fmt, single=True, now=store.now())
 
 
 @click.command()

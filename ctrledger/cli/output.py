@@ -15,8 +15,19 @@ bytes in base64) or ``null``. Times are UTC ISO-8601 with a ``Z`` (microseconds 
 not zero). Labels and extensions keep the store's order.
 
 The table has the columns of ``ctr containers ls`` and a little more: ID, IMAGE, RUNTIME,
-LABELS (``k=v`` joined by commas), VERSION, UPDATED (UTC, to the second). Columns are
-aligned with spaces; an empty cell shows ``-``.
+LABELS (``k=v`` joined by commas), VERSION, UPDATED (UTC, to the second), and STATUS, as
+``crictl ps -a`` words it (``render_status``):
+
+================================  ==============================================
+``Created 5s ago``                never started; created that long ago
+``Running 4m``                    running for that long
+``Paused``                        running, paused
+``Exited (137) OOMKilled 2h ago`` exited with that code and reason, that long ago
+================================  ==============================================
+
+Durations count from the store's clock (from the ``--as-of`` time when that is one), in
+the largest whole unit: ``s``, ``m``, ``h``, ``d``. Columns are aligned with spaces; an
+empty cell shows ``-``.
 
 History records (``HistoryEntry``, ``Change``, ``AuditRecord``, ``Diff``) are printed as the
 library's ``to_dict()`` for ``--json``/``--nl``, and as tables whose columns each command
@@ -29,7 +40,9 @@ names. A field change in a table cell (``render_change``):
 =============================  =======================================
 
 and a value (``render_value``): a Payload as ``<type_url> (<n> bytes)``, a Runtime as its
-name (with its options' Payload in brackets when it has options), an absent value as ``∅``,
+name (with its options' Payload in brackets when it has options), a time as ISO-8601 UTC
+(``2026-11-21T03:12:00Z``), a flag as ``true``/``false``, a map or list (resources) as compact
+JSON, an absent value as ``∅``,
 a string as itself, or JSON-quoted when it is empty or holds a space, a comma, a quote or
 ``∅`` (``""``, ``"a b"``). Several changes are joined by ``, ``.
 """
@@ -59,6 +72,7 @@ __all__ = [
     "render_change",
     "render_changes",
     "render_rows",
+    "render_status",
     "render_table",
     "render_value",
 ]
@@ -67,7 +81,7 @@ Format = Literal["table", "json", "nl", "quiet", "text"]
 FORMATS: tuple[Format, ...] = ("table", "json", "nl", "quiet")
 """The formats a flag chooses; ``text`` is the plain lines of a command that prints no table."""
 
-COLUMNS = ("ID", "IMAGE", "RUNTIME", "LABELS", "VERSION", "UPDATED")
+COLUMNS = ("ID", "IMAGE", "RUNTIME", "LABELS", "VERSION", "UPDATED", "STATUS")
 
 
 def iso_time(ts: datetime | None, timespec: str = "microseconds") -> str | None:
@@ -105,9 +119,30 @@ def _printable(text: str) -> str:
     return "".join(out)
 
 
-def _row(c: ctrledger.Container) -> list[str]:
+def _span(since: datetime | None, now: datetime) -> str:
+    seconds = 0 if since is None else max(0, int((now - since).total_seconds()))
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def render_status(status: ctrledger.Status, now: datetime) -> str:
+    """A container's status for the STATUS column (see the module docstring)."""
+    if status.state == "RUNNING":
+        return "Paused" if status.paused else f"Running {_span(status.started_at, now)}"
+    if status.state == "EXITED":
+        reason = f" {status.reason}" if status.reason else ""
+        return f"Exited ({status.exit_code}){reason} {_span(status.finished_at, now)} ago"
+    if status.state == "CREATED":
+        return f"Created {_span(status.created_at, now)} ago"
+    return status.state.capitalize()
+
+
+def _row(c: ctrledger.Container, now: datetime) -> list[str]:
     labels = ",".join(f"{k}={c.labels[k]}" for k in sorted(c.labels))
-    return [c.id, c.image, c.runtime.name, labels, str(c.version), iso_time(c.updated_at, "seconds") or ""]
+    return [c.id, c.image, c.runtime.name, labels, str(c.version), iso_time(c.updated_at, "seconds") or "",
+            render_status(c.status, now)]
 
 
 def render_rows(columns: Sequence[str], cells: Iterable[Sequence[str]]) -> str:
@@ -121,13 +156,18 @@ def render_rows(columns: Sequence[str], cells: Iterable[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def render_table(containers: Sequence[ctrledger.Container]) -> str:
-    """The containers as an aligned table with a header line (just the header when empty)."""
-    return render_rows(COLUMNS, (_row(c) for c in containers))
+def render_table(containers: Sequence[ctrledger.Container], now: datetime | None = None) -> str:
+    """The containers as an aligned table with a header line (just the header when empty);
+    STATUS durations count to ``now`` (default: the system clock)."""
+    at = now if now is not None else datetime.now(UTC)
+    return render_rows(COLUMNS, (_row(c, at) for c in containers))
 
 
-def emit(containers: Iterable[ctrledger.Container], fmt: Format, *, single: bool = False) -> None:
-    """Print ``containers`` to stdout in ``fmt``; ``single``: ``--json`` prints one object, not a list.
+def emit(
+    containers: Iterable[ctrledger.Container], fmt: Format, *, single: bool = False, now: datetime | None = None
+) -> None:
+    """Print ``containers`` to stdout in ``fmt``; ``single``: ``--json`` prints one object, not a list;
+    ``now``: what the table's STATUS durations count to.
 
     Every format but the table (which needs its column widths) prints as records arrive,
     so a streamed ``Store.scan`` never sits in memory.
@@ -144,7 +184,7 @@ def emit(containers: Iterable[ctrledger.Container], fmt: Format, *, single: bool
     elif fmt == "json":
         echo_json_array(container_to_dict(c) for c in containers)
     else:
-        click.echo(render_table(list(containers)))
+        click.echo(render_table(list(containers), now))
 
 
 # -- history records ----------------------------------------------------------------
@@ -166,6 +206,12 @@ def render_value(value: object) -> str:
         return value.name if value.options is None else f"{value.name} [{render_value(value.options)}]"
     if isinstance(value, str):
         return value if _BARE.fullmatch(value) else json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return str(to_json_value(value))
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(to_json_value(value), ensure_ascii=False, separators=(",", ":"))
     return str(value)
 
 
