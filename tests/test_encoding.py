@@ -37,7 +37,7 @@ def common() -> dict[str, Any]:
     }
 
 
-events = st.one_of(
+EVENT_STRATEGIES = [
     st.builds(
         ev.Created, **common(), namespace=text, container_id=text, incarnation=st.integers(1, 1000),
         image=text, runtime=runtimes, spec=payloads, snapshotter=text, snapshot_key=text,
@@ -50,7 +50,24 @@ events = st.one_of(
     st.builds(ev.ExtensionsChanged, **common(), set=extensions, removed=removed),
     st.builds(ev.Touched, **common()),
     st.builds(ev.Deleted, **common()),
-)
+    st.builds(ev.Started, **common(), pid=st.integers(0, 2**32 - 1), started_at=timestamps),
+    st.builds(ev.Exited, **common(), exit_code=st.integers(-(2**31), 2**31 - 1), reason=text, message=text,
+              finished_at=timestamps),
+    st.builds(ev.Paused, **common(), at=timestamps),
+    st.builds(ev.Resumed, **common(), at=timestamps),
+    st.builds(ev.ResourcesUpdated, **common(), at=timestamps, changed=st.fixed_dictionaries({}, optional={
+        "cpu_quota": st.integers(-(2**63), 2**63 - 1), "cpuset_cpus": text,
+        "hugepage_limits": st.lists(st.tuples(text, st.integers(0, 2**64 - 1)), max_size=2).map(tuple),
+        "unified": st.dictionaries(text, text, max_size=2),
+    })),
+]
+events = st.one_of(*EVENT_STRATEGIES)
+
+
+def test_the_strategy_covers_every_event_class() -> None:
+    built = {repr(s).removeprefix("builds(").split(",")[0] for s in EVENT_STRATEGIES}
+    assert built == {cls.__name__ for cls in ev.EVENT_CLASSES}
+
 
 
 @given(events)

@@ -210,7 +210,10 @@ def test_history_queries_need_the_temporal_model(db_path: Path) -> None:
 
 NAMES = ["x", "y", "z"]
 NAMESPACES = ["a", "b"]
-FILTERS = [(), ("labels.env==prod",), ("labels.env!=prod",), ("image~=2$",), ("labels.tier",)]
+FILTERS = [(), ("labels.env==prod",), ("labels.env!=prod",), ("image~=2$",), ("labels.tier",),
+           ("status.state==RUNNING",), ("status.state!=CREATED",), ("status.reason==OOMKilled",),
+           ("status.exit_code!=0",), ("status.pid",), ("status.paused==true",), ("status.state==EXITED",
+                                                                                  "status.runs==2")]
 
 ops = st.lists(
     st.one_of(
@@ -222,6 +225,12 @@ ops = st.lists(
         st.tuples(st.just("image"), st.sampled_from(NAMESPACES), st.sampled_from(NAMES),
                   st.sampled_from(["img:1", "img:2", ""])),
         st.tuples(st.just("delete"), st.sampled_from(NAMESPACES), st.sampled_from(NAMES)),
+        st.tuples(st.just("start"), st.sampled_from(NAMESPACES), st.sampled_from(NAMES), st.integers(0, 5)),
+        st.tuples(st.just("exit"), st.sampled_from(NAMESPACES), st.sampled_from(NAMES), st.integers(-1, 2),
+                  st.sampled_from([None, "OOMKilled"])),
+        st.tuples(st.just("pause"), st.sampled_from(NAMESPACES), st.sampled_from(NAMES)),
+        st.tuples(st.just("resume"), st.sampled_from(NAMESPACES), st.sampled_from(NAMES)),
+        st.tuples(st.just("resources"), st.sampled_from(NAMESPACES), st.sampled_from(NAMES), st.integers(0, 2)),
     ),
     min_size=1,
     max_size=25,
@@ -238,9 +247,19 @@ def run(store: ctrledger.Store, op: tuple[object, ...]) -> None:
         elif kind == "image":
             store.update(Container(id=name, image=str(op[3]), spec=Payload("t", b"x")), "image", "spec",
                          namespace=ns)
+        elif kind == "start":
+            store.started(name, pid=int(op[3]), namespace=ns)
+        elif kind == "exit":
+            store.exited(name, exit_code=int(op[3]), reason=op[4], namespace=ns)
+        elif kind == "pause":
+            store.paused(name, namespace=ns)
+        elif kind == "resume":
+            store.resumed(name, namespace=ns)
+        elif kind == "resources":
+            store.update_resources(name, ctrledger.Resources(cpu_quota=int(op[3]) * 1000), namespace=ns)
         else:
             store.delete(name, namespace=ns)
-    except (ctrledger.NotFound, ctrledger.AlreadyExists):
+    except (ctrledger.NotFound, ctrledger.AlreadyExists, ctrledger.FailedPrecondition):
         pass
 
 
@@ -277,7 +296,7 @@ def test_as_of_answers_equal_a_replay_of_the_log(operations: list[tuple[object, 
                     want = sorted(
                         c.id for (n, _), c in expected.items()
                         if n == ns and match_fields(flt, id=c.id, image=c.image, runtime_name=c.runtime.name,
-                                                    labels=c.labels)
+                                                    labels=c.labels, status=c.status)
                     )
                     assert [c.id for c in store.list(*filters, namespace=ns, as_of=point)] == want
         # every version of every stream
