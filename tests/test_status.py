@@ -6,8 +6,9 @@ call, starting at 2026-11-21T03:00:00Z: the n-th store call of a test happens at
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ import ctrledger
 from ctrledger import FailedPrecondition, InvalidArgument, NotFound, Position, Resources, Status
 from ctrledger.domain.model import derive_state
 
-from .conftest import StepClock, make
+from .conftest import StepClock, make, postgres_schema, postgres_url
 
 T0 = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
 
@@ -334,10 +335,23 @@ def test_history_diff_and_changes_see_status_events(store: ctrledger.Store) -> N
 # -- filters --------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fleet(store: ctrledger.Store) -> ctrledger.Store:
-    """created-1 (never started), run-1 (pid 42), paused-1 (pid 43, paused), done-0 (exit 0),
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ctrledger.Store]:
+    """One store per backend for the whole filter table (read only):
+    created-1 (never started), run-1 (pid 42), paused-1 (pid 43, paused), done-0 (exit 0),
     oom-137 (exit 137, OOMKilled), err-1 (exit 1), again-2 (exit 3, then started again, pid 44)."""
+    tmp = tmp_path_factory.mktemp("fleet")
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            target = str(tmp / "ledger.db")
+        else:
+            target = postgres_url(stack.enter_context(postgres_schema()), tmp / "node.db")
+        store = stack.enter_context(ctrledger.open(target, clock=StepClock(), follow=False))
+        fill_fleet(store)
+        yield store
+
+
+def fill_fleet(store: ctrledger.Store) -> None:
     for cid in ("created-1", "run-1", "paused-1", "done-0", "oom-137", "err-1", "again-2"):
         store.create(make(cid))
     store.started("run-1", pid=42)
@@ -348,7 +362,6 @@ def fleet(store: ctrledger.Store) -> ctrledger.Store:
         store.started(cid, pid=7)
         store.exited(cid, exit_code=code, reason=reason)
     store.started("again-2", pid=44)
-    return store
 
 
 @pytest.mark.parametrize(
@@ -386,12 +399,12 @@ def test_status_filters(fleet: ctrledger.Store, filters: list[str], ids: list[st
     assert [c.id for c in fleet.list(*filters, as_of=fleet.now())] == ids
 
 
-@pytest.mark.sqlite_only
-def test_the_state_filter_is_an_index_search(fleet: ctrledger.Store) -> None:
+def test_the_state_filter_is_an_index_search(store: ctrledger.Store) -> None:
     from ctrledger.domain.filters import parse_filters
     from ctrledger.projections.current import CurrentStateReader
 
-    with fleet.read_model() as conn:
+    fill_fleet(store)
+    with store.read_model() as conn:
         sql, params = CurrentStateReader.list_query("default", parse_filters(["status.state==RUNNING"]))
         plan = " ".join(str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
     assert "USING INDEX" in plan and "status_state" in plan and "TEMP B-TREE" not in plan, plan
