@@ -34,7 +34,7 @@ START = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
 SPEC_TYPE = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 NGINX = "docker.io/library/nginx:1.27"
 REDIS = "docker.io/library/redis:7"
-HEADER = "ID     IMAGE                         RUNTIME                LABELS             VERSION  UPDATED"
+HEADER = "ID     IMAGE                         RUNTIME                LABELS             VERSION  UPDATED               STATUS"
 WRITES = {"create", "label", "update", "rm"}
 LOG_COMMANDS = {"checkpoint", "verify", "prove", "migrate"}  # on the log as a whole: --json and --nl only
 REPLAY_REPORTS = {"export", "import", "verify-projections"}  # a one-line summary, or --json and --nl
@@ -201,8 +201,9 @@ def test_help_lists_every_command(cli: Cli) -> None:
     assert out.startswith("Usage: ctrledger [OPTIONS] COMMAND [ARGS]...")
     listed = [line.split()[0] for line in out.split("Commands:\n")[1].splitlines()]
     assert listed == [
-        "audit", "changes", "checkpoint", "create", "diff", "digest", "export", "get", "history", "import", "label",
-        "ls", "migrate", "prove", "rebuild", "replay-to", "rm", "update", "verify", "verify-projections",
+        "audit", "changes", "checkpoint", "create", "diff", "digest", "exit", "export", "get", "history", "import",
+        "label", "ls", "migrate", "pause", "prove", "rebuild", "replay-to", "resume", "rm", "start", "update",
+        "update-resources", "verify", "verify-projections",
     ]
 
 
@@ -267,7 +268,7 @@ def test_create_prints_the_new_container_as_a_table(cli: Cli) -> None:
     out = ok(cli("create", "web-1", "--image", NGINX, "--label", "tier=web", "--label", "env=prod"))
     assert out == (
         f"{HEADER}\n"
-        f"web-1  {NGINX}  io.containerd.runc.v2  env=prod,tier=web  1        {cli.at(1)}\n"
+        f"web-1  {NGINX}  io.containerd.runc.v2  env=prod,tier=web  1        {cli.at(1)}  Created 0s ago\n"
     )
 
 
@@ -419,7 +420,7 @@ def test_get_prints_pretty_json(cli: Cli) -> None:
     ("flag", "expected"),
     [
         pytest.param("--table", f"{HEADER}\nweb-1  {NGINX}  io.containerd.runc.v2  env=prod,tier=web  1        "
-                                "2026-11-21T03:00:01Z\n", id="table"),
+                                "2026-11-21T03:00:01Z  Created 3s ago\n", id="table"),
         pytest.param("--json", json.dumps(expected_json(labels={"env": "prod", "tier": "web"}), indent=2) + "\n",
                      id="json"),
         pytest.param("--nl", json.dumps(expected_json(labels={"env": "prod", "tier": "web"})) + "\n", id="nl"),
@@ -474,15 +475,16 @@ def test_errors_never_show_a_traceback(cli: Cli) -> None:
 def test_ls_prints_an_aligned_table_sorted_by_id(cli: Cli) -> None:
     seed(cli)
     assert ok(cli("ls")) == (
-        "ID       IMAGE                         RUNTIME                LABELS                VERSION  UPDATED\n"
-        f"cache-1  {REDIS}     io.containerd.runc.v2  -                     1        {cli.at(3)}\n"
-        f"web-1    {NGINX}  io.containerd.runc.v2  env=prod,tier=web     1        {cli.at(1)}\n"
-        f"web-2    {NGINX}  io.containerd.runc.v2  env=staging,tier=web  1        {cli.at(2)}\n"
+        "ID       IMAGE                         RUNTIME                LABELS                VERSION  UPDATED"
+        "               STATUS\n"
+        f"cache-1  {REDIS}     io.containerd.runc.v2  -                     1        {cli.at(3)}  Created 1s ago\n"
+        f"web-1    {NGINX}  io.containerd.runc.v2  env=prod,tier=web     1        {cli.at(1)}  Created 3s ago\n"
+        f"web-2    {NGINX}  io.containerd.runc.v2  env=staging,tier=web  1        {cli.at(2)}  Created 2s ago\n"
     )
 
 
 def test_ls_on_an_empty_store_prints_the_header(cli: Cli) -> None:
-    assert ok(cli("ls")) == "ID  IMAGE  RUNTIME  LABELS  VERSION  UPDATED\n"
+    assert ok(cli("ls")) == "ID  IMAGE  RUNTIME  LABELS  VERSION  UPDATED  STATUS\n"
     assert ok(cli("ls", "-q")) == ""
     assert ok(cli("ls", "--nl")) == ""
     assert ok(cli("ls", "--json")) == "[]\n"
@@ -568,8 +570,9 @@ def test_label_sets_and_removes_in_one_update(cli: Cli) -> None:
     cli.writes.clear()
     out = ok(cli("label", "web-2", "env=prod", "owner=team-a", "tier-"))
     assert out == (
-        "ID     IMAGE                         RUNTIME                LABELS                 VERSION  UPDATED\n"
-        f"web-2  {NGINX}  io.containerd.runc.v2  env=prod,owner=team-a  2        {cli.at(4)}\n"
+        "ID     IMAGE                         RUNTIME                LABELS                 VERSION  UPDATED"
+        "               STATUS\n"
+        f"web-2  {NGINX}  io.containerd.runc.v2  env=prod,owner=team-a  2        {cli.at(4)}  Created 2s ago\n"
     )
     ((name, args, kwargs),) = cli.writes
     assert name == "update"
@@ -878,8 +881,8 @@ def test_get_json_agrees_with_diff_and_changes_json(cli: Cli) -> None:
 def test_table_escapes_unprintable_characters() -> None:
     c = Container(id="x", labels={"note": "two\nlines\t\u200b"}, image="", runtime=Runtime("r"), version=1)
     assert render_table([c]).splitlines() == [
-        "ID  IMAGE  RUNTIME  LABELS                       VERSION  UPDATED",
-        "x   -      r        note=two\\x0alines\\x09\\u200b  1        -",
+        "ID  IMAGE  RUNTIME  LABELS                       VERSION  UPDATED  STATUS",
+        "x   -      r        note=two\\x0alines\\x09\\u200b  1        -        Unknown",
     ]
 
 

@@ -271,9 +271,9 @@ def test_points_out_of_range_are_usage_errors(cli: Cli, command: str, value: str
 def test_ls_as_of_table(cli: Cli) -> None:
     story(cli)
     assert ok(cli("ls", "--as-of", "@3")) == (
-        "ID     IMAGE    RUNTIME                LABELS                    VERSION  UPDATED\n"
-        f"db-1   pg:16    io.containerd.runc.v2  -                         1        {at(2)}\n"
-        f"web-1  nginx:1  io.containerd.runc.v2  env=staging,owner=team-a  2        {at(3)}\n"
+        "ID     IMAGE    RUNTIME                LABELS                    VERSION  UPDATED               STATUS\n"
+        f"db-1   pg:16    io.containerd.runc.v2  -                         1        {at(2)}  Created 6s ago\n"
+        f"web-1  nginx:1  io.containerd.runc.v2  env=staging,owner=team-a  2        {at(3)}  Created 7s ago\n"
     )
 
 
