@@ -7,8 +7,10 @@ Usage::
 
 Measures, for N containers (100k by default, 10k with ``--quick``), each with 5
 labels and a 2048-byte random spec, the ops/s and p50/p99 latency of create,
-get, update (``labels.k1``), delete, list-all and a list with a label filter
-(``labels.k0==v<j>``) that matches exactly 1% of the containers; and the peak
+get, update (``labels.k1``), started and exited (the status lifecycle: a sample of
+containers starts, all but 1% of the containers' worth exit again), delete, list-all, a list
+with a label filter (``labels.k0==v<j>``) that matches exactly 1% of the containers and a
+``status.state==RUNNING`` list that matches 1% too; and the peak
 RSS of a separate reader process. Beside every operation it measures raw SQLite
 doing the equivalent work with the same durability (WAL, ``synchronous=FULL``,
 one transaction per write), interleaved in chunks with the store's operations so
@@ -34,7 +36,10 @@ Targets (from the project's issue), judged on numbers from this run only:
 * create ≥ 0.5 × raw per-transaction INSERT rate (raw inserts interleaved with the creates);
 * update ≥ 0.5 × raw per-transaction INSERT rate (raw inserts interleaved with the updates);
 * get ≥ 20,000 ops/s;
+* started, exited (the status lifecycle) ≥ 0.40 × raw per-transaction INSERT rate (raw inserts
+  interleaved with them);
 * 1%-selective list: median ≤ 10 ms;
+* ``status.state==RUNNING`` list, 1% of the containers running: median ≤ 5 ms;
 * list-all: median ≤ 10 µs per container;
 * peak RSS of a reader process (opens, gets, lists, list-all) ≤ 150 MB (10^6 bytes).
 
@@ -385,6 +390,25 @@ def run_benchmark(cfg: Config, workdir: str) -> dict[str, Any]:
         results["ops"]["update"] = pair(s_upd, r_upd, "raw: UPDATE 1 row/txn")
         results["ops"]["update"]["raw_insert_same_phase"] = r_ins2.summary()
 
+        # the status lifecycle: `started` on a sample, then `exited` on all of it but 1% of N, so
+        # that exactly 1% is RUNNING for the state list; raw INSERTs (of probe rows, removed
+        # afterwards, untimed) interleaved with each, as for update.
+        running = cfg.n // 100
+        status_idx = rng.sample(range(cfg.n), max(cfg.update_sample, running))
+        exiting = status_idx[running:]
+        progress(f"started x{len(status_idx)}, exited x{len(exiting)} (+ raw inserts)")
+        for phase, chosen in (("started", status_idx), ("exited", exiting)):
+            s_st, r_st = Samples(), Samples()
+            items = [(ids[i], (f"probe-{phase}-{j:08d}", image_for(i), rng.randbytes(SPEC_SIZE), labels_for(i)))
+                     for j, i in enumerate(chosen)]
+            call = ((lambda it: store.started(it[0], pid=4242, namespace=NAMESPACE)) if phase == "started" else
+                    (lambda it: store.exited(it[0], exit_code=137, reason="OOMKilled", namespace=NAMESPACE)))
+            interleave(chunked(items, 250), [(s_st, call), (r_st, lambda it: raw.insert(it[1]))])
+            results["ops"][phase] = pair(s_st, r_st, "raw: INSERT 1 row/txn")
+        raw.conn.execute("DELETE FROM containers WHERE id LIKE 'probe-%'")
+        assert store.get(ids[status_idx[0]]).status.state == "RUNNING"
+        assert store.get(ids[exiting[0]]).status.state == "EXITED"
+
         # list-all and the 1% list; raw gets its label index table first (untimed).
         progress("raw: building the label index table (untimed)")
         raw.build_label_index()
@@ -419,6 +443,21 @@ def run_benchmark(cfg: Config, workdir: str) -> dict[str, Any]:
                 got = samples.run(fn, None)
                 assert isinstance(got, list) and len(got) == want, (flt, len(got) if isinstance(got, list) else got)
         results["ops"]["list_1pct"] = pair(s_flt, r_flt, "raw: label index table JOIN, ORDER BY id")
+
+        progress(f"list status.state==RUNNING (1%) x{cfg.filter_reps}")
+        s_run, r_run = Samples(), Samples()
+        for rep in range(cfg.filter_reps):
+            vi = (7 + 37 * rep) % FILTER_VALUES
+            run_order: list[Runner] = [
+                (s_run, lambda _: store.list("status.state==RUNNING", namespace=NAMESPACE)),
+                (r_run, functools.partial(lambda kv, _: raw.list_label(kv), (FILTER_KEY, f"v{vi}"))),
+            ]
+            for samples, fn in run_order if rep % 2 == 0 else list(reversed(run_order)):
+                got = samples.run(fn, None)
+                assert isinstance(got, list), got
+                if samples is s_run:
+                    assert len(got) == running, len(got)
+        results["ops"]["list_running"] = pair(s_run, r_run, "raw: the 1% label list (as many rows)")
         results["filter_matches"] = expected_filter_count(cfg.n, 7)
 
         # reader memory: separate processes, store and raw.
@@ -499,8 +538,12 @@ def targets(res: dict[str, Any], n: int) -> list[Target]:
     return [
         Target("create / raw INSERT rate", create_ratio, ">=", 0.5, "x"),
         Target("update / raw INSERT rate", update_ratio, ">=", 0.5, "x"),
+        Target("started / raw INSERT rate", ops["started"]["ratio_ops"], ">=", 0.4, "x"),
+        Target("exited / raw INSERT rate", ops["exited"]["ratio_ops"], ">=", 0.4, "x"),
         Target("get ops/s", ops["get"]["store"]["ops_per_s"], ">=", 20_000, "ops/s"),
         Target("1% list, median", ops["list_1pct"]["store"]["p50_us"] / 1e3, "<=", 10, "ms"),
+        Target("status.state==RUNNING list (1%), median", ops["list_running"]["store"]["p50_us"] / 1e3, "<=", 5,
+               "ms"),
         Target("list-all per container, median", ops["list_all"]["store"]["p50_us_per_container"], "<=", 10, "us"),
         Target(f"reader peak RSS at {n:,} containers", res["memory"]["store"].get("peak_rss_mb", math.inf),
                "<=", 150, "MB"),
@@ -534,7 +577,9 @@ def render(res: dict[str, Any], meta: dict[str, Any], tgts: list[Target]) -> str
     header = ("op", "n", "store ops/s", "p50", "p99", "raw ops/s", "p50", "p99", "store/raw")
     rows: list[tuple[str, ...]] = [header]
     names = [("create", "create"), ("get", "get"), ("update", f"update labels.{UPDATE_KEY}"),
-             ("delete", "delete"), ("list_all", "list-all"), ("list_1pct", "list 1% filter")]
+             ("started", "started"), ("exited", "exited"),
+             ("delete", "delete"), ("list_all", "list-all"), ("list_1pct", "list 1% filter"),
+             ("list_running", "list RUNNING (1%)")]
     for key, label in names:
         o = res["ops"][key]
         s, r = o["store"], o["raw"]

@@ -34,7 +34,8 @@ START = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
 SPEC_TYPE = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 NGINX = "docker.io/library/nginx:1.27"
 REDIS = "docker.io/library/redis:7"
-HEADER = "ID     IMAGE                         RUNTIME                LABELS             VERSION  UPDATED               STATUS"
+HEADER = ("ID     IMAGE                         RUNTIME                LABELS             VERSION  UPDATED"
+          "               STATUS")
 WRITES = {"create", "label", "update", "rm"}
 LOG_COMMANDS = {"checkpoint", "verify", "prove", "migrate"}  # on the log as a whole: --json and --nl only
 REPLAY_REPORTS = {"export", "import", "verify-projections"}  # a one-line summary, or --json and --nl

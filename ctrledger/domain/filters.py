@@ -39,6 +39,9 @@ Parse errors are :class:`~ctrledger.errors.InvalidArgument` with containerd's ex
 where ``<at>`` is the single *byte* at the error position (a multi-byte rune cut in half shows as
 U+FFFD). Matching follows containerd's selector semantics and container adaptor (section 8.1,
 8.2): ``!=`` and ``~=`` see an absent field as ``""``; ``~=`` is an unanchored RE2 search.
+Beside containerd's fields, the status fields ``status.state``, ``status.reason``,
+``status.exit_code``, ``status.pid`` and ``status.paused`` are read from a container's status
+(:func:`status_values`); containerd has no such fields and reads them as absent.
 
 Deliberate differences from containerd 1.6 (project decisions):
 
@@ -435,8 +438,10 @@ def classify(fieldpath: tuple[str, ...]) -> tuple[FieldKind, str | None]:
     """What the containers adaptor (metadata/adaptors.go, spec 8.2) reads for ``fieldpath``.
 
     Returns ``(kind, label_key)``; ``label_key`` is set only for ``"label"``. Further segments
-    after ``id``, ``image`` and ``runtime.name`` are ignored; ``labels.<k1>.<k2>`` is the label
-    ``"<k1>.<k2>"``; ``labels`` alone and every other path read as absent.
+    after ``id``, ``image``, ``runtime.name`` and ``status.<field>`` are ignored; ``labels.<k1>.<k2>``
+    is the label ``"<k1>.<k2>"``; ``status.<field>`` is one of :data:`STATUS_FIELDS` (ctrledger's
+    status lifecycle, see :func:`status_values`); ``labels`` or ``status`` alone, any other
+    ``status.*`` and every other path read as absent.
     """
     if not fieldpath:
         return "absent", None
