@@ -404,7 +404,7 @@ def test_the_state_filter_is_an_index_search(store: ctrledger.Store) -> None:
     from ctrledger.projections.current import CurrentStateReader
 
     fill_fleet(store)
-    with store.read_model() as conn:
+    with store.read_model.synced() as conn:
         sql, params = CurrentStateReader.list_query("default", parse_filters(["status.state==RUNNING"]))
         plan = " ".join(str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
     assert "USING INDEX" in plan and "status_state" in plan and "TEMP B-TREE" not in plan, plan
