@@ -168,6 +168,9 @@ def test_audit_metadata_is_recorded(store: ctrledger.Store) -> None:
 
 # -- refusals: the right category and message, and nothing written --------------------------------
 
+# Argument checks refuse before the log is touched: one backend is enough for them.
+ARGUMENT_CHECK = pytest.mark.sqlite_only
+
 REFUSALS = [
     pytest.param([], start(), [start()], FailedPrecondition,
                  'failed to start container "web-1": container is in CONTAINER_RUNNING state: failed precondition',
@@ -201,36 +204,42 @@ REFUSALS = [
     pytest.param([], None, [lambda s: s.started("web-1", pid=1, namespace="empty")], NotFound,
                  'cannot start container "web-1" in namespace "empty": not found', id="unknown-namespace"),
     pytest.param([], None, [lambda s: s.started("web-1", pid=1, namespace=None)], FailedPrecondition,
-                 "namespace is required: failed precondition", id="no-namespace"),
-    pytest.param([], None, [start(pid=-1)], InvalidArgument, "pid -1 is out of range for a uint32", id="pid-negative"),
-    pytest.param([], None, [start(pid=2**32)], InvalidArgument, "pid 4294967296 is out of range", id="pid-too-big"),
-    pytest.param([], None, [start(pid="42")], InvalidArgument, "pid must be an integer, not str", id="pid-str"),
-    pytest.param([], None, [start(pid=True)], InvalidArgument, "pid must be an integer, not bool", id="pid-bool"),
+                 "namespace is required: failed precondition", id="no-namespace", marks=ARGUMENT_CHECK),
+    pytest.param([], None, [start(pid=-1)], InvalidArgument, "pid -1 is out of range for a uint32", id="pid-negative",
+                 marks=ARGUMENT_CHECK),
+    pytest.param([], None, [start(pid=2**32)], InvalidArgument, "pid 4294967296 is out of range", id="pid-too-big",
+                 marks=ARGUMENT_CHECK),
+    pytest.param([], None, [start(pid="42")], InvalidArgument, "pid must be an integer, not str", id="pid-str",
+                 marks=ARGUMENT_CHECK),
+    pytest.param([], None, [start(pid=True)], InvalidArgument, "pid must be an integer, not bool", id="pid-bool",
+                 marks=ARGUMENT_CHECK),
     pytest.param([start()], None, [exit_(2**31)], InvalidArgument, "exit_code 2147483648 is out of range for an int32",
-                 id="exit-code-too-big"),
+                 id="exit-code-too-big", marks=ARGUMENT_CHECK),
     pytest.param([start()], None, [exit_(-(2**31) - 1)], InvalidArgument, "out of range for an int32",
-                 id="exit-code-too-small"),
+                 id="exit-code-too-small", marks=ARGUMENT_CHECK),
     pytest.param([start()], None, [exit_(1.0)], InvalidArgument, "exit_code must be an integer, not float",
-                 id="exit-code-float"),
+                 id="exit-code-float", marks=ARGUMENT_CHECK),
     pytest.param([start()], None, [exit_(0, reason=5)], InvalidArgument, "reason must be a string, not int",
-                 id="reason-not-str"),
+                 id="reason-not-str", marks=ARGUMENT_CHECK),
     pytest.param([start()], None, [exit_(0, message=b"x")], InvalidArgument, "message must be a string, not bytes",
-                 id="message-not-str"),
+                 id="message-not-str", marks=ARGUMENT_CHECK),
     pytest.param([], None, [start(at=at(0.5))], InvalidArgument,
                  'at 2026-11-21T03:00:00.500000Z is earlier than the last status change of "web-1" '
                  "(2026-11-21T03:00:01Z): invalid argument", id="start-before-creation"),
     pytest.param([start(at=at(50))], None, [exit_(0, at=at(49)), pause(at=at(49)), resources(at=at(10))],
                  InvalidArgument, "is earlier than the last status change", id="before-the-previous-status-event"),
     pytest.param([], None, [start(at=datetime(2026, 11, 21, 4))], InvalidArgument, "must be timezone-aware",
-                 id="at-naive"),
-    pytest.param([], None, [start(at="noon")], InvalidArgument, "at: 'noon' is not an ISO-8601 time", id="at-text"),
-    pytest.param([], None, [start(at=Position(1))], InvalidArgument, "at must be a time", id="at-position"),
+                 id="at-naive", marks=ARGUMENT_CHECK),
+    pytest.param([], None, [start(at="noon")], InvalidArgument, "at: 'noon' is not an ISO-8601 time", id="at-text",
+                 marks=ARGUMENT_CHECK),
+    pytest.param([], None, [start(at=Position(1))], InvalidArgument, "at must be a time", id="at-position",
+                 marks=ARGUMENT_CHECK),
     pytest.param([], None, [lambda s: s.update_resources("web-1", {"cpu_quota": 1})], InvalidArgument,
-                 "expected ctrledger.Resources, not dict", id="resources-not-Resources"),
+                 "expected ctrledger.Resources, not dict", id="resources-not-Resources", marks=ARGUMENT_CHECK),
     pytest.param([], None, [lambda s: s.started("web-1", pid=1, expected_version=5)], ctrledger.Conflict,
                  "is at version 1, not the expected 5", id="stale-expected-version"),
     pytest.param([], None, [lambda s: s.started("web-1", pid=1, actor=3)], InvalidArgument,
-                 "actor must be a string, not int", id="actor-not-str"),
+                 "actor must be a string, not int", id="actor-not-str", marks=ARGUMENT_CHECK),
 ]
 
 
