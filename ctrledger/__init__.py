@@ -8,6 +8,7 @@ from .domain.model import Container, Payload, Resources, Runtime, Status
 from .errors import (
     AlreadyExists,
     Conflict,
+    DataLoss,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -29,6 +30,7 @@ __all__ = [
     "Conflict",
     "ConsistencyProof",
     "Container",
+    "DataLoss",
     "Diff",
     "ExportSummary",
     "FailedPrecondition",

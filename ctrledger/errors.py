@@ -8,7 +8,8 @@
     ├── InvalidArgument         code INVALID_ARGUMENT   bad ID, labels, fields, paths or filters
     ├── FailedPrecondition      code FAILED_PRECONDITION no namespace given
     ├── Conflict                code ABORTED            ``expected_version`` is stale
-    └── Unavailable             code UNAVAILABLE        storage unreachable; nothing was written
+    ├── Unavailable             code UNAVAILABLE        storage unreachable; nothing was written
+    └── DataLoss                code DATA_LOSS          a stored event is damaged (named by its position)
 
 Each category carries ``.code``, the gRPC status code name a containerd client
 would see for it (``Conflict`` has no containerd counterpart; ``ABORTED`` is the
@@ -25,6 +26,7 @@ from __future__ import annotations
 __all__ = [
     "AlreadyExists",
     "Conflict",
+    "DataLoss",
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
@@ -83,3 +85,11 @@ class Unavailable(StoreError):
     """The storage could not be reached or kept losing races; the write did not happen."""
 
     code = "UNAVAILABLE"
+
+
+class DataLoss(StoreError):
+    """A stored event is damaged: it cannot be decoded or applied. The message names it (its
+    stream, version and log position); ``ctrledger verify`` says what changed. Reads that do
+    not need that event keep working."""
+
+    code = "DATA_LOSS"

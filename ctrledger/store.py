@@ -75,7 +75,16 @@ from .domain.history import (
     parse_point,
 )
 from .domain.model import Audit, Container, Resources
-from .domain.validation import check_record, drop_empty_labels, go_quote, record_problem, validate_namespace
+from .domain.validation import (
+    check_record,
+    drop_empty_labels,
+    go_quote,
+    record_problem,
+    text_list,
+    text_or_none,
+    validate_namespace,
+)
+from .domain.validation import check_text as check_storable
 from .errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, StoreError, Unavailable
 from .persistence import integrity
 from .persistence.integrity import Checkpoint, ConsistencyProof, InclusionProof, VerifyReport
@@ -217,6 +226,7 @@ class Store:
         exist (or did not exist at that point); ``InvalidArgument`` for a point in the future.
         """
         ns = validate_namespace(namespace)
+        check_storable(id, "id")
         self._sync()
         if as_of is None:
             with self._rm.connection():
@@ -269,7 +279,15 @@ class Store:
                                   "invalid argument")
         conn = self._rm.reading()
         if point is None:
-            return _closing(CurrentStateReader(conn).scan(ns, flt), conn)
+            then = None
+            if self._history:  # a write during the scan: the rest as of where the scan started
+                self._rm.catch_up_if_behind()
+                past = TemporalReader(conn, self._rm.spec_of)
+
+                def then(start: int, after: str) -> Iterator[Container]:
+                    return past.scan_at(ns, flt, Position(start), after=after)
+
+            return _closing(CurrentStateReader(conn).scan(ns, flt, then=then), conn)
         return _closing(TemporalReader(conn, self._rm.spec_of).scan_at(ns, flt, point), conn)
 
     # -- history --------------------------------------------------------------
@@ -280,6 +298,7 @@ class Store:
         ``NotFound`` if the name never existed in the namespace.
         """
         ns = validate_namespace(namespace)
+        check_storable(id, "id")
         self._sync()
         if not isinstance(id, str) or self._stream_version(ns, id) == 0:
             raise NotFound(f"container {go_quote(str(id))} in namespace {go_quote(ns)}: not found")
@@ -308,6 +327,7 @@ class Store:
     ) -> Diff:
         """One container between two points (``until`` defaults to now)."""
         ns = validate_namespace(namespace)
+        check_storable(id, "id")
         self._sync()
         if not isinstance(id, str) or self._stream_version(ns, id) == 0:
             raise NotFound(f"container {go_quote(str(id))} in namespace {go_quote(ns)}: not found")
@@ -329,7 +349,7 @@ class Store:
         With ``filters``, only containers that matched them at either end. Streamed.
         """
         ns = validate_namespace(namespace)
-        flt = parse_filters(list(filters)) if filters else None
+        flt = parse_filters([filters] if isinstance(filters, str) else filters) if filters else None
         self._sync()
         start = self._point(since, ns, None, "since")
         end = self._point(until, ns, None, "until") if until is not None else Position(self._head())
@@ -379,6 +399,11 @@ class Store:
         self._require_history()
         self._sync()
         known = {cls.__name__ for cls in EVENT_CLASSES}
+        kinds = text_list(kinds, "kinds")
+        actors = text_list(actor, "actor")
+        id, correlation_id, client, reason = (  # noqa: A001
+            text_or_none(v, n) for v, n in ((id, "id"), (correlation_id, "correlation_id"), (client, "client"),
+                                            (reason, "reason")))
         if kinds is not None:
             unknown = [k for k in kinds if k not in known]
             if unknown:
@@ -392,7 +417,6 @@ class Store:
             if parsed is not None and not isinstance(parsed, datetime):
                 raise InvalidArgument(f"audit {name} must be a time: invalid argument")
             times.append(parsed)
-        actors = [actor] if isinstance(actor, str) else (list(actor) if actor is not None else None)
         conn = self._rm.reading()
         reader = TemporalReader(conn, self._rm.spec_of)
         rows = reader.audit(
@@ -453,7 +477,13 @@ class Store:
         """
         self._check_open()
         cp = self._log.read(lambda db: integrity.make_checkpoint(db, self._clock()))
-        return cp.sign(sign_with) if sign_with is not None else cp
+        if sign_with is None:
+            return cp
+        try:
+            return cp.sign(sign_with)
+        except (AttributeError, TypeError, ValueError):
+            raise InvalidArgument(f"sign_with must be an Ed25519 private key (cryptography), not "
+                                  f"{type(sign_with).__name__}: invalid argument") from None
 
     def prove(self, position: int, *, checkpoint: Checkpoint | None = None) -> InclusionProof:
         """The inclusion proof of the event at ``position`` in the log as of ``checkpoint`` (default: now)."""
@@ -469,7 +499,7 @@ class Store:
                         "invalid argument"
                     )
                 size = checkpoint.size
-            if not isinstance(position, int) or not 1 <= position:
+            if not isinstance(position, int) or isinstance(position, bool) or not 1 <= position <= max(size, 1):
                 raise InvalidArgument(f"position {position!r} is not in a log of {size} events: invalid argument")
             try:
                 return integrity.prove_inclusion(db, position, size)
@@ -574,11 +604,16 @@ class Store:
         actor: str | None = None,
         reason: str | None = None,
         correlation_id: str | None = None,
+        request_id: str | None = None,
     ) -> Container:
         """Create ``container`` (timestamps and version are set by the store).
 
         Labels with an empty value are dropped. A deleted name can be created
         again: it continues its stream as a new incarnation.
+
+        ``request_id`` (every write takes one; default: a fresh one): the command's
+        idempotency key. A retry with the same id, after an acknowledgement was lost,
+        returns what the first attempt committed instead of applying it again.
         """
         ns = validate_namespace(namespace)
         if not isinstance(container, Container):
@@ -591,6 +626,7 @@ class Store:
         write_problem = record_problem(container)  # D2: after the existence check, as in containerd
         record = _stored_form(container)
         audit = self._audit(actor, reason, correlation_id, ())
+        request = self._request_id(request_id)
         stream = stream_id(ns, record.id)
         # Optimistic first try: most creates are of new names, so skip the read and
         # let the log's (stream, version) uniqueness tell us if the name was taken.
@@ -599,20 +635,24 @@ class Store:
             # A failed append costs nothing (embedded log), so try the common case (a new name)
             # without reading. A shared PostgreSQL log would burn a position on the failure.
             first = ContainerAggregate.create(ns, record, audit, now)
-            if self._append(first):
-                return first.to_container()
+            done = self._append(first, None, request)
+            if done is not None:
+                return done.to_container()
         for _ in range(_MAX_RETRIES):
             agg = self._load(stream, fresh=True)
             if agg is not None and not agg.deleted:
-                raise AlreadyExists(f"container {go_quote(record.id)}: already exists")
+                # ... unless this very command created it (its acknowledgement was lost)
+                return self._committed_or(request, "create", AlreadyExists(
+                    f"container {go_quote(record.id)}: already exists")).to_container()
             if write_problem is not None:
                 raise InvalidArgument(f"create container failed validation: {write_problem}: invalid argument")
             if agg is None:
                 agg = ContainerAggregate.create(ns, record, audit, now)
             else:
                 agg.recreate(record, audit, now)
-            if self._append(agg):
-                return agg.to_container()
+            done = self._append(agg, None, request)
+            if done is not None:
+                return done.to_container()
         raise Unavailable(f"create of {go_quote(record.id)} kept losing races; try again")
 
     def update(
@@ -624,12 +664,14 @@ class Store:
         reason: str | None = None,
         expected_version: int | None = None,
         correlation_id: str | None = None,
+        request_id: str | None = None,
     ) -> Container:
         """Update the container ``container.id`` from ``container`` along ``fieldpaths``.
 
         No field paths is a full replace (containerd semantics; see
         ``ctrledger.domain.fieldpaths``). Every successful update moves
         ``updated_at``, even when nothing changed. Returns the updated record.
+        ``request_id``: the command's idempotency key (see ``create``).
         """
         if not isinstance(container, Container):
             raise InvalidArgument(f"expected a Container, not {type(container).__name__}: invalid argument")
@@ -637,13 +679,14 @@ class Store:
             raise InvalidArgument("Container.ID required")
         ns = validate_namespace(namespace)
         audit = self._audit(actor, reason, correlation_id, tuple(fieldpaths))
+        request = self._request_id(request_id)
         now = self._clock()
 
         def change(agg: ContainerAggregate) -> None:
             merged = merge_update(agg.to_container(), container, fieldpaths)
             agg.change_to(merged, audit, now)
 
-        return self._modify(ns, container.id, "update", expected_version, change).to_container()
+        return self._modify(ns, container.id, "update", expected_version, change, request).to_container()
 
     def delete(
         self,
@@ -654,12 +697,17 @@ class Store:
         reason: str | None = None,
         expected_version: int | None = None,
         correlation_id: str | None = None,
+        request_id: str | None = None,
     ) -> None:
-        """Delete the container ``id``. Its history stays in the log."""
+        """Delete the container ``id``. Its history stays in the log.
+
+        ``request_id``: the command's idempotency key (see ``create``).
+        """
         ns = validate_namespace(namespace)
         audit = self._audit(actor, reason, correlation_id, ())
+        request = self._request_id(request_id)
         now = self._clock()
-        self._modify(ns, id, "delete", expected_version, lambda agg: agg.delete(audit, now))
+        self._modify(ns, id, "delete", expected_version, lambda agg: agg.delete(audit, now), request)
 
     # -- the status lifecycle (CRI's container status) -----------------------------
     #
@@ -799,8 +847,11 @@ class Store:
         self, actor: str | None, reason: str | None, correlation_id: str | None, paths: tuple[str, ...]
     ) -> Audit:
         for name, value in (("actor", actor), ("reason", reason), ("correlation_id", correlation_id)):
-            if value is not None and not isinstance(value, str):
-                raise InvalidArgument(f"{name} must be a string, not {type(value).__name__}: invalid argument")
+            text_or_none(value, name)
+        for path in paths:
+            if not isinstance(path, str):
+                raise InvalidArgument(f"a field path must be a string, not {type(path).__name__}: invalid argument")
+            check_storable(path, "field path")
         return Audit(
             actor=actor or self._actor,
             reason=reason or "",
@@ -808,6 +859,24 @@ class Store:
             fieldpaths=paths,
             client=self._client,
         )
+
+    def _request_id(self, request_id: str | None) -> str:
+        if request_id is None:
+            return _time_ordered_uuid()
+        if not isinstance(request_id, str) or not 0 < len(request_id) <= 256:
+            raise InvalidArgument(
+                f"request_id must be a string of 1 to 256 characters, not {request_id!r}: invalid argument")
+        check_storable(request_id, "request_id")
+        return request_id
+
+    def _committed_or(self, request_id: str, operation: str, refusal: StoreError) -> ContainerAggregate:
+        """What the command ``request_id`` committed earlier (a retry after a lost
+        acknowledgement), else raise ``refusal``."""
+        done = self._log.committed(request_id, operation)
+        if done is None:
+            raise refusal
+        self._remember(done.id, None)
+        return done
 
     def _load(self, stream: str, *, fresh: bool) -> ContainerAggregate | None:
         """The stream's aggregate: a copy of the cached one, or (``fresh``) read from the log."""
@@ -838,6 +907,7 @@ class Store:
         operation: str,
         expected_version: int | None,
         change: Callable[[ContainerAggregate], None],
+        request_id: str | None = None,
     ) -> ContainerAggregate:
         """Run ``change`` on the live container and append its events, optimistically.
 
@@ -852,6 +922,8 @@ class Store:
             raise InvalidArgument(
                 f"expected_version must be a non-negative integer, not {expected_version!r}: invalid argument"
             )
+        request_id = request_id or _time_ordered_uuid()  # every write is one command, retried as one
+        check_storable(container_id, "container.ID" if operation == "update" else "id")
         if not isinstance(container_id, str):
             self._refuse_missing(ns, container_id, operation)
         stream = stream_id(ns, container_id)
@@ -868,13 +940,14 @@ class Store:
                         f"not the expected {expected_version}: conflict"
                     )
                 change(agg)
-            except StoreError:
-                if fresh:
-                    raise
+            except StoreError as refusal:
+                if fresh:  # a refusal on fresh state, unless this command committed before
+                    return self._committed_or(request_id, operation, refusal)
                 fresh = True  # the cache may be stale: decide on the log's state
                 continue
-            if self._append(agg, expected_version):
-                return agg
+            done = self._append(agg, expected_version, request_id, operation)
+            if done is not None:
+                return done
             fresh = True
         raise Unavailable(f"{operation} of {go_quote(str(container_id))} kept losing races; try again")
 
@@ -889,24 +962,42 @@ class Store:
             raise NotFound(f"container {shown}: not found")
         raise NotFound(f"container {go_quote(shown)}: not found")
 
-    def _append(self, agg: ContainerAggregate, expected_version: int | None = None) -> bool:
-        """Append the aggregate's pending events; False if another writer got there first."""
+    def _append(
+        self, agg: ContainerAggregate, expected_version: int | None, request_id: str, operation: str = "create",
+    ) -> ContainerAggregate | None:
+        """Append the aggregate's pending events as the command ``request_id``.
+
+        Returns the aggregate as the command left it, or None if another writer got
+        there first. A failed append first asks whether the command committed after all
+        (a lost acknowledgement, retried by eventsourcing or by the caller): then the
+        first attempt's result is returned, and nothing is applied twice.
+        """
         events = agg.collect_events()
         try:
-            self._log.append(events)
+            self._log.append(events, request_id)
         except StreamTaken:
             self._remember(agg.id, None)
+            done = self._log.committed(request_id, operation)
+            if done is not None:
+                return done
             if expected_version is not None:
                 raise Conflict(
                     f"container {go_quote(agg.container_id)} changed since version "
                     f"{expected_version}: conflict"
                 ) from None
-            return False
+            return None
+        except Unavailable as e:
+            self._remember(agg.id, None)
+            done = self._log.committed(request_id, operation)  # "outcome unknown" if it cannot tell
+            if done is not None:
+                return done
+            raise Unavailable(f"{e.message}; nothing was written") from e
         except StoreError:
             self._remember(agg.id, None)
             raise
         self._remember(agg.id, agg)
-        return True
+        self._log.keep(agg)
+        return agg
 
 
 def _parse_at(at: object) -> datetime | None:
@@ -942,6 +1033,8 @@ def _stored_form(c: Container) -> Container:
 
 
 def _check_same_log(db: integrity.Sql, checkpoint: Checkpoint) -> None:
+    if not isinstance(checkpoint, Checkpoint):
+        raise InvalidArgument(f"expected a Checkpoint, not {type(checkpoint).__name__}: invalid argument")
     log_id = db.one("SELECT value FROM {ledger_meta} WHERE key='log_id'")
     if log_id is None or checkpoint.log_id != log_id[0]:
         raise InvalidArgument("the checkpoint is of another log: invalid argument")
@@ -958,9 +1051,19 @@ def verify(target: Store | str | os.PathLike[str], checkpoint: Checkpoint | None
     Returns a report, never raises for a bad log: OK with the range covered, or the
     first bad position and what is wrong. With ``checkpoint``, also checks that the log
     still holds exactly the prefix the checkpoint recorded.
+
+    Given a ``Store``, it also checks the read models against the log (a rebuild into a
+    scratch file, as ``Store.verify_projections``): ``read_models_ok``, and a problem of
+    kind ``read models differ`` naming the tables. Given a path or an archive, it covers
+    the log only (``read_models_ok`` is None).
     """
+    if checkpoint is not None and not isinstance(checkpoint, Checkpoint):
+        raise InvalidArgument(f"checkpoint must be a Checkpoint, not {type(checkpoint).__name__}: invalid argument")
+    if not isinstance(target, Store | str | os.PathLike):
+        raise InvalidArgument(f"verify takes a Store or a path, not {type(target).__name__}: invalid argument")
     if isinstance(target, Store):
-        return target.log.verify(checkpoint)
+        return _with_read_models(target, target.log.verify(checkpoint))
+    check_storable(target, "target")
     text = os.fspath(target)
     if _is_postgres(text):
         return verify_postgres(parse_url(text)[0], checkpoint)
@@ -969,6 +1072,25 @@ def verify(target: Store | str | os.PathLike[str], checkpoint: Checkpoint | None
     if is_archive(text):
         return verify_archive_log(text, checkpoint)
     return verify_sqlite(text, checkpoint)
+
+
+def _with_read_models(store: Store, report: VerifyReport) -> VerifyReport:
+    import dataclasses
+
+    try:
+        result = store.verify_projections()
+    except StoreError as e:
+        problem = integrity.Problem(0, "read models differ", f"the read models could not be checked: {e}")
+        return dataclasses.replace(report, ok=False, problems=(*report.problems, problem), read_models_ok=False)
+    if result.ok:
+        return dataclasses.replace(report, read_models_ok=True)
+    problem = integrity.Problem(
+        result.position, "read models differ",
+        f"the read models at position {result.position} differ from a rebuild from the log in "
+        f"{', '.join(result.differences)} (edited outside the store?); 'ctrledger rebuild' restores them",
+    )
+    return dataclasses.replace(report, ok=False, problems=tuple(sorted(
+        (*report.problems, problem), key=lambda p: p.position)), read_models_ok=False)
 
 
 def open(  # noqa: A001
@@ -1039,11 +1161,21 @@ def import_(path: str | os.PathLike[str], into: Store, **options: Any) -> Import
     return run(path, into, **options)
 
 
-def migrate(target: str | os.PathLike[str] | None = None) -> dict[str, int]:
+def migrate(target: str | os.PathLike[str] | None = None, *, accept_unhashed: bool = False) -> dict[str, int]:
     """Create or upgrade the store's schemas (the log's and the local read models'); report them.
 
-    Opening a store does the same on demand; ``migrate`` does it explicitly, e.g. before
-    starting nodes. Raises ``FailedPrecondition`` for a schema newer than this ctrledger.
+    Opening a store creates missing tables on demand; ``migrate`` does it explicitly, e.g.
+    before starting nodes. It is also the one place where events get hashed after the
+    fact: a log written before tamper evidence is hashed once, and the upgrade recorded
+    (``hashed`` in the result). A log that is already hashed but holds events without a
+    hash is a finding (``FailedPrecondition`` naming the position), unless the operator
+    has looked at them and accepts them (``accept_unhashed=True``, recorded as such).
+    Raises ``FailedPrecondition`` for a schema newer than this ctrledger.
     """
+    if not isinstance(accept_unhashed, bool):
+        raise InvalidArgument(f"accept_unhashed must be True or False, not {accept_unhashed!r}: invalid argument")
     with open(target, follow=False) as store:
-        return {"log_schema": store.log.schema_version(), "read_model_schema": store.read_model.schema_version}
+        hashed = store.log.upgrade_hashes(accept_unhashed)
+        store.read_model.refresh(force=True)
+        return {"log_schema": store.log.schema_version(), "read_model_schema": store.read_model.schema_version,
+                "hashed": hashed or 0}

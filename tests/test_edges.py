@@ -114,9 +114,9 @@ def test_a_damaged_event_is_a_clear_error_not_a_driver_error(db_path: Path) -> N
     conn.commit()
     conn.close()
     with ctrledger.open(db_path) as store:
-        with pytest.raises(ctrledger.Unavailable, match="event at log position 2 cannot be read"):
+        with pytest.raises(ctrledger.DataLoss, match="log position 2"):
             list(store.history("x"))
-        with pytest.raises(ctrledger.Unavailable, match="event at log position 2 cannot be read"):
+        with pytest.raises(ctrledger.DataLoss, match="log position 2"):
             store.rebuild()
         report = ctrledger.verify(store)
         assert report.first_problem is not None and report.first_problem.position == 2

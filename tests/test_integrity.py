@@ -231,13 +231,16 @@ def test_consistency_proofs_show_the_old_log_is_a_prefix(store: ctrledger.Store)
     assert not proof.verify(new, old)
 
 
-def test_a_log_written_without_hashes_is_upgraded_once_and_recorded(db_path: Path) -> None:
+def test_a_log_written_without_hashes_is_upgraded_once_by_migrate_and_recorded(db_path: Path) -> None:
     with ctrledger.open(db_path) as store:
         for i in range(5):
             store.create(make(f"c{i}"))
     conn = sqlite3.connect(db_path)
     conn.executescript("DROP TABLE event_hashes; DROP TABLE merkle_nodes; DROP TABLE integrity_upgrades;")
     conn.close()
+    with ctrledger.open(db_path) as store:
+        assert not ctrledger.verify(store).ok  # opening hashes nothing
+    assert ctrledger.migrate(db_path)["hashed"] == 5
     with ctrledger.open(db_path) as store:
         assert ctrledger.verify(store).ok
         store.create(make("after"))
@@ -246,8 +249,7 @@ def test_a_log_written_without_hashes_is_upgraded_once_and_recorded(db_path: Pat
     upgrades = conn.execute("SELECT first_position, last_position FROM integrity_upgrades").fetchall()
     conn.close()
     assert upgrades == [(1, 5)]
-    with ctrledger.open(db_path):
-        pass  # opening again upgrades nothing more
+    assert ctrledger.migrate(db_path)["hashed"] == 0  # migrating again upgrades nothing more
     conn = sqlite3.connect(db_path)
     assert conn.execute("SELECT COUNT(*) FROM integrity_upgrades").fetchone()[0] == 1
     conn.close()

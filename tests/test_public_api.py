@@ -15,6 +15,7 @@ def test_exports_are_pinned() -> None:
         "Conflict",
         "ConsistencyProof",
         "Container",
+        "DataLoss",
         "Diff",
         "ExportSummary",
         "FailedPrecondition",
@@ -53,4 +54,5 @@ def test_error_codes_are_grpc_code_names() -> None:
         "FailedPrecondition": "FAILED_PRECONDITION",
         "Conflict": "ABORTED",
         "Unavailable": "UNAVAILABLE",
+        "DataLoss": "DATA_LOSS",
     }

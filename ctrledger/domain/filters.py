@@ -76,6 +76,7 @@ from .gostrings import go_rune_string as _go_rune_string
 from .gostrings import go_text as _go_text
 from .gostrings import is_print
 from .gostrings import to_bytes as _to_bytes
+from .validation import check_text
 
 __all__ = [
     "Conjunction",
@@ -757,15 +758,35 @@ def _parse(filter_string: str) -> Conjunction:
     return Conjunction(tuple(selectors))
 
 
+MAX_SELECTORS = 256
+"""The most selectors a request's filters may hold in total (an SQL expression has a depth limit)."""
+
+
 def parse(filter_string: str) -> Conjunction:
     """Parse one filter string; raises :class:`InvalidArgument` with containerd's message."""
     if not isinstance(filter_string, str):
-        raise TypeError(f"filter must be a str, not {type(filter_string).__name__}")
+        raise InvalidArgument(f"a filter must be a string, not {type(filter_string).__name__}: invalid argument")
+    check_text(filter_string, "filter")
     return _parse(filter_string)
 
 
 def parse_filters(filter_strings: Sequence[str]) -> Filter:
-    """Parse the ``filters`` of a ``List`` request; the error is that of the first bad string."""
+    """Parse the ``filters`` of a ``List`` request; the error is that of the first bad string.
+
+    At most ``MAX_SELECTORS`` selectors in all (and as many filters): more is ``InvalidArgument``.
+    """
     if isinstance(filter_strings, str):
-        raise TypeError("parse_filters takes a sequence of filter strings, not a str")
-    return Filter(tuple(parse(s) for s in filter_strings))
+        raise InvalidArgument("filters must be a sequence of filter strings, not one string: invalid argument")
+    try:
+        strings = list(filter_strings)
+    except TypeError:
+        raise InvalidArgument(f"filters must be a sequence of filter strings, not "
+                              f"{type(filter_strings).__name__}: invalid argument") from None
+    if len(strings) > MAX_SELECTORS:
+        raise InvalidArgument(f"too many filters: {len(strings)} (at most {MAX_SELECTORS}): invalid argument")
+    parsed = Filter(tuple(parse(s) for s in strings))
+    total = sum(len(c.selectors) for c in parsed.any_of)
+    if total > MAX_SELECTORS:
+        raise InvalidArgument(f"too many selectors: {total} in all the filters (at most {MAX_SELECTORS}): "
+                              "invalid argument")
+    return parsed

@@ -71,6 +71,22 @@ class Position(_Number):
 Point = datetime | str | Version | Position
 
 
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+def _utc(point: datetime, name: str) -> datetime:
+    """In UTC, within the years 1-9999 that every later step (offsets, microseconds) can handle."""
+    try:
+        utc = point.astimezone(UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not _EARLIEST <= utc <= _LATEST:
+        raise InvalidArgument(f"{name}: {point.isoformat()} is out of range (years 1 to 9999 in UTC): "
+                              "invalid argument")
+    return utc
+
+
 def parse_point(point: object, name: str = "as_of") -> datetime | Version | Position:
     """Normalise a point: ISO strings become aware UTC datetimes; bad input is InvalidArgument."""
     if isinstance(point, (Version, Position)):
@@ -80,7 +96,7 @@ def parse_point(point: object, name: str = "as_of") -> datetime | Version | Posi
             raise InvalidArgument(
                 f"{name}: a datetime must be timezone-aware, got {point.isoformat()}: invalid argument"
             )
-        return point.astimezone(UTC)
+        return _utc(point, name)
     if isinstance(point, str):
         text = point.strip()
         try:
@@ -91,7 +107,7 @@ def parse_point(point: object, name: str = "as_of") -> datetime | Version | Posi
             raise InvalidArgument(
                 f"{name}: {point!r} has no timezone; add Z or an offset: invalid argument"
             )
-        return parsed.astimezone(UTC)
+        return _utc(parsed, name)
     raise InvalidArgument(
         f"{name} must be a datetime, an ISO-8601 string, a Version or a Position, "
         f"not {type(point).__name__}: invalid argument"

@@ -266,6 +266,8 @@ class Container:
         object.__setattr__(self, "extensions", dict(self.extensions or {}))
         if self.runtime is None:
             object.__setattr__(self, "runtime", Runtime())
+        elif isinstance(self.runtime, str):  # the meaning is obvious: a runtime named so
+            object.__setattr__(self, "runtime", Runtime(self.runtime))
 
     __hash__ = None  # type: ignore[assignment]  # holds dicts: not hashable
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from ..errors import FailedPrecondition, InvalidArgument
 from .gostrings import go_quote
-from .model import Container, Payload
+from .model import Container, Payload, Runtime
 
 __all__ = [
     "IDENTIFIER_PATTERN",
@@ -20,6 +20,9 @@ __all__ = [
     "MAX_IDENTIFIER_LENGTH",
     "check_identifier",
     "check_record",
+    "check_text",
+    "text_list",
+    "text_or_none",
     "go_quote",
     "record_problem",
     "validate_namespace",
@@ -29,6 +32,69 @@ MAX_IDENTIFIER_LENGTH = 76
 LABEL_MAX_SIZE = 4096
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$"
 _identifier_re = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*\Z", re.ASCII)
+
+
+def check_text(value: object, name: str) -> None:
+    """``InvalidArgument`` naming ``name`` if ``value`` is text that cannot be stored (a lone
+    surrogate: not UTF-8); values of other types are left to their own checks."""
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise InvalidArgument(
+                f"{name}: {go_quote(value[max(0, e.start - 10):e.end + 10])} is not valid Unicode text "
+                f"(a lone surrogate at character {e.start}): invalid argument"
+            ) from None
+
+
+def text_or_none(value: object, name: str) -> str | None:
+    """``value`` if it is None or storable text, else ``InvalidArgument`` naming ``name``."""
+    if value is not None and not isinstance(value, str):
+        raise InvalidArgument(f"{name} must be a string, not {type(value).__name__}: invalid argument")
+    check_text(value, name)
+    return value
+
+
+def text_list(value: object, name: str, *, limit: int = 256) -> list[str] | None:
+    """One string or a sequence of strings, as a list (None stays None); ``InvalidArgument``
+    naming ``name`` for anything else. A lone string is one item, never split into letters."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        items: list[object] = [value]
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+    else:
+        raise InvalidArgument(f"{name} must be a string or a list of strings, not {type(value).__name__}: "
+                              "invalid argument")
+    if len(items) > limit:
+        raise InvalidArgument(f"{name}: too many values ({len(items)}; at most {limit}): invalid argument")
+    return [text_or_none(item, name) or "" if isinstance(item, str) else _not_text(item, name) for item in items]
+
+
+def _not_text(item: object, name: str) -> str:
+    raise InvalidArgument(f"{name} must hold strings, not {type(item).__name__}: invalid argument")
+
+
+def _record_text_problem(c: Container) -> str | None:
+    named: list[tuple[str, object]] = [
+        ("container.ID", c.id), ("container.Image", c.image), ("container.Snapshotter", c.snapshotter),
+        ("container.SnapshotKey", c.snapshot_key), ("container.Sandbox", c.sandbox),
+        ("container.Runtime.Name", getattr(c.runtime, "name", "")),
+    ]
+    if isinstance(c.labels, Mapping):
+        named += [("containers.Labels", t) for kv in c.labels.items() for t in kv]
+    if isinstance(c.extensions, Mapping):
+        named += [("container.Extensions", k) for k in c.extensions]
+        named += [("container.Extensions", getattr(v, "type_url", "")) for v in c.extensions.values()]
+    for payload, label in ((c.spec, "container.Spec"), (getattr(c.runtime, "options", None), "container.Runtime")):
+        named.append((label, getattr(payload, "type_url", "")))
+    for name, value in named:
+        try:
+            check_text(value, name)
+        except InvalidArgument as e:
+            return e.message.removesuffix(": invalid argument")
+    return None
 
 
 def identifier_problem(s: str) -> str | None:
@@ -100,7 +166,7 @@ def record_problem(c: Container, *, empty_label_key: bool = True) -> str | None:
     """
     if not isinstance(c.id, str):
         return f"container.ID: must be a string, not {type(c.id).__name__}"
-    problem = identifier_problem(c.id)
+    problem = _record_text_problem(c) or identifier_problem(c.id)
     if problem is not None:
         return f"container.ID: {problem}"
     for key, value in c.extensions.items():
@@ -113,6 +179,8 @@ def record_problem(c: Container, *, empty_label_key: bool = True) -> str | None:
     problem = _label_problem(c.labels)
     if problem is not None:
         return problem
+    if not isinstance(c.runtime, Runtime):
+        return f"container.Runtime must be a Runtime, not {type(c.runtime).__name__}"
     if not c.runtime.name:
         return "container.Runtime.Name must be set"
     if c.spec is None:

@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.application import Application
+from eventsourcing.persistence import PersistenceError
 from eventsourcing.utils import Environment
 
 from ..domain.container import ContainerAggregate, ContainerEvent
+from .snapshots import SNAPSHOT_EVERY, ContainerSnapshot
 from .sqlite import LedgerSQLiteRecorder
 
 __all__ = ["LedgerApplication", "postgres_env", "sqlite_env"]
@@ -28,11 +30,26 @@ class LedgerApplication(Application[str]):
         # override them (eventsourcing would read CTRLEDGER_* variables).
         return Environment(name, dict(env or {}))
 
-    def append(self, events: Sequence[ContainerEvent]) -> None:
-        """Append the events of one operation atomically, running the inline hooks."""
+    def append(self, events: Sequence[ContainerEvent], request_id: str | None = None) -> None:
+        """Append the events of one operation atomically, running the inline hooks.
+
+        ``request_id``: the command's id, recorded with the events (``requests.py``).
+        """
         # Straight to the event store: Application.save() would only add runtime
         # protocol checks per event (costly) and notifications we do not use.
-        self.events.put(events, inline_events=events)
+        if request_id is None:
+            self.events.put(events, inline_events=events)
+        else:
+            self.events.put(events, inline_events=events, request_id=request_id)
+
+    def remember(self, agg: ContainerAggregate) -> None:
+        """After an append: snapshot the aggregate every ``SNAPSHOT_EVERY`` versions (best effort)."""
+        if agg.version % SNAPSHOT_EVERY or self.snapshots is None:
+            return
+        try:
+            self.snapshots.put([ContainerSnapshot.take(agg)])
+        except PersistenceError:
+            pass  # another node took it, or the storage is busy: the next one will do
 
     def load(self, stream: str) -> ContainerAggregate | None:
         """The aggregate of a stream, or None if the stream has no events."""
@@ -57,6 +74,8 @@ class LedgerApplication(Application[str]):
 
 _COMMON = {
     "TRANSCODER_TOPIC": "ctrledger.persistence.transcoder:MsgPackTranscoder",
+    "MAPPER_TOPIC": "ctrledger.persistence.mapper:LedgerMapper",
+    "IS_SNAPSHOTTING_ENABLED": "y",
     "ORIGINATOR_ID_TYPE": "text",
     "CREATE_TABLE": "y",
 }

@@ -33,6 +33,7 @@ from typing import Any
 
 import msgpack
 
+from ..errors import FailedPrecondition
 from .merkle import (
     EMPTY_ROOT,
     consistency_proof,
@@ -76,6 +77,7 @@ CREATE_STATEMENTS = [
 _SQLITE_NAMES = {
     "event_hashes": "event_hashes", "merkle_nodes": "merkle_nodes", "ledger_meta": "ledger_meta",
     "integrity_upgrades": "integrity_upgrades", "stored_events": "stored_events", "pos": "rowid",
+    "requests": "ctrledger_requests",
     "blob": "BLOB", "clustered": " WITHOUT ROWID", "random_id": "lower(hex(randomblob(16)))",
     "position_key": "INTEGER PRIMARY KEY",
 }
@@ -164,27 +166,67 @@ def hashed_head(db: Sql) -> tuple[int, int, bytes]:
     return (0, 0, ZERO) if row is None else (int(row[0]), int(row[1]), bytes(row[2]))
 
 
+def first_unhashed(db: Sql, after: int, before: int | None = None) -> int | None:
+    """The first log position after ``after`` (and before ``before``) holding an event with no hash."""
+    statement = "SELECT MIN({pos}) FROM {stored_events} WHERE {pos} > ?"
+    params: list[Any] = [after]
+    if before is not None:
+        statement += " AND {pos} < ?"
+        params.append(before)
+    row = db.one(statement, params)
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def unhashed_refusal(position: int, last_hashed: int) -> FailedPrecondition:
+    """The error every write gets while the log holds an event without a hash."""
+    if last_hashed == 0:
+        return FailedPrecondition(
+            f"the log holds events without hashes from position {position} (it was written before tamper "
+            f"evidence, or its hashes were removed): check it with 'ctrledger verify', then hash it once with "
+            f"'ctrledger migrate' (ctrledger.migrate); writes are refused until then: failed precondition"
+        )
+    return FailedPrecondition(
+        f"the log holds an event without a hash at position {position}, after the last hashed event at "
+        f"position {last_hashed}: it was added or rewritten outside the store. 'ctrledger verify' reports it; "
+        f"writes are refused until an operator restores the log or accepts the events "
+        f"(ctrledger.migrate(target, accept_unhashed=True)): failed precondition"
+    )
+
+
 def append_hashes(db: Sql, rows: Iterable[tuple[int, str, int, str, bytes]]) -> None:
     """Hash and chain newly appended events (position, stream, version, topic, state), in order.
 
-    Runs inside the append transaction. Events appended earlier without hashes (an
-    older writer) are hashed first, so the chain never has a hole.
+    Runs inside the append transaction. Opening or writing never hashes an event that was
+    not appended by this function: an event without a hash before the new ones (added
+    outside the store, or rewritten with its hashes removed), or a new event at a position
+    already hashed (the event recorded there was deleted), refuses the append with
+    ``FailedPrecondition`` naming the position.
     """
     rows = list(rows)
     if not rows:
         return
     seq, last, previous = hashed_head(db)
-    if last != rows[0][0] - 1 and db.one(
-        "SELECT 1 FROM {stored_events} WHERE {pos} > ? AND {pos} < ? LIMIT 1", (last, rows[0][0])
-    ):
-        seq, last, previous = hash_missing(db, before=rows[0][0])
+    start = rows[0][0]
+    if start <= last:
+        raise FailedPrecondition(
+            f"the log's event at position {start} was deleted outside the store (its hash is recorded, the "
+            f"event is gone), so the next event would take its position: 'ctrledger verify' reports it; "
+            f"writes are refused until an operator restores the log: failed precondition"
+        )
+    if start != last + 1:
+        missing = first_unhashed(db, last, start)
+        if missing is not None:
+            raise unhashed_refusal(missing, last)
     for position, stream, version, topic, state in rows:
         seq += 1
         previous = _append_one(db, seq, position, event_leaf(stream, version, topic, state), previous)
 
 
 def hash_missing(db: Sql, before: int | None = None) -> tuple[int, int, bytes]:
-    """Hash every event after the last hashed one (and before ``before``); return the new head."""
+    """Hash every event after the last hashed one (and before ``before``); return the new head.
+
+    Only ``upgrade`` (an explicit migration) and tests that play an attacker call it.
+    """
     seq, last, previous = hashed_head(db)
     statement = "SELECT {pos}, originator_id, originator_version, topic, state FROM {stored_events} WHERE {pos} > ?"
     params: list[Any] = [last]
@@ -198,24 +240,30 @@ def hash_missing(db: Sql, before: int | None = None) -> tuple[int, int, bytes]:
     return seq, last, previous
 
 
-def upgrade(db: Sql) -> tuple[int, int] | None:
+def upgrade(db: Sql, *, accept_unhashed: bool = False) -> tuple[int, int] | None:
     """Hash a log written without hashes, in place, once; record the upgrade. Returns its range.
 
-    The caller runs it inside one write transaction.
+    A log that is already hashed but holds events without hashes after its last hashed
+    one is a finding, not an upgrade: ``FailedPrecondition`` naming the position, unless
+    the operator accepts them (``accept_unhashed``), which is recorded as such.
+    The caller runs it inside one write transaction (``migrate`` does).
     """
     for statement in CREATE_STATEMENTS:
         db.run(statement)
     _, last, _ = hashed_head(db)
+    first = first_unhashed(db, last)
+    if first is None:
+        return None
+    if last and not accept_unhashed:
+        raise unhashed_refusal(first, last)
     head_row = db.one("SELECT COALESCE(MAX({pos}), 0) FROM {stored_events}")
     head = int(head_row[0]) if head_row else 0
-    if head <= last:
-        return None
-    first_row = db.one("SELECT MIN({pos}) FROM {stored_events} WHERE {pos} > ?", (last,))
-    first = int(first_row[0]) if first_row else last + 1
     hash_missing(db)
+    note = ("events written without hashes were hashed in place" if not last else
+            f"an operator accepted events without hashes after position {last} and had them hashed")
     db.run(
         "INSERT INTO {integrity_upgrades}(upgraded_at, first_position, last_position, note) VALUES (?,?,?,?)",
-        (datetime.now(UTC).isoformat(), first, head, "events written without hashes were hashed in place"),
+        (datetime.now(UTC).isoformat(), first, head, note),
     )
     return first, head
 
@@ -429,6 +477,11 @@ def make_checkpoint(db: Sql, now: datetime) -> Checkpoint:
     )
 
 
+def root_of(db: Sql, size: int) -> str:
+    """The hex Merkle root of the first ``size`` recorded leaves (LookupError if a node is missing)."""
+    return subtree_hash(_node_reader(db), 0, size).hex()
+
+
 def leaf_number(db: Sql, position: int) -> int | None:
     """The 0-based leaf index of the event at ``position``, if it was hashed."""
     row = db.one("SELECT seq FROM {event_hashes} WHERE position=?", (position,))
@@ -461,7 +514,7 @@ class Problem:
 
     position: int
     kind: str  # content changed | event missing | event inserted | order changed | chain broken | tree broken
-    #            | truncated | history rewritten | wrong log
+    #            | truncated | history rewritten | wrong log | read models differ
     detail: str
 
     def __str__(self) -> str:
@@ -478,6 +531,9 @@ class VerifyReport:
     root: str
     problems: tuple[Problem, ...] = field(default=())
     checkpoint_size: int | None = None
+    read_models_ok: bool | None = None
+    """Whether the read models equal a rebuild from the log: True or False when they were
+    checked (``verify`` of a ``Store``), None when only the log was (a file or an archive)."""
 
     @property
     def first_problem(self) -> Problem | None:
@@ -487,14 +543,15 @@ class VerifyReport:
         if self.ok:
             covered = f"positions {self.first}-{self.last}" if self.last else "an empty log"
             extra = f", consistent with the checkpoint at {self.checkpoint_size}" if self.checkpoint_size else ""
-            return f"OK: {covered} verified{extra}"
+            models = "; the read models match the log" if self.read_models_ok else ""
+            return f"OK: {covered} verified{extra}{models}"
         more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
         return f"FAILED at {self.problems[0]}{more}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok, "first": self.first, "last": self.last, "root": self.root,
-            "checkpoint_size": self.checkpoint_size,
+            "checkpoint_size": self.checkpoint_size, "read_models_ok": self.read_models_ok,
             "problems": [{"position": p.position, "kind": p.kind, "detail": p.detail} for p in self.problems],
         }
 

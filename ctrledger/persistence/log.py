@@ -22,15 +22,17 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 from eventsourcing.persistence import IntegrityError, Mapper, PersistenceError, StoredEvent
+from eventsourcing.utils import TopicError
 
 from ..domain.container import ContainerAggregate
-from ..errors import FailedPrecondition, Unavailable
-from . import integrity
+from ..errors import DataLoss, FailedPrecondition, Unavailable
+from . import integrity, requests
 from .application import LedgerApplication, postgres_env, sqlite_env
 from .sqlite import InlineHook, LedgerSQLiteRecorder, read_only_connection, verify_sqlite, write_transaction
 
@@ -67,8 +69,18 @@ class Log(Protocol):
 
     def add_inline_hook(self, hook: InlineHook) -> None: ...
 
-    def append(self, events: Sequence[Any]) -> None:
-        """Append one operation's events atomically; ``StreamTaken`` if a version is taken."""
+    def append(self, events: Sequence[Any], request_id: str | None = None) -> None:
+        """Append one operation's events atomically, recorded as the command ``request_id``;
+        ``StreamTaken`` if a version (or the request id) is taken."""
+
+    def committed(self, request_id: str, operation: str) -> ContainerAggregate | None:
+        """What the command ``request_id`` committed, if it did (asked after a failed append)."""
+
+    def keep(self, agg: ContainerAggregate) -> None:
+        """After an append: keep a snapshot now and then."""
+
+    def upgrade_hashes(self, accept_unhashed: bool) -> int | None:
+        """Hash a log written without hashes, once (``migrate``); the number of events hashed."""
 
     def load(self, stream: str) -> ContainerAggregate | None: ...
 
@@ -97,6 +109,17 @@ class Log(Protocol):
 # -- reading events from the local file --------------------------------------------------------------
 
 
+_LOOKUP_ATTEMPTS = 5  # asking whether a command committed, after its append failed
+
+
+def _upgrade(db: integrity.Sql, accept_unhashed: bool) -> int | None:
+    done = integrity.upgrade(db, accept_unhashed=accept_unhashed)
+    if done is None:
+        return None
+    counted = db.one("SELECT COUNT(*) FROM {stored_events} WHERE {pos} >= ? AND {pos} <= ?", done)
+    return int(counted[0]) if counted else 0
+
+
 def decode_event(mapper: Mapper[Any], position: int, stream: str, version: int, topic: str, state: Any) -> Any:
     """A stored event as a domain event; a damaged one is a clear error naming its position."""
     try:
@@ -105,10 +128,14 @@ def decode_event(mapper: Mapper[Any], position: int, stream: str, version: int, 
         return mapper.to_domain_event(
             StoredEvent(originator_id=stream, originator_version=version, topic=topic, state=state)
         )
+    except TopicError:
+        raise  # an event class this ctrledger does not know (a newer writer): not damage
+    except DataLoss as e:
+        raise DataLoss(f"at log position {position}: {e.message}; 'ctrledger verify' tells what changed") from e
     except Exception as e:
-        raise Unavailable(
+        raise DataLoss(
             f"the event at log position {position} cannot be read ({type(e).__name__}: {e}); "
-            f"'ctrledger verify' tells what is wrong with the log"
+            f"'ctrledger verify' tells what changed: data loss"
         ) from e
 
 
@@ -222,9 +249,9 @@ class _AppLog:
     def add_inline_hook(self, hook: InlineHook) -> None:
         raise NotImplementedError
 
-    def append(self, events: Sequence[Any]) -> None:
+    def append(self, events: Sequence[Any], request_id: str | None = None) -> None:
         try:
-            self._app.append(events)
+            self._app.append(events, request_id)
         except IntegrityError:
             raise StreamTaken() from None
         except (PersistenceError, sqlite3.Error, RuntimeError) as e:
@@ -232,8 +259,39 @@ class _AppLog:
             # ahead of the log, i.e. the file was tampered with or restored inconsistently).
             raise Unavailable(f"storage error: {e}") from e
 
+    def committed(self, request_id: str, operation: str) -> ContainerAggregate | None:
+        """The aggregate as the command ``request_id`` left it, if it committed (``requests.py``).
+
+        Asked after an append failed: a lost acknowledgement must become neither a second
+        application nor a reported failure. ``Unavailable`` ("outcome unknown, safe to retry
+        with the same request id") when the log cannot be asked.
+        """
+        for attempt in range(_LOOKUP_ATTEMPTS):
+            try:
+                found = self.read(lambda db: requests.lookup(db, request_id))
+                if found is None:
+                    return None
+                agg: Any = self._app.repository.get(found[0], version=found[1])
+                assert isinstance(agg, ContainerAggregate)
+                return agg
+            except (PersistenceError, sqlite3.Error, Unavailable) as e:
+                if attempt + 1 == _LOOKUP_ATTEMPTS:
+                    raise Unavailable(
+                        f"the outcome of this {operation} is unknown (the storage stopped answering: {e}); "
+                        f"it is safe to retry with the same request_id={request_id!r}"
+                    ) from e
+                time.sleep(0.2 * (attempt + 1))
+        return None
+
+    def keep(self, agg: ContainerAggregate) -> None:
+        """After an append: a snapshot every ``SNAPSHOT_EVERY`` versions (``snapshots.py``)."""
+        self._app.remember(agg)
+
     def load(self, stream: str) -> ContainerAggregate | None:
-        return self._app.load(stream)
+        try:
+            return self._app.load(stream)
+        except (PersistenceError, sqlite3.Error) as e:
+            raise Unavailable(f"cannot read the log at {self.where}: {e}; nothing was written") from e
 
     def head(self) -> int:
         return self._app.head()
@@ -277,9 +335,7 @@ class SQLiteLog(_AppLog):
         assert isinstance(recorder, LedgerSQLiteRecorder)
         self._recorder = recorder
         self.check_schema()
-        # A log written without hashes (by an older ctrledger) is hashed once, and that recorded.
-        with self.write_transaction() as cur:
-            integrity.upgrade(integrity.Sql(cur))
+        # Opening hashes nothing: hashing an unhashed log is ``migrate`` (upgrade_hashes).
 
     def add_inline_hook(self, hook: InlineHook) -> None:
         self._recorder.inline_hooks.append(hook)
@@ -333,6 +389,11 @@ class SQLiteLog(_AppLog):
     def pull(self) -> int:
         return 0
 
+    def upgrade_hashes(self, accept_unhashed: bool) -> int | None:
+        """``integrity.upgrade`` in one write transaction; the number of events hashed."""
+        with self.write_transaction() as cur:
+            return _upgrade(integrity.Sql(cur), accept_unhashed)
+
     def follow(self, on_change: Callable[[], None]) -> None:
         return  # every append in any process runs the inline hooks: nothing to follow
 
@@ -377,6 +438,16 @@ class PostgresLog(_AppLog):
         try:
             with recorder.datastore.transaction(commit=False) as curs:
                 return work(integrity.Sql(curs, recorder.dialect))
+        except PersistenceError as e:
+            raise Unavailable(f"cannot reach the log at {self.where}: {e}") from e
+
+    def upgrade_hashes(self, accept_unhashed: bool) -> int | None:
+        """``integrity.upgrade`` in one transaction holding the events table's lock."""
+        recorder: Any = self._app.recorder
+        try:
+            with recorder.datastore.transaction(commit=True) as curs:
+                curs.execute(recorder.dialect.text("LOCK TABLE {stored_events} IN EXCLUSIVE MODE"))
+                return _upgrade(integrity.Sql(curs, recorder.dialect), accept_unhashed)
         except PersistenceError as e:
             raise Unavailable(f"cannot reach the log at {self.where}: {e}") from e
 

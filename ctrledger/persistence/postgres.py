@@ -16,13 +16,14 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import PersistenceError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL
 
-from . import integrity
+from ..errors import FailedPrecondition
+from . import integrity, requests
 
 __all__ = ["LedgerPostgresFactory", "LedgerPostgresRecorder", "parse_url"]
 
@@ -38,7 +39,8 @@ def dialect_for(schema: str, events_table: str = EVENTS_TABLE) -> integrity.Dial
         "%s",
         names={
             "event_hashes": q + "event_hashes", "merkle_nodes": q + "merkle_nodes", "ledger_meta": q + "ledger_meta",
-            "integrity_upgrades": q + "integrity_upgrades", "stored_events": q + f'"{events_table}"',
+            "integrity_upgrades": q + "integrity_upgrades", "requests": q + "ctrledger_requests",
+            "stored_events": q + f'"{events_table}"',
             "pos": "notification_id", "blob": "bytea", "clustered": "", "random_id": "md5(random()::text)",
             "position_key": "BIGINT PRIMARY KEY",
         },
@@ -54,16 +56,20 @@ APPEND_FUNCTION = """
 CREATE OR REPLACE FUNCTION "{s}".ctrledger_append_hashes(positions bigint[], leaves bytea[])
 RETURNS void LANGUAGE plpgsql AS $body$
 DECLARE
-    v_seq bigint; v_prev bytea; v_last bigint; v_idx bigint; v_lvl int; v_hash bytea; v_left bytea;
+    v_seq bigint; v_prev bytea; v_last bigint; v_missing bigint; v_idx bigint; v_lvl int; v_hash bytea; v_left bytea;
 BEGIN
     SELECT seq, chain, position INTO v_seq, v_prev, v_last
         FROM "{s}".event_hashes ORDER BY position DESC LIMIT 1;
     IF NOT FOUND THEN
         v_seq := 0; v_prev := decode(repeat('00', 32), 'hex'); v_last := 0;
     END IF;
-    IF EXISTS (SELECT 1 FROM "{s}"."{events}"
-               WHERE notification_id > v_last AND notification_id < positions[1]) THEN
-        RAISE EXCEPTION 'ctrledger: the log holds events without hashes; open it with ctrledger to upgrade';
+    IF positions[1] <= v_last THEN
+        RAISE EXCEPTION USING ERRCODE = 'CL002', MESSAGE = positions[1]::text || ' ' || v_last::text;
+    END IF;
+    SELECT MIN(notification_id) INTO v_missing FROM "{s}"."{events}"
+        WHERE notification_id > v_last AND notification_id < positions[1];
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'CL001', MESSAGE = v_missing::text || ' ' || v_last::text;
     END IF;
     FOR i IN 1 .. array_length(positions, 1) LOOP
         v_seq := v_seq + 1;
@@ -89,7 +95,8 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         self.dialect = dialect_for(self.datastore.schema, events_table_name)
-        statements: list[Any] = [SQL(self.dialect.text(s)) for s in integrity.CREATE_STATEMENTS]
+        statements: list[Any] = [SQL(self.dialect.text(s))
+                                 for s in (*integrity.CREATE_STATEMENTS, requests.CREATE_STATEMENT)]
         statements.append(SQL(APPEND_FUNCTION.replace("{s}", self.datastore.schema).replace(
             "{events}", events_table_name)))
         self.sql_create_statements.extend(statements)
@@ -117,7 +124,39 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         leaves = [integrity.event_leaf(str(s.originator_id), s.originator_version, s.topic, s.state)
                   for s in stored_events]
         curs.execute(self._append_call, (list(ids), leaves))
+        request_id = kwargs.get("request_id")
+        if request_id is not None:
+            last = stored_events[-1]
+            requests.record(integrity.Sql(curs, self.dialect), request_id, str(last.originator_id),
+                            last.originator_version, ids[-1])
         return ids
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        try:
+            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return ids
+        except PersistenceError as e:
+            # APPEND_FUNCTION refuses an append after an event without a hash (CL001) or onto a
+            # position already hashed (CL002): the log was tampered with, not a driver fault.
+            refusal = _tamper_refusal(e.__cause__)
+            if refusal is not None:
+                raise refusal from None
+            raise
+
+
+def _tamper_refusal(cause: BaseException | None) -> FailedPrecondition | None:
+    code = getattr(cause, "sqlstate", None)
+    if code not in ("CL001", "CL002"):
+        return None
+    diag = getattr(cause, "diag", None)
+    position, last = (int(x) for x in str(getattr(diag, "message_primary", "") or "0 0").split())
+    if code == "CL001":
+        return integrity.unhashed_refusal(position, last)
+    return FailedPrecondition(
+        f"the log's event at position {position} was deleted outside the store (its hash is recorded, the event "
+        f"is gone): 'ctrledger verify' reports it; writes are refused until an operator restores the log: "
+        f"failed precondition"
+    )
 
 
 class LedgerPostgresFactory(PostgresFactory):

@@ -31,7 +31,7 @@ from eventsourcing.sqlite import (
 )
 from eventsourcing.utils import Environment, EnvType
 
-from . import integrity
+from . import integrity, requests
 
 __all__ = [
     "InlineHook", "LedgerSQLiteFactory", "LedgerSQLiteRecorder", "SYNCHRONOUS_MODES", "lenient_text",
@@ -153,7 +153,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(),
-                *map(integrity.SQLITE.text, integrity.CREATE_STATEMENTS)]
+                *map(integrity.SQLITE.text, (*integrity.CREATE_STATEMENTS, requests.CREATE_STATEMENT))]
 
     def _insert_events(
         self,
@@ -161,6 +161,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         *,
         inline_events: Sequence[Any] = (),
+        request_id: str | None = None,
         **kwargs: Any,
     ) -> Sequence[int] | None:
         # Insert first: the INSERT takes SQLite's write lock before any hook reads,
@@ -173,6 +174,10 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             [(p, str(s.originator_id), s.originator_version, s.topic, s.state)
              for p, s in zip(positions, stored_events, strict=True)],
         )
+        if request_id is not None:  # idempotency: a second application of one command is refused
+            last = stored_events[-1]
+            requests.record(integrity.Sql(c.sqlite_cursor), request_id, str(last.originator_id),
+                            last.originator_version, positions[-1])
         if inline_events and self.inline_hooks:
             assert positions is not None and len(positions) == len(inline_events)
             for hook in self.inline_hooks:

@@ -284,14 +284,39 @@ class CurrentStateReader:
         return (f"SELECT {_COLUMNS} FROM containers WHERE namespace=? AND ({where}) ORDER BY id",
                 (namespace, *params))
 
-    def scan(self, namespace: str, flt: Filter, *, batch: int = 1000) -> Iterator[Container]:
-        """``list``, one record at a time, from one statement (one consistent read)."""
-        cursor = self.conn.execute(*self.list_query(namespace, flt))
-        try:
-            while rows := cursor.fetchmany(batch):
-                yield from map(_row_to_container, rows)
-        finally:
-            cursor.close()
+    def scan(
+        self, namespace: str, flt: Filter, *, batch: int = 1000,
+        then: Callable[[int, str], Iterator[Container]] | None = None,
+    ) -> Iterator[Container]:
+        """``list``, one record at a time, in pages by ID.
+
+        Each page is read in its own short read transaction, so a scan left half-read
+        holds no snapshot and never stops the WAL from being checkpointed. Every page
+        shows the read model at the position the scan started at: when a write moves it
+        during the scan, ``then(start_position, after_id)`` yields the rest as of that
+        position (the temporal model); without ``then`` the later pages show the
+        current state.
+        """
+        sql, params = self.list_query(namespace, flt)
+        paged = sql.removesuffix(" ORDER BY id") + " AND id > ? ORDER BY id LIMIT ?"
+        after, start = "", None  # "" sorts before every ID
+        while True:
+            self.conn.execute("BEGIN")
+            try:
+                position = self.position()
+                start = position if start is None else start
+                moved = position != start and then is not None
+                rows = [] if moved else self.conn.execute(paged, (*params, after, batch)).fetchall()
+            finally:
+                self.conn.execute("COMMIT")
+            if moved:
+                assert then is not None
+                yield from then(start, after)
+                return
+            yield from map(_row_to_container, rows)
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
 
     def namespace_known(self, namespace: str) -> bool:
         """Whether the namespace has ever held a container (containerd's bucket exists)."""

@@ -27,6 +27,7 @@ from eventsourcing.persistence import Mapper, StoredEvent
 
 from ..domain.model import Payload
 from ..errors import Unavailable
+from ..persistence import integrity
 from ..persistence.log import Log
 from ..persistence.sqlite import lenient_text, read_only_connection, write_transaction
 from .current import CurrentStateReader, CurrentStateView, from_micros
@@ -139,7 +140,7 @@ class ReadModel:
             return
         self.log.pull()
         with self.connection() as conn:
-            catch_up(conn, self.views, self.log.mapper)
+            catch_up(conn, self.views, self.log.mapper, through=self._through(conn))
 
     def catch_up_if_behind(self) -> None:
         """Another handle on this file may have written with history=False, leaving the
@@ -154,7 +155,13 @@ class ReadModel:
                 names,
             ).fetchone()
             if head and (tracked < len(names) or lowest < head):
-                catch_up(conn, self.views, self.log.mapper)
+                catch_up(conn, self.views, self.log.mapper, through=self._through(conn))
+
+    def _through(self, conn: sqlite3.Connection) -> int | None:
+        """The last position the views may apply: an embedded log's last hashed event."""
+        if not self.log.inline:
+            return None
+        return integrity.hashed_head(integrity.Sql(conn.cursor()))[1]
 
     # -- readers ---------------------------------------------------------------------------------------
 

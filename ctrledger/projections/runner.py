@@ -66,8 +66,14 @@ class InlineRunner:
             view.process(cur, events, positions)
 
 
-def catch_up(conn: sqlite3.Connection, views: Sequence[View], mapper: Mapper[Any], *, batch: int = BATCH) -> int:
+def catch_up(
+    conn: sqlite3.Connection, views: Sequence[View], mapper: Mapper[Any], *, batch: int = BATCH,
+    through: int | None = None,
+) -> int:
     """Apply every log event each view has not applied yet; return how many (summed over views).
+
+    ``through``: apply nothing after this log position (for an embedded log, the last hashed
+    one, so an event added outside the store never reaches a read model).
 
     Each batch runs in one ``BEGIN IMMEDIATE`` transaction that re-reads the
     tracked position under the write lock, so concurrent appenders (whose inline
@@ -78,7 +84,8 @@ def catch_up(conn: sqlite3.Connection, views: Sequence[View], mapper: Mapper[Any
         while True:
             with write_transaction(conn) as cur:
                 after = tracked_position(cur, view.name)
-                found = next(iter(read_events(cur, mapper, after, batch=batch)), None)
+                before = None if through is None else through + 1
+                found = next(iter(read_events(cur, mapper, after, before, batch=batch)), None)
                 if found is not None:
                     events, positions = found
                     view.process(cur, events, positions)

@@ -296,16 +296,22 @@ class TemporalReader:
         )
 
     def scan_at(
-        self, namespace: str, flt: Filter, point: datetime | Position, *, batch: int = 1000
+        self, namespace: str, flt: Filter, point: datetime | Position, *, batch: int = 1000, after: str = "",
     ) -> Iterator[Container]:
-        """``list_at``, one record at a time, from one statement."""
-        cursor = self.conn.execute(*self.list_at_query(namespace, flt, point))
-        try:
-            while rows := cursor.fetchmany(batch):
-                for row in rows:
-                    yield _row_to_container(row, self.spec_of)
-        finally:
-            cursor.close()
+        """``list_at`` (of the IDs after ``after``), one record at a time, in pages by ID.
+
+        Each page is one short statement: the past does not change, so pages need no common
+        snapshot, and a scan left half-read never holds the WAL back.
+        """
+        sql, params = self.list_at_query(namespace, flt, point)
+        paged = sql.removesuffix(" ORDER BY v.id") + " AND v.id > ? ORDER BY v.id LIMIT ?"
+        while True:
+            rows = self.conn.execute(paged, (*params, after, batch)).fetchall()
+            for row in rows:
+                yield _row_to_container(row, self.spec_of)
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
 
     def changed_ids(self, namespace: str, start: datetime | Position, end: datetime | Position) -> list[str]:
         """IDs of the namespace with an event after ``start`` and at or before ``end``, sorted."""

@@ -127,12 +127,14 @@ class ArchiveWriter:
         self.first = first if self.first is None else self.first
         self.last = last
 
-    def finish(self, chain: bytes | None = None) -> dict[str, Any]:
-        """Write the trailer; return it."""
+    def finish(self, chain: bytes | None = None, root: str | None = None) -> dict[str, Any]:
+        """Write the trailer; return it. ``root``: the source's Merkle root after ``last`` (hex)."""
         trailer: dict[str, Any] = {
             "events": self.events, "chunks": self.chunks, "first": self.first, "last": self.last,
             "digest": self._digest.hexdigest(), "chain": chain,
         }
+        if root is not None:
+            trailer["root"] = root
         frame = _frame(TAIL, _pack(trailer))
         self.out.write(frame)
         self.bytes += len(frame)

@@ -68,6 +68,15 @@ def verify_archive_log(path: str | os.PathLike[str], checkpoint: Checkpoint | No
                         f"for them (one was changed, removed, added or moved)",
                     ))
                     chain = chunk.chain  # go on from what was recorded: later chunks are judged alone
+            recorded_root = (reader.trailer or {}).get("root")
+            if from_start and isinstance(recorded_root, str) and leaves:
+                mine = integrity.fold_frontier([h for _, h in frontier]).hex()
+                if mine != recorded_root:
+                    problems.append(Problem(
+                        first_gap or first, "history rewritten",
+                        f"the {leaves} events do not hash to the Merkle root the archive records for its head "
+                        f"(position {last}): an event was changed, removed, added or moved",
+                    ))
     except ArchiveError as e:
         problems.append(Problem(0, "unreadable", f"{e} (byte offset {e.offset})"))
     if checkpoint is not None and from_start and not any(p.kind == "unreadable" for p in problems):

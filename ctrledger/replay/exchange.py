@@ -34,14 +34,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
-
 from ..domain.history import Position, Version, parse_point
 from ..domain.validation import validate_namespace
 from ..errors import FailedPrecondition, InvalidArgument
+from ..persistence.log import decode_event
 from ..persistence.sqlite import write_transaction
 from .archive import ArchiveReader, ArchiveWriter, Chunk, verify_archive
-from .log import append_stored, chain_at, check_streams, log_head, log_id
+from .log import append_stored, chain_at, check_streams, log_head, log_id, root_at
 from .rebuild import Progress, Replayable, Source, read_only, require_embedded_log, source_of, synced
 
 __all__ = ["ExportSummary", "ImportSummary", "export", "import_"]
@@ -128,9 +127,12 @@ def export(
     started = time.perf_counter()
     store = source_of(source)
     lo, hi = _bound(since, "since"), _bound(until, "until")
-    names = None if namespaces is None else sorted({validate_namespace(n) for n in namespaces})
     if isinstance(namespaces, str):
         raise InvalidArgument("namespaces must be a list of names, not a string: invalid argument")
+    if namespaces is not None and not isinstance(namespaces, list | tuple | set | frozenset):
+        raise InvalidArgument(f"namespaces must be a list of names, not {type(namespaces).__name__}: "
+                              "invalid argument")
+    names = None if namespaces is None else sorted({validate_namespace(n) for n in namespaces})
     target = Path(path)
     partial = target.with_name(target.name + ".partial")
     synced(store)
@@ -192,7 +194,8 @@ def export(
                         flush()
             flush()
             last_chain = chain_at(conn, writer.last) if complete and writer.last is not None else None
-            writer.finish(last_chain)
+            from_start = complete and after == 0 and writer.last is not None
+            writer.finish(last_chain, root_at(conn, writer.last) if from_start and writer.last else None)
             out.flush()
             os.fsync(out.fileno())
         conn.execute("COMMIT")
@@ -209,7 +212,7 @@ def export(
 
 
 def _in_time(store: Replayable, row: Sequence[Any], since: datetime | None, until: datetime | None) -> bool:
-    event: Any = store.mapper.to_domain_event(StoredEvent(row[1], row[2], row[3], row[4]))
+    event: Any = decode_event(store.mapper, row[0], row[1], row[2], row[3], row[4])
     ts: datetime = event.timestamp
     return (since is None or ts > since) and (until is None or ts <= until)
 
@@ -239,6 +242,16 @@ def import_(
     require_embedded_log(rm, "import")
     if verify:
         verify_archive(path)
+        # What 'ctrledger verify --archive' checks (the events against their chain, counts,
+        # the Merkle root), before anything is committed.
+        from .audit import verify_archive_log
+
+        report = verify_archive_log(path)
+        if not report.ok:
+            raise InvalidArgument(
+                f"archive {os.fspath(path)} fails verification: {report.first_problem}; nothing was imported: "
+                "invalid argument"
+            )
     with ArchiveReader(path) as reader:
         header = reader.header
         complete = bool(header.get("complete"))

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent
+from eventsourcing.persistence import Mapper, MapperDeserialisationError
 from eventsourcing.utils import TopicError
 
 from ..errors import FailedPrecondition
@@ -49,6 +49,20 @@ def chain_at(conn: sqlite3.Connection | sqlite3.Cursor, position: int) -> bytes 
     return None if row is None else bytes(row[0])
 
 
+def root_at(conn: sqlite3.Connection, position: int) -> str | None:
+    """The hex Merkle root of the log's events up to ``position`` (None when not recorded)."""
+    if position <= 0 or not _has_table(conn, "event_hashes"):
+        return None
+    db = integrity.Sql(conn.cursor())
+    index = integrity.leaf_number(db, position)
+    if index is None:
+        return None
+    try:
+        return integrity.root_of(db, index + 1)
+    except LookupError:
+        return None
+
+
 def log_id(conn: sqlite3.Connection | sqlite3.Cursor) -> str | None:
     """The log's random identity (tamper evidence), if it has one."""
     if not _has_table(conn, "ledger_meta"):
@@ -62,7 +76,7 @@ def decode(mapper: Mapper[Any], rows: Sequence[StoredRow], positions: Sequence[i
     events = []
     for (oid, version, topic, state, *_), position in zip(rows, positions, strict=True):
         try:
-            events.append(mapper.to_domain_event(StoredEvent(oid, version, topic, state)))
+            events.append(log.decode_event(mapper, position, oid, version, topic, state))
         except (TopicError, MapperDeserialisationError) as e:
             raise FailedPrecondition(
                 f"event {oid!r} version {version} (position {position}, topic {topic!r}) cannot be decoded by "

@@ -25,10 +25,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
-
 from ..domain.history import Position, Version, parse_point
 from ..errors import AlreadyExists, InvalidArgument
+from ..persistence.log import decode_event
 from ..persistence.sqlite import write_transaction
 from ..projections.schema import ensure_schema
 from .log import append_stored, create_hash_tables, log_head, log_id
@@ -106,13 +105,15 @@ def _copy(
     progress: Progress | None,
 ) -> None:
     cursor = src.execute(
-        "SELECT originator_id, originator_version, topic, state FROM stored_events WHERE rowid <= ? ORDER BY rowid",
+        "SELECT originator_id, originator_version, topic, state, rowid FROM stored_events WHERE rowid <= ? "
+        "ORDER BY rowid",
         (upto,),
     )
     head = 0
     while rows := cursor.fetchmany(BATCH):
         if until is not None:
             rows = [r for r in rows if _at_or_before(store, r, until)]
+        rows = [r[:4] for r in rows]
         with write_transaction(dst) as cur:
             positions = append_stored(cur, rows, head, store.views, store.mapper)
         head = positions[-1] if positions else head
@@ -120,7 +121,7 @@ def _copy(
             progress(head, upto)
 
 
-def _at_or_before(store: Replayable, row: tuple[str, int, str, bytes], until: datetime) -> bool:
-    event: Any = store.mapper.to_domain_event(StoredEvent(*row))
+def _at_or_before(store: Replayable, row: tuple[str, int, str, bytes, int], until: datetime) -> bool:
+    event: Any = decode_event(store.mapper, row[4], row[0], row[1], row[2], row[3])
     ts: datetime = event.timestamp
     return ts <= until
