@@ -268,8 +268,8 @@ class Store:
     def scan(
         self, *filters: str, namespace: str | None = "default", as_of: Point | None = None
     ) -> Iterator[Container]:
-        """``list``, streamed: the same records in the same order, from one consistent read,
-        one at a time, so a namespace of any size never sits in memory at once."""
+        """``list``, streamed: the same records in the same order, as of one position, one at a
+        time (pages in short reads), so a namespace of any size never sits in memory at once."""
         ns = validate_namespace(namespace)
         flt = parse_filters(filters)
         self._sync()
