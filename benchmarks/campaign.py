@@ -77,6 +77,16 @@ class Row:
 # -- crash ----------------------------------------------------------------------------------
 
 
+def _events(db: Path) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM stored_events").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+    finally:
+        conn.close()
+
+
 def crash(tmp: Path, seconds: float) -> Row:
     row = Row("crash (SIGKILL a writer)")
     deadline = time.monotonic() + seconds
@@ -90,7 +100,10 @@ def crash(tmp: Path, seconds: float) -> Row:
         procs = [subprocess.Popen([sys.executable, "-m", "tests.writer_process", str(db), f"w{i}", "100000"],
                                   cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
                  for i in range(2)]
-        time.sleep(random.uniform(1.5, 3.0))
+        started = time.monotonic()  # wait until they write (start-up is slow on a busy machine), then kill
+        while time.monotonic() - started < 20 and _events(db) < 12:
+            time.sleep(0.1)
+        time.sleep(random.uniform(0.1, 1.0))
         for p in procs:
             p.send_signal(signal.SIGKILL)
         acknowledged = []
