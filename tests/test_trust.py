@@ -340,10 +340,10 @@ def test_a_cold_write_does_not_replay_the_containers_history(db_path: Path) -> N
 @pytest.mark.parametrize("history", [True, False])
 def test_a_half_read_scan_does_not_hold_the_wal(db_path: Path, history: bool) -> None:
     with ctrledger.open(db_path, synchronous="NORMAL", history=history) as store:
-        for i in range(1200):
+        for i in range(2100):
             store.create(make(f"c{i:04}"))
         scan = store.scan()
-        first = [next(scan) for _ in range(1100)]  # more than one page, then left half-read
+        first = [next(scan) for _ in range(1100)]  # more than one page (of 1,000), then left half-read
         for i in range(100):
             store.update(Container(id=f"c{i:04}", labels={"n": "1"}), "labels.n")
         store.delete("c1150")
@@ -357,5 +357,5 @@ def test_a_half_read_scan_does_not_hold_the_wal(db_path: Path, history: bool) ->
     ids = [c.id for c in first + rest]
     assert ids == sorted(ids) and len(ids) == len(set(ids))
     if history:  # one consistent view: the store as it was when the scan started
-        assert ids == [f"c{i:04}" for i in range(1200)]
+        assert ids == [f"c{i:04}" for i in range(2100)]
         assert all(c.labels == {} for c in first + rest)
