@@ -52,6 +52,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -631,6 +632,13 @@ class Store:
         # Optimistic first try: most creates are of new names, so skip the read and
         # let the log's (stream, version) uniqueness tell us if the name was taken.
         now = self._clock()  # one time per operation, whatever the retries
+        with self._outcome(request, "create"):
+            return self._create(ns, record, audit, now, stream, request, write_problem)
+
+    def _create(
+        self, ns: str, record: Container, audit: Audit, now: datetime, stream: str, request: str,
+        write_problem: str | None,
+    ) -> Container:
         if self._log.cheap_conflicts and write_problem is None:
             # A failed append costs nothing (embedded log), so try the common case (a new name)
             # without reading. A shared PostgreSQL log would burn a position on the failure.
@@ -686,7 +694,8 @@ class Store:
             merged = merge_update(agg.to_container(), container, fieldpaths)
             agg.change_to(merged, audit, now)
 
-        return self._modify(ns, container.id, "update", expected_version, change, request).to_container()
+        with self._outcome(request, "update"):
+            return self._modify(ns, container.id, "update", expected_version, change, request).to_container()
 
     def delete(
         self,
@@ -707,7 +716,8 @@ class Store:
         audit = self._audit(actor, reason, correlation_id, ())
         request = self._request_id(request_id)
         now = self._clock()
-        self._modify(ns, id, "delete", expected_version, lambda agg: agg.delete(audit, now), request)
+        with self._outcome(request, "delete"):
+            self._modify(ns, id, "delete", expected_version, lambda agg: agg.delete(audit, now), request)
 
     # -- the status lifecycle (CRI's container status) -----------------------------
     #
@@ -860,6 +870,20 @@ class Store:
             client=self._client,
         )
 
+    @contextmanager
+    def _outcome(self, request_id: str, operation: str) -> Iterator[None]:
+        """On a shared log, ``Unavailable`` during a write cannot promise that nothing was
+        written (an earlier attempt of the same request may still commit): say so."""
+        try:
+            yield
+        except Unavailable as e:
+            if self._log.definite_failures or "outcome of this" in e.message:
+                raise
+            raise Unavailable(
+                f"the outcome of this {operation} is unknown ({e.message}); it is safe to retry with the same "
+                f"request_id={request_id!r}"
+            ) from e
+
     def _request_id(self, request_id: str | None) -> str:
         if request_id is None:
             return _time_ordered_uuid()
@@ -988,10 +1012,15 @@ class Store:
             return None
         except Unavailable as e:
             self._remember(agg.id, None)
-            done = self._log.committed(request_id, operation)  # "outcome unknown" if it cannot tell
+            done = self._log.committed(request_id, operation)  # "outcome unknown" if it cannot ask
             if done is not None:
                 return done
-            raise Unavailable(f"{e.message}; nothing was written") from e
+            if self._log.definite_failures:
+                raise Unavailable(f"{e.message}; nothing was written") from e
+            raise Unavailable(  # not there yet, but a transaction cut off mid-commit may still land
+                f"the outcome of this {operation} is unknown ({e.message}); it is safe to retry with the same "
+                f"request_id={request_id!r}"
+            ) from e
         except StoreError:
             self._remember(agg.id, None)
             raise

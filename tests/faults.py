@@ -39,6 +39,7 @@ class LossyProxy:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._lock = threading.Lock()
+        self.server_ports: set[int] = set()  # the proxy's own ends of its server connections
 
     def __enter__(self) -> LossyProxy:
         self._thread.start()
@@ -55,6 +56,7 @@ class LossyProxy:
             except OSError:
                 return
             server = socket.create_connection(self.target)
+            self.server_ports.add(server.getsockname()[1])
             threading.Thread(target=self._pump_up, args=(client, server), daemon=True).start()
             threading.Thread(target=self._pump_down, args=(server, client), daemon=True).start()
 

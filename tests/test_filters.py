@@ -867,7 +867,7 @@ def test_parse_filters_names_first_bad_string() -> None:
 
 
 def test_parse_filters_rejects_a_bare_string() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(InvalidArgument, match="not one string"):
         parse_filters("id==x")
 
 

@@ -76,7 +76,6 @@ from .gostrings import go_rune_string as _go_rune_string
 from .gostrings import go_text as _go_text
 from .gostrings import is_print
 from .gostrings import to_bytes as _to_bytes
-from .validation import check_text
 
 __all__ = [
     "Conjunction",
@@ -766,7 +765,6 @@ def parse(filter_string: str) -> Conjunction:
     """Parse one filter string; raises :class:`InvalidArgument` with containerd's message."""
     if not isinstance(filter_string, str):
         raise InvalidArgument(f"a filter must be a string, not {type(filter_string).__name__}: invalid argument")
-    check_text(filter_string, "filter")
     return _parse(filter_string)
 
 

@@ -63,6 +63,9 @@ class Log(Protocol):
     no catch-up before a read); False when other nodes append too (pull, then catch up)."""
     cheap_conflicts: bool
     """True when an append that loses a race costs nothing (so a create may try blind)."""
+    definite_failures: bool
+    """True when a failed append certainly wrote nothing (a local transaction); False when a
+    connection lost mid-commit may still commit (a server's), so the outcome is unknown."""
 
     @property
     def mapper(self) -> Mapper[Any]: ...
@@ -323,6 +326,7 @@ class SQLiteLog(_AppLog):
     """An embedded log in one SQLite file (see the module docstring)."""
 
     inline = True
+    definite_failures = True
     cheap_conflicts = True  # a failed insert costs nothing: a create of a new name may try blind
 
     def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
@@ -409,6 +413,8 @@ MIRROR_DDL = (
 
 class PostgresLog(_AppLog):
     """A node of a log shared in PostgreSQL, mirrored into the local file ``path`` (see the module docstring)."""
+
+    definite_failures = False  # the server may commit after the connection is gone
 
     inline = False
     cheap_conflicts = False  # a failed insert burns a bigserial position
