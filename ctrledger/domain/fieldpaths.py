@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from ..errors import InvalidArgument
-from .model import Container, Payload
+from .model import Container, Payload, Runtime
 from .validation import check_record, drop_empty_labels, go_quote
 
 __all__ = ["FULL_REPLACE_PATHS", "merge_update"]
@@ -40,6 +40,9 @@ def merge_update(current: Container, request: Container, fieldpaths: Sequence[st
     a path that cannot be updated, or a merged record that fails validation.
     Timestamps and version are left as in ``current``: the aggregate sets them.
     """
+    if not isinstance(request.runtime, Runtime):
+        raise InvalidArgument(
+            f"container.Runtime must be a Runtime, not {type(request.runtime).__name__}: invalid argument")
     paths = list(fieldpaths)
     for p in paths:
         if not isinstance(p, str):
