@@ -737,6 +737,7 @@ class Store:
         reason: str | None = None,
         expected_version: int | None = None,
         correlation_id: str | None = None,
+        request_id: str | None = None,
     ) -> Container:
         """The container's process started with ``pid`` (a uint32): CREATED or EXITED -> RUNNING.
 
@@ -747,9 +748,11 @@ class Store:
         checked_pid, when = check_pid(pid), _parse_at(at)
         audit = self._audit(actor, reason, correlation_id, ())
         now = self._clock()
-        return self._modify(
-            ns, id, "start", expected_version, lambda agg: agg.start(checked_pid, when, audit, now)
-        ).to_container()
+        request = self._request_id(request_id)
+        with self._outcome(request, "start"):
+            return self._modify(
+                ns, id, "start", expected_version, lambda agg: agg.start(checked_pid, when, audit, now), request
+            ).to_container()
 
     def exited(
         self,
@@ -764,6 +767,7 @@ class Store:
         audit_reason: str | None = None,
         expected_version: int | None = None,
         correlation_id: str | None = None,
+        request_id: str | None = None,
     ) -> Container:
         """The container's process exited with ``exit_code`` (an int32): RUNNING -> EXITED.
 
@@ -776,9 +780,11 @@ class Store:
         exit_why, text = check_text("reason", reason), check_text("message", message)
         audit = self._audit(actor, audit_reason, correlation_id, ())
         now = self._clock()
-        return self._modify(
-            ns, id, "exit", expected_version, lambda agg: agg.exit(code, exit_why, text, when, audit, now)
-        ).to_container()
+        request = self._request_id(request_id)
+        with self._outcome(request, "exit"):
+            return self._modify(
+                ns, id, "exit", expected_version, lambda agg: agg.exit(code, exit_why, text, when, audit, now), request
+            ).to_container()
 
     def paused(
         self,
@@ -790,6 +796,7 @@ class Store:
         reason: str | None = None,
         expected_version: int | None = None,
         correlation_id: str | None = None,
+        request_id: str | None = None,
     ) -> Container:
         """The running container was paused (its state stays RUNNING; ``status.paused`` is set).
 
@@ -799,7 +806,11 @@ class Store:
         when = _parse_at(at)
         audit = self._audit(actor, reason, correlation_id, ())
         now = self._clock()
-        return self._modify(ns, id, "pause", expected_version, lambda agg: agg.pause(when, audit, now)).to_container()
+        request = self._request_id(request_id)
+        with self._outcome(request, "pause"):
+            return self._modify(
+                ns, id, "pause", expected_version, lambda agg: agg.pause(when, audit, now), request
+            ).to_container()
 
     def resumed(
         self,
@@ -811,15 +822,18 @@ class Store:
         reason: str | None = None,
         expected_version: int | None = None,
         correlation_id: str | None = None,
+        request_id: str | None = None,
     ) -> Container:
         """The paused container was resumed. ``FailedPrecondition`` if it is not paused."""
         ns = validate_namespace(namespace)
         when = _parse_at(at)
         audit = self._audit(actor, reason, correlation_id, ())
         now = self._clock()
-        return self._modify(
-            ns, id, "resume", expected_version, lambda agg: agg.resume(when, audit, now)
-        ).to_container()
+        request = self._request_id(request_id)
+        with self._outcome(request, "resume"):
+            return self._modify(
+                ns, id, "resume", expected_version, lambda agg: agg.resume(when, audit, now), request
+            ).to_container()
 
     def update_resources(
         self,
@@ -832,6 +846,7 @@ class Store:
         reason: str | None = None,
         expected_version: int | None = None,
         correlation_id: str | None = None,
+        request_id: str | None = None,
     ) -> Container:
         """Set the container's resources to ``resources`` (CRI ``UpdateContainerResources``).
 
@@ -846,10 +861,12 @@ class Store:
         when = _parse_at(at)
         audit = self._audit(actor, reason, correlation_id, ())
         now = self._clock()
-        return self._modify(
-            ns, id, "update resources of", expected_version,
-            lambda agg: agg.update_resources(resources, when, audit, now),
-        ).to_container()
+        request = self._request_id(request_id)
+        with self._outcome(request, "update resources of"):
+            return self._modify(
+                ns, id, "update resources of", expected_version,
+                lambda agg: agg.update_resources(resources, when, audit, now), request,
+            ).to_container()
 
     # -- internals ------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ctrledger.domain import container as ev
-from ctrledger.domain.model import Audit, Payload, Runtime
+from ctrledger.domain.model import Audit, Payload, Resources, Runtime, Status
 from ctrledger.persistence.transcoder import MsgPackTranscoder, packb, unpackb
 
 mapper: Mapper[str] = Mapper(transcoder=MsgPackTranscoder())
@@ -110,3 +110,17 @@ def test_naive_datetimes_are_refused() -> None:
 
     with pytest.raises(TypeError, match="naive"):
         packb(datetime(2026, 1, 1))
+
+
+def test_a_status_round_trips_exactly_for_snapshots() -> None:
+    """Snapshots hold the aggregate's Status and Resources: both round-trip, state derived again."""
+    t0 = datetime(2026, 11, 30, 3, 12, tzinfo=UTC)
+    resources = Resources(cpu_period=100_000, cpu_quota=50_000, memory_limit_in_bytes=16 << 20, oom_score_adj=-500,
+                          cpuset_cpus="0-1", hugepage_limits=(("2MB", 4 << 20),), unified={"memory.high": "max"})
+    for status in (Status(created_at=t0),
+                   Status(pid=4242, created_at=t0, started_at=t0 + timedelta(seconds=1), resources=resources, runs=1),
+                   Status(pid=0, created_at=t0, started_at=t0, finished_at=t0 + timedelta(hours=1), exit_code=137,
+                          reason="OOMKilled", message="killed", paused=False, resources=resources, runs=3)):
+        back = unpackb(packb({"status": status}))["status"]
+        assert back == status and back.state == status.state
+        assert type(back.resources.hugepage_limits) is tuple

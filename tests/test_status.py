@@ -494,3 +494,19 @@ def test_a_schema_2_read_model_is_migrated_and_equals_a_rebuild(tmp_path: Path) 
         assert store.digest() == digest
         store.started("web-1", pid=3)
         assert [c.id for c in store.list("status.state==RUNNING")] == ["web-1"]
+
+
+def test_status_writes_are_idempotent_by_request_id(store: ctrledger.Store) -> None:
+    """A retry with the same request id is the same command: its first result, never a second event."""
+    store.create(make("web-1"))
+    first = store.started("web-1", pid=4242, request_id="s1")
+    again = store.started("web-1", pid=4242, request_id="s1")  # not FailedPrecondition: already running
+    assert (again.version, again.status.pid) == (first.version, 4242)
+    assert store.paused("web-1", request_id="p1").version == store.paused("web-1", request_id="p1").version
+    assert store.resumed("web-1", request_id="r1").version == store.resumed("web-1", request_id="r1").version
+    done = store.exited("web-1", exit_code=3, request_id="e1")
+    assert store.exited("web-1", exit_code=3, request_id="e1").version == done.version
+    kinds = [e.kind for e in store.history("web-1")]
+    assert kinds == ["Created", "Started", "Paused", "Resumed", "Exited"]
+    with pytest.raises(ctrledger.InvalidArgument, match="request_id"):
+        store.started("web-1", pid=1, request_id="")

@@ -324,8 +324,6 @@ def _decodes(store: ctrledger.Store, work: Any) -> int:
     return count
 
 
-@pytest.mark.xfail(strict=True, reason="since the status lifecycle landed, the aggregate holds a Status the "
-                   "transcoder cannot encode, so no snapshot is taken (snapshots.py): to do")
 def test_a_cold_write_does_not_replay_the_containers_history(db_path: Path) -> None:
     with ctrledger.open(db_path, history=False, synchronous="NORMAL") as store:
         store.create(make("busy"))

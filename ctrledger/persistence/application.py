@@ -50,8 +50,6 @@ class LedgerApplication(Application[str]):
             self.snapshots.put([ContainerSnapshot.take(agg)])
         except PersistenceError:
             pass  # another node took it, or the storage is busy: the next one will do
-        except TypeError:
-            pass  # a state the transcoder cannot encode (the status lifecycle's Status): no snapshot
 
     def load(self, stream: str) -> ContainerAggregate | None:
         """The aggregate of a stream, or None if the stream has no events."""

@@ -13,6 +13,10 @@ code  type         payload (itself msgpack)
 4     Runtime      [name, options or nil]
 5     Audit        [actor, reason, correlation_id, fieldpaths, client]
 6     tuple        the items (so tuples come back as tuples, not lists)
+7     Resources    [cpu_period, cpu_quota, cpu_shares, memory_limit_in_bytes, oom_score_adj,
+                   cpuset_cpus, cpuset_mems, hugepage_limits, unified, memory_swap_limit_in_bytes]
+8     Status       [pid, created_at, started_at, finished_at, exit_code, reason, message, paused,
+                   resources, runs] (``state`` is derived, never stored)
 ====  ===========  ============================================================
 
 Lists decode as lists and maps as dicts. bytes, datetimes and UUIDs round-trip exactly;
@@ -28,12 +32,12 @@ from uuid import UUID
 import msgpack
 from eventsourcing.persistence import Transcoder
 
-from ..domain.model import Audit, Payload, Runtime
+from ..domain.model import Audit, Payload, Resources, Runtime, Status
 
 __all__ = ["MsgPackTranscoder", "packb", "unpackb"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_DATETIME, _UUID, _PAYLOAD, _RUNTIME, _AUDIT, _TUPLE = 1, 2, 3, 4, 5, 6
+_DATETIME, _UUID, _PAYLOAD, _RUNTIME, _AUDIT, _TUPLE, _RESOURCES, _STATUS = 1, 2, 3, 4, 5, 6, 7, 8
 
 
 def _default(obj: Any) -> msgpack.ExtType:
@@ -57,6 +61,17 @@ def _default(obj: Any) -> msgpack.ExtType:
         )
     if isinstance(obj, UUID):
         return msgpack.ExtType(_UUID, obj.bytes)
+    if isinstance(obj, Resources):
+        return msgpack.ExtType(_RESOURCES, packb([
+            obj.cpu_period, obj.cpu_quota, obj.cpu_shares, obj.memory_limit_in_bytes, obj.oom_score_adj,
+            obj.cpuset_cpus, obj.cpuset_mems, [list(pair) for pair in obj.hugepage_limits], dict(obj.unified),
+            obj.memory_swap_limit_in_bytes,
+        ]))
+    if isinstance(obj, Status):
+        return msgpack.ExtType(_STATUS, packb([
+            obj.pid, obj.created_at, obj.started_at, obj.finished_at, obj.exit_code, obj.reason, obj.message,
+            obj.paused, obj.resources, obj.runs,
+        ]))
     raise TypeError(f"cannot encode {type(obj).__name__}: {obj!r}")
 
 
@@ -76,6 +91,13 @@ def _ext_hook(code: int, data: bytes) -> Any:
         return Audit(actor, reason, correlation_id, tuple(fieldpaths), client)
     if code == _UUID:
         return UUID(bytes=data)
+    if code == _RESOURCES:
+        period, quota, shares, memory, oom, cpus, mems, hugepages, unified, swap = unpackb(data)
+        return Resources(period, quota, shares, memory, oom, cpus, mems,
+                         tuple((size, limit) for size, limit in hugepages), unified, swap)
+    if code == _STATUS:
+        pid, created, started, finished, exit_code, reason, message, paused, resources, runs = unpackb(data)
+        return Status(pid, created, started, finished, exit_code, reason, message, paused, resources, runs)
     return msgpack.ExtType(code, data)
 
 
