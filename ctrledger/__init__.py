@@ -3,8 +3,8 @@
 The public API is what ``__all__`` lists; everything else is private and may change.
 """
 
-from .domain.history import AuditRecord, Change, Diff, FieldChange, HistoryEntry, Position, Version
-from .domain.model import Container, Payload, Resources, Runtime, Status
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AlreadyExists,
     Conflict,
@@ -15,9 +15,43 @@ from .errors import (
     StoreError,
     Unavailable,
 )
-from .persistence.integrity import Checkpoint, ConsistencyProof, InclusionProof, Problem, VerifyReport
-from .replay import ArchiveError, ExportSummary, ImportSummary, VerifyResult
-from .store import Store, import_, migrate, open, verify
+
+if TYPE_CHECKING:
+    from .domain.history import AuditRecord, Change, Diff, FieldChange, HistoryEntry, Position, Version
+    from .domain.model import Container, Payload, Resources, Runtime, Status
+    from .persistence.integrity import Checkpoint, ConsistencyProof, InclusionProof, Problem, VerifyReport
+    from .replay import ArchiveError, ExportSummary, ImportSummary, VerifyResult
+    from .store import Store, import_, migrate, open, verify
+
+# Imported on first use (PEP 562), so that ``import ctrledger`` (and ``ctrledger --version``)
+# does not pay for the store, its storage libraries and replay until something needs them.
+_LAZY = {
+    **dict.fromkeys(("AuditRecord", "Change", "Diff", "FieldChange", "HistoryEntry", "Position", "Version"),
+                    "domain.history"),
+    **dict.fromkeys(("Container", "Payload", "Resources", "Runtime", "Status"), "domain.model"),
+    **dict.fromkeys(("Checkpoint", "ConsistencyProof", "InclusionProof", "Problem", "VerifyReport"),
+                    "persistence.integrity"),
+    **dict.fromkeys(("ArchiveError", "ExportSummary", "ImportSummary", "VerifyResult"), "replay"),
+    **dict.fromkeys(("Store", "import_", "migrate", "open", "verify"), "store"),
+}
+_SUBMODULES = ("cli", "domain", "errors", "persistence", "projections", "replay", "store")
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __version__ = "0.1.0"
 

@@ -90,8 +90,8 @@ from .errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument
 from .persistence import integrity
 from .persistence.integrity import Checkpoint, ConsistencyProof, InclusionProof, VerifyReport
 from .persistence.log import Log, PostgresLog, SQLiteLog, StreamTaken, read_stream
-from .persistence.postgres import default_readmodel_path, parse_url, verify_postgres
-from .persistence.sqlite import SYNCHRONOUS_MODES, verify_sqlite
+from .persistence.sqlite import SYNCHRONOUS_MODES, store_problem, verify_sqlite
+from .persistence.targets import default_readmodel_path, is_postgres_url, parse_url
 from .projections.current import CurrentStateReader
 from .projections.readmodel import ReadModel
 from .projections.runner import View
@@ -104,6 +104,7 @@ if TYPE_CHECKING:  # replay is imported when used: opening a store does not load
 __all__ = ["Store", "import_", "migrate", "open", "verify"]
 
 _MAX_RETRIES = 100
+OPEN_MODES = ("r", "w", "c")  # as dbm.open's flags: read-only, read-write, read-write created if missing
 T = TypeVar("T")
 _CACHE_SIZE = 4096  # aggregates kept for optimistic writes
 Clock = Callable[[], datetime]
@@ -142,6 +143,9 @@ class Store:
     over it. The store checks arguments and delegates; it has no backend of its own.
     Use as a context manager, or call ``close()``.
     """
+
+    mode: str = "c"
+    """How ``ctrledger.open`` opened it (``"r"``, ``"w"`` or ``"c"``)."""
 
     def __init__(
         self,
@@ -216,6 +220,15 @@ class Store:
         return list(self._rm.views)
 
     # -- queries --------------------------------------------------------------
+
+    def namespaces(self) -> list[str]:
+        """Every namespace that has ever held a container (now, or at some time), sorted by name.
+
+        A namespace stays listed once its last container is deleted, as containerd's bucket does.
+        """
+        self._sync()
+        with self._rm.connection():
+            return self._rm.current.namespaces()
 
     def get(
         self, id: str, *, namespace: str | None = "default", as_of: Point | None = None  # noqa: A002
@@ -332,9 +345,11 @@ class Store:
         self._sync()
         if not isinstance(id, str) or self._stream_version(ns, id) == 0:
             raise NotFound(f"container {go_quote(str(id))} in namespace {go_quote(ns)}: not found")
-        before = self._state_at(ns, id, self._point(since, ns, id, "since"))
-        after = self._state_at(ns, id, self._point(until, ns, id, "until")) if until is not None else (
-            self._current_or_none(ns, id))
+        start = self._point(since, ns, id, "since")
+        end = self._point(until, ns, id, "until") if until is not None else None
+        _check_range("diff", start, end)
+        before = self._state_at(ns, id, start)
+        after = self._state_at(ns, id, end) if end is not None else self._current_or_none(ns, id)
         return Diff(ns, id, before, after, tuple(diff_containers(before, after)))
 
     def changes(
@@ -356,6 +371,7 @@ class Store:
         end = self._point(until, ns, None, "until") if until is not None else Position(self._head())
         if isinstance(start, Version) or isinstance(end, Version):
             raise InvalidArgument("changes takes times or Positions, not Versions: invalid argument")
+        _check_range("changes", start, end)
         with self._rm.connection():
             ids = self._rm.past.changed_ids(ns, start, end)
         return self._change_records(ns, ids, start, end, flt)
@@ -393,7 +409,9 @@ class Store:
     ) -> Iterator[AuditRecord]:
         """Who did what, when and why, in log order (streamed). ``namespace=None``: all namespaces.
 
-        Every criterion given must hold; ``since``/``until`` are times (inclusive).
+        Every criterion given must hold; ``since``/``until`` are times (inclusive) or log
+        ``Position``s (``since``: after that event; ``until``: up to it). ``since`` after ``until``
+        is ``InvalidArgument``.
         """
         if namespace is not None:
             validate_namespace(namespace)
@@ -412,12 +430,13 @@ class Store:
                     f"unknown event kind(s) {', '.join(map(repr, unknown))}; known: "
                     f"{', '.join(sorted(known))}: invalid argument"
                 )
-        times = []
+        times: list[datetime | Position | None] = []
         for name, p in (("since", since), ("until", until)):
             parsed = None if p is None else parse_point(p, name)
-            if parsed is not None and not isinstance(parsed, datetime):
-                raise InvalidArgument(f"audit {name} must be a time: invalid argument")
+            if isinstance(parsed, Version):
+                raise InvalidArgument(f"audit {name} must be a time or a Position, not a Version: invalid argument")
             times.append(parsed)
+        _check_range("audit", times[0], times[1])
         conn = self._rm.reading()
         reader = TemporalReader(conn, self._rm.spec_of)
         rows = reader.audit(
@@ -459,6 +478,7 @@ class Store:
         """Rebuild every read model from the log, swapped in atomically; returns the events read."""
         from .replay import rebuild
 
+        self._log.check_writable()
         self._sync()
         return rebuild(self._rm, progress)
 
@@ -1078,6 +1098,22 @@ def _stored_form(c: Container) -> Container:
     return replace(c, labels=drop_empty_labels(c.labels), created_at=None, updated_at=None, version=0)
 
 
+def _check_range(
+    operation: str, since: datetime | Version | Position | None, until: datetime | Version | Position | None
+) -> None:
+    """A range whose ``since`` comes after its ``until`` (both of one kind) is refused, not empty."""
+    if isinstance(since, datetime) and isinstance(until, datetime):
+        later = since > until
+    elif isinstance(since, (Version, Position)) and isinstance(until, (Version, Position)):
+        later = type(since) is type(until) and since.number > until.number
+    else:
+        return
+    if later:
+        raise InvalidArgument(
+            f"{operation} since {_describe(since)} is after until {_describe(until)}: invalid argument"
+        )
+
+
 def _check_same_log(db: integrity.Sql, checkpoint: Checkpoint) -> None:
     if not isinstance(checkpoint, Checkpoint):
         raise InvalidArgument(f"expected a Checkpoint, not {type(checkpoint).__name__}: invalid argument")
@@ -1087,7 +1123,7 @@ def _check_same_log(db: integrity.Sql, checkpoint: Checkpoint) -> None:
 
 
 def _is_postgres(target: str) -> bool:
-    return target.startswith(("postgresql://", "postgres://"))
+    return is_postgres_url(target)
 
 
 def verify(target: Store | str | os.PathLike[str], checkpoint: Checkpoint | None = None) -> VerifyReport:
@@ -1112,6 +1148,8 @@ def verify(target: Store | str | os.PathLike[str], checkpoint: Checkpoint | None
     check_storable(target, "target")
     text = os.fspath(target)
     if _is_postgres(text):
+        from .persistence.postgres import verify_postgres
+
         return verify_postgres(parse_url(text)[0], checkpoint)
     from .replay.audit import is_archive, verify_archive_log
 
@@ -1146,20 +1184,40 @@ def open(  # noqa: A001
     history: bool = True,
     readmodel: str | os.PathLike[str] | None = None,
     follow: bool = True,
+    mode: str = "c",
     **options: Any,
 ) -> Store:
     """Open the store at ``target``: the one place a target chooses the log.
 
-    * a path: an embedded store in that SQLite file (created if missing);
+    * a path: an embedded store in that SQLite file (created if missing, with ``mode="c"``);
     * ``postgresql://user:password@host:port/dbname[?schema=S&readmodel=PATH]``: a node of a
       shared PostgreSQL log, with its read models in a local SQLite file (``readmodel``,
       else ``CTRLEDGER_READMODEL``, else a file under ``$XDG_DATA_HOME/ctrledger``);
-    * None: ``CTRLEDGER_DATABASE_URL``, else ``./ctrledger.db``.
+    * None: ``CTRLEDGER_DATABASE_URL`` if it is set (set but empty: ``InvalidArgument``), else
+      ``./ctrledger.db``.
+
+    ``mode``, as ``dbm.open``'s flag: ``"c"`` (the default) creates the store if it is missing;
+    ``"w"`` opens an existing store for reading and writing; ``"r"`` opens an existing store
+    read-only: nothing is created or written (an SQLite file is opened with SQLite's read-only
+    mode, so a store on a read-only file, directory or mount can be read and verified), and
+    writes raise ``FailedPrecondition``. With ``"r"`` or ``"w"``, a missing store is
+    ``NotFound`` naming it, and a file that is not a ctrledger store is ``FailedPrecondition``
+    and left untouched. A PostgreSQL node's local read-model file is a cache of the shared log:
+    it is created and caught up in every mode; a missing schema is ``NotFound`` in every mode
+    (``migrate`` creates it).
 
     ``options`` are ``Store``'s (``clock``, ``client``, ``actor``, ``correlation_ids``).
     """
+    if mode not in OPEN_MODES:
+        raise InvalidArgument(f"mode must be one of {', '.join(map(repr, OPEN_MODES))}, not {mode!r}: "
+                              "invalid argument")
     if target is None:
-        target = os.environ.get("CTRLEDGER_DATABASE_URL") or "ctrledger.db"
+        target = os.environ.get("CTRLEDGER_DATABASE_URL", "ctrledger.db")
+        if not target:
+            raise InvalidArgument("CTRLEDGER_DATABASE_URL is set but empty: name a store: invalid argument")
+    elif not os.fspath(target):
+        raise InvalidArgument("the store's target is empty: name a SQLite file or a postgresql:// URL: "
+                              "invalid argument")
     text = os.fspath(target)
     if not isinstance(synchronous, str) or synchronous.upper() not in SYNCHRONOUS_MODES:
         raise InvalidArgument(
@@ -1175,22 +1233,46 @@ def open(  # noqa: A001
             readmodel or query.get("readmodel") or os.environ.get("CTRLEDGER_READMODEL")
             or default_readmodel_path(settings)
         )
+        _require_log(settings, mode)
         _make_parent(path, path)
-        log = PostgresLog(settings, path)
+        log = PostgresLog(settings, path, create=mode == "c", readonly=mode == "r")
     else:
         path = str(Path(text))
-        _make_parent(path, path)
-        log = SQLiteLog(path, synchronous=synchronous.upper())
+        if mode != "c":
+            problem = store_problem(path)
+            if problem == "no such file":
+                raise NotFound(f"no store at {path!r} (no such file): not found")
+            if problem is not None:
+                raise FailedPrecondition(
+                    f"{path!r} is not a ctrledger store ({problem}); it was left as it is: failed precondition"
+                )
+        else:
+            _make_parent(path, path)
+        log = SQLiteLog(path, synchronous=synchronous.upper(), readonly=mode == "r")
     try:
         read_model = ReadModel(log, history=history)
         read_model.open()
         store = Store(log, read_model, **options)
+        store.mode = mode
     except BaseException:
         log.close()
         raise
     if follow:
         log.follow(store._sync)
     return store
+
+
+def _require_log(settings: dict[str, str], mode: str) -> None:
+    """A missing schema is an error naming it; so is a missing log, unless ``mode`` creates one."""
+    from .persistence.postgres import log_state
+
+    where = f"{settings['POSTGRES_HOST']}:{settings['POSTGRES_PORT']}/{settings['POSTGRES_DBNAME']}"
+    schema = settings.get("POSTGRES_SCHEMA") or "public"
+    state = log_state(settings)
+    if state == "no schema":
+        raise NotFound(f"schema {schema!r} does not exist in {where} (ctrledger migrate creates it): not found")
+    if state == "no log" and mode != "c":
+        raise NotFound(f"no ctrledger log in schema {schema!r} of {where}: not found")
 
 
 def _make_parent(path: str, where: str) -> None:
@@ -1220,6 +1302,14 @@ def migrate(target: str | os.PathLike[str] | None = None, *, accept_unhashed: bo
     """
     if not isinstance(accept_unhashed, bool):
         raise InvalidArgument(f"accept_unhashed must be True or False, not {accept_unhashed!r}: invalid argument")
+    text = os.fspath(target) if target is not None else os.environ.get("CTRLEDGER_DATABASE_URL", "")
+    if _is_postgres(text):
+        from .persistence.postgres import create_schema
+
+        try:
+            create_schema(parse_url(text)[0])
+        except ValueError:
+            pass  # open names the problem
     with open(target, follow=False) as store:
         hashed = store.log.upgrade_hashes(accept_unhashed)
         store.read_model.refresh(force=True)

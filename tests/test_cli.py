@@ -39,9 +39,9 @@ HEADER = ("ID     IMAGE                         RUNTIME                LABELS   
 WRITES = {"create", "label", "update", "rm"}
 LOG_COMMANDS = {"checkpoint", "verify", "prove", "migrate"}  # on the log as a whole: --json and --nl only
 REPLAY_REPORTS = {"export", "import", "verify-projections"}  # a one-line summary, or --json and --nl
-STORE_WIDE = {"rebuild", "digest", "replay-to"} | LOG_COMMANDS | REPLAY_REPORTS  # no -n: every namespace at once
+STORE_WIDE = {"rebuild", "digest", "replay-to", "namespaces"} | LOG_COMMANDS | REPLAY_REPORTS  # no -n
 NO_OUTPUT_FORMAT = {"rm", "rebuild", "digest", "replay-to"}  # print IDs or one line, whatever the format
-NOT_PER_CONTAINER = {"history", "diff", "audit"}  # records are events or a diff: no -q
+NOT_PER_CONTAINER = {"history", "diff", "audit", "namespaces"}  # records are events, a diff or names: no -q
 
 
 class FixedClock:
@@ -56,65 +56,68 @@ class FixedClock:
 
 @dataclass
 class Cli:
-    """Runs ``ctrledger`` commands on one store and records the calls it makes."""
+    """Runs ``ctrledger`` commands on one store and records the calls it makes.
+
+    The CLI is given a store factory (``main(obj=factory)``): :meth:`open`, which opens the
+    real store with the harness's clock and records what the CLI asked for.
+    """
 
     db: Path
     clock: FixedClock
     opens: list[dict[str, Any]] = field(default_factory=list)
     writes: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
+    spy_writes: bool = False
 
-    def __call__(self, *args: str, input: str | bytes | None = None, env: dict[str, str] | None = None) -> Result:  # noqa: A002
+    def open(self, target: Any, **options: Any) -> ctrledger.Store:
+        """The store factory given to the CLI."""
+        self.opens.append({"target": os.fspath(target), **options})
+        store = ctrledger.open(target, clock=self.clock, **options)
+        if self.spy_writes:
+            for name in ("create", "update", "delete"):
+                real = getattr(store, name)
+
+                def record(*args: Any, _name: str = name, _real: Any = real, **kwargs: Any) -> Any:
+                    self.writes.append((_name, args, kwargs))
+                    return _real(*args, **kwargs)
+
+                setattr(store, name, record)
+        return store
+
+    def __call__(
+        self, *args: str, input: str | bytes | None = None, env: dict[str, str | None] | None = None,  # noqa: A002
+        factory: Any = None,
+    ) -> Result:
         self.clock.now += timedelta(seconds=1)
         environ: dict[str, str | None] = {"CTRLEDGER_DATABASE_URL": str(self.db), "CTRLEDGER_NAMESPACE": None}
         environ.update(env or {})
-        return CliRunner().invoke(main, list(args), input=input, env=environ, prog_name="ctrledger")
+        return CliRunner().invoke(
+            main, list(args), input=input, env=environ, prog_name="ctrledger", obj=factory or self.open
+        )
 
     def at(self, seconds: int) -> str:
         """The time the ``seconds``-th command of the test ran at, as the table shows it."""
         return iso_time(START + timedelta(seconds=seconds), "seconds") or ""
 
+    def new_store(self) -> None:
+        """Create the (empty) store: read commands never do."""
+        ctrledger.open(self.db).close()
+
     def containers(self, namespace: str = "default") -> list[Container]:
         """The store's state, read through the library."""
-        with REAL_OPEN(self.db) as store:
+        with ctrledger.open(self.db) as store:
             return store.list(namespace=namespace)
-
-
-REAL_OPEN = ctrledger.open
 
 
 def clock_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
     """A CLI harness whose stores use its fixed clock, run from ``tmp_path`` (for the other CLI test files)."""
-    harness = Cli(tmp_path / "ledger.db", FixedClock())
-
-    def open_with_clock(target: Any, **options: Any) -> ctrledger.Store:
-        harness.opens.append({"target": str(target), **options})
-        return REAL_OPEN(target, clock=harness.clock, **options)
-
-    monkeypatch.setattr(ctrledger, "open", open_with_clock)
     monkeypatch.chdir(tmp_path)
-    return harness
+    return Cli(tmp_path / "ledger.db", FixedClock())
 
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
-    harness = Cli(tmp_path / "ledger.db", FixedClock())
-
-    def spy_open(target: Any, **options: Any) -> ctrledger.Store:
-        harness.opens.append({"target": os.fspath(target), **options})
-        store = REAL_OPEN(target, clock=harness.clock, **options)
-        for name in ("create", "update", "delete"):
-            real = getattr(store, name)
-
-            def record(*args: Any, _name: str = name, _real: Any = real, **kwargs: Any) -> Any:
-                harness.writes.append((_name, args, kwargs))
-                return _real(*args, **kwargs)
-
-            setattr(store, name, record)
-        return store
-
-    monkeypatch.setattr(ctrledger, "open", spy_open)
     monkeypatch.chdir(tmp_path)
-    yield harness
+    yield Cli(tmp_path / "ledger.db", FixedClock(), spy_writes=True)
 
 
 def ok(result: Result) -> str:
@@ -203,8 +206,8 @@ def test_help_lists_every_command(cli: Cli) -> None:
     listed = [line.split()[0] for line in out.split("Commands:\n")[1].splitlines()]
     assert listed == [
         "audit", "changes", "checkpoint", "create", "diff", "digest", "exit", "export", "get", "history", "import",
-        "label", "ls", "migrate", "pause", "prove", "rebuild", "replay-to", "resume", "rm", "start", "update",
-        "update-resources", "verify", "verify-projections",
+        "label", "ls", "migrate", "namespaces", "pause", "prove", "rebuild", "replay-to", "resume", "rm", "start",
+        "update", "update-resources", "verify", "verify-projections",
     ]
 
 
@@ -485,6 +488,7 @@ def test_ls_prints_an_aligned_table_sorted_by_id(cli: Cli) -> None:
 
 
 def test_ls_on_an_empty_store_prints_the_header(cli: Cli) -> None:
+    cli.new_store()
     assert ok(cli("ls")) == "ID  IMAGE  RUNTIME  LABELS  VERSION  UPDATED  STATUS\n"
     assert ok(cli("ls", "-q")) == ""
     assert ok(cli("ls", "--nl")) == ""
@@ -697,7 +701,8 @@ def test_update_failures_leave_the_store_unchanged(cli: Cli) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        pytest.param(["web-1"], "Nothing to update: give --image, --spec-file, --snapshot-key or --label.",
+        pytest.param(["web-1"], "Nothing to update: give --image, --spec-file, --snapshot-key, --label, --extension or "
+                     "--remove-extension.",
                      id="nothing"),
         pytest.param(["web-1", "--spec-type", "x"], "--spec-type needs --spec-file.", id="spec-type-alone"),
         pytest.param(["web-1", "--label", "x"], "Invalid value for '--label': 'x' is not KEY=VALUE.", id="bad-label"),
@@ -780,6 +785,7 @@ def test_actor_defaults_to_the_os_user_and_reason_to_none(cli: Cli) -> None:
 
 
 def test_reads_open_the_store_without_an_actor(cli: Cli) -> None:
+    cli.new_store()
     ok(cli("ls"))
     failed(cli("get", "x"), 'container "x" in namespace "default": not found')
     assert [o["actor"] for o in cli.opens] == [None, None]
@@ -794,36 +800,43 @@ def test_db_option_overrides_the_environment(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_default_db_is_ctrledger_db_in_the_current_directory(cli: Cli, tmp_path: Path) -> None:
-    ok(cli("create", "web-1", "-q", env={"CTRLEDGER_DATABASE_URL": ""}))
+    ok(cli("create", "web-1", "-q", env={"CTRLEDGER_DATABASE_URL": None}))
     assert cli.opens[-1]["target"] == "./ctrledger.db"
     assert (tmp_path / "ctrledger.db").exists()
 
 
 @pytest.mark.parametrize(
-    ("target", "message"),
+    ("command", "target", "message"),
     [
-        pytest.param(".", "cannot open '.': unable to open database file", id="directory"),
-        pytest.param("notes.txt/x.db", "cannot open 'notes.txt/x.db': [Errno 17] File exists: 'notes.txt'",
+        pytest.param("ls", ".", "'.' is not a ctrledger store (a directory); it was left as it is: "
+                     "failed precondition", id="directory"),
+        pytest.param("ls", "notes.txt/x.db", "no store at 'notes.txt/x.db' (no such file): not found",
                      id="directory-is-a-file"),
+        pytest.param("create", ".", "cannot open '.': unable to open database file", id="create-in-directory"),
+        pytest.param("create", "notes.txt/x.db",
+                     "cannot open 'notes.txt/x.db': [Errno 17] File exists: 'notes.txt'",
+                     id="create-where-directory-is-a-file"),
     ],
 )
-def test_unusable_db(cli: Cli, tmp_path: Path, target: str, message: str) -> None:
+def test_unusable_db(cli: Cli, tmp_path: Path, command: str, target: str, message: str) -> None:
     (tmp_path / "notes.txt").write_text("a file, not a directory")
-    failed(cli("ls", "--db", target), message)
+    args = ["x"] if command == "create" else []
+    failed(cli(command, *args, "--db", target), message)
 
 
 def test_a_file_that_is_not_a_database(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not a database " * 100)
-    failed(cli("ls", "--db", "notes.txt"), "cannot open 'notes.txt': file is not a database")
+    failed(cli("ls", "--db", "notes.txt"),
+           "'notes.txt' is not a ctrledger store (file is not a database); it was left as it is: failed precondition")
+    failed(cli("create", "x", "--db", "notes.txt"), "cannot open 'notes.txt': file is not a database")
 
 
-def test_unexpected_errors_are_one_line_too(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexpected_errors_are_one_line_too(cli: Cli) -> None:
     def broken(target: Any, **options: Any) -> ctrledger.Store:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(ctrledger, "open", broken)
-    failed(cli("ls"), "unexpected RuntimeError: boom (a bug; run with --debug for the traceback)")
-    result = cli("ls", "--debug")
+    failed(cli("ls", factory=broken), "unexpected RuntimeError: boom (a bug; run with --debug for the traceback)")
+    result = cli("ls", "--debug", factory=broken)
     assert isinstance(result.exception, RuntimeError)
 
 
@@ -882,8 +895,8 @@ def test_get_json_agrees_with_diff_and_changes_json(cli: Cli) -> None:
 def test_table_escapes_unprintable_characters() -> None:
     c = Container(id="x", labels={"note": "two\nlines\t\u200b"}, image="", runtime=Runtime("r"), version=1)
     assert render_table([c]).splitlines() == [
-        "ID  IMAGE  RUNTIME  LABELS                       VERSION  UPDATED  STATUS",
-        "x   -      r        note=two\\x0alines\\x09\\u200b  1        -        Unknown",
+        "ID  IMAGE  RUNTIME  LABELS                     VERSION  UPDATED  STATUS",
+        'x   -      r        note="two\\nlines\\t\\u200b"  1        -        Unknown',  # quoted: it holds white space
     ]
 
 

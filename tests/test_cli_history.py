@@ -24,6 +24,7 @@ command changes nothing.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,7 +39,7 @@ import ctrledger.replay
 from ctrledger import FieldChange, Payload, Position, Runtime, Version
 from ctrledger.cli.output import echo_json_array, render_change, render_value
 
-from .test_cli import REAL_OPEN, SPEC_TYPE, START, Cli, clock_harness, failed, ok, usage_error
+from .test_cli import SPEC_TYPE, START, Cli, clock_harness, failed, ok, usage_error
 
 
 @pytest.fixture
@@ -67,7 +68,7 @@ def at(n: int) -> str:
 
 def state(cli: Cli) -> tuple[Any, ...]:
     """Everything a command could change: the containers of both namespaces and the whole log."""
-    with REAL_OPEN(cli.db) as store:
+    with ctrledger.open(cli.db) as store:
         return (
             store.list(namespace="default"), store.list(namespace="team-b"),
             [a.to_dict() for a in store.audit()], store.position,
@@ -75,7 +76,7 @@ def state(cli: Cli) -> tuple[Any, ...]:
 
 
 def library(cli: Cli) -> ctrledger.Store:
-    return REAL_OPEN(cli.db)
+    return ctrledger.open(cli.db)
 
 
 SPEC = f"+spec={SPEC_TYPE} (2 bytes)"
@@ -126,16 +127,21 @@ def test_history_nl_is_one_record_per_line(cli: Cli) -> None:
 
 
 @pytest.mark.parametrize("flag", ["--nl", "--json", "--table"])
-def test_history_streams_json_and_nl(cli: Cli, monkeypatch: pytest.MonkeyPatch, flag: str) -> None:
+def test_history_streams_json_and_nl(cli: Cli, flag: str) -> None:
     """Records are printed as they come: a failure midway leaves the first on stdout (not so the table)."""
     story(cli)
-    real = ctrledger.Store.history
 
-    def history(self: ctrledger.Store, id: str, **kw: Any) -> Iterator[ctrledger.HistoryEntry]:  # noqa: A002
-        yield next(real(self, id, **kw))
-        raise ctrledger.Unavailable("disk went away")
+    def failing_store(target: Any, **options: Any) -> ctrledger.Store:
+        store = cli.open(target, **options)
+        real = store.history
 
-    monkeypatch.setattr(ctrledger.Store, "history", history)
+        def history(id: str, **kw: Any) -> Iterator[ctrledger.HistoryEntry]:  # noqa: A002
+            yield next(real(id, **kw))
+            raise ctrledger.Unavailable("disk went away")
+
+        store.history = history  # type: ignore[method-assign]
+        return store
+
     with library(cli) as store:
         first = next(store.history("web-1")).to_dict()
     stdout = {
@@ -143,7 +149,7 @@ def test_history_streams_json_and_nl(cli: Cli, monkeypatch: pytest.MonkeyPatch, 
         "--json": "[\n  " + json.dumps(first, indent=2).replace("\n", "\n  "),
         "--table": "",
     }[flag]
-    result = cli("history", "web-1", flag)
+    result = cli("history", "web-1", flag, factory=failing_store)
     assert (result.exit_code, result.stdout, result.stderr) == (1, stdout, "Error: disk went away\n")
 
 
@@ -239,19 +245,41 @@ def test_get_as_of_seconds_ago_counts_from_now(cli: Cli) -> None:
                      id="future-version"),
         pytest.param("2026-11-21T03:00:09Z", "as_of 2026-11-21T03:00:09Z is in the future: invalid argument",
                      id="future-time"),
-        pytest.param("2x", "as_of: '2x' is not an ISO-8601 time: invalid argument", id="bad-unit"),
-        pytest.param("@x", "as_of: '@x' is not an ISO-8601 time: invalid argument", id="bad-position"),
-        pytest.param("v-1", "as_of: 'v-1' is not an ISO-8601 time: invalid argument", id="bad-version"),
-        pytest.param("@2h", "as_of: '@2h' is not an ISO-8601 time: invalid argument", id="mixed-forms"),
-        pytest.param("yesterday", "as_of: 'yesterday' is not an ISO-8601 time: invalid argument", id="words"),
-        pytest.param("2026-11-21T03:00:03", "as_of: '2026-11-21T03:00:03' has no timezone; add Z or an offset: "
-                     "invalid argument", id="no-zone"),
     ],
 )
 def test_get_as_of_failures(cli: Cli, as_of: str, message: str) -> None:
     story(cli)
     before = state(cli)
     failed(cli("get", "web-1", "--as-of", as_of), message)
+    assert state(cli) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "message"),
+    [
+        pytest.param(["get", "web-1", "--as-of", "2x"], "--as-of", "'2x' is not an ISO-8601 time", id="bad-unit"),
+        pytest.param(["get", "web-1", "--as-of", "@x"], "--as-of", "'@x' is not an ISO-8601 time",
+                     id="bad-position"),
+        pytest.param(["get", "web-1", "--as-of", "v-1"], "--as-of", "'v-1' is not an ISO-8601 time",
+                     id="bad-version"),
+        pytest.param(["get", "web-1", "--as-of", "@2h"], "--as-of", "'@2h' is not an ISO-8601 time",
+                     id="mixed-forms"),
+        pytest.param(["get", "web-1", "--as-of", "yesterday"], "--as-of", "'yesterday' is not an ISO-8601 time",
+                     id="words"),
+        pytest.param(["get", "web-1", "--as-of", "2026-11-21T03:00:03"], "--as-of",
+                     "'2026-11-21T03:00:03' has no timezone; add Z or an offset", id="no-zone"),
+        pytest.param(["ls", "--as-of", "soon"], "--as-of", "'soon' is not an ISO-8601 time", id="ls"),
+        pytest.param(["diff", "web-1", "--since", "later"], "--since", "'later' is not an ISO-8601 time", id="diff"),
+        pytest.param(["audit", "--since", "noon"], "--since", "'noon' is not an ISO-8601 time", id="audit"),
+        pytest.param(["changes", "--since", "@1", "--until", "then"], "--until", "'then' is not an ISO-8601 time",
+                     id="changes"),
+    ],
+)
+def test_points_that_are_not_points_are_usage_errors(cli: Cli, args: list[str], option: str, message: str) -> None:
+    """Exit 2, the option named as the user wrote it (not the library's parameter), nothing changed."""
+    story(cli)
+    before = state(cli)
+    usage_error(cli(*args), f"Invalid value for {option!r}: {message}.")
     assert state(cli) == before
 
 
@@ -310,7 +338,6 @@ def test_ls_as_of_output_formats(cli: Cli) -> None:
                      "invalid argument", id="version"),
         pytest.param("@99", "as_of position 99 is in the future: the log's head is 7: invalid argument",
                      id="future"),
-        pytest.param("soon", "as_of: 'soon' is not an ISO-8601 time: invalid argument", id="words"),
     ],
 )
 def test_ls_as_of_failures(cli: Cli, as_of: str, message: str) -> None:
@@ -378,8 +405,6 @@ def test_diff_json_and_nl_are_the_librarys_diff(cli: Cli) -> None:
                      "invalid argument", id="future-since"),
         pytest.param(["web-1", "--since", "@1", "--until", "v9"], 'until version 9 is in the future: "web-1" is '
                      "at version 5: invalid argument", id="future-until"),
-        pytest.param(["web-1", "--since", "later"], "since: 'later' is not an ISO-8601 time: invalid argument",
-                     id="bad-since"),
     ],
 )
 def test_diff_failures(cli: Cli, args: list[str], message: str) -> None:
@@ -540,6 +565,7 @@ def test_audit_json_and_nl_are_the_librarys_records(cli: Cli) -> None:
 
 
 def test_audit_of_an_empty_store(cli: Cli) -> None:
+    cli.new_store()
     assert ok(cli("audit")) == "POS  TIME  NAMESPACE  ID  VERSION  KIND  ACTOR  REASON  CLIENT\n"
     assert ok(cli("audit", "--json")) == "[]\n"
     assert ok(cli("audit", "--nl")) == ""
@@ -551,9 +577,10 @@ def test_audit_of_an_empty_store(cli: Cli) -> None:
         pytest.param(["--kind", "Renamed"], "unknown event kind(s) 'Renamed'; known: Created, Deleted, Exited, "
                      "ExtensionsChanged, ImageChanged, LabelsChanged, Paused, ResourcesUpdated, Resumed, "
                      "SnapshotKeyChanged, SpecUpdated, Started, Touched: invalid argument", id="unknown-kind"),
-        pytest.param(["--since", "@3"], "audit since must be a time: invalid argument", id="position"),
-        pytest.param(["--until", "v1"], "audit until must be a time: invalid argument", id="version"),
-        pytest.param(["--since", "noon"], "since: 'noon' is not an ISO-8601 time: invalid argument", id="bad-time"),
+        pytest.param(["--until", "v1"], "audit until must be a time or a Position, not a Version: invalid argument",
+                     id="version"),
+        pytest.param(["--since", "@5", "--until", "@2"], "audit since position 5 is after until position 2: "
+                     "invalid argument", id="reversed"),
         pytest.param(
             ["-n", "Bad!"],
             'namespace validation: identifier "Bad!" must match ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$: '
@@ -593,6 +620,7 @@ def test_rebuild_reports_the_events_and_changes_no_answer(cli: Cli) -> None:
 
 
 def test_rebuild_counts(cli: Cli) -> None:
+    cli.new_store()
     assert ok(cli("rebuild")) == "rebuilt 0 events\n"
     ok(cli("create", "x", "-q"))
     assert ok(cli("rebuild")) == "rebuilt 1 event\n"
@@ -663,11 +691,12 @@ def test_failed_commands_change_nothing(cli: Cli) -> None:
     story(cli)
     before = state(cli)
     for args in (
-        ["history", "nope"], ["diff", "web-1", "--since", "x"], ["changes", "--since", "v1"],
+        ["history", "nope"], ["diff", "web-1", "--since", "@99"], ["changes", "--since", "v1"],
         ["audit", "--kind", "Nope"], ["get", "web-1", "--as-of", "@5"], ["ls", "--as-of", "v1"],
     ):
         assert cli(*args).exit_code == 1, args
-    for args in (["diff", "web-1"], ["audit", "-A", "-n", "x"], ["ls", "--as-of", "9" * 30 + "d"]):
+    for args in (["diff", "web-1"], ["audit", "-A", "-n", "x"], ["ls", "--as-of", "9" * 30 + "d"],
+                 ["diff", "web-1", "--since", "x"]):
         assert cli(*args).exit_code == 2, args
     assert state(cli) == before
 
@@ -689,18 +718,30 @@ NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
         pytest.param("2h", NOW - timedelta(hours=2), id="hours"),
         pytest.param("3d", NOW - timedelta(days=3), id="days"),
         pytest.param("1w", NOW - timedelta(weeks=1), id="weeks"),
-        pytest.param("2026-11-21T09:00:00Z", "2026-11-21T09:00:00Z", id="iso-passes-through"),
-        pytest.param("2x", "2x", id="unknown-unit-passes-through"),
-        pytest.param("12", "12", id="bare-number-passes-through"),
-        pytest.param("@2h", "@2h", id="mixed-passes-through"),
-        pytest.param("V7", "V7", id="capital-v-passes-through"),
-        pytest.param("v\u0663", "v\u0663", id="non-ascii-digit-passes-through"),
-        pytest.param("", "", id="empty-passes-through"),
+        pytest.param("2026-11-21T09:00:00Z", datetime(2026, 11, 21, 9, tzinfo=UTC), id="iso"),
+        pytest.param("2026-11-21T10:00:00+01:00", datetime(2026, 11, 21, 9, tzinfo=UTC), id="iso-offset"),
     ],
 )
 def test_parse_point(monkeypatch: pytest.MonkeyPatch, text: str, point: object) -> None:
     monkeypatch.setattr(points, "now", lambda: NOW)
     assert points.parse_point(text) == point
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("2x", id="unknown-unit"),
+        pytest.param("12", id="bare-number"),
+        pytest.param("@2h", id="mixed"),
+        pytest.param("V7", id="capital-v"),
+        pytest.param("v\u0663", id="non-ascii-digit"),
+        pytest.param("", id="empty"),
+        pytest.param("2026-11-21T09:00:00", id="no-zone"),
+    ],
+)
+def test_parse_point_refuses_what_is_not_a_point(text: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(repr(text))):
+        points.parse_point(text)
 
 
 def test_now_is_aware_utc() -> None:

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 import ctrledger
 from ctrledger.persistence import integrity
 
-from .test_cli import REAL_OPEN, Cli, clock_harness, failed, ok, usage_error
+from .test_cli import Cli, clock_harness, failed, ok, usage_error
 
 EMPTY_ROOT = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # SHA-256 of nothing
 PROBLEMS = "POSITION  KIND             DETAIL"
@@ -110,7 +110,7 @@ def signing_key() -> ed25519.Ed25519PrivateKey:
 
 
 def state(cli: Cli) -> tuple[Any, ...]:
-    with REAL_OPEN(cli.db) as store:
+    with ctrledger.open(cli.db) as store:
         return store.list(), [a.to_dict() for a in store.audit()], store.position
 
 
@@ -120,7 +120,7 @@ def state(cli: Cli) -> tuple[Any, ...]:
 def test_checkpoint_prints_the_librarys_checkpoint_as_json(cli: Cli) -> None:
     seed(cli)
     out = ok(cli("checkpoint"))  # the 4th command: at t4
-    with REAL_OPEN(cli.db, clock=lambda: cli.clock.now) as store:
+    with ctrledger.open(cli.db, clock=lambda: cli.clock.now) as store:
         expected = store.checkpoint().to_dict()
     assert out == json.dumps(expected, indent=2) + "\n"
     form = json.loads(out)
@@ -141,6 +141,7 @@ def test_checkpoint_json_and_nl(cli: Cli) -> None:
 
 
 def test_checkpoint_of_an_empty_store(cli: Cli) -> None:
+    cli.new_store()
     form = json.loads(ok(cli("checkpoint")))
     assert (form["size"], form["position"], form["root"], form["frontier"]) == (0, 0, EMPTY_ROOT, [])
 
@@ -217,7 +218,8 @@ def test_checkpoint_usage_errors(cli: Cli, args: list[str], message: str) -> Non
 def test_verify_an_intact_log(cli: Cli) -> None:
     seed(cli)
     assert ok(cli("verify")) == "OK: positions 1-3 verified\n"
-    assert cli.opens == [{"target": str(cli.db), "client": "cli", "actor": None}] * 3  # seed's; verify opens none
+    seeds = {"target": str(cli.db), "client": "cli", "actor": None, "mode": "c"}
+    assert cli.opens == [seeds] * 3  # seed's; verify opens none
 
 
 def test_verify_an_empty_log(cli: Cli) -> None:
@@ -342,7 +344,9 @@ def test_verify_a_file_that_is_not_a_database(cli: Cli) -> None:
     Path("notes.txt").write_text("not a database " * 100)
     result = cli("verify", "--db", "notes.txt")
     assert result.exit_code == 1
-    assert result.stdout.splitlines()[0] == "FAILED at position 0: unreadable: notes.txt: file is not a database"
+    assert result.stdout.splitlines()[0] == (
+        "FAILED at position 0: unreadable: notes.txt: not a ctrledger store (file is not a database)"
+    )
 
 
 def test_verify_changes_nothing(cli: Cli) -> None:
@@ -497,7 +501,7 @@ def test_verify_usage_errors(cli: Cli, args: list[str], message: str) -> None:
 def test_prove_prints_the_librarys_proof(cli: Cli) -> None:
     seed(cli)
     out = ok(cli("prove", "2"))
-    with REAL_OPEN(cli.db) as store:
+    with ctrledger.open(cli.db) as store:
         expected = store.prove(2).to_dict()
     assert out == json.dumps(expected, indent=2) + "\n"
     form = json.loads(out)

@@ -26,7 +26,7 @@ import ctrledger.cli.progress as progress
 import ctrledger.replay
 from ctrledger import Position
 
-from .test_cli import REAL_OPEN, Cli, clock_harness, failed, ok, usage_error
+from .test_cli import Cli, clock_harness, failed, ok, usage_error
 
 PREAMBLE = 19  # "ctrledger-archive" as a msgpack fixstr, then the format version
 PREFIX = 45  # a frame's fixed-width prefix; its last 4 bytes are the body's length, big-endian
@@ -50,7 +50,7 @@ def size(path: str) -> str:
 
 
 def state(db: str | Path) -> tuple[Any, ...]:
-    with REAL_OPEN(db) as store:
+    with ctrledger.open(db) as store:
         return store.list(namespace="default"), store.list(namespace="team-b"), store.position
 
 
@@ -104,6 +104,7 @@ def test_export_part_of_the_log(cli: Cli, args: list[str], summary: str) -> None
 
 
 def test_export_of_an_empty_store(cli: Cli) -> None:
+    cli.new_store()
     assert ok(cli("export", "empty.ctrlarchive")) == (
         f"exported 0 events to empty.ctrlarchive: {size('empty.ctrlarchive')} bytes\n"
     )
@@ -262,12 +263,13 @@ def test_import_of_a_file_that_is_no_archive(cli: Cli) -> None:
 
 
 def test_digest_is_one_hex_line_that_follows_the_read_models(cli: Cli) -> None:
+    cli.new_store()
     empty = ok(cli("digest"))
     assert HEX64.fullmatch(empty)
     seed(cli)
     seeded = ok(cli("digest"))
     assert HEX64.fullmatch(seeded) and seeded != empty
-    with REAL_OPEN(cli.db) as store:
+    with ctrledger.open(cli.db) as store:
         assert seeded == store.digest() + "\n"
     assert ok(cli("digest")) == seeded  # reading changes nothing
     ok(cli("rebuild"))
@@ -323,7 +325,7 @@ def test_replay_to_writes_the_past_in_a_new_file(cli: Cli) -> None:
     seed(cli)
     assert ok(cli("replay-to", "at-2.db", "--as-of", "@2")) == "at-2.db\n"
     assert ok(cli("ls", "--db", "at-2.db", "--nl")) == ok(cli("ls", "--as-of", "@2", "--nl"))
-    with REAL_OPEN("at-2.db") as then:
+    with ctrledger.open("at-2.db") as then:
         assert then.position == 2
     assert state(cli.db)[2] == 4  # the original is only read
 
@@ -377,7 +379,7 @@ def test_progress_bar_on_a_terminal_only(
     cli: Cli, monkeypatch: pytest.MonkeyPatch, args: list[str], label: str
 ) -> None:
     seed(cli)
-    with REAL_OPEN(cli.db) as store:
+    with ctrledger.open(cli.db) as store:
         store.export("all.ctrlarchive")
     plain = cli(*args)
     assert (plain.exit_code, plain.stderr) == (0, "")  # CliRunner's stderr is no terminal: no bar
@@ -478,6 +480,6 @@ def test_verify_archive_usage_errors(cli: Cli) -> None:
 def test_library_and_cli_agree_on_export(cli: Cli) -> None:
     seed(cli)
     ok(cli("export", "cli.ctrlarchive", "--until", "@3"))
-    with REAL_OPEN(cli.db) as store:
+    with ctrledger.open(cli.db) as store:
         store.export("lib.ctrlarchive", until=Position(3))
     assert Path("cli.ctrlarchive").read_bytes() == Path("lib.ctrlarchive").read_bytes()

@@ -5,6 +5,9 @@
   namespace, in an empty temporary directory. Any exception fails the test, so a snippet's
   ``assert`` lines check what the page claims. Blocks fenced with another language (```text,
   ```console, ```bash) are not run.
+* A block that defines pytest tests (``def test_…``) is also run by pytest, alone, as the
+  file it shows (it loads the test kit itself, ``pytest_plugins``; run from the repository's
+  root so its relative paths resolve): every test it defines must pass.
 * Every page under ``docs/`` is reachable from ``docs/index.md`` by relative links, and every
   relative link of the docs and the README points at a file that exists.
 * The references name what they document: every public name, every event topic, every error code.
@@ -13,6 +16,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,6 +73,30 @@ def test_python_snippets_run(path: Path, tmp_path: Path, monkeypatch: pytest.Mon
         for value in namespace.values():
             if isinstance(value, ctrledger.Store):
                 value.close()
+
+
+TEST_FUNCTION = re.compile(r"^def (test_\w+)\(", re.M)
+
+
+def blocks_with_tests() -> list[tuple[Path, int, str]]:
+    return [(path, line, source) for path in snippet_files() for line, source in python_blocks(path)
+            if TEST_FUNCTION.search(source)]
+
+
+@pytest.mark.parametrize(("path", "line", "source"), blocks_with_tests(), ids=lambda v: name(v) if isinstance(v, Path) else
+                         str(v) if isinstance(v, int) else "")
+def test_snippet_tests_pass_under_pytest(path: Path, line: int, source: str, tmp_path: Path) -> None:
+    tests = TEST_FUNCTION.findall(source)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")  # not the repository's settings or conftest
+    module = tmp_path / f"test_doc_{path.stem.replace('-', '_')}_{line}.py"
+    module.write_text(source)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(tmp_path / "pytest.ini"),
+         "--rootdir", str(tmp_path), str(module)],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(tests)} passed" in done.stdout, done.stdout
 
 
 def test_the_tutorial_and_guides_have_snippets() -> None:

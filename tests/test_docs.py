@@ -126,12 +126,6 @@ class DocClock:
 @pytest.fixture
 def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DocClock]:
     clock = DocClock()
-    real_open = ctrledger.open
-
-    def open_with_clock(target: Any, **options: Any) -> ctrledger.Store:
-        return real_open(target, clock=clock, **options)
-
-    monkeypatch.setattr(ctrledger, "open", open_with_clock)
     monkeypatch.setattr(ctrledger.cli.points, "now", clock)
     monkeypatch.setenv("LOGNAME", DOC_USER)  # getpass.getuser() reads it first
     monkeypatch.chdir(tmp_path)
@@ -140,7 +134,7 @@ def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DocCloc
     yield clock
 
 
-def run_step(step: Step) -> tuple[int, str]:
+def run_step(step: Step, clock: DocClock) -> tuple[int, str]:
     words = shlex.split(step.command)
     env: dict[str, str | None] = {}
     while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):
@@ -151,7 +145,13 @@ def run_step(step: Step) -> tuple[int, str]:
         if len(words) > 2 and words[-2] == ">":
             target, words = words[-1], words[:-2]
         assert not set(words) & {"|", ">", "<", "&&", "||", ";"}, "ctrledger steps run without a shell"
-        result = CliRunner().invoke(cli, words[1:], env=env, catch_exceptions=False, prog_name="ctrledger")
+
+        def open_with_clock(target: Any, **options: Any) -> ctrledger.Store:  # the CLI's store factory
+            return ctrledger.open(target, clock=clock, **options)
+
+        result = CliRunner().invoke(
+            cli, words[1:], env=env, catch_exceptions=False, prog_name="ctrledger", obj=open_with_clock
+        )
         if target is not None:
             Path(target).write_text(result.stdout)
             return result.exit_code, result.stderr
@@ -190,7 +190,7 @@ def test_howto_snippets_run(session: DocClock) -> None:
     assert STEPS, "docs/cli.md has no ```console blocks"
     for n, step in enumerate(STEPS, start=1):
         session.now = START + timedelta(minutes=n)
-        status, output = run_step(step)
+        status, output = run_step(step, session)
         where = f"docs/cli.md:{step.line}: $ {step.command}"
         if "…" in step.expected:
             assert matches(output, step.expected), f"{where}\n{output}"

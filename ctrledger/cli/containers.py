@@ -6,15 +6,22 @@ the result; the rules (what is valid, what may change) are the store's.
 
 from __future__ import annotations
 
+import itertools
+import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import IO
 
 import click
+from click.core import ParameterSource
 
 import ctrledger
 
 from .options import (
+    database_options,
     debugging,
+    expected_version_option,
+    extension_options,
     open_store,
     output_options,
     parse_label_options,
@@ -22,10 +29,10 @@ from .options import (
     store_options,
     write_options,
 )
-from .output import Format, emit
+from .output import Format, emit, emit_namespaced
 from .points import Point, forms, point_option
 
-__all__ = ["COMMANDS", "create", "get", "label", "ls", "rm", "update"]
+__all__ = ["COMMANDS", "create", "get", "label", "ls", "namespaces", "rm", "update"]
 
 DEFAULT_RUNTIME = "io.containerd.runc.v2"
 SPEC_TYPE = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
@@ -68,6 +75,8 @@ def _report(error: ctrledger.StoreError) -> None:
 @click.option("--spec-type", default=SPEC_TYPE, help="Type URL of the spec.  [default: the OCI runtime spec]")
 @click.option("--snapshotter", default="", help="Snapshotter name (needed with --snapshot-key).")
 @click.option("--snapshot-key", default="", help="Snapshot key of the root filesystem.")
+@click.option("--sandbox", default="", metavar="ID", help="The sandbox (pod) the container belongs to.")
+@extension_options
 @write_options
 @output_options("table")
 @store_options
@@ -80,6 +89,8 @@ def create(
     spec_type: str,
     snapshotter: str,
     snapshot_key: str,
+    sandbox: str,
+    extensions: dict[str, ctrledger.Payload],
     actor: str | None,
     reason: str | None,
     fmt: Format,
@@ -103,8 +114,10 @@ def create(
         spec=spec,
         snapshotter=snapshotter,
         snapshot_key=snapshot_key,
+        sandbox=sandbox,
+        extensions=extensions,
     )
-    store = open_store(db, actor)
+    store = open_store(db, actor, mode="c")
     emit([store.create(record, namespace=namespace, reason=reason)], fmt, single=True, now=store.now())
 
 
@@ -126,15 +139,34 @@ def get(container_id: str, as_of: Point | None, fmt: Format, db: str, namespace:
     emit([store.get(container_id, namespace=namespace, as_of=as_of)], fmt, single=True, now=_now(store, as_of))
 
 
+SORT_KEYS = {
+    "id": None,  # the store's order: by ID, bytewise
+    "created": lambda c: (c.created_at, c.id.encode()),
+    "updated": lambda c: (c.updated_at, c.id.encode()),
+}
+
+
 @click.command()
 @click.argument("filters", nargs=-1, metavar="[FILTER]...")
 @click.option(
     "--as-of", callback=point_option, metavar="TIME|@POS",
     help=f"List the containers that existed then, as they were: {forms()}.",
 )
+@click.option(
+    "-A", "--all-namespaces", is_flag=True,
+    help="List the containers of every namespace (see 'namespaces'), not only the one of -n.",
+)
+@click.option(
+    "--sort", type=click.Choice(list(SORT_KEYS)), default="id", show_default=True,
+    help="Order by ID (bytewise), or by creation or last update time (oldest first).",
+)
+@click.option("--limit", type=click.IntRange(min=0), metavar="N", help="Print at most N containers.")
 @output_options("table")
 @store_options
-def ls(filters: tuple[str, ...], as_of: Point | None, fmt: Format, db: str, namespace: str) -> None:
+def ls(
+    filters: tuple[str, ...], as_of: Point | None, all_namespaces: bool, sort: str, limit: int | None,
+    fmt: Format, db: str, namespace: str,
+) -> None:
     """List the containers matching any FILTER, sorted by ID.
 
     A FILTER is containerd's: comma-separated selectors that must all match, such
@@ -143,13 +175,47 @@ def ls(filters: tuple[str, ...], as_of: Point | None, fmt: Format, db: str, name
     status.exit_code, status.pid, status.paused (true, false); operators == !=
     ~= (regular expression), or none (the field is present). No FILTER lists
     every container of the namespace. With --as-of, the filters apply to the
-    containers as they were then.
+    containers as they were then. With -A, every
+    namespace in turn (by name), with a NAMESPACE column; -q then prints
+    NAMESPACE/ID.
     """
+    ctx = click.get_current_context()
+    if all_namespaces and ctx.get_parameter_source("namespace") is ParameterSource.COMMANDLINE:
+        raise click.UsageError("Give -n/--namespace or -A/--all-namespaces, not both.")
     store = open_store(db)
-    if fmt == "table":  # needs every row for its column widths
-        emit(store.list(*filters, namespace=namespace, as_of=as_of), fmt, now=_now(store, as_of))
-    else:  # streamed: a namespace of any size prints in constant memory
-        emit(store.scan(*filters, namespace=namespace, as_of=as_of), fmt)
+    spaces = store.namespaces() if all_namespaces else [namespace]
+    # Streamed (a namespace of any size prints in constant memory) unless sorted by time.
+    pairs: Iterable[tuple[str, ctrledger.Container]] = (
+        (ns, c) for ns in spaces for c in store.scan(*filters, namespace=ns, as_of=as_of))
+    key = SORT_KEYS[sort]
+    if key is not None:
+        pairs = sorted(pairs, key=lambda pair: key(pair[1]))
+    if limit is not None:
+        pairs = itertools.islice(pairs, limit)
+    now = _now(store, as_of)
+    if all_namespaces:
+        emit_namespaced(pairs, fmt, now=now)
+    else:
+        emit((c for _, c in pairs), fmt, now=now)
+
+
+@click.command()
+@output_options("table", noun="namespace", formats=("table", "json", "nl"))
+@database_options
+def namespaces(fmt: Format, db: str) -> None:
+    """List the namespaces that have ever held a container, by name.
+
+    A namespace stays listed after its last container is deleted (its history
+    is still there). 'ls -A' lists the containers of all of them.
+    """
+    names = open_store(db).namespaces()
+    if fmt == "table":
+        click.echo("\n".join(["NAMESPACE", *names]))
+    elif fmt == "json":
+        click.echo(json.dumps(names, indent=2))
+    else:
+        for name in names:
+            click.echo(json.dumps(name))
 
 
 def _parse_label_changes(
@@ -170,12 +236,14 @@ def _parse_label_changes(
 @click.command()
 @click.argument("container_id", metavar="ID")
 @click.argument("changes", nargs=-1, required=True, metavar="KEY=VALUE|KEY-...", callback=_parse_label_changes)
+@expected_version_option
 @write_options
 @output_options("table")
 @store_options
 def label(
     container_id: str,
     changes: dict[str, str | None],
+    expected_version: int | None,
     actor: str | None,
     reason: str | None,
     fmt: Format,
@@ -189,9 +257,10 @@ def label(
     """
     labels = {k: v for k, v in changes.items() if v is not None}
     paths = [f"labels.{k}" for k in changes]
-    store = open_store(db, actor)
+    store = open_store(db, actor, mode="w")
     updated = store.update(
-        ctrledger.Container(id=container_id, labels=labels), *paths, namespace=namespace, reason=reason
+        ctrledger.Container(id=container_id, labels=labels), *paths, namespace=namespace, reason=reason,
+        expected_version=expected_version,
     )
     emit([updated], fmt, single=True, now=store.now())
 
@@ -208,6 +277,12 @@ def label(
     "--label", "labels", multiple=True, metavar="KEY=VALUE", callback=parse_label_options,
     help="Replace all labels with these; repeat for more (see 'label' to change a few).",
 )
+@extension_options
+@click.option(
+    "--remove-extension", "removed_extensions", multiple=True, metavar="NAME",
+    help="Remove this extension; repeat for more.",
+)
+@expected_version_option
 @write_options
 @output_options("table")
 @store_options
@@ -218,6 +293,9 @@ def update(
     spec_type: str | None,
     snapshot_key: str | None,
     labels: dict[str, str],
+    extensions: dict[str, ctrledger.Payload],
+    removed_extensions: tuple[str, ...],
+    expected_version: int | None,
     actor: str | None,
     reason: str | None,
     fmt: Format,
@@ -245,20 +323,29 @@ def update(
         paths.append("snapshotkey")
     if labels:
         paths.append("labels")
+    paths += [f"extensions.{name}" for name in [*extensions, *removed_extensions]]
     if not paths:
-        raise click.UsageError("Nothing to update: give --image, --spec-file, --snapshot-key or --label.")
+        raise click.UsageError(
+            "Nothing to update: give --image, --spec-file, --snapshot-key, --label, --extension or --remove-extension."
+        )
     request = ctrledger.Container(
-        id=container_id, labels=labels, image=image or "", spec=spec, snapshot_key=snapshot_key or ""
+        id=container_id, labels=labels, image=image or "", spec=spec, snapshot_key=snapshot_key or "",
+        extensions=extensions,
     )
-    store = open_store(db, actor)
-    emit([store.update(request, *paths, namespace=namespace, reason=reason)], fmt, single=True, now=store.now())
+    store = open_store(db, actor, mode="w")
+    emit([store.update(request, *paths, namespace=namespace, reason=reason, expected_version=expected_version)],
+         fmt, single=True, now=store.now())
 
 
 @click.command()
 @click.argument("container_ids", nargs=-1, required=True, metavar="ID...")
+@expected_version_option
 @write_options
 @store_options
-def rm(container_ids: tuple[str, ...], actor: str | None, reason: str | None, db: str, namespace: str) -> None:
+def rm(
+    container_ids: tuple[str, ...], expected_version: int | None, actor: str | None, reason: str | None, db: str,
+    namespace: str,
+) -> None:
     """Delete the containers ID...; print each ID deleted.
 
     Each ID is deleted on its own, in order, as 'ctr containers rm' does: when one
@@ -266,11 +353,11 @@ def rm(container_ids: tuple[str, ...], actor: str | None, reason: str | None, db
     status is then 1. A deleted container's history stays in the log, and its ID
     can be created again.
     """
-    store = open_store(db, actor)
+    store = open_store(db, actor, mode="w")
     failed = False
     for container_id in container_ids:
         try:
-            store.delete(container_id, namespace=namespace, reason=reason)
+            store.delete(container_id, namespace=namespace, reason=reason, expected_version=expected_version)
         except ctrledger.StoreError as e:
             _report(e)
             failed = True
@@ -280,4 +367,4 @@ def rm(container_ids: tuple[str, ...], actor: str | None, reason: str | None, db
         click.get_current_context().exit(1)
 
 
-COMMANDS: tuple[click.Command, ...] = (create, get, ls, label, update, rm)
+COMMANDS: tuple[click.Command, ...] = (create, get, ls, label, update, rm, namespaces)

@@ -8,7 +8,11 @@ there are, the store decides.
 
 from __future__ import annotations
 
+import collections
+import itertools
 import json
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -46,11 +50,33 @@ def _audit_row(a: ctrledger.AuditRecord) -> list[str]:
     return [str(a.position), _time(a), a.namespace, a.id, str(a.version), a.kind, a.actor, a.reason, a.client]
 
 
+R = TypeVar("R")
+
+
+def _window_options(f: Any) -> Any:
+    """``--limit N`` (the first N records) and ``--tail N`` (the last N), at most one of them."""
+    f = click.option("--tail", type=click.IntRange(min=0), metavar="N", help="Print only the last N events.")(f)
+    return click.option("--limit", type=click.IntRange(min=0), metavar="N", help="Print only the first N events.")(f)
+
+
+def _window(records: Iterable[R], limit: int | None, tail: int | None) -> Iterable[R]:
+    if limit is not None and tail is not None:
+        raise click.UsageError("Give --limit or --tail, not both.")
+    if limit is not None:
+        return itertools.islice(records, limit)
+    if tail is not None:
+        return collections.deque(records, maxlen=tail)  # streamed through: memory for N records only
+    return records
+
+
 @click.command()
 @click.argument("container_id", metavar="ID")
+@_window_options
 @output_options("table", noun="event", quiet=False)
 @store_options
-def history(container_id: str, fmt: Format, db: str, namespace: str) -> None:
+def history(
+    container_id: str, limit: int | None, tail: int | None, fmt: Format, db: str, namespace: str
+) -> None:
     """Show every change to the container ID, oldest first.
 
     One line per event of the log: the container's VERSION after it, its
@@ -64,10 +90,11 @@ def history(container_id: str, fmt: Format, db: str, namespace: str) -> None:
 
     A spec shows as its type and size, a value with spaces or commas in quotes.
     The VERSION and POS columns are the vN and @N points of --as-of and --since.
+    --limit N shows the first N events, --tail N the last N.
     """
     store = open_store(db)
     emit_records(
-        store.history(container_id, namespace=namespace), fmt,
+        _window(store.history(container_id, namespace=namespace), limit, tail), fmt,
         columns=HISTORY_COLUMNS, row=_history_row, to_dict=ctrledger.HistoryEntry.to_dict,
     )
 
@@ -131,9 +158,12 @@ def changes(
     "--actor", "actors", multiple=True, metavar="ACTOR", help="Events by this actor; repeat for any of several.",
 )
 @click.option(
-    "--since", callback=point_option, metavar="TIME", help=f"Events at or after this time: {forms(position=False)}.",
+    "--since", callback=point_option, metavar="TIME|@POS",
+    help=f"Events at or after this time, or after the event at @POS: {forms()}.",
 )
-@click.option("--until", callback=point_option, metavar="TIME", help="Events at or before this time." + _NOW)
+@click.option(
+    "--until", callback=point_option, metavar="TIME|@POS", help="Events at or before this time, or up to @POS." + _NOW
+)
 @click.option(
     "--kind", "kinds", multiple=True, metavar="KIND",
     help="Events of this kind, such as Created, LabelsChanged, Deleted; repeat for any of several.",
@@ -145,6 +175,7 @@ def changes(
 @click.option(
     "-A", "--all-namespaces", is_flag=True, help="Events of every namespace, not only the one of -n.",
 )
+@_window_options
 @output_options("table", noun="event", quiet=False)
 @store_options
 def audit(
@@ -157,6 +188,8 @@ def audit(
     client: str | None,
     reason: str | None,
     all_namespaces: bool,
+    limit: int | None,
+    tail: int | None,
     fmt: Format,
     db: str,
     namespace: str,
@@ -175,7 +208,8 @@ def audit(
         namespace=None if all_namespaces else namespace, id=container_id, correlation_id=correlation_id,
         client=client, reason=reason,
     )
-    emit_records(records, fmt, columns=AUDIT_COLUMNS, row=_audit_row, to_dict=ctrledger.AuditRecord.to_dict)
+    emit_records(_window(records, limit, tail), fmt, columns=AUDIT_COLUMNS, row=_audit_row,
+                 to_dict=ctrledger.AuditRecord.to_dict)
 
 
 @click.command()
@@ -188,7 +222,7 @@ def rebuild(db: str) -> None:
     interrupted rebuild leaves them as they were. On a terminal, a progress bar
     on stderr shows how far it got; otherwise it prints one line when done.
     """
-    store = open_store(db)
+    store = open_store(db, mode="w")
     with progress_bar("Rebuilding") as bar:
         count = ctrledger.replay.rebuild(store, progress=bar) if bar is not None else ctrledger.replay.rebuild(store)
     click.echo(f"rebuilt {count} event{'' if count == 1 else 's'}")

@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 from click.core import ParameterSource
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 import ctrledger
 import ctrledger.replay
@@ -96,6 +96,10 @@ def load_proof(file: IO[str]) -> ctrledger.InclusionProof:
 
 def load_private_key(file: IO[bytes]) -> Ed25519PrivateKey:
     """The Ed25519 private key in the PEM ``file``; ``Error: …`` for anything else."""
+    from cryptography.exceptions import UnsupportedAlgorithm  # only when a key is given: it is slow to import
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
     try:
         key = load_pem_private_key(file.read(), password=None)
     except TypeError:  # the only TypeError without a password: the key is encrypted
@@ -109,6 +113,10 @@ def load_private_key(file: IO[bytes]) -> Ed25519PrivateKey:
 
 def load_public_key(file: IO[bytes]) -> Ed25519PublicKey:
     """The Ed25519 public key in the PEM ``file``; ``Error: …`` for anything else."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
     try:
         key = load_pem_public_key(file.read())
     except (ValueError, UnsupportedAlgorithm):

@@ -25,6 +25,7 @@ store decides whether a key or value is acceptable.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -38,13 +39,19 @@ __all__ = [
     "DEBUG_KEY",
     "DEFAULT_DB",
     "DEFAULT_NAMESPACE",
+    "GLOBAL_KEY",
+    "StoreFactory",
     "database_options",
+    "expected_version_option",
+    "extension_options",
     "debugging",
     "log_options",
     "open_store",
     "output_options",
     "parse_label_options",
+    "remember_global",
     "split_label",
+    "store_factory",
     "store_options",
     "write_options",
 ]
@@ -75,17 +82,41 @@ def _debug_option(f: F) -> F:
 
 
 DB_HELP = (
-    "The store: a SQLite file (created if missing) or a postgresql://USER@HOST:PORT/DB?schema=S&readmodel=PATH URL."
+    "The store: a SQLite file or a postgresql://USER@HOST:PORT/DB?schema=S&readmodel=PATH URL. "
+    "Writes create a missing store; reads never create or change it."
 )
 LOG_DB_HELP = (
     "The store to check: a SQLite file (only read, never created) or a postgresql://USER@HOST:PORT/DB?schema=S URL."
 )
 
 
+GLOBAL_KEY = "ctrledger.global"  # ctx.meta: the --db and -n given before the subcommand
+
+
+def _from_group(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A subcommand's ``--db``/``-n``: its own if given, else the group's, else the environment's."""
+    source = ctx.get_parameter_source(param.name or "")
+    given = ctx.meta.get(GLOBAL_KEY, {}).get(param.name)
+    if source is not click.core.ParameterSource.COMMANDLINE and given is not None:
+        return given
+    if param.name == "db" and source is click.core.ParameterSource.DEFAULT and (
+        os.environ.get("CTRLEDGER_DATABASE_URL") == ""
+    ):
+        raise click.BadParameter("CTRLEDGER_DATABASE_URL is set but empty; name a store.", ctx=ctx, param=param)
+    return value
+
+
+def remember_global(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Callback of the group's own ``--db``/``-n``: kept for the subcommand."""
+    if value is not None:
+        ctx.meta.setdefault(GLOBAL_KEY, {})[param.name] = value
+    return value
+
+
 def _db_option(f: F, text: str = DB_HELP) -> F:
     return click.option(
         "--db", default=DEFAULT_DB, envvar="CTRLEDGER_DATABASE_URL", show_envvar=True, show_default=True,
-        metavar="PATH|URL", help=text,
+        metavar="PATH|URL", help=text, callback=_from_group,
     )(f)
 
 
@@ -94,7 +125,7 @@ def store_options(f: F) -> F:
     f = _debug_option(f)
     f = click.option(
         "-n", "--namespace", default=DEFAULT_NAMESPACE, envvar="CTRLEDGER_NAMESPACE", show_envvar=True,
-        show_default=True, help="Namespace of the containers.",
+        show_default=True, help="Namespace of the containers.", callback=_from_group,
     )(f)
     return _db_option(f)
 
@@ -107,6 +138,27 @@ def database_options(f: F) -> F:
 def log_options(f: F) -> F:
     """``--db`` and ``--debug`` for a command that reads the log without opening the store (verify)."""
     return _db_option(_debug_option(f), LOG_DB_HELP)
+
+
+def expected_version_option(f: F) -> F:
+    """``--expected-version N``: the write applies only if the container is at version N (else Conflict)."""
+    return click.option(
+        "--expected-version", type=click.IntRange(min=0), metavar="N", default=None,
+        help="Change the container only if it is at version N (see 'get'); otherwise fail with a conflict.",
+    )(f)
+
+
+def extension_options(f: F) -> F:
+    """``--extension NAME TYPE_URL FILE`` (repeatable), passed on as ``extensions``: a name -> Payload map."""
+
+    def parse(ctx: click.Context, param: click.Parameter, values: tuple[tuple[str, str, Any], ...]) -> dict[str, Any]:
+        return {name: ctrledger.Payload(type_url, file.read()) for name, type_url, file in values}
+
+    return click.option(
+        "--extension", "extensions", multiple=True, nargs=3, type=(str, str, click.File("rb")),
+        metavar="NAME TYPE_URL FILE", callback=parse,
+        help="An extension: its name, type URL and the file holding its bytes ('-': stdin); repeat for more.",
+    )(f)
 
 
 def write_options(f: F) -> F:
@@ -156,10 +208,29 @@ def output_options(
     return decorator
 
 
-def open_store(db: str, actor: str | None = None) -> ctrledger.Store:
-    """Open the store at ``db`` for the current command; it is closed when the command ends."""
-    store = ctrledger.open(db, client="cli", actor=actor)
-    return click.get_current_context().with_resource(store)
+StoreFactory = Callable[..., "ctrledger.Store"]
+"""What opens a store: ``factory(target, **options) -> Store``, as ``ctrledger.open`` does.
+
+The group's context object (``main(obj=factory)``, or ``CliRunner().invoke(main, args,
+obj=factory)``) replaces ``ctrledger.open``: tests inject a store with a fixed clock this way.
+"""
+
+
+def store_factory(ctx: click.Context) -> StoreFactory:
+    """The context's store factory (``ctrledger.open`` unless the caller gave one)."""
+    obj = ctx.find_root().obj
+    return cast(StoreFactory, obj) if callable(obj) else ctrledger.open
+
+
+def open_store(db: str, actor: str | None = None, *, mode: str = "r") -> ctrledger.Store:
+    """Open the store at ``db`` for the current command; it is closed when the command ends.
+
+    ``mode`` is ``ctrledger.open``'s: read commands open read-only (``"r"``: nothing created
+    or changed); writes ``"c"`` (the store is created if missing), or ``"w"``.
+    """
+    ctx = click.get_current_context()
+    store = store_factory(ctx)(db, client="cli", actor=actor, mode=mode)
+    return ctx.with_resource(store)
 
 
 def split_label(text: str) -> tuple[str, str] | None:

@@ -15,20 +15,11 @@ bytes in base64) or ``null``. Times are UTC ISO-8601 with a ``Z`` (microseconds 
 not zero). Labels and extensions keep the store's order.
 
 The table has the columns of ``ctr containers ls`` and a little more: ID, IMAGE, RUNTIME,
-LABELS (``k=v`` joined by commas), VERSION, UPDATED (UTC, to the second), and STATUS, as
+LABELS (``k=v`` joined by commas, a key or value JSON-quoted when it holds a comma, a quote,
+a space or, in a key, ``=``: ``"has,comma"``), VERSION, UPDATED (UTC, to the second), and STATUS, as
 ``crictl ps -a`` words it (``render_status``):
 
-================================  ==============================================
-``Created 5s ago``                never started; created that long ago
-``Running 4m``                    running for that long
-``Paused``                        running, paused
-``Exited (137) OOMKilled 2h ago`` exited with that code and reason, that long ago
-================================  ==============================================
-
-Durations count from the store's clock (from the ``--as-of`` time when that is one), in
-the largest whole unit: ``s``, ``m``, ``h``, ``d``. Columns are aligned with spaces; an
-empty cell shows ``-``.
-
+================================  =======================================
 History records (``HistoryEntry``, ``Change``, ``AuditRecord``, ``Diff``) are printed as the
 library's ``to_dict()`` for ``--json``/``--nl``, and as tables whose columns each command
 names. A field change in a table cell (``render_change``):
@@ -51,14 +42,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import click
 
 import ctrledger
-from ctrledger.domain.history import to_json_value
 
 __all__ = [
     "FORMATS",
@@ -67,8 +57,10 @@ __all__ = [
     "echo_json",
     "echo_json_array",
     "emit",
+    "emit_namespaced",
     "emit_records",
     "iso_time",
+    "label_cell",
     "render_change",
     "render_changes",
     "render_rows",
@@ -93,6 +85,8 @@ def iso_time(ts: datetime | None, timespec: str = "microseconds") -> str | None:
 
 def container_to_dict(c: ctrledger.Container) -> dict[str, Any]:
     """The JSON-able form of ``c``: the library's, as in ``Diff.to_dict()`` (see the module docstring)."""
+    from ctrledger.domain.history import to_json_value  # on first use: the CLI starts without the domain
+
     form: dict[str, Any] = to_json_value(c)
     return form
 
@@ -139,8 +133,21 @@ def render_status(status: ctrledger.Status, now: datetime) -> str:
     return status.state.capitalize()
 
 
+_BARE_KEY = re.compile(r'[^\s,="]+')
+_BARE_LABEL_VALUE = re.compile(r'[^\s,"]+')
+
+
+def label_cell(labels: Mapping[str, str]) -> str:
+    """``k=v`` joined by commas, sorted by key; a key or value holding a comma, a quote or a
+    space (or ``=``, in a key), or empty, is JSON-quoted, so the cell reads back unambiguously."""
+    def quoted(text: str, bare: re.Pattern[str]) -> str:
+        return text if bare.fullmatch(text) else json.dumps(text, ensure_ascii=False)
+
+    return ",".join(f"{quoted(k, _BARE_KEY)}={quoted(labels[k], _BARE_LABEL_VALUE)}" for k in sorted(labels))
+
+
 def _row(c: ctrledger.Container, now: datetime) -> list[str]:
-    labels = ",".join(f"{k}={c.labels[k]}" for k in sorted(c.labels))
+    labels = label_cell(c.labels)
     return [c.id, c.image, c.runtime.name, labels, str(c.version), iso_time(c.updated_at, "seconds") or "",
             render_status(c.status, now)]
 
@@ -185,6 +192,26 @@ def emit(
         echo_json_array(container_to_dict(c) for c in containers)
     else:
         click.echo(render_table(list(containers), now))
+
+
+def emit_namespaced(
+    pairs: Iterable[tuple[str, ctrledger.Container]], fmt: Format, *, now: datetime | None = None
+) -> None:
+    """Containers of several namespaces (``ls -A``): a NAMESPACE column first; ``namespace`` in
+    each JSON object; ``-q`` prints ``namespace/id`` (neither holds a ``/``)."""
+    if fmt == "quiet":
+        for ns, c in pairs:
+            click.echo(f"{ns}/{c.id}")
+    elif fmt in ("nl", "json"):
+        dicts = ({"namespace": ns, **container_to_dict(c)} for ns, c in pairs)
+        if fmt == "nl":
+            for d in dicts:
+                click.echo(json.dumps(d))
+        else:
+            echo_json_array(dicts)
+    else:
+        at = now if now is not None else datetime.now(UTC)
+        click.echo(render_rows(("NAMESPACE", *COLUMNS), ([ns, *_row(c, at)] for ns, c in pairs)))
 
 
 # -- history records ----------------------------------------------------------------

@@ -8,14 +8,15 @@ text                                  meaning                               pass
 ``@123``                              after the 123rd event of the log      ``ctrledger.Position(123)``
 ``v7``                                after the container's 7th event       ``ctrledger.Version(7)``
 ``45s`` ``30m`` ``2h`` ``3d`` ``1w``  that long before ``now()``            an aware UTC ``datetime``
-anything else                         an ISO-8601 time with a zone, e.g.    the text, unchanged
+anything else                         an ISO-8601 time with a zone, e.g.    an aware UTC ``datetime``
                                       ``2026-11-21T09:00:00Z``
 ====================================  ====================================  ==============================
 
-The store validates the rest and words the error (``Error: …``, exit 1): text that is not
-ISO-8601 (``2x``, ``@x``, ``yesterday``), a time without a zone, a point in the future, a
-``Version`` where one container is not meant. The only usage error (exit 2) here is a
-number too large to be a point (``99999999999d`` reaches back before the year 1).
+Text that is none of these is a usage error (exit 2) naming the option: not ISO-8601 (``2x``,
+``@x``, ``yesterday``), a time without a zone, a number too large to be a point
+(``99999999999d`` reaches back before the year 1). The time is read by the library's own
+``parse_time``. The store decides the rest and words the error (``Error: …``, exit 1): a point
+in the future, a ``Version`` where one container is not meant.
 """
 
 from __future__ import annotations
@@ -55,25 +56,34 @@ def now() -> datetime:
 def parse_point(text: str) -> Point:
     """``text`` as a point for the store (see the module docstring).
 
-    ``OverflowError`` (or ``ValueError``) if the number is too large to be a point.
+    ``ValueError`` naming the problem if it is not a point; ``OverflowError`` if the number is
+    too large to be one.
     """
+    from ctrledger.domain.history import parse_time  # the library's own reading of a time
+
     form = _FORM.fullmatch(text.strip())
     if form is None:
-        return text
+        return parse_time(text)
     prefix, digits, unit = form.groups()
-    if prefix and not unit:
+    try:
         number = int(digits)
+    except ValueError:  # more digits than Python converts: far out of range anyway
+        raise OverflowError(f"{text!r} is out of range") from None
+    if prefix and not unit:
         return ctrledger.Position(number) if prefix == "@" else ctrledger.Version(number)
     if unit and not prefix:
-        return now() - timedelta(**{_UNITS[unit]: int(digits)})
-    return text  # "@2h", "v3d", "12": not a form of ours
+        return now() - timedelta(**{_UNITS[unit]: number})
+    return parse_time(text)  # "@2h", "v3d", "12": not a form of ours, and no time: ValueError
 
 
 def point_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Point | None:
-    """Click callback: an option's text as a point (``None`` stays ``None``); a usage error if out of range."""
+    """Click callback: an option's text as a point (``None`` stays ``None``); a usage error (exit 2) if
+    it is not one (not a time, not a point of ours, out of range)."""
     if value is None:
         return None
     try:
         return parse_point(value)
-    except (OverflowError, ValueError):
+    except OverflowError:
         raise click.BadParameter(f"{value!r} is out of range.", ctx=ctx, param=param) from None
+    except ValueError as e:
+        raise click.BadParameter(f"{e}.", ctx=ctx, param=param) from None

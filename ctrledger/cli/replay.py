@@ -13,7 +13,13 @@ with the log or not; the exit status says which (1, with one ``Error: …`` line
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -28,8 +34,17 @@ from .progress import progress_bar
 
 __all__ = ["COMMANDS", "digest", "export", "import_", "replay_to", "verify_projections"]
 
-_ARCHIVE = click.Path(dir_okay=False, path_type=Path)
-_EXISTING_ARCHIVE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_ARCHIVE = click.Path(dir_okay=False, path_type=Path, allow_dash=True)
+_EXISTING_ARCHIVE = click.Path(exists=True, dir_okay=False, path_type=Path, allow_dash=True)
+STDIO = Path("-")
+
+
+@contextlib.contextmanager
+def _spooled(name: str) -> Iterator[Path]:
+    """A path in a temporary directory of its own, removed afterwards (an archive on its way
+    to stdout or from stdin: the library reads and writes archives as files)."""
+    with tempfile.TemporaryDirectory(prefix="ctrledger-") as tmp:
+        yield Path(tmp) / name
 
 
 def _events(n: int) -> str:
@@ -91,17 +106,28 @@ def export(
 
     An archive of every event (no --namespace-filter, no time) keeps its log
     positions when imported, so --since @N continues a copy whose log ends at
-    N. --json prints the library's ExportSummary.
+    N. --json prints the library's ExportSummary. FILE '-' writes the archive
+    to stdout (built in a temporary file first) and the summary to stderr.
     """
     store = open_store(db)
-    with progress_bar("Exporting") as bar:
-        summary = store.export(
-            file, since=since, until=until, namespaces=list(namespaces) or None, progress=bar,
-        )
+    with contextlib.ExitStack() as stack:
+        target = stack.enter_context(_spooled("export.ctrlarchive")) if file == STDIO else file
+        with progress_bar("Exporting") as bar:
+            summary = store.export(
+                target, since=since, until=until, namespaces=list(namespaces) or None, progress=bar,
+            )
+        if file == STDIO:
+            out = sys.stdout.buffer
+            with target.open("rb") as archive:
+                shutil.copyfileobj(archive, out)
+            out.flush()
+    to_stderr = file == STDIO
+    if to_stderr:
+        summary = dataclasses.replace(summary, path="-")
     if fmt == "text":
-        click.echo(export_line(summary))
+        click.echo(export_line(summary), err=to_stderr)
     else:
-        echo_json(dataclasses.asdict(summary), fmt)
+        click.echo(json.dumps(dataclasses.asdict(summary), indent=2 if fmt == "json" else None), err=to_stderr)
 
 
 @click.command("import")
@@ -116,12 +142,18 @@ def import_(file: Path, fmt: Format, db: str) -> None:
     of every event continues the store's log and keeps its positions; a
     filtered one is appended after the store's head. Importing an archive
     twice does nothing the second time; an interrupted import continues where
-    it stopped when run again. --json prints the library's ImportSummary.
+    it stopped when run again. --json prints the library's ImportSummary. FILE
+    '-' reads the archive from stdin (into a temporary file first).
     """
-    ctrledger.replay.verify_archive(file)  # refuse a bad archive before the store is opened (and created)
-    store = open_store(db)
-    with progress_bar("Importing") as bar:
-        summary = ctrledger.import_(file, into=store, progress=bar)
+    with contextlib.ExitStack() as stack:
+        if file == STDIO:
+            file = stack.enter_context(_spooled("import.ctrlarchive"))
+            with file.open("wb") as spool:
+                shutil.copyfileobj(sys.stdin.buffer, spool)
+        ctrledger.replay.verify_archive(file)  # refuse a bad archive before the store is opened (and created)
+        store = open_store(db, mode="c")
+        with progress_bar("Importing") as bar:
+            summary = ctrledger.import_(file, into=store, progress=bar)
     if fmt == "text":
         click.echo(import_line(summary))
     else:

@@ -57,7 +57,7 @@ def start(
     A container that exited may start again: a new run. Refused (exit 1) if it is
     running.
     """
-    store = open_store(db, actor)
+    store = open_store(db, actor, mode="w")
     emit([store.started(container_id, pid=pid, at=at, namespace=namespace, reason=reason)], fmt, single=True,
          now=store.now())
 
@@ -81,7 +81,7 @@ def exit_(
 
     Refused (exit 1) if it is not running.
     """
-    store = open_store(db, actor)
+    store = open_store(db, actor, mode="w")
     emit([store.exited(container_id, exit_code=exit_code, at=at, reason=exit_reason, message=message,
                        namespace=namespace, audit_reason=audit_reason)], fmt, single=True, now=store.now())
 
@@ -97,7 +97,7 @@ def pause(
     fmt: Format, db: str, namespace: str,
 ) -> None:
     """Record that the running container ID was paused; print it."""
-    store = open_store(db, actor)
+    store = open_store(db, actor, mode="w")
     emit([store.paused(container_id, at=at, namespace=namespace, reason=reason)], fmt, single=True,
          now=store.now())
 
@@ -113,7 +113,7 @@ def resume(
     fmt: Format, db: str, namespace: str,
 ) -> None:
     """Record that the paused container ID was resumed; print it."""
-    store = open_store(db, actor)
+    store = open_store(db, actor, mode="w")
     emit([store.resumed(container_id, at=at, namespace=namespace, reason=reason)], fmt, single=True,
          now=store.now())
 
@@ -174,7 +174,7 @@ def update_resources(
         cpuset_mems=cpuset_mems, hugepage_limits=hugepage_limits, unified=unified,
         memory_swap_limit_in_bytes=memory_swap_limit_in_bytes,
     )
-    store = open_store(db, actor)
+    store = open_store(db, actor, mode="w")
     emit([store.update_resources(container_id, resources, at=at, namespace=namespace, reason=reason)], fmt,
          single=True, now=store.now())
 

@@ -87,6 +87,24 @@ def _utc(point: datetime, name: str) -> datetime:
     return utc
 
 
+def parse_time(text: str) -> datetime:
+    """An ISO-8601 time with a zone (``Z`` or an offset) as an aware UTC datetime.
+
+    ``ValueError`` naming the problem (not the parameter) otherwise.
+    """
+    stripped = text.strip()
+    try:
+        parsed = datetime.fromisoformat(stripped[:-1] + "+00:00" if stripped.endswith(("Z", "z")) else stripped)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO-8601 time") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{text!r} has no timezone; add Z or an offset")
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError(f"{text!r} is out of range (years 1 to 9999 in UTC)") from None
+
+
 def parse_point(point: object, name: str = "as_of") -> datetime | Version | Position:
     """Normalise a point: ISO strings become aware UTC datetimes; bad input is InvalidArgument."""
     if isinstance(point, (Version, Position)):
@@ -98,15 +116,10 @@ def parse_point(point: object, name: str = "as_of") -> datetime | Version | Posi
             )
         return _utc(point, name)
     if isinstance(point, str):
-        text = point.strip()
         try:
-            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-        except ValueError:
-            raise InvalidArgument(f"{name}: {point!r} is not an ISO-8601 time: invalid argument") from None
-        if parsed.tzinfo is None:
-            raise InvalidArgument(
-                f"{name}: {point!r} has no timezone; add Z or an offset: invalid argument"
-            )
+            parsed = parse_time(point)
+        except ValueError as e:
+            raise InvalidArgument(f"{name}: {e}: invalid argument") from None
         return _utc(parsed, name)
     raise InvalidArgument(
         f"{name} must be a datetime, an ISO-8601 string, a Version or a Position, "

@@ -34,7 +34,14 @@ from ..domain.container import ContainerAggregate
 from ..errors import DataLoss, FailedPrecondition, Unavailable
 from . import integrity, requests
 from .application import LedgerApplication, postgres_env, sqlite_env
-from .sqlite import InlineHook, LedgerSQLiteRecorder, read_only_connection, verify_sqlite, write_transaction
+from .sqlite import (
+    InlineHook,
+    LedgerSQLiteRecorder,
+    read_only_connection,
+    readonly_uri,
+    verify_sqlite,
+    write_transaction,
+)
 
 __all__ = [
     "BATCH", "InlineHook", "Log", "PostgresLog", "SQLiteLog", "StreamTaken", "append_stored", "decode_event",
@@ -66,9 +73,16 @@ class Log(Protocol):
     definite_failures: bool
     """True when a failed append certainly wrote nothing (a local transaction); False when a
     connection lost mid-commit may still commit (a server's), so the outcome is unknown."""
+    readonly: bool
+    """True when opened read-only (``mode="r"``): appends raise ``FailedPrecondition``, and an
+    embedded log's file is never written."""
 
     @property
     def mapper(self) -> Mapper[Any]: ...
+
+    def check_writable(self) -> None:
+        """``FailedPrecondition`` if the log is open read-only."""
+        ...
 
     def add_inline_hook(self, hook: InlineHook) -> None: ...
 
@@ -241,9 +255,14 @@ class _AppLog:
     where: str
     inline: bool
     cheap_conflicts: bool
+    readonly: bool = False
 
     def __init__(self, app: LedgerApplication) -> None:
         self._app = app
+
+    def check_writable(self) -> None:
+        if self.readonly:
+            raise FailedPrecondition(f"the store at {self.where} is open read-only (mode='r'): failed precondition")
 
     @property
     def mapper(self) -> Mapper[Any]:
@@ -253,6 +272,7 @@ class _AppLog:
         raise NotImplementedError
 
     def append(self, events: Sequence[Any], request_id: str | None = None) -> None:
+        self.check_writable()
         try:
             self._app.append(events, request_id)
         except IntegrityError:
@@ -329,10 +349,16 @@ class SQLiteLog(_AppLog):
     definite_failures = True
     cheap_conflicts = True  # a failed insert costs nothing: a create of a new name may try blind
 
-    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str, *, synchronous: str = "FULL", readonly: bool = False) -> None:
+        """``readonly``: the file is opened with SQLite's read-only mode (``readonly_uri``) and
+        never written: no table is created, nothing upgraded, appends refused."""
         self.path = self.where = path
+        self.readonly = readonly
+        env = sqlite_env(readonly_uri(path) if readonly else path, synchronous=synchronous)
+        if readonly:
+            env["CREATE_TABLE"] = "n"
         try:
-            super().__init__(LedgerApplication(env=sqlite_env(path, synchronous=synchronous)))
+            super().__init__(LedgerApplication(env=env))
         except (sqlite3.Error, PersistenceError, OSError) as e:
             raise Unavailable(f"cannot open {path!r}: {e}") from e
         recorder = self._app.recorder
@@ -360,6 +386,7 @@ class SQLiteLog(_AppLog):
     @contextmanager
     def write_transaction(self) -> Iterator[sqlite3.Cursor]:
         """One ``BEGIN IMMEDIATE`` transaction on the log file, for ``append_stored`` (imports, replays)."""
+        self.check_writable()
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         try:
             with write_transaction(conn) as cur:
@@ -419,12 +446,18 @@ class PostgresLog(_AppLog):
     inline = False
     cheap_conflicts = False  # a failed insert burns a bigserial position
 
-    def __init__(self, settings: dict[str, str], path: str) -> None:
+    def __init__(self, settings: dict[str, str], path: str, *, create: bool = True, readonly: bool = False) -> None:
+        """``create=False``: the log's tables must exist (they are not created); ``readonly``:
+        appends are refused (the local mirror and read models, a cache, are still written)."""
         self.path = path
         self._settings = settings
+        self.readonly = readonly
         self.where = f"{settings['POSTGRES_HOST']}:{settings['POSTGRES_PORT']}/{settings['POSTGRES_DBNAME']}"
+        env = postgres_env(settings)
+        if not create:
+            env["CREATE_TABLE"] = "n"
         try:
-            super().__init__(LedgerApplication(env=postgres_env(settings)))
+            super().__init__(LedgerApplication(env=env))
             # The local file is a replica, rebuildable from the shared log: no fsync per batch.
             self._mirror = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             self._mirror.execute("PRAGMA synchronous=NORMAL")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from eventsourcing.persistence import PersistenceError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
@@ -24,8 +23,17 @@ from psycopg.sql import SQL
 
 from ..errors import FailedPrecondition
 from . import integrity, requests
+from .targets import default_readmodel_path, parse_url
 
-__all__ = ["LedgerPostgresFactory", "LedgerPostgresRecorder", "parse_url"]
+__all__ = [
+    "LedgerPostgresFactory",
+    "LedgerPostgresRecorder",
+    "create_schema",
+    "default_readmodel_path",
+    "log_state",
+    "parse_url",
+    "verify_postgres",
+]
 
 
 
@@ -163,46 +171,44 @@ class LedgerPostgresFactory(PostgresFactory):
     application_recorder_class = LedgerPostgresRecorder
 
 
-def parse_url(url: str) -> tuple[dict[str, str], dict[str, str]]:
-    """eventsourcing settings for a ``postgresql://user:password@host:port/dbname?schema=...`` URL.
+def _connect(settings: dict[str, str]) -> Any:
+    import psycopg
 
-    Returns (settings, options): options are the query parameters ctrledger itself reads
-    (``schema``, ``readmodel``).
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ValueError(f"not a PostgreSQL URL: {url!r}")
-    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    dbname = unquote(parts.path.lstrip("/"))
-    if not parts.hostname or not dbname:
-        raise ValueError(f"a PostgreSQL URL names a host and a database: postgresql://user@host:port/dbname, "
-                         f"not {url!r}")
-    settings = {
-        "PERSISTENCE_MODULE": "ctrledger.persistence.postgres:LedgerPostgresFactory",
-        "POSTGRES_DBNAME": dbname,
-        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
-        "POSTGRES_PORT": str(parts.port or 5432),
-        "POSTGRES_USER": unquote(parts.username or "postgres"),
-        "POSTGRES_PASSWORD": unquote(parts.password or ""),
-        "POSTGRES_SCHEMA": options.get("schema", "public"),
-        "POSTGRES_CONNECT_TIMEOUT": options.get("connect_timeout", "5"),
-        "POSTGRES_LOCK_TIMEOUT": options.get("lock_timeout", "30"),
-        "POSTGRES_POOL_SIZE": options.get("pool_size", "4"),
-    }
-    return settings, options
-
-
-def default_readmodel_path(settings: dict[str, str]) -> str:
-    """Where a node keeps its read models by default: one file per log, under the user's data dir."""
-    import os
-    import re
-    from pathlib import Path
-
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "ctrledger"
-    name = "_".join(
-        settings[k] for k in ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DBNAME", "POSTGRES_SCHEMA")
+    return psycopg.connect(
+        host=settings["POSTGRES_HOST"], port=settings["POSTGRES_PORT"], dbname=settings["POSTGRES_DBNAME"],
+        user=settings["POSTGRES_USER"], password=settings.get("POSTGRES_PASSWORD") or None,
+        connect_timeout=int(settings.get("POSTGRES_CONNECT_TIMEOUT") or 5), autocommit=True,
     )
-    return str(base / (re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".db"))
+
+
+def log_state(settings: dict[str, str]) -> str:
+    """``"ok"``, ``"no schema"`` (the URL's schema does not exist), ``"no log"`` (it holds no
+    ctrledger log) or ``"unreachable"`` (then opening says why). Reads only."""
+    import psycopg
+
+    schema = settings.get("POSTGRES_SCHEMA") or "public"
+    try:
+        with _connect(settings) as conn:
+            if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname=%s", (schema,)).fetchone() is None:
+                return "no schema"
+            found = conn.execute(
+                "SELECT 1 FROM pg_tables WHERE schemaname=%s AND tablename=%s", (schema, EVENTS_TABLE)
+            ).fetchone()
+            return "ok" if found else "no log"
+    except psycopg.Error:
+        return "unreachable"
+
+
+def create_schema(settings: dict[str, str]) -> None:
+    """Create the URL's schema if it does not exist (``migrate``)."""
+    import psycopg
+
+    schema = settings.get("POSTGRES_SCHEMA") or "public"
+    try:
+        with _connect(settings) as conn:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema.replace(chr(34), chr(34) * 2)}"')
+    except psycopg.Error:
+        pass  # unreachable or not allowed: opening the store then says why
 
 
 def verify_postgres(settings: dict[str, str], checkpoint: integrity.Checkpoint | None = None) -> integrity.VerifyReport:

@@ -15,10 +15,12 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
 from eventsourcing.persistence import InterfaceError, StoredEvent
 from eventsourcing.sqlite import (
@@ -34,8 +36,17 @@ from eventsourcing.utils import Environment, EnvType
 from . import integrity, requests
 
 __all__ = [
-    "InlineHook", "LedgerSQLiteFactory", "LedgerSQLiteRecorder", "SYNCHRONOUS_MODES", "lenient_text",
-    "read_only_connection", "verify_sqlite", "write_transaction",
+    "InlineHook",
+    "LedgerSQLiteFactory",
+    "LedgerSQLiteRecorder",
+    "SYNCHRONOUS_MODES",
+    "lenient_text",
+    "read_only_connection",
+    "readonly_uri",
+    "rollback",
+    "store_problem",
+    "verify_sqlite",
+    "write_transaction",
 ]
 
 
@@ -59,16 +70,83 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
     try:
         yield conn.cursor()
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     conn.execute("COMMIT")
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """Roll back ``conn``'s transaction if one is still open.
+
+    SQLite may already have rolled it back itself (an interrupted statement, a full disk, an
+    I/O error): a plain ``ROLLBACK`` would then raise "no transaction is active" and hide the
+    exception that is being handled, a Ctrl-C included.
+    """
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+# The tables every ctrledger SQLite store has: the log's and the read models' meta table.
+_STORE_TABLES = ("stored_events", "ctrledger_meta")
+
+
+def _file_uri(path: str, query: str) -> str:
+    return "file:" + quote(os.path.abspath(path)) + "?" + query
+
+
+def readonly_uri(path: str) -> str:
+    """A ``file:`` URI that opens the SQLite file ``path`` read-only, for ``uri=True``.
+
+    ``mode=ro`` where that can open the file (it sees concurrent writers; SQLite may create
+    its ``-wal``/``-shm`` sidecar files when the directory is writable, as any reader does);
+    on a read-only directory or mount, where nobody can write the file and SQLite cannot
+    create its shared-memory file, ``immutable=1`` as well. Never writes the file itself.
+    """
+    uri = _file_uri(path, "mode=ro")
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return uri
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        if "unable to open" not in str(e) and "readonly" not in str(e) and "read-only" not in str(e):
+            return uri  # not a question of permissions: let the caller report what is wrong
+    return _file_uri(path, "mode=ro&immutable=1")
+
+
+def store_problem(path: str) -> str | None:
+    """Why the file ``path`` is not a ctrledger SQLite store (``"no such file"``, ``"a directory"``,
+    the driver's ``"file is not a database"``, a missing table), or None if it is one.
+
+    Reads it through a read-only connection: the file is left exactly as it was.
+    """
+    if not os.path.exists(path):
+        return "no such file"
+    if os.path.isdir(path):
+        return "a directory"
+    if not os.path.isfile(path):
+        return "not a regular file"
+    try:
+        conn = sqlite3.connect(readonly_uri(path), uri=True, isolation_level=None)
+        try:
+            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        return str(e)
+    missing = [name for name in _STORE_TABLES if name not in names]
+    if missing:
+        return f"no table {', '.join(missing)}"
+    return None
 
 
 def read_only_connection(path: str) -> sqlite3.Connection:
     """A read-only connection of its own to an SQLite file (the one setup every reader uses):
     autocommit (each statement, or an explicit ``BEGIN``, is one consistent read), a busy
     timeout, and lenient text."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+    conn = sqlite3.connect(readonly_uri(path), uri=True, isolation_level=None, timeout=30)
     conn.text_factory = lenient_text
     return conn
 
@@ -77,8 +155,12 @@ def verify_sqlite(path: str, checkpoint: integrity.Checkpoint | None = None) -> 
     """Verify the log in an SQLite file, opened read-only; a report, never an exception."""
     from pathlib import Path
 
-    if not Path(path).is_file():
+    problem = store_problem(path)
+    if problem == "no such file" or not Path(path).is_file():
         return integrity.VerifyReport(False, 0, 0, "", (integrity.Problem(0, "unreadable", f"no such file: {path}"),))
+    if problem is not None:
+        found = integrity.Problem(0, "unreadable", f"{path}: not a ctrledger store ({problem})")
+        return integrity.VerifyReport(False, 0, 0, "", (found,))
     try:
         conn = read_only_connection(path)
         try:
@@ -114,8 +196,10 @@ class _Pool(SQLiteConnectionPool):
             raise InterfaceError(e) from e
         if not self.is_sqlite_memory_mode:
             # Switching the journal mode takes an exclusive lock: only when it is needed,
-            # so processes opening the file together do not trip over each other.
-            if raw.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            # so processes opening the file together do not trip over each other (and
+            # never on a read-only connection, which leaves the file as it is).
+            journal = raw.execute("PRAGMA journal_mode").fetchone()[0].lower()
+            if journal != "wal" and "mode=ro" not in self.db_name:
                 raw.execute("PRAGMA journal_mode=WAL")
             self.is_journal_mode_wal = True
         raw.execute(f"PRAGMA synchronous={self.synchronous}")

@@ -11,6 +11,7 @@ store) or from the catch-up runner (rebuilds, other nodes).
 
 from __future__ import annotations
 
+import builtins
 import gc
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -317,6 +318,11 @@ class CurrentStateReader:
             if len(rows) < batch:
                 return
             after = rows[-1][0]
+
+    def namespaces(self) -> builtins.list[str]:
+        """Every namespace that has ever held a container, sorted bytewise."""
+        return sorted((str(r[0]) for r in self.conn.execute("SELECT name FROM namespaces")),
+                      key=lambda n: n.encode("utf-8", "surrogateescape"))
 
     def namespace_known(self, namespace: str) -> bool:
         """Whether the namespace has ever held a container (containerd's bucket exists)."""

@@ -26,13 +26,13 @@ from typing import Any
 from eventsourcing.persistence import Mapper, StoredEvent
 
 from ..domain.model import Payload
-from ..errors import Unavailable
+from ..errors import FailedPrecondition, Unavailable
 from ..persistence import integrity
 from ..persistence.log import Log
-from ..persistence.sqlite import lenient_text, read_only_connection, write_transaction
+from ..persistence.sqlite import lenient_text, read_only_connection, readonly_uri, write_transaction
 from .current import CurrentStateReader, CurrentStateView, from_micros
 from .runner import InlineRunner, View, catch_up
-from .schema import ensure_schema, schema_version
+from .schema import SCHEMA_VERSION, ensure_schema, schema_version
 from .sqlfilter import register_functions
 from .temporal import AuditView, TemporalReader, TemporalView
 
@@ -49,10 +49,18 @@ class ReadModel:
         self.views: list[View] = [CurrentStateView()]
         if history:
             self.views += [TemporalView(), AuditView()]
+        # Read-only (an embedded log opened with mode="r"): the file is never written, so the
+        # schema must be current and the views up to date already (``open`` checks).
+        self.readonly = log.readonly and log.inline
         try:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            ensure_schema(self.path)
-            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            if self.readonly:
+                self._conn = sqlite3.connect(
+                    readonly_uri(self.path), uri=True, isolation_level=None, check_same_thread=False, timeout=30)
+                self._check_schema()
+            else:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                ensure_schema(self.path)
+                self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         except (sqlite3.Error, OSError) as e:
             raise Unavailable(f"cannot open {self.path!r}: {e}") from e
         self._conn.text_factory = lenient_text  # damaged text is reported as such, not as a driver error
@@ -67,8 +75,51 @@ class ReadModel:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Bring every view up to the log (at open: a view may be new, or another handle lagged)."""
+        """Bring every view up to the log (at open: a view may be new, or another handle lagged).
+
+        Read-only: refuse views that are behind the log instead (they cannot be caught up).
+        """
+        if self.readonly:
+            self.check_open()
+            self._refuse_if_behind()
+            return
         self.refresh(force=True)
+
+    def _check_schema(self) -> None:
+        found = schema_version(self._conn)
+        if found != SCHEMA_VERSION:
+            self._conn.close()
+            newer = found > SCHEMA_VERSION
+            raise FailedPrecondition(
+                f"read-model schema version {found} in {self.path!r} is {'newer' if newer else 'older'} than this "
+                f"ctrledger's ({SCHEMA_VERSION}) and the store is open read-only; "
+                + ("upgrade ctrledger" if newer else "run ctrledger migrate first") + ": failed precondition"
+            )
+
+    def _behind(self, conn: sqlite3.Connection) -> tuple[int, int] | None:
+        """(lowest tracked position, head) when a view is behind the log, else None."""
+        names = [view.name for view in self.views]
+        head, lowest, tracked = conn.execute(
+            "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM stored_events), MIN(position), COUNT(*) "
+            f"FROM ctrledger_tracking WHERE view IN ({', '.join('?' * len(names))})",
+            names,
+        ).fetchone()
+        through = self._through(conn)  # the views never apply an unhashed event (a finding for verify)
+        if through is not None:
+            head = min(head, through)
+        if head and (tracked < len(names) or lowest < head):
+            return int(lowest or 0), int(head)
+        return None
+
+    def _refuse_if_behind(self) -> None:
+        with self.connection() as conn:
+            behind = self._behind(conn)
+        if behind is not None:
+            raise FailedPrecondition(
+                f"the read models of {self.path!r} are behind its log (at position {behind[0]} of {behind[1]}) "
+                "and the store is open read-only; open it for writing once (ctrledger migrate) to bring them "
+                "up to date: failed precondition"
+            )
 
     def close(self) -> None:
         if self._closed:
@@ -136,7 +187,7 @@ class ReadModel:
         up; a shared log is pulled into the mirror and the views catch up every time.
         """
         self.check_open()
-        if self.log.inline and not force:
+        if self.log.inline and (self.readonly or not force):
             return
         self.log.pull()
         with self.connection() as conn:
@@ -147,14 +198,11 @@ class ReadModel:
         history views behind the log: bring them up to date before answering from them."""
         if not self.log.inline or not self.history:
             return
-        names = [view.name for view in self.views]
+        if self.readonly:
+            self._refuse_if_behind()
+            return
         with self.connection() as conn:
-            head, lowest, tracked = conn.execute(
-                "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM stored_events), MIN(position), COUNT(*) "
-                f"FROM ctrledger_tracking WHERE view IN ({', '.join('?' * len(names))})",
-                names,
-            ).fetchone()
-            if head and (tracked < len(names) or lowest < head):
+            if self._behind(conn) is not None:
                 catch_up(conn, self.views, self.log.mapper, through=self._through(conn))
 
     def _through(self, conn: sqlite3.Connection) -> int | None:

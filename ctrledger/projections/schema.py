@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from ..errors import FailedPrecondition
 from ..persistence.sqlite import write_transaction
 from .statuscols import STATUS_COLUMN_TYPES
+
+if TYPE_CHECKING:
+    import sqlite_utils  # imported by ensure_schema only: a read-only open never needs it
 
 __all__ = ["SCHEMA_VERSION", "ensure_schema", "schema_version"]
 
@@ -162,6 +164,8 @@ def ensure_schema(path: str) -> None:
                     f"read-model schema version {found} in {path!r} is newer than this "
                     f"ctrledger understands ({SCHEMA_VERSION}); upgrade ctrledger: failed precondition"
                 )
+            import sqlite_utils
+
             db = sqlite_utils.Database(conn)
             db.table("ctrledger_meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
             for version in range(found + 1, SCHEMA_VERSION + 1):

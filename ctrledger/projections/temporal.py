@@ -347,14 +347,17 @@ class TemporalReader:
         container_id: str | None,
         actors: Sequence[str] | None,
         kinds: Sequence[str] | None,
-        since: datetime | None,
-        until: datetime | None,
+        since: datetime | Position | None,
+        until: datetime | Position | None,
         correlation_id: str | None,
         client: str | None,
         reason: str | None,
         batch: int = 1000,
     ) -> Iterator[AuditRecord]:
-        """Audit rows matching every given criterion, in log order, streamed in batches."""
+        """Audit rows matching every given criterion, in log order, streamed in batches.
+
+        Times are inclusive; a ``Position`` ``since`` means after that event, ``until`` up to it.
+        """
         clauses: list[str] = []
         params: list[Any] = []
         for column, value in (("namespace", namespace), ("id", container_id),
@@ -366,10 +369,16 @@ class TemporalReader:
             if values is not None:
                 clauses.append(f"{column} IN ({', '.join('?' for _ in values)})")
                 params.extend(values)
-        if since is not None:
+        if isinstance(since, Position):
+            clauses.append("position > ?")
+            params.append(since.number)
+        elif since is not None:
             clauses.append("recorded_at >= ?")
             params.append(micros(since))
-        if until is not None:
+        if isinstance(until, Position):
+            clauses.append("position <= ?")
+            params.append(until.number)
+        elif until is not None:
             clauses.append("recorded_at <= ?")
             params.append(micros(until))
         where = " AND ".join(clauses) or "1"

@@ -127,6 +127,11 @@ def export(
     started = time.perf_counter()
     store = source_of(source)
     lo, hi = _bound(since, "since"), _bound(until, "until")
+    if (isinstance(lo, int) and isinstance(hi, int) and lo > hi) or (
+        isinstance(lo, datetime) and isinstance(hi, datetime) and lo > hi
+    ):
+        shown = [f"position {v}" if isinstance(v, int) else v.isoformat().replace("+00:00", "Z") for v in (lo, hi)]
+        raise InvalidArgument(f"export since {shown[0]} is after until {shown[1]}: invalid argument")
     if isinstance(namespaces, str):
         raise InvalidArgument("namespaces must be a list of names, not a string: invalid argument")
     if namespaces is not None and not isinstance(namespaces, list | tuple | set | frozenset):
@@ -135,6 +140,10 @@ def export(
     names = None if namespaces is None else sorted({validate_namespace(n) for n in namespaces})
     target = Path(path)
     partial = target.with_name(target.name + ".partial")
+    if not target.parent.is_dir():
+        raise InvalidArgument(f"cannot write {target}: the directory {target.parent} does not exist: invalid argument")
+    if target.is_dir():
+        raise InvalidArgument(f"cannot write {target}: it is a directory: invalid argument")
     synced(store)
     conn = read_only(store.path)
     try:
@@ -170,7 +179,11 @@ def export(
         cursor = conn.execute(
             f"SELECT rowid, originator_id, originator_version, topic, state FROM stored_events WHERE {where} "
             "ORDER BY rowid", params)
-        with open(partial, "wb") as out:
+        try:
+            out = open(partial, "wb")  # noqa: SIM115 - closed by the with below
+        except OSError as e:
+            raise InvalidArgument(f"cannot write {target}: {e.strerror}: invalid argument") from None
+        with out:
             writer = ArchiveWriter(out, header)
             rows: list[tuple[Any, ...]] = []
             size = 0

@@ -239,11 +239,22 @@ def rebuild(source: Source, progress: Progress | None = None, *, batch: int = BA
 
     ``progress(done, total)`` is called after each batch (``progress.TerminalProgress``
     draws a bar). Returns the number of log events the new read model was built from,
-    counting those applied before an interruption. Safe to interrupt at any point.
+    counting those applied before an interruption. Safe to interrupt at any point: a
+    ``KeyboardInterrupt`` leaves the live model as it was and removes the scratch file.
     """
     store = source_of(source)
-    views = list(store.views)
     scratch = scratch_path(store)
+    try:
+        return _rebuild(store, scratch, progress, batch)
+    except (KeyboardInterrupt, SystemExit):
+        # Stopped on purpose (Ctrl-C): the live model is as it was; leave no scratch file behind.
+        # A crash or a kill still leaves it, for the next rebuild to resume.
+        remove_database(scratch)
+        raise
+
+
+def _rebuild(store: Any, scratch: Path, progress: Progress | None, batch: int) -> int:
+    views = list(store.views)
     origin = os.path.abspath(store.path)
     synced(store)
     with closing(read_only(store.path)) as log:
