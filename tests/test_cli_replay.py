@@ -117,8 +117,8 @@ def test_export_of_an_empty_store(cli: Cli) -> None:
                      id="version"),
         pytest.param(["--until", "@9"], "export range after position 0 through 9 is not within the log (head 4): "
                      "invalid argument", id="future"),
-        pytest.param(["--since", "@3", "--until", "@2"], "export range after position 3 through 2 is not within "
-                     "the log (head 4): invalid argument", id="backwards"),
+        pytest.param(["--since", "@3", "--until", "@2"], "export since position 3 is after until position 2: "
+                     "invalid argument", id="backwards"),
     ],
 )
 def test_export_failures(cli: Cli, args: list[str], message: str) -> None:

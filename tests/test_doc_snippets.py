@@ -83,8 +83,11 @@ def blocks_with_tests() -> list[tuple[Path, int, str]]:
             if TEST_FUNCTION.search(source)]
 
 
-@pytest.mark.parametrize(("path", "line", "source"), blocks_with_tests(), ids=lambda v: name(v) if isinstance(v, Path) else
-                         str(v) if isinstance(v, int) else "")
+def _block_id(value: object) -> str:
+    return name(value) if isinstance(value, Path) else str(value) if isinstance(value, int) else ""
+
+
+@pytest.mark.parametrize(("path", "line", "source"), blocks_with_tests(), ids=_block_id)
 def test_snippet_tests_pass_under_pytest(path: Path, line: int, source: str, tmp_path: Path) -> None:
     tests = TEST_FUNCTION.findall(source)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")  # not the repository's settings or conftest

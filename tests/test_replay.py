@@ -177,7 +177,7 @@ def test_a_time_bound_selects_events_by_their_timestamp(source: ctrledger.Store,
     ("since", "until", "match"),
     [
         pytest.param(Position(5), Position(99), "not within the log", id="beyond-head"),
-        pytest.param(Position(9), Position(3), "not within the log", id="reversed"),
+        pytest.param(Position(9), Position(3), "export since position 9 is after until position 3", id="reversed"),
         pytest.param(ctrledger.Version(1), None, "not a Version", id="version"),
         pytest.param("yesterday", None, "not an ISO-8601 time", id="bad-time"),
     ],
