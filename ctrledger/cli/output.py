@@ -224,6 +224,8 @@ _BARE = re.compile(r'[^\s,"\u2205]+')
 
 def render_value(value: object) -> str:
     """One value of a field change, for a table cell (see the module docstring)."""
+    from ctrledger.domain.history import to_json_value  # on first use: the CLI starts without the domain
+
     if value is None:
         return ABSENT
     if isinstance(value, ctrledger.Payload):

@@ -26,8 +26,10 @@ def _at_option(ctx: click.Context, param: click.Parameter, value: str | None) ->
         return None
     try:
         point = parse_point(value)
-    except (OverflowError, ValueError):
+    except OverflowError:
         raise click.BadParameter(f"{value!r} is out of range.", ctx=ctx, param=param) from None
+    except ValueError as e:  # not a time: named as the option, like --as-of
+        raise click.BadParameter(f"{e}.", ctx=ctx, param=param) from None
     if isinstance(point, (ctrledger.Position, ctrledger.Version)):
         raise click.BadParameter(f"{value!r} is not a time.", ctx=ctx, param=param)
     return point
