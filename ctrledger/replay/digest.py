@@ -21,6 +21,7 @@ read model that drifted or was edited by hand is detected and the tables named.
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import tempfile
 from collections.abc import Sequence
@@ -127,7 +128,9 @@ def verify_projections(source: Source) -> VerifyResult:
     positions = {name[len("tracking:"):]: int(v) for name, v in live_parts.items() if name.startswith("tracking:")}
     upto = max(positions.values(), default=0)
     directory = Path(store.path).resolve().parent
-    with tempfile.TemporaryDirectory(prefix=".ctrledger-verify-", dir=directory) as tmp:
+    # beside the store (same disk) when it may be written there; a read-only store's in the temp directory
+    scratch_dir = directory if os.access(directory, os.W_OK) and not store.readonly else None
+    with tempfile.TemporaryDirectory(prefix=".ctrledger-verify-", dir=scratch_dir) as tmp:
         scratch = Path(tmp) / "rebuilt.db"
         with closing(read_only(store.path)) as log, closing(open_scratch(scratch)) as target:
             log.execute("BEGIN")

@@ -56,6 +56,7 @@ class Replayable(Protocol):
     is accepted too and stands for its ``read_model``)."""
 
     path: str
+    readonly: bool
 
     @property
     def embedded(self) -> bool: ...
