@@ -1,6 +1,7 @@
 """Points in the log, as the command line writes them (``--as-of``, ``--since``, ``--until``).
 
-This is presentation: it turns text into the types the store takes, and decides nothing.
+This is presentation: it turns text into the types the store takes, and decides nothing. The
+notation itself is read by ``ctrledger.domain.points`` (the web view reads the same).
 
 ====================================  ====================================  ==============================
 text                                  meaning                               passed to the store as
@@ -21,21 +22,17 @@ in the future, a ``Version`` where one container is not meant.
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import click
 
 import ctrledger
+from ctrledger.domain.points import read_point
 
 __all__ = ["Point", "forms", "now", "parse_point", "point_option"]
 
 Point = ctrledger.Position | ctrledger.Version | datetime | str
 """A point as the store takes it (``as_of``, ``since``, ``until``)."""
-
-_FORM = re.compile(r"(@|v|)([0-9]+)([smhdw]?)")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
 
 
 def forms(*, position: bool = True, version: bool = False) -> str:
@@ -54,26 +51,19 @@ def now() -> datetime:
 
 
 def parse_point(text: str) -> Point:
-    """``text`` as a point for the store (see the module docstring).
+    """``text`` as a point for the store (see the module docstring), relative forms counted back from
+    :func:`now`; the notation is read by ``ctrledger.domain.points``, shared with the web view.
 
     ``ValueError`` naming the problem if it is not a point; ``OverflowError`` if the number is
     too large to be one.
     """
     from ctrledger.domain.history import parse_time  # the library's own reading of a time
 
-    form = _FORM.fullmatch(text.strip())
-    if form is None:
-        return parse_time(text)
-    prefix, digits, unit = form.groups()
     try:
-        number = int(digits)
+        point = read_point(text, now())
     except ValueError:  # more digits than Python converts: far out of range anyway
         raise OverflowError(f"{text!r} is out of range") from None
-    if prefix and not unit:
-        return ctrledger.Position(number) if prefix == "@" else ctrledger.Version(number)
-    if unit and not prefix:
-        return now() - timedelta(**{_UNITS[unit]: number})
-    return parse_time(text)  # "@2h", "v3d", "12": not a form of ours, and no time: ValueError
+    return parse_time(point) if isinstance(point, str) else point  # not a form of ours: a time, or ValueError
 
 
 def point_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Point | None:
