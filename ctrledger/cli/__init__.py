@@ -13,8 +13,9 @@ history records as JSON, newline-delimited JSON, IDs or a table), ``containers``
 (create, get, ls, label, update, rm), ``status`` (start, exit, pause, resume,
 update-resources: the status lifecycle), ``history`` (history, diff, changes, audit,
 rebuild), ``log`` (checkpoint, verify, prove, migrate: the log as a whole), ``replay``
-(export, import, digest, verify-projections, replay-to), ``progress`` (the progress bar of
-long commands on a terminal).
+(export, import, digest, verify-projections, replay-to), ``view`` (ui, timeline: the web view and
+its SVG timeline, over ``ctrledger.ui``), ``progress`` (the progress bar of long commands on a
+terminal).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(("checkpoint", "verify", "prove", "migrate"), "log"),
     **dict.fromkeys(("export", "import", "digest", "verify-projections", "replay-to"), "replay"),
     **dict.fromkeys(("start", "exit", "pause", "resume", "update-resources"), "status"),
+    **dict.fromkeys(("ui", "timeline"), "view"),
 }
 
 
@@ -61,6 +63,10 @@ def _module(name: str) -> ModuleType:
         from . import status
 
         return status
+    if name == "view":
+        from . import view
+
+        return view
     from . import replay
 
     return replay

@@ -1,0 +1,287 @@
+"""One container's history drawn on a time axis, as a standalone SVG document.
+
+The same renderer draws the timeline of the web view's container page and the file
+``ctrledger timeline ID --svg FILE`` writes. It reads ``Store.history`` records
+(:class:`ctrledger.HistoryEntry`) in one pass and keeps only what it draws, so a history of
+any length streams through it.
+
+Three lanes, one above the other:
+
+=============  ==========================================================================
+lane           what it shows
+=============  ==========================================================================
+incarnations   a bar per life of the name: from ``Created`` to ``Deleted`` (a name deleted
+               and created again has a second bar, "#2"); a bar still open runs to the end
+runs           a bar per run: from ``Started`` to ``Exited`` (labelled with the exit code and
+               reason), with the paused stretches (``Paused`` to ``Resumed``) hatched on it
+changes        a mark per other event: labels, image, spec, snapshot key, extensions, ...
+=============  ==========================================================================
+
+Every event is also a mark on its lane (created, deleted, started, exited, ...), with a
+``<title>`` (the tooltip: version, kind, time, actor, reason, correlation id) and, when
+``href`` is given, a link to the event. Marks closer than a few pixels are drawn as one, its
+tooltip counting the events it stands for, so 5,000 events stay a readable picture of a few
+hundred elements.
+
+The axis is time (``axis="time"``), or the events' order (``axis="sequence"``: evenly
+spaced, for a history whose events crowd into a few moments).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html import escape
+from typing import Literal
+
+import ctrledger
+
+__all__ = ["Axis", "Timeline", "lane_of", "render_svg"]
+
+Axis = Literal["time", "sequence"]
+
+LIFECYCLE = {"Created", "Deleted"}
+RUNS = {"Started", "Exited", "Paused", "Resumed", "ResourcesUpdated"}
+
+WIDTH = 960
+LEFT = 110  # the lane names
+RIGHT = 20
+TOP = 28  # the axis labels
+LANE = 34  # one lane's height
+BAR = 16
+BUCKET = 4.0  # marks closer than this (pixels) are drawn as one
+
+_STYLE = """
+.tl text { font: 11px system-ui, sans-serif; fill: #333; }
+.tl .lane-name { font-weight: 600; fill: #555; }
+.tl .tick { stroke: #ddd; }
+.tl .inc { fill: #cfe3ff; stroke: #5b8fd8; }
+.tl .run { fill: #c9efcf; stroke: #3f9a52; }
+.tl .run.failed { fill: #f8d0cc; stroke: #c0392b; }
+.tl .pause { fill: url(#hatch); stroke: #8a6d00; }
+.tl .open { stroke-dasharray: 4 2; }
+.tl .mark { stroke: #fff; stroke-width: 1; }
+.tl .k-Created { fill: #2e7d32; } .tl .k-Deleted { fill: #c62828; }
+.tl .k-Started { fill: #2e7d32; } .tl .k-Exited { fill: #6d4c41; }
+.tl .k-Paused, .tl .k-Resumed { fill: #8a6d00; }
+.tl .k-change { fill: #1565c0; } .tl .k-many { fill: #6a1b9a; }
+.tl a:hover .mark, .tl a:focus .mark { stroke: #000; stroke-width: 2; }
+"""
+
+
+def lane_of(kind: str) -> int:
+    """The lane an event kind is drawn on: 0 incarnations, 1 runs, 2 changes."""
+    if kind in LIFECYCLE:
+        return 0
+    return 1 if kind in RUNS else 2
+
+
+def _exit_text(entry: ctrledger.HistoryEntry) -> str:
+    code = reason = None
+    for change in entry.changes:
+        name = change.field.rsplit(".", 1)[-1]
+        if name == "exit_code":
+            code = change.new
+        elif name == "reason":
+            reason = change.new
+    words = [f"exit {code}" if code is not None else "exited"]
+    if reason:
+        words.append(str(reason))
+    return " ".join(words)
+
+
+def _failed(entry: ctrledger.HistoryEntry) -> bool:
+    return any(c.field.rsplit(".", 1)[-1] == "exit_code" and c.new not in (0, None) for c in entry.changes)
+
+
+@dataclass
+class _Span:
+    start: float  # a coordinate on the axis (seconds or index), mapped to x when drawing
+    end: float | None = None
+    label: str = ""
+    css: str = ""
+
+
+@dataclass
+class _Mark:
+    at: float
+    lane: int
+    css: str
+    title: str
+    href: str | None
+    count: int = 1
+    last_title: str = ""
+
+
+def _when(t: datetime) -> str:
+    return t.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+
+
+def _title(e: ctrledger.HistoryEntry) -> str:
+    lines = [f"v{e.version} {e.kind} (#{e.incarnation}) @{e.position}", _when(e.recorded_at), f"actor: {e.actor}"]
+    if e.reason:
+        lines.append(f"reason: {e.reason}")
+    if e.correlation_id:
+        lines.append(f"correlation id: {e.correlation_id}")
+    return "\n".join(lines)
+
+
+@dataclass
+class Timeline:
+    """What the SVG shows, gathered from one pass over the history."""
+
+    axis: Axis = "time"
+    events: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    incarnations: list[_Span] = field(default_factory=list)
+    runs: list[_Span] = field(default_factory=list)
+    pauses: list[_Span] = field(default_factory=list)
+    marks: list[_Mark] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls, entries: Iterable[ctrledger.HistoryEntry], *, axis: Axis = "time",
+        href: Callable[[ctrledger.HistoryEntry], str] | None = None,
+    ) -> Timeline:
+        tl = cls(axis=axis)
+        origin: datetime | None = None
+        run: _Span | None = None
+        pause: _Span | None = None
+        inc: _Span | None = None
+        for e in entries:
+            if origin is None:
+                origin = tl.first = e.recorded_at
+            tl.last = e.recorded_at
+            at = float(tl.events) if axis == "sequence" else (e.recorded_at - origin).total_seconds()
+            tl.events += 1
+            kind = e.kind
+            if kind == "Created":
+                inc = _Span(at, label=f"#{e.incarnation}", css="inc")
+                tl.incarnations.append(inc)
+            elif kind == "Deleted" and inc is not None:
+                inc.end = at
+                inc = None
+            if kind in ("Exited", "Deleted", "Started") and pause is not None:
+                pause.end = at
+                pause = None
+            if kind in ("Exited", "Deleted", "Started") and run is not None:
+                run.end = at
+                if kind == "Exited":
+                    run.label = _exit_text(e)
+                    run.css = "run failed" if _failed(e) else "run"
+                run = None
+            if kind == "Started":
+                run = _Span(at, label="running", css="run")
+                tl.runs.append(run)
+            elif kind == "Paused" and run is not None:
+                pause = _Span(at, css="pause")
+                tl.pauses.append(pause)
+            elif kind == "Resumed" and pause is not None:
+                pause.end = at
+                pause = None
+            lane = lane_of(kind)
+            css = f"k-{kind}" if lane < 2 else "k-change"
+            tl.marks.append(_Mark(at, lane, css, _title(e), href(e) if href else None))
+        return tl
+
+    def span(self) -> float:
+        if self.axis == "sequence":
+            return float(max(self.events - 1, 1))
+        if self.first is None or self.last is None:
+            return 1.0
+        return max((self.last - self.first).total_seconds(), 1.0)
+
+
+def _merged(marks: list[_Mark], scale: float) -> list[_Mark]:
+    """Marks of one lane closer than ``BUCKET`` pixels folded into the first of them."""
+    out: list[_Mark] = []
+    for m in marks:
+        if out and (m.at - out[-1].at) * scale < BUCKET:
+            head = out[-1]
+            head.count += 1
+            head.css = "k-many"
+            head.last_title = m.title
+        else:
+            out.append(_Mark(m.at, m.lane, m.css, m.title, m.href))
+    return out
+
+
+def _ticks(tl: Timeline, x: Callable[[float], float]) -> list[str]:
+    out = []
+    n = 5
+    for i in range(n + 1):
+        at = tl.span() * i / n
+        if tl.axis == "sequence":
+            text = f"event {int(round(at)) + 1}"
+        else:
+            assert tl.first is not None
+            moment = datetime.fromtimestamp(tl.first.timestamp() + at, UTC)
+            text = _when(moment).replace("T", " ")
+        px = x(at)
+        anchor = "start" if i == 0 else ("end" if i == n else "middle")
+        out.append(f'<line class="tick" x1="{px:.1f}" y1="{TOP - 6}" x2="{px:.1f}" y2="{TOP + 3 * LANE}"/>')
+        out.append(f'<text x="{px:.1f}" y="{TOP - 10}" text-anchor="{anchor}">{escape(text)}</text>')
+    return out
+
+
+def render_svg(
+    entries: Iterable[ctrledger.HistoryEntry], *, title: str, axis: Axis = "time",
+    href: Callable[[ctrledger.HistoryEntry], str] | None = None, width: int = WIDTH,
+) -> str:
+    """The timeline of ``entries`` (one container's history, oldest first) as an SVG document.
+
+    ``href(entry)``: the link of each mark (none without it); ``title``: the picture's title.
+    """
+    tl = Timeline.of(entries, axis=axis, href=href)
+    inner = width - LEFT - RIGHT
+    scale = inner / tl.span()
+
+    def x(at: float) -> float:
+        return LEFT + at * scale
+
+    height = TOP + 3 * LANE + 8
+    end = tl.span()
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="tl" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+        f"<style>{_STYLE}</style>",
+        '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
+        'patternTransform="rotate(45)"><rect width="6" height="6" fill="#fff3c4"/>'
+        '<line x1="0" y1="0" x2="0" y2="6" stroke="#8a6d00" stroke-width="2"/></pattern></defs>',
+    ]
+    for i, name in enumerate(("incarnations", "runs", "changes")):
+        parts.append(f'<text class="lane-name" x="4" y="{TOP + i * LANE + LANE / 2 + 4:.1f}">{name}</text>')
+    parts += _ticks(tl, x)
+    if tl.events == 0:
+        parts.append(f'<text x="{LEFT}" y="{TOP + LANE}">no events</text>')
+
+    def bar(s: _Span, lane: int, extra: str = "") -> None:
+        x0, x1 = x(s.start), x(s.end if s.end is not None else end)
+        w = max(x1 - x0, 2.0)
+        y = TOP + lane * LANE + (LANE - BAR) / 2
+        css = s.css + (" open" if s.end is None else "") + extra
+        parts.append(f'<rect class="{css}" x="{x0:.1f}" y="{y:.1f}" width="{w:.1f}" height="{BAR}" rx="3"/>')
+        if s.label and w > 7 * len(s.label):
+            parts.append(f'<text x="{x0 + 4:.1f}" y="{y + BAR - 4:.1f}">{escape(s.label)}</text>')
+
+    for s in tl.incarnations:
+        bar(s, 0)
+    for s in tl.runs:
+        bar(s, 1)
+    for s in tl.pauses:
+        bar(s, 1)
+    for lane in range(3):
+        for m in _merged([m for m in tl.marks if m.lane == lane], scale):
+            cx, cy = x(m.at), TOP + lane * LANE + LANE / 2
+            text = m.title if m.count == 1 else (
+                f"{m.count} events, from\n{m.title}\n… to\n{m.last_title}")
+            shape = (f'<circle class="mark {m.css}" cx="{cx:.1f}" cy="{cy:.1f}" r="{6 if m.count > 1 else 5}">'
+                     f"<title>{escape(text)}</title></circle>")
+            if m.href:
+                shape = f'<a href="{escape(m.href)}">{shape}</a>'
+            parts.append(shape)
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
