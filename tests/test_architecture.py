@@ -1,6 +1,6 @@
 """The dependency rule: imports go one way only, and the domain stays pure.
 
-    errors <- domain <- persistence <- projections <- replay <- store <- api <- (cli, testing)
+    errors <- domain <- persistence <- projections <- replay <- store <- api <- (ui <- cli, testing)
 
 A module may import from its own layer and the layers to its left, never to its
 right. The domain may use only the standard library, eventsourcing's domain
@@ -19,8 +19,11 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ctrledger"
-LAYERS = ["errors", "domain", "persistence", "projections", "replay", "store", "api", "cli", "testing"]
-SIBLINGS = {"cli", "testing"}  # both sit on the public API; neither imports the other
+LAYERS = ["errors", "domain", "persistence", "projections", "replay", "store", "api", "ui", "cli", "testing"]
+# cli and testing both sit on the public API; neither imports the other. The web view (ui) sits below the
+# cli, which starts it; the testing kit has no use for it, and it none for the kit.
+SIBLINGS = {"cli", "testing"}
+UNRELATED = {("testing", "ui"), ("ui", "testing")}
 DOMAIN_THIRD_PARTY = {"eventsourcing.domain", "eventsourcing.utils", "re2"}
 
 
@@ -66,6 +69,7 @@ def test_imports_point_left_only(path: Path) -> None:
             continue
         assert target in LAYERS, f"{path} imports {name}: unknown layer"
         assert not (own in SIBLINGS and target in SIBLINGS), f"{path} ({own}) imports {name} ({target})"
+        assert (own, target) not in UNRELATED, f"{path} ({own}) imports {name} ({target})"
         assert LAYERS.index(target) <= LAYERS.index(own), f"{path} ({own}) imports {name} ({target})"
 
 

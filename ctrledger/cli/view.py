@@ -71,7 +71,8 @@ def ui(host: str, port: int, checkpoint: IO[str] | None, db: str, namespace: str
     app = create_app(store, source=db, checkpoint=kept, namespace=namespace)
     server = make_server(app, host, port)
     shown = f"[{host}]" if ":" in host else host
-    click.echo(f"Serving a read-only view of {db} on http://{shown}:{server.effective_port}/ (Ctrl-C to stop)", err=True)
+    url = f"http://{shown}:{server.effective_port}/"
+    click.echo(f"Serving a read-only view of {db} on {url} (Ctrl-C to stop)", err=True)
     try:
         server.run()
     except KeyboardInterrupt:

@@ -39,7 +39,7 @@ from urllib.parse import quote, urlencode
 
 from flask import Flask, Response, render_template, request, url_for
 from markupsafe import Markup
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 
 import ctrledger
 from ctrledger.domain.container import EVENT_CLASSES
@@ -145,12 +145,16 @@ def side_by_side(left: list[str], right: list[str]) -> list[tuple[str, str | Non
     return rows
 
 
-def _field_rows(before: ctrledger.Container | None, after: ctrledger.Container | None) -> list[tuple[str, str, str, bool]]:
+def _field_rows(
+    before: ctrledger.Container | None, after: ctrledger.Container | None
+) -> list[tuple[str, str, str, bool]]:
     """(field, before, after, changed) for the record's fields, labels and extensions key by key."""
     rows = []
     for name in ("image", "runtime", "snapshotter", "snapshot_key", "sandbox"):
         a = getattr(before, name) if before is not None else None
         b = getattr(after, name) if after is not None else None
+        if a in ("", None) and b in ("", None):
+            continue  # empty at both points: nothing to compare
         rows.append((name, _value(a), _value(b), a != b))
     if has_status():
         a_s = status_text(before) if before is not None else None
@@ -267,8 +271,10 @@ def create_app(
         return render_template("error.html", status=e.status, message=str(e)), e.status
 
     @app.errorhandler(HTTPException)
-    def http_error(e: HTTPException) -> tuple[str, int]:
+    def http_error(e: HTTPException) -> tuple[str, int] | Response:
         status = e.code or 500
+        if isinstance(e, SecurityError):  # a Host header not ours: no page (it would link to that host)
+            return Response(f"{status}: {e.description}\n", status=status, mimetype="text/plain")
         return render_template("error.html", status=status, message=e.description or e.name), status
 
     # -- pages ------------------------------------------------------------------------------

@@ -44,13 +44,14 @@ Axis = Literal["time", "sequence"]
 LIFECYCLE = {"Created", "Deleted"}
 RUNS = {"Started", "Exited", "Paused", "Resumed", "ResourcesUpdated"}
 
-WIDTH = 960
+WIDTH = 1200
 LEFT = 110  # the lane names
 RIGHT = 20
 TOP = 28  # the axis labels
 LANE = 34  # one lane's height
 BAR = 16
 BUCKET = 4.0  # marks closer than this (pixels) are drawn as one
+MARGIN = 0.04  # of the span, after the last event
 
 _STYLE = """
 .tl text { font: 11px system-ui, sans-serif; fill: #333; }
@@ -193,6 +194,11 @@ class Timeline:
             return 1.0
         return max((self.last - self.first).total_seconds(), 1.0)
 
+    def extent(self) -> float:
+        """The axis: the events' span and a margin after the last, where open bars (a container
+        still alive, a run still running) are drawn to."""
+        return self.span() * (1 + MARGIN)
+
 
 def _merged(marks: list[_Mark], scale: float) -> list[_Mark]:
     """Marks of one lane closer than ``BUCKET`` pixels folded into the first of them."""
@@ -209,16 +215,22 @@ def _merged(marks: list[_Mark], scale: float) -> list[_Mark]:
 
 
 def _ticks(tl: Timeline, x: Callable[[float], float]) -> list[str]:
+    """Grid lines and their labels: the time of day when the axis stays within one day (the
+    day written once, at the left), else month, day and time."""
     out = []
-    n = 5
+    n = 4
+    same_day = tl.first is not None and tl.last is not None and tl.first.date() == tl.last.date()
+    if tl.axis == "time" and tl.first is not None:
+        day = tl.first.astimezone(UTC).date().isoformat() if same_day else "UTC"
+        out.append(f'<text class="lane-name" x="4" y="{TOP - 10}">{escape(day)}</text>')
     for i in range(n + 1):
-        at = tl.span() * i / n
+        at = tl.extent() * i / n
         if tl.axis == "sequence":
-            text = f"event {int(round(at)) + 1}"
+            text = f"event {min(int(round(at)) + 1, max(tl.events, 1))}"
         else:
             assert tl.first is not None
             moment = datetime.fromtimestamp(tl.first.timestamp() + at, UTC)
-            text = _when(moment).replace("T", " ")
+            text = moment.strftime("%H:%M:%S" if same_day else "%m-%d %H:%M")
         px = x(at)
         anchor = "start" if i == 0 else ("end" if i == n else "middle")
         out.append(f'<line class="tick" x1="{px:.1f}" y1="{TOP - 6}" x2="{px:.1f}" y2="{TOP + 3 * LANE}"/>')
@@ -236,13 +248,13 @@ def render_svg(
     """
     tl = Timeline.of(entries, axis=axis, href=href)
     inner = width - LEFT - RIGHT
-    scale = inner / tl.span()
+    scale = inner / tl.extent()
 
     def x(at: float) -> float:
         return LEFT + at * scale
 
     height = TOP + 3 * LANE + 8
-    end = tl.span()
+    end = tl.extent()
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="tl" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
