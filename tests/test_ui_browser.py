@@ -9,6 +9,7 @@ the screenshots the how-to shows: into a temporary directory, or into ``docs/ima
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,20 +27,25 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
     if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
         missing_component("Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never fetch a driver or a browser
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SE_OFFLINE", "true")  # Selenium Manager must never fetch a driver or a browser
+        yield from _chromium(webdriver, Service)
+
+
+def _chromium(webdriver: Any, service: Any) -> Iterator[Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--window-size=1200,760", "--hide-scrollbars", "--force-device-scale-factor=1"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver = webdriver.Chrome(service=service(str(CHROMEDRIVER)), options=options)
     driver.implicitly_wait(5)
     try:
         yield driver
@@ -47,12 +53,24 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         driver.quit()
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Sample]]:
+def _forge(path: Path, position: int) -> None:
+    """Edit one stored event behind ctrledger's back, as an attacker with the file would."""
+    conn = sqlite3.connect(path)
+    with conn:
+        state = bytearray(conn.execute("SELECT state FROM stored_events WHERE rowid=?", (position,)).fetchone()[0])
+        state[-3] ^= 0x01
+        conn.execute("UPDATE stored_events SET state=? WHERE rowid=?", (bytes(state), position))
+    conn.close()
+
+
+@pytest.fixture(params=["intact"])
+def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Sample]]:
     from ctrledger.ui.app import create_app
-    from ctrledger.ui.serve import make_server
+    from ctrledger.ui.serve import make_server, stop
 
     sample = build(tmp_path / "ledger.db")
+    if request.param == "forged":
+        _forge(sample.path, 14)
     before = digest(sample.path)
     with ctrledger.open(sample.path) as store:
         server = make_server(create_app(store, source="ledger.db"), "127.0.0.1", 0)
@@ -61,8 +79,9 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Sample]]:
         try:
             yield f"http://127.0.0.1:{server.effective_port}", sample
         finally:
-            server.close()
+            stop(server)
             thread.join(timeout=5)
+            assert not thread.is_alive()
         assert store.position == sample.head
     assert digest(sample.path) == before, "browsing wrote to the store"
 
@@ -160,4 +179,15 @@ def test_a_person_browses_the_ledger(browser: Any, served: tuple[str, Sample], s
     # the integrity page
     browser.find_element("link text", "Integrity").click()
     assert browser.find_element("id", "verdict").text.startswith("✔ Verified: positions 1–17")
-    _shot(browser, shots, "integrity")
+
+
+@pytest.mark.parametrize("served", ["forged"], indirect=True)
+def test_a_forged_log_is_shown_as_such(browser: Any, served: tuple[str, Sample], shots: Path) -> None:
+    base, _ = served
+    browser.get(base + "/integrity")
+    verdict = browser.find_element("id", "verdict")
+    assert verdict.text.startswith("✘ FAILED: this log has been altered or damaged — first at position 14")
+    assert "bad" in (verdict.get_attribute("class") or "")
+    problems = browser.find_elements("css selector", "#problems tbody tr")
+    assert problems and problems[0].text.startswith("@14")
+    _shot(browser, shots, "forged")

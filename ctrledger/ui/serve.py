@@ -6,9 +6,10 @@ import ipaddress
 from typing import Any
 
 from flask import Flask
+from waitress import wasyncore
 from waitress.server import create_server
 
-__all__ = ["LOOPBACK_NAMES", "make_server", "trusted_hosts"]
+__all__ = ["LOOPBACK_NAMES", "make_server", "stop", "trusted_hosts"]
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 
@@ -36,3 +37,10 @@ def make_server(app: Flask, host: str, port: int, *, threads: int = 4) -> Any:
     """
     app.config["TRUSTED_HOSTS"] = trusted_hosts(host)
     return create_server(app, host=host, port=port, threads=threads, ident="ctrledger-ui")
+
+
+def stop(server: Any) -> None:
+    """Stop a server that ``.run()`` serves in another thread: its workers, its listening socket and
+    the connections a browser keeps open, so that ``run`` returns at once."""
+    server.task_dispatcher.shutdown()
+    wasyncore.close_all(getattr(server, "_map", None) or getattr(server, "map", None))
