@@ -25,13 +25,10 @@ from click.testing import CliRunner
 import ctrledger
 from ctrledger import FieldChange, HistoryEntry
 from ctrledger.cli import main as cli
+from ctrledger.ui.app import create_app, has_status, side_by_side, status_text
+from ctrledger.ui.timeline import render_svg
 
 from .ui_sample import Sample, build, digest
-
-flask = pytest.importorskip("flask", reason="the ui extra is in the test extra")  # noqa: F841
-
-from ctrledger.ui.app import create_app, has_status, side_by_side, status_text  # noqa: E402
-from ctrledger.ui.timeline import render_svg  # noqa: E402
 
 NOW = datetime(2026, 11, 21, 4, 0, tzinfo=UTC)  # after the sample's last event (03:00:16)
 
