@@ -28,6 +28,7 @@ from ctrledger.cli import main as cli
 from ctrledger.ui.app import create_app, has_status, side_by_side, status_text
 from ctrledger.ui.timeline import render_svg
 
+from .conftest import make
 from .ui_sample import Sample, build, digest
 
 NOW = datetime(2026, 11, 21, 4, 0, tzinfo=UTC)  # after the sample's last event (03:00:16)
@@ -152,12 +153,25 @@ def test_container_at_a_version_and_when_it_did_not_exist(client: Any) -> None:
     assert "Deleted" in absent  # its history is still shown
 
 
-def test_container_events_are_paged(client: Any, tmp_path: Path) -> None:
-    from ctrledger.ui import app as module
+def test_container_events_are_paged(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    with ctrledger.open(path, synchronous="NORMAL") as store:
+        store.create(make("busy"))
+        for n in range(24):
+            store.update(ctrledger.Container(id="busy", labels={"n": str(n)}), "labels.n")
+        client = create_app(store).test_client()
 
-    assert module.EVENTS_PAGE_SIZE == 200
-    text = page(client, "/containers/web-1?page=1")
-    assert 'rel="next"' not in text
+        def versions(url: str) -> list[int]:
+            row = r'<tr id="e\d+">\s*<td><a href="[^"]*">v(\d+)</a>'
+            return [int(v) for v in re.findall(row, client.get(url).text)]
+
+        assert versions("/containers/busy") == list(range(1, 26))  # 200 to a page by default
+        assert versions("/containers/busy?size=10") == list(range(1, 11))
+        assert versions("/containers/busy?size=10&page=3") == list(range(21, 26))
+        last = unescape(client.get("/containers/busy?size=10&page=3").text)
+        assert 'rel="next"' not in last and 'rel="prev"' in last and "size=10&page=2" in last
+        assert "25 events" in last and last.count('class="mark') >= 2  # the timeline has them all
+        assert client.get("/containers/busy?size=10&page=4").status_code == 404
 
 
 def test_event_page(client: Any, sample: Sample) -> None:
@@ -402,6 +416,13 @@ def test_ui_without_the_extra_says_how_to_install_it(sample: Sample, monkeypatch
     result = CliRunner().invoke(cli, ["ui", "--db", str(sample.path)])
     assert result.exit_code == 1
     assert "the web view needs the ui extra (flask is not installed): pip install 'ctrledger[ui]'" in result.output
+
+
+def test_ui_refuses_a_file_that_is_not_a_checkpoint(sample: Sample, tmp_path: Path) -> None:
+    bad = tmp_path / "cp.json"
+    bad.write_text("[1, 2]")
+    result = CliRunner().invoke(cli, ["ui", "--db", str(sample.path), "--checkpoint", str(bad)])
+    assert result.exit_code == 1 and "is not a checkpoint: not a JSON object" in result.output
 
 
 def test_ui_refuses_a_missing_store_without_creating_it(tmp_path: Path) -> None:

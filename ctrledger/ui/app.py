@@ -350,7 +350,7 @@ def create_app(
         ns = current_namespace()
         at = point("at")
         page = number("page", 1)
-        size = EVENTS_PAGE_SIZE
+        size = number("size", EVENTS_PAGE_SIZE, high=MAX_PAGE_SIZE)
         entries = store.history(cid, namespace=ns)  # NotFound: the name never existed
         try:
             current = store.get(cid, namespace=ns, as_of=at) if at is not None else store.get(cid, namespace=ns)
@@ -375,6 +375,7 @@ def create_app(
         return render_template(
             "container.html", ns=ns, cid=cid, c=current, absent=absent, at=arg("at"), svg=Markup(svg),
             events=window, total=count[0], page=page, more=start + size < count[0], axis=arg("axis") or "time",
+            size=size if size != EVENTS_PAGE_SIZE else None,
             versions=[e.version for e in window],
         )
 
