@@ -207,6 +207,7 @@ def test_help_lists_every_command(cli: Cli) -> None:
     assert listed == [
         "audit", "changes", "checkpoint", "create", "diff", "digest", "exit", "export", "get", "history", "import",
         "label", "ls", "migrate", "namespaces", "pause", "prove", "rebuild", "replay-to", "resume", "rm", "start",
+        "timeline", "ui",
         "update", "update-resources", "verify", "verify-projections",
     ]
 
