@@ -451,7 +451,7 @@ def test_ui_serves_on_loopback_until_interrupted(sample: Sample) -> None:
         with urllib.request.urlopen(found.group(1), timeout=10) as response:  # noqa: S310 - loopback
             assert response.status == 200 and b"web-11" in response.read()
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+        assert proc.wait(timeout=60) == 0  # generous: a loaded machine is slow to wind threads down
     finally:
         if proc.poll() is None:
             proc.kill()
