@@ -59,7 +59,7 @@ def build(path: Path, containers: int, events: int, rng: random.Random) -> dict[
     now = T0
     batch: list[object] = []
     store = ctrledger.open(path, clock=lambda: T0 + timedelta(days=3650))
-    append = store._app.append  # the store's own append path, with the inline read models
+    append = store.log.append  # the store's own append path, with the inline read models
 
     def flush() -> None:
         if batch:
