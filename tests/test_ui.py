@@ -96,7 +96,7 @@ def test_list_at_a_position(client: Any, sample: Sample, query: str) -> None:
     assert "at @12" in text
     assert 'max="17" value="12"' in text
     assert "tier=web" in re.search(r">web-1</a>.*?</tr>", text, re.S).group(0)  # type: ignore[union-attr]
-    assert 'href="/containers/web-1?ns=default&amp;at=@12"' in client.get(f"/?{query}").text
+    assert 'href="/containers/web-1?ns=default&amp;at=%4012"' in client.get(f"/?{query}").text
 
 
 def test_list_at_a_time_ago_and_an_iso_time(client: Any) -> None:
