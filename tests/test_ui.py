@@ -118,6 +118,23 @@ def test_status_column_when_containers_have_a_status(client: Any) -> None:
     assert ("<th>Status</th>" in text) == has_status()
 
 
+def test_a_real_run_shows_in_the_list_and_on_the_timeline(sample: Sample) -> None:
+    assert has_status()  # the status lifecycle is in: ctrledger.Container.status
+    with ctrledger.open(sample.path) as store:
+        store.started("web-2", pid=4242)
+        store.exited("web-2", exit_code=137, reason="OOMKilled")
+        store.started("web-2", pid=4343)
+        store.started("web-3", pid=99)
+        store.paused("web-3")
+        client = create_app(store).test_client()
+        text = unescape(client.get("/").text)
+        status = dict(re.findall(r'class="cid" href="[^"]*">([^<]+)</a>.*?<td class="status">([^<]*)</td>', text, re.S))
+        assert status["web-2"] == "Running" and status["web-3"] == "Paused" and status["web-4"] == "Created"
+        assert unescape(client.get("/?at=@19").text).count("Exited (137) OOMKilled") == 1
+        svg = unescape(client.get("/containers/web-2/timeline.svg").text)
+    assert svg.count('class="run') == 2 and 'class="run failed"' in svg and 'class="run open"' in svg
+
+
 @pytest.mark.parametrize(
     ("status", "text"),
     [
