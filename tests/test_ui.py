@@ -459,6 +459,8 @@ def test_ui_serves_on_loopback_until_interrupted(sample: Sample) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "ctrledger", "ui", "--db", str(sample.path), "--port", "0"],
         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # Ctrl-C as at a terminal, even if this test process ignores SIGINT (children inherit that)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stderr is not None
