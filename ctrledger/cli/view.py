@@ -11,7 +11,6 @@ Neither command creates a store: a SQLite file that does not exist is an error.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import IO
 
 import click
@@ -28,10 +27,8 @@ INSTALL_HINT = "pip install 'ctrledger[ui]'"
 
 
 def _open_existing(db: str) -> ctrledger.Store:
-    """The store at ``db``, which must exist: reading it must not create it."""
-    if not db.startswith(("postgresql://", "postgres://")) and not Path(db).is_file():
-        raise click.ClickException(f"no store at {db!r} (a SQLite file that does not exist): not found")
-    return open_store(db)
+    """The store at ``db``, opened read-only (``mode="r"``): reading it never creates or changes it."""
+    return open_store(db, mode="r")
 
 
 @click.command()
