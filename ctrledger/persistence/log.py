@@ -31,7 +31,7 @@ from eventsourcing.persistence import IntegrityError, Mapper, PersistenceError, 
 from eventsourcing.utils import TopicError
 
 from ..domain.container import ContainerAggregate
-from ..errors import DataLoss, FailedPrecondition, Unavailable
+from ..errors import DataLoss, FailedPrecondition, StoreError, Unavailable
 from . import integrity, requests
 from .application import LedgerApplication, postgres_env, sqlite_env
 from .sqlite import (
@@ -359,29 +359,122 @@ class SQLiteLog(_AppLog):
             env["CREATE_TABLE"] = "n"
         try:
             super().__init__(LedgerApplication(env=env))
+            # The one writer connection (group commit); a read-only log has none.
+            self._writer = None if readonly else _writer_connection(path, synchronous)
         except (sqlite3.Error, PersistenceError, OSError) as e:
             raise Unavailable(f"cannot open {path!r}: {e}") from e
         recorder = self._app.recorder
         assert isinstance(recorder, LedgerSQLiteRecorder)
         self._recorder = recorder
+        self._hooks: list[InlineHook] = []
+        self._pending: list[_Append] = []
+        self._pending_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
         self.check_schema()
         # Opening hashes nothing: hashing an unhashed log is ``migrate`` (upgrade_hashes).
 
     def add_inline_hook(self, hook: InlineHook) -> None:
-        self._recorder.inline_hooks.append(hook)
+        self._hooks.append(hook)
+
+    def append(self, events: Sequence[Any], request_id: str | None = None) -> None:
+        """Append one operation's events (recorded as the command ``request_id``), in a group
+        commit with whatever other threads append now.
+
+        The writer that takes the commit lock appends every pending operation in one
+        transaction, each in its own savepoint (an operation that loses its race, or that a
+        read model refuses, is rolled back alone), commits once (one fsync for all of them),
+        and only then are they acknowledged. A commit that fails fails every operation in it.
+        """
+        self.check_writable()
+        stored = [self.mapper.to_stored_event(e) for e in events]
+        job = _Append(events, stored, request_id)
+        with self._pending_lock:
+            self._pending.append(job)
+        with self._commit_lock:
+            if not job.done:
+                with self._pending_lock:
+                    group, self._pending = self._pending, []
+                self._commit(group)
+        if job.error is not None:
+            raise job.error
+
+    def _commit(self, group: list[_Append]) -> None:
+        conn = self._writer
+        assert conn is not None  # append refused a read-only log
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            _fail(group, Unavailable(f"storage error: {e}"))
+            return
+        try:
+            cur = conn.cursor()
+            for job in group:
+                cur.execute("SAVEPOINT op")
+                try:
+                    self._insert(cur, job)
+                except sqlite3.IntegrityError:
+                    job.error = StreamTaken()
+                except (sqlite3.Error, RuntimeError) as e:
+                    # RuntimeError: a read model refused to apply an event twice (its tracking is
+                    # ahead of the log, i.e. the file was tampered with or restored inconsistently).
+                    job.error = Unavailable(f"storage error: {e}")
+                except StoreError as e:  # a read model could not read an event it had to catch up on
+                    job.error = e
+                except BaseException:
+                    cur.execute("ROLLBACK TO op")
+                    cur.execute("RELEASE op")
+                    raise
+                if job.error is not None:
+                    cur.execute("ROLLBACK TO op")
+                cur.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except BaseException as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            _fail(group, e if isinstance(e, StoreError) else Unavailable(f"storage error: {e}"))
+            if not isinstance(e, Exception):
+                raise
+        for job in group:
+            job.done = True
+
+    def _insert(self, cur: sqlite3.Cursor, job: _Append) -> None:
+        positions: list[int] = []
+        for s in job.stored:
+            cur.execute("INSERT INTO stored_events VALUES (?,?,?,?)",
+                        (str(s.originator_id), s.originator_version, s.topic, s.state))
+            assert cur.lastrowid is not None
+            positions.append(cur.lastrowid)
+        # Tamper evidence: hash and chain the events where their order is decided.
+        integrity.append_hashes(
+            integrity.Sql(cur),
+            [(p, str(s.originator_id), s.originator_version, s.topic, s.state)
+             for p, s in zip(positions, job.stored, strict=True)],
+        )
+        if job.request_id is not None:  # idempotency: a second application of one command is refused
+            last = job.stored[-1]
+            requests.record(integrity.Sql(cur), job.request_id, str(last.originator_id), last.originator_version,
+                            positions[-1])
+        for hook in self._hooks:
+            hook(cur, job.events, positions)
 
     def durability(self) -> tuple[str, int]:
         """The writer connection's journal mode and ``synchronous`` level (diagnostics, benchmarks)."""
-        with self._recorder.datastore.transaction(commit=False) as cur:
-            cur.execute("PRAGMA journal_mode")
-            mode = tuple(cur.fetchone())[0]
-            cur.execute("PRAGMA synchronous")
-            sync = tuple(cur.fetchone())[0]
+        self.check_writable()
+        assert self._writer is not None
+        with self._commit_lock:
+            mode = self._writer.execute("PRAGMA journal_mode").fetchone()[0]
+            sync = self._writer.execute("PRAGMA synchronous").fetchone()[0]
         return str(mode), int(sync)
 
     @property
     def inline_hooks(self) -> list[InlineHook]:
-        return list(self._recorder.inline_hooks)
+        return list(self._hooks)
+
+    def close(self) -> None:
+        with self._commit_lock:
+            if self._writer is not None:
+                self._writer.close()
+        super().close()
 
     @contextmanager
     def write_transaction(self) -> Iterator[sqlite3.Cursor]:
@@ -430,6 +523,36 @@ class SQLiteLog(_AppLog):
 
     def verify(self, checkpoint: integrity.Checkpoint | None = None) -> integrity.VerifyReport:
         return verify_sqlite(self.path, checkpoint)
+
+
+class _Append:
+    """One operation waiting for a group commit."""
+
+    __slots__ = ("done", "error", "events", "request_id", "stored")
+
+    def __init__(self, events: Sequence[Any], stored: list[StoredEvent], request_id: str | None = None) -> None:
+        self.events = events
+        self.stored = stored
+        self.request_id = request_id
+        self.done = False
+        self.error: BaseException | None = None
+
+
+def _fail(group: list[_Append], error: BaseException) -> None:
+    for job in group:
+        job.error = error
+        job.done = True
+
+
+def _writer_connection(path: str, synchronous: str) -> sqlite3.Connection:
+    """The embedded log's one writer connection: WAL, the chosen durability, a statement cache
+    large enough for the read models' statements, a checkpoint every ~40 MB."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30, cached_statements=256)
+    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA wal_autocheckpoint=10000")
+    return conn
 
 
 MIRROR_DDL = (
