@@ -406,10 +406,14 @@ class SQLiteLog(_AppLog):
         except sqlite3.Error as e:
             _fail(group, Unavailable(f"storage error: {e}"))
             return
+        # A savepoint per operation only when several share the commit (its sub-journal costs a
+        # copy of every page the operation touches); a lone operation rolls back the transaction.
+        alone = len(group) == 1
         try:
             cur = conn.cursor()
             for job in group:
-                cur.execute("SAVEPOINT op")
+                if not alone:
+                    cur.execute("SAVEPOINT op")
                 try:
                     self._insert(cur, job)
                 except sqlite3.IntegrityError:
@@ -420,14 +424,14 @@ class SQLiteLog(_AppLog):
                     job.error = Unavailable(f"storage error: {e}")
                 except StoreError as e:  # a read model could not read an event it had to catch up on
                     job.error = e
-                except BaseException:
-                    cur.execute("ROLLBACK TO op")
+                if not alone:
+                    if job.error is not None:
+                        cur.execute("ROLLBACK TO op")
                     cur.execute("RELEASE op")
-                    raise
-                if job.error is not None:
-                    cur.execute("ROLLBACK TO op")
-                cur.execute("RELEASE op")
-            conn.execute("COMMIT")
+            if alone and group[0].error is not None:
+                conn.execute("ROLLBACK")
+            else:
+                conn.execute("COMMIT")
         except BaseException as e:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -552,6 +556,7 @@ def _writer_connection(path: str, synchronous: str) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA wal_autocheckpoint=10000")
+    conn.execute("PRAGMA temp_store=MEMORY")  # savepoints' sub-journals stay in memory
     return conn
 
 
