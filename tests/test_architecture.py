@@ -1,6 +1,8 @@
 """The dependency rule: imports go one way only, and the domain stays pure.
 
-    errors <- domain <- persistence <- projections <- replay <- store <- api <- (ui <- cli, testing)
+    errors <- domain <- persistence <- projections <- replay <- store <- api <- server <- (ui <- cli, testing)
+                                                                            (server: public API and wire only)
+    wire: a leaf (containerd's and ctrledger's generated protobuf types), imports nothing of ctrledger
 
 A module may import from its own layer and the layers to its left, never to its
 right. The domain may use only the standard library, eventsourcing's domain
@@ -19,7 +21,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ctrledger"
-LAYERS = ["errors", "domain", "persistence", "projections", "replay", "store", "api", "ui", "cli", "testing"]
+LAYERS = ["errors", "domain", "persistence", "projections", "replay", "store", "api", "wire", "server", "ui", "cli",
+          "testing"]
 # cli and testing both sit on the public API; neither imports the other. The web view (ui) sits below the
 # cli, which starts it; the testing kit has no use for it, and it none for the kit.
 SIBLINGS = {"cli", "testing"}
@@ -112,3 +115,28 @@ def test_the_store_has_no_backend_branches() -> None:
     source = ast.get_source_segment((PACKAGE / "store.py").read_text(), store) or ""
     for word in ("url", "postgres", "Postgres", "SQLiteLog", "sqlite3.connect", "isinstance(self._log"):
         assert word not in source, f"Store mentions {word!r}: the log decides, the facade delegates"
+
+
+WIRE_MODULES = sorted((PACKAGE / "wire").rglob("*.py"))
+SERVER_MODULES = sorted((PACKAGE / "server").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", WIRE_MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_wire_is_a_leaf(path: Path) -> None:
+    for name in imports(path):
+        if name.startswith("ctrledger"):
+            assert name.startswith("ctrledger.wire"), f"{path} imports {name}"
+
+
+@pytest.mark.parametrize("path", SERVER_MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_server_uses_the_public_api_and_the_wire_only(path: Path) -> None:
+    for name in imports(path):
+        if name.startswith("ctrledger") and name != "ctrledger":
+            assert name.startswith(("ctrledger.wire", "ctrledger.server")), f"{path} imports {name}"
+
+
+def test_only_the_cli_imports_the_server() -> None:
+    for path in MODULES:
+        if layer_of("ctrledger." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)) in ("cli", "server"):
+            continue
+        assert not [n for n in imports(path) if n.startswith("ctrledger.server")], path
