@@ -17,7 +17,8 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .domain.history import AuditRecord, Change, Diff, FieldChange, HistoryEntry, Position, Version
+    from .domain.filters import filter_matcher
+    from .domain.history import AuditRecord, Change, Diff, FieldChange, HistoryEntry, LogEvent, Position, Version
     from .domain.model import Container, Payload, Resources, Runtime, Status
     from .persistence.integrity import Checkpoint, ConsistencyProof, InclusionProof, Problem, VerifyReport
     from .replay import ArchiveError, ExportSummary, ImportSummary, VerifyResult
@@ -26,8 +27,9 @@ if TYPE_CHECKING:
 # Imported on first use (PEP 562), so that ``import ctrledger`` (and ``ctrledger --version``)
 # does not pay for the store, its storage libraries and replay until something needs them.
 _LAZY = {
-    **dict.fromkeys(("AuditRecord", "Change", "Diff", "FieldChange", "HistoryEntry", "Position", "Version"),
-                    "domain.history"),
+    **dict.fromkeys(("AuditRecord", "Change", "Diff", "FieldChange", "HistoryEntry", "LogEvent", "Position",
+                     "Version"), "domain.history"),
+    "filter_matcher": "domain.filters",
     **dict.fromkeys(("Container", "Payload", "Resources", "Runtime", "Status"), "domain.model"),
     **dict.fromkeys(("Checkpoint", "ConsistencyProof", "InclusionProof", "Problem", "VerifyReport"),
                     "persistence.integrity"),
@@ -73,6 +75,7 @@ __all__ = [
     "ImportSummary",
     "InclusionProof",
     "InvalidArgument",
+    "LogEvent",
     "NotFound",
     "Payload",
     "Position",
@@ -86,6 +89,7 @@ __all__ = [
     "VerifyReport",
     "VerifyResult",
     "Version",
+    "filter_matcher",
     "import_",
     "migrate",
     "open",

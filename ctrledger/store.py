@@ -43,6 +43,7 @@ log's uniqueness of (stream, version): exactly one create of a name succeeds.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import getpass
 import os
@@ -68,6 +69,7 @@ from .domain.history import (
     Change,
     Diff,
     HistoryEntry,
+    LogEvent,
     Point,
     Position,
     Version,
@@ -89,7 +91,7 @@ from .domain.validation import check_text as check_storable
 from .errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, StoreError, Unavailable
 from .persistence import integrity
 from .persistence.integrity import Checkpoint, ConsistencyProof, InclusionProof, VerifyReport
-from .persistence.log import Log, PostgresLog, SQLiteLog, StreamTaken, read_stream
+from .persistence.log import Log, PostgresLog, SQLiteLog, StreamTaken, read_log, read_stream
 from .persistence.sqlite import SYNCHRONOUS_MODES, store_problem, verify_sqlite
 from .persistence.targets import default_readmodel_path, is_postgres_url, parse_url
 from .projections.current import CurrentStateReader
@@ -335,6 +337,42 @@ class Store:
                 )
         finally:
             conn.close()
+
+    def events_after(self, position: int = 0, *, limit: int = 1000) -> builtins.list[LogEvent]:
+        """The log's events after ``position`` (at most ``limit``), in log order, across every
+        namespace, each with the container as it was right after it: what a subscriber needs
+        to follow the log from any point (``ctrledger serve`` builds containerd's events from it).
+
+        An empty list means ``position`` is the head. ``InvalidArgument`` for a bad position or
+        limit; ``FailedPrecondition`` with ``history=False``.
+        """
+        for name, value in (("position", position), ("limit", limit)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "position" else 1):
+                raise InvalidArgument(f"{name} must be a {'non-negative' if name == 'position' else 'positive'} "
+                                      f"integer, not {value!r}: invalid argument")
+        self._require_history()
+        self._sync()
+        conn = self._rm.reading()
+        out: builtins.list[LogEvent] = []
+        try:
+            conn.execute("BEGIN")
+            past = TemporalReader(conn, self._rm.spec_of)
+            for events, positions in read_log(conn, self._log.mapper, position, batch=limit):
+                for event, pos in zip(events, positions, strict=True):
+                    ns, cid = event.originator_id.split("/", 1)
+                    deleted = type(event).__name__ == "Deleted"
+                    a = event.audit
+                    out.append(LogEvent(
+                        position=pos, recorded_at=event.timestamp, namespace=ns, id=cid,
+                        version=event.originator_version, kind=type(event).__name__, actor=a.actor,
+                        reason=a.reason, correlation_id=a.correlation_id, fieldpaths=a.fieldpaths,
+                        client=a.client, container=None if deleted else past.get_at(ns, cid, Position(pos)),
+                    ))
+                break
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        return out
 
     def diff(
         self, id: str, *, namespace: str | None = "default", since: Point, until: Point | None = None  # noqa: A002
@@ -626,6 +664,7 @@ class Store:
         reason: str | None = None,
         correlation_id: str | None = None,
         request_id: str | None = None,
+        client: str | None = None,
     ) -> Container:
         """Create ``container`` (timestamps and version are set by the store).
 
@@ -646,7 +685,7 @@ class Store:
         check_record(container, "create container failed validation", empty_label_key=False)
         write_problem = record_problem(container)  # D2: after the existence check, as in containerd
         record = _stored_form(container)
-        audit = self._audit(actor, reason, correlation_id, ())
+        audit = self._audit(actor, reason, correlation_id, (), client)
         request = self._request_id(request_id)
         stream = stream_id(ns, record.id)
         # Optimistic first try: most creates are of new names, so skip the read and
@@ -693,6 +732,7 @@ class Store:
         expected_version: int | None = None,
         correlation_id: str | None = None,
         request_id: str | None = None,
+        client: str | None = None,
     ) -> Container:
         """Update the container ``container.id`` from ``container`` along ``fieldpaths``.
 
@@ -706,7 +746,7 @@ class Store:
         if not container.id:
             raise InvalidArgument("Container.ID required")
         ns = validate_namespace(namespace)
-        audit = self._audit(actor, reason, correlation_id, tuple(fieldpaths))
+        audit = self._audit(actor, reason, correlation_id, tuple(fieldpaths), client)
         request = self._request_id(request_id)
         now = self._clock()
 
@@ -727,13 +767,14 @@ class Store:
         expected_version: int | None = None,
         correlation_id: str | None = None,
         request_id: str | None = None,
+        client: str | None = None,
     ) -> None:
         """Delete the container ``id``. Its history stays in the log.
 
         ``request_id``: the command's idempotency key (see ``create``).
         """
         ns = validate_namespace(namespace)
-        audit = self._audit(actor, reason, correlation_id, ())
+        audit = self._audit(actor, reason, correlation_id, (), client)
         request = self._request_id(request_id)
         now = self._clock()
         with self._outcome(request, "delete"):
@@ -891,9 +932,12 @@ class Store:
     # -- internals ------------------------------------------------------------
 
     def _audit(
-        self, actor: str | None, reason: str | None, correlation_id: str | None, paths: tuple[str, ...]
+        self, actor: str | None, reason: str | None, correlation_id: str | None, paths: tuple[str, ...],
+        client: str | None = None,
     ) -> Audit:
-        for name, value in (("actor", actor), ("reason", reason), ("correlation_id", correlation_id)):
+        """The operation's audit data; ``client`` (default: the store's) names the program that asked."""
+        for name, value in (("actor", actor), ("reason", reason), ("correlation_id", correlation_id),
+                            ("client", client)):
             text_or_none(value, name)
         for path in paths:
             if not isinstance(path, str):
@@ -904,7 +948,7 @@ class Store:
             reason=reason or "",
             correlation_id=correlation_id or self._new_correlation_id(),
             fieldpaths=paths,
-            client=self._client,
+            client=client or self._client,
         )
 
     @contextmanager

@@ -86,6 +86,7 @@ __all__ = [
     "Selector",
     "status_values",
     "classify",
+    "filter_matcher",
     "match_fields",
     "parse",
     "parse_filters",
@@ -788,3 +789,24 @@ def parse_filters(filter_strings: Sequence[str]) -> Filter:
         raise InvalidArgument(f"too many selectors: {total} in all the filters (at most {MAX_SELECTORS}): "
                               "invalid argument")
     return parsed
+
+
+def filter_matcher(*filter_strings: str) -> Callable[[Callable[[tuple[str, ...]], str | None]], bool]:
+    """containerd's filter language over any record, not only containers.
+
+    Parses ``filter_strings`` now (``InvalidArgument`` as for ``list``) and returns a test that
+    takes a lookup from a field path (``("topic",)``, ``("event", "labels", "a.b")``) to the
+    field's value, ``None`` when absent, and says whether the record passes (the strings OR'ed,
+    the selectors of one string AND'ed; containerd's ``==``, ``!=``, ``~=`` and presence).
+    ``ctrledger serve`` filters containerd's event envelopes with it.
+    """
+    flt = parse_filters(list(filter_strings))
+
+    def test(field: Callable[[tuple[str, ...]], str | None]) -> bool:
+        def lookup(sel: Selector) -> tuple[str, bool]:
+            value = field(sel.fieldpath)
+            return ("", False) if value is None else (value, True)
+
+        return flt.matches(lookup)
+
+    return test

@@ -38,6 +38,7 @@ __all__ = [
     "Diff",
     "FieldChange",
     "HistoryEntry",
+    "LogEvent",
     "Point",
     "Position",
     "Version",
@@ -315,6 +316,25 @@ class AuditRecord(_JSONable):
     correlation_id: str
     fieldpaths: tuple[str, ...]
     client: str
+
+
+@dataclass(frozen=True)
+class LogEvent(_JSONable):
+    """One event of the log in log order (see ``Store.events_after``): its audit data and the
+    container as it was right after it (``None`` after a ``Deleted``)."""
+
+    position: int
+    recorded_at: datetime
+    namespace: str
+    id: str
+    version: int
+    kind: str
+    actor: str
+    reason: str
+    correlation_id: str
+    fieldpaths: tuple[str, ...]
+    client: str
+    container: Container | None
 
 
 def event_changes(event: Any, before: Any) -> tuple[FieldChange, ...]:

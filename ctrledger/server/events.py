@@ -1,0 +1,286 @@
+"""containerd's events, from the ledger's log: the hub behind Events/Subscribe and Ledger/Watch.
+
+One thread follows the log (woken by the server's own writes, and every 50 ms for writes by
+other processes), turns each operation's events into one containerd envelope and hands it to
+every subscriber's queue. A subscriber that asked to start from a log position first reads the
+log from there itself, then joins the live queue without gap or repeat (positions decide).
+
+================================  ======================  ==========================================
+ledger event kind(s)              topic                   payload (type URL is the bare name)
+================================  ======================  ==========================================
+Created                           /containers/create      ContainerCreate{id, image, runtime}
+LabelsChanged, ImageChanged,      /containers/update      ContainerUpdate{id, image, labels (the full
+SpecUpdated, SnapshotKeyChanged,                          set after it), snapshot_key}: one envelope
+ExtensionsChanged, Touched                                per operation (one correlation id)
+Deleted                           /containers/delete      ContainerDelete{id}
+Started                           /tasks/start            TaskStart{container_id, pid}
+Exited                            /tasks/exit             TaskExit{container_id, id, pid, exit_status,
+                                                          exited_at}
+Paused / Resumed                  /tasks/paused, resumed  TaskPaused / TaskResumed{container_id}
+================================  ======================  ==========================================
+
+Other kinds (e.g. ResourcesUpdated) have no containerd event and are not published. The
+envelope's timestamp is the event's recorded time.
+
+A subscriber that does not read gets at most ``QUEUE_LIMIT`` envelopes buffered; past that its
+stream ends with RESOURCE_EXHAUSTED naming the last position it was sent, so it can resume.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import message
+
+import ctrledger
+from ctrledger.wire import encode_event
+from ctrledger.wire.containerd.events import container_pb2, task_pb2
+from ctrledger.wire.containerd.services.events.v1 import events_pb2
+
+from .status import WireError
+from .translate import payload_to_any, timestamp
+
+__all__ = ["EventHub", "Published", "envelopes_of", "event_filter"]
+
+QUEUE_LIMIT = 10_000
+POLL_SECONDS = 0.05
+BATCH = 1000
+_UPDATES = {"LabelsChanged", "ImageChanged", "SpecUpdated", "SnapshotKeyChanged", "ExtensionsChanged", "Touched"}
+
+
+@dataclass(frozen=True)
+class Published:
+    """One envelope with where it comes from in the log (position 0: published by a client)."""
+
+    position: int
+    envelope: events_pb2.Envelope
+    kinds: tuple[str, ...]
+    actor: str = ""
+    client: str = ""
+    reason: str = ""
+    correlation_id: str = ""
+
+
+def _status(c: ctrledger.Container | None) -> Any:
+    return getattr(c, "status", None)
+
+
+def _payload(first: ctrledger.LogEvent, last: ctrledger.LogEvent) -> tuple[str, message.Message] | None:
+    kind, c = first.kind, last.container
+    if kind == "Created" and c is not None:
+        create = container_pb2.ContainerCreate(id=c.id, image=c.image)
+        create.runtime.name = c.runtime.name
+        if c.runtime.options is not None:
+            create.runtime.options.CopyFrom(payload_to_any(c.runtime.options))
+        return "/containers/create", create
+    if kind in _UPDATES and c is not None:
+        update = container_pb2.ContainerUpdate(id=c.id, image=c.image, snapshot_key=c.snapshot_key)
+        update.labels.update(c.labels)
+        return "/containers/update", update
+    if kind == "Deleted":
+        return "/containers/delete", container_pb2.ContainerDelete(id=first.id)
+    status = _status(c)
+    if kind == "Started":
+        return "/tasks/start", task_pb2.TaskStart(container_id=first.id, pid=int(getattr(status, "pid", 0) or 0))
+    if kind == "Exited":
+        exit_ = task_pb2.TaskExit(container_id=first.id, id=first.id, pid=int(getattr(status, "pid", 0) or 0),
+                                  exit_status=int(getattr(status, "exit_code", 0) or 0) & 0xFFFFFFFF)
+        exit_.exited_at.CopyFrom(timestamp(getattr(status, "finished_at", None) or first.recorded_at))
+        return "/tasks/exit", exit_
+    if kind == "Paused":
+        return "/tasks/paused", task_pb2.TaskPaused(container_id=first.id)
+    if kind == "Resumed":
+        return "/tasks/resumed", task_pb2.TaskResumed(container_id=first.id)
+    return None
+
+
+def envelopes_of(events: Sequence[ctrledger.LogEvent]) -> Iterator[Published]:
+    """The containerd envelopes of a run of log events: an operation's update events are one."""
+    i = 0
+    while i < len(events):
+        first = events[i]
+        j = i + 1
+        if first.kind in _UPDATES:
+            while (j < len(events) and events[j].kind in _UPDATES and events[j].namespace == first.namespace
+                   and events[j].id == first.id and events[j].correlation_id == first.correlation_id):
+                j += 1
+        last = events[j - 1]
+        found = _payload(first, last)
+        if found is not None:
+            topic, payload = found
+            env = events_pb2.Envelope(timestamp=timestamp(first.recorded_at), namespace=first.namespace, topic=topic)
+            env.event.CopyFrom(encode_event(payload))
+            yield Published(last.position, env, tuple(e.kind for e in events[i:j]), first.actor, first.client,
+                            first.reason, first.correlation_id)
+        i = j
+
+
+def event_filter(filters: Sequence[str]) -> Callable[[events_pb2.Envelope], bool]:
+    """containerd's envelope filter: ``topic``, ``namespace`` and ``event.<field>`` of the payload
+    (containerd's filter language; the strings are OR'ed). INVALID_ARGUMENT if one is bad."""
+    from ctrledger.wire import decode_event
+
+    matches = ctrledger.filter_matcher(*filters)
+
+    def test(env: events_pb2.Envelope) -> bool:
+        decoded: list[Any] = []
+
+        def field(path: tuple[str, ...]) -> str | None:
+            head = path[0] if path else ""
+            if head == "topic":
+                return env.topic or None
+            if head == "namespace":
+                return env.namespace or None
+            if head == "event" and len(path) >= 2:
+                if not decoded:
+                    decoded.append(decode_event(env.event))
+                payload = decoded[0]
+                if payload is None or path[1] not in payload.DESCRIPTOR.fields_by_name:
+                    return None
+                value = getattr(payload, path[1])
+                if path[1] == "labels" and len(path) >= 3:
+                    key = ".".join(path[2:])
+                    return value[key] if key in value else None
+                return str(value) if isinstance(value, (str, int)) and value != "" else None
+            return None
+
+        return matches(field)
+
+    return test
+
+
+class _Subscriber:
+    def __init__(self, test: Callable[[events_pb2.Envelope], bool]) -> None:
+        self.test = test
+        self.queue: queue.Queue[Published | None] = queue.Queue(QUEUE_LIMIT)
+        self.overflowed = False
+
+
+class EventHub:
+    """Follows the log and fans envelopes out to subscribers (see the module docstring)."""
+
+    def __init__(self, store: ctrledger.Store) -> None:
+        self._store = store
+        self._subscribers: set[_Subscriber] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._head: int | None = None
+        self._thread = threading.Thread(target=self._run, name="ctrledger-serve-events", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """A write was acknowledged: look at the log now."""
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+        with self._lock:
+            for sub in self._subscribers:
+                _offer(sub, None)
+
+    def publish(self, envelope: events_pb2.Envelope) -> None:
+        """An envelope a client published (Events/Publish, Forward): delivered live, not logged."""
+        self._deliver([Published(0, envelope, ())])
+
+    def subscribe(
+        self, filters: Sequence[str], after: int | None, is_active: Callable[[], bool],
+    ) -> Iterator[Published]:
+        """Envelopes matching ``filters``: from log position ``after`` (None: from now), then live."""
+        sub = _Subscriber(event_filter(filters))
+        if after is not None and after < 0:
+            raise WireError(grpc.StatusCode.INVALID_ARGUMENT, f"position {after} is negative: invalid argument")
+        with self._lock:
+            self._subscribers.add(sub)
+            if self._head is None:
+                self._head = self._store.position
+            live_from = self._head
+        self._wake.set()
+        try:
+            sent = live_from if after is None else after
+            if after is not None:
+                if after > live_from:
+                    raise WireError(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"position {after} is in the future: the log's head is {live_from}: "
+                                    "invalid argument")
+                while sent < live_from and is_active():
+                    batch = self._store.events_after(sent, limit=BATCH)
+                    if not batch:
+                        break
+                    batch = [e for e in batch if e.position <= live_from]
+                    for p in envelopes_of(batch):
+                        if sub.test(p.envelope):
+                            yield p
+                    sent = batch[-1].position
+            while not self._stop.is_set() and is_active():
+                try:
+                    item = sub.queue.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if item is None:
+                    if sub.overflowed:
+                        raise WireError(
+                            grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"this subscriber fell more than {QUEUE_LIMIT} events behind; resume after position "
+                            f"{sent} (metadata ctrledger-from-position)",
+                        )
+                    return
+                if item.position and item.position <= sent:
+                    continue
+                if item.position:
+                    sent = item.position
+                yield item
+        finally:
+            with self._lock:
+                self._subscribers.discard(sub)
+
+    def _deliver(self, items: Sequence[Published]) -> None:
+        with self._lock:
+            subs = list(self._subscribers)
+        for sub in subs:
+            if sub.overflowed:
+                continue
+            for item in items:
+                if sub.test(item.envelope) and not _offer(sub, item):
+                    sub.overflowed = True
+                    with sub.queue.mutex:
+                        sub.queue.queue.clear()
+                    _offer(sub, None)
+                    break
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(POLL_SECONDS)
+            self._wake.clear()
+            with self._lock:
+                if not self._subscribers or self._head is None:
+                    self._head = None
+                    continue
+                head = self._head
+            try:
+                events = self._store.events_after(head, limit=BATCH)
+            except ctrledger.StoreError:
+                continue  # storage unreachable for now: the next round retries
+            if not events:
+                continue
+            items = list(envelopes_of(events))
+            with self._lock:
+                self._head = events[-1].position
+            self._deliver(items)
+            if len(events) == BATCH:
+                self._wake.set()
+
+
+def _offer(sub: _Subscriber, item: Published | None) -> bool:
+    try:
+        sub.queue.put_nowait(item)
+    except queue.Full:
+        return False
+    return True

@@ -1,0 +1,113 @@
+"""Translation between containerd's wire types and ctrledger's records; nothing else.
+
+Wire → store: an unset ``spec`` is ``None`` (the store then says "Container.Spec must be
+set"), a set but empty ``Any`` is an empty ``Payload``; an unset ``runtime.options`` is
+``None``. Client timestamps are dropped (the store ignores them anyway). containerd 1.6 has
+no ``sandbox`` field, so records go out without it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import any_pb2, timestamp_pb2
+
+import ctrledger
+from ctrledger import Container, Payload, Runtime
+from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as cpb
+from ctrledger.wire.ctrledger.v1 import ledger_pb2 as lpb
+
+__all__ = [
+    "container_from_wire",
+    "container_to_wire",
+    "field_change_to_wire",
+    "payload_from_any",
+    "payload_to_any",
+    "point_from_wire",
+    "timestamp",
+    "time_from_wire",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def timestamp(t: datetime | None) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    if t is not None:
+        delta = t - _EPOCH
+        micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        ts.seconds, rest = divmod(micros, 1_000_000)
+        ts.nanos = rest * 1000
+    return ts
+
+
+def time_from_wire(ts: timestamp_pb2.Timestamp) -> datetime:
+    return datetime.fromtimestamp(ts.seconds, UTC).replace(microsecond=ts.nanos // 1000)
+
+
+def payload_from_any(a: any_pb2.Any) -> Payload:
+    return Payload(a.type_url, a.value)
+
+
+def payload_to_any(p: Payload) -> any_pb2.Any:
+    return any_pb2.Any(type_url=p.type_url, value=p.value)
+
+
+def container_from_wire(c: cpb.Container) -> Container:
+    runtime = Runtime(
+        c.runtime.name, payload_from_any(c.runtime.options) if c.runtime.HasField("options") else None
+    )
+    return Container(
+        id=c.id,
+        labels=dict(c.labels),
+        image=c.image,
+        runtime=runtime,
+        spec=payload_from_any(c.spec) if c.HasField("spec") else None,
+        snapshotter=c.snapshotter,
+        snapshot_key=c.snapshot_key,
+        extensions={k: payload_from_any(v) for k, v in c.extensions.items()},
+    )
+
+
+def container_to_wire(c: Container) -> cpb.Container:
+    out = cpb.Container(
+        id=c.id, image=c.image, snapshotter=c.snapshotter, snapshot_key=c.snapshot_key,
+        created_at=timestamp(c.created_at), updated_at=timestamp(c.updated_at),
+    )
+    out.labels.update(c.labels)
+    out.runtime.name = c.runtime.name
+    if c.runtime.options is not None:
+        out.runtime.options.CopyFrom(payload_to_any(c.runtime.options))
+    if c.spec is not None:
+        out.spec.CopyFrom(payload_to_any(c.spec))
+    for key, value in c.extensions.items():
+        out.extensions[key].CopyFrom(payload_to_any(value))
+    return out
+
+
+def _json(value: Any) -> str:
+    """A change's value as the JSON ``ctrledger history --json`` prints (bytes as base64)."""
+    return json.dumps(ctrledger.FieldChange("", value, None).to_dict()["old"], sort_keys=True)
+
+
+def field_change_to_wire(change: ctrledger.FieldChange) -> lpb.FieldChange:
+    out = lpb.FieldChange(field=change.field)
+    if change.old is not None:
+        out.old_present, out.old_json = True, _json(change.old)
+    if change.new is not None:
+        out.new_present, out.new_json = True, _json(change.new)
+    return out
+
+
+def point_from_wire(p: lpb.Point) -> datetime | ctrledger.Version | ctrledger.Position | None:
+    """A wire point as the store's; ``None`` when unset."""
+    which = p.WhichOneof("point")
+    if which == "time":
+        return time_from_wire(p.time)
+    if which == "version":
+        return ctrledger.Version(p.version)
+    if which == "position":
+        return ctrledger.Position(p.position)
+    return None
