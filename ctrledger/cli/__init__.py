@@ -14,8 +14,8 @@ history records as JSON, newline-delimited JSON, IDs or a table), ``containers``
 update-resources: the status lifecycle), ``history`` (history, diff, changes, audit,
 rebuild), ``log`` (checkpoint, verify, prove, migrate: the log as a whole), ``replay``
 (export, import, digest, verify-projections, replay-to), ``view`` (ui, timeline: the web view and
-its SVG timeline, over ``ctrledger.ui``), ``progress`` (the progress bar of long commands on a
-terminal).
+its SVG timeline, over ``ctrledger.ui``), ``serve`` (containerd's gRPC APIs, ``ctrledger.server``),
+``progress`` (the progress bar of long commands on a terminal).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(("export", "import", "digest", "verify-projections", "replay-to"), "replay"),
     **dict.fromkeys(("start", "exit", "pause", "resume", "update-resources"), "status"),
     **dict.fromkeys(("ui", "timeline"), "view"),
+    "serve": "serve",
 }
 
 
@@ -67,6 +68,10 @@ def _module(name: str) -> ModuleType:
         from . import view
 
         return view
+    if name == "serve":
+        from . import serve
+
+        return serve
     from . import replay
 
     return replay

@@ -30,7 +30,7 @@ from .containerd import ContainerdServices
 from .events import EventHub
 from .identity import UnixFront
 from .ledger import LedgerService
-from .status import guarded, guarded_stream
+from .status import decoding, guarded, guarded_stream
 
 __all__ = ["MAX_RECEIVE", "MAX_SEND", "Server", "serve", "unix_path"]
 
@@ -55,13 +55,14 @@ def _generic_handler(service: str, methods: dict[str, Callable[..., Any]]) -> gr
             continue  # not served: gRPC answers UNIMPLEMENTED
         request = message_factory.GetMessageClass(m.input_type)
         response = message_factory.GetMessageClass(m.output_type)
+        # The request arrives as bytes and is decoded inside the guard: a malformed one is
+        # INVALID_ARGUMENT naming the message, not gRPC's INTERNAL "Exception deserializing".
         if m.server_streaming:
             handlers[m.name] = grpc.unary_stream_rpc_method_handler(
-                guarded_stream(fn), request_deserializer=request.FromString,
-                response_serializer=response.SerializeToString)
+                guarded_stream(decoding(request, fn)), response_serializer=response.SerializeToString)
         else:
             handlers[m.name] = grpc.unary_unary_rpc_method_handler(
-                guarded(fn), request_deserializer=request.FromString, response_serializer=response.SerializeToString)
+                guarded(decoding(request, fn)), response_serializer=response.SerializeToString)
     return grpc.method_handlers_generic_handler(service, handlers)
 
 

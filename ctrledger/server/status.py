@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
 import grpc
+from google.protobuf import message
 
 import ctrledger
 
-__all__ = ["WireError", "guarded", "guarded_stream", "status_of"]
+__all__ = ["WireError", "decoding", "guarded", "guarded_stream", "status_of"]
 
 log = logging.getLogger("ctrledger.server")
 Req = TypeVar("Req")
@@ -83,5 +84,18 @@ def guarded_stream(
     return handler
 
 
-def unimplemented(_request: Any, context: grpc.ServicerContext) -> Any:
-    context.abort(grpc.StatusCode.UNIMPLEMENTED, "not implemented by ctrledger")
+def decoding(
+    cls: Any, fn: Callable[[Any, grpc.ServicerContext], Resp],
+) -> Callable[[bytes, grpc.ServicerContext], Resp]:
+    """``fn`` taking the raw request bytes, decoded as ``cls``; undecodable bytes are INVALID_ARGUMENT."""
+
+    def handler(raw: bytes, context: grpc.ServicerContext) -> Resp:
+        try:
+            request = cls.FromString(raw)
+        except message.DecodeError as e:
+            raise WireError(grpc.StatusCode.INVALID_ARGUMENT,
+                            f"cannot decode the {cls.DESCRIPTOR.full_name} request: {e}: invalid argument") from None
+        return fn(request, context)
+
+    return handler
+
