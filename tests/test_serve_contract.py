@@ -2,11 +2,11 @@
 Containers service runs the rows of tests/test_contract.py against ``ctrledger serve``.
 
 The records' ``version`` is not in containerd's Container: the client reads it through
-ctrledger.v1 (Ledger/Get as of the record's update time). Every row asserts the same category (from the gRPC code), code and exact message as the
-in-process store. The tests are imported from test_contract (its rows are not copied); only the
-``store`` fixture differs. Left out, because containerd 1.6's wire cannot express them:
-``expected_version`` (not in containerd's calls), ``sandbox`` (no field
-11 in 1.6), non-string arguments, and reopening the file.
+ctrledger.v1 (Ledger/History). Every row asserts the same category (from the gRPC code), code
+and exact message as the in-process store. The tests are imported from test_contract (its rows
+are not copied); only the ``store`` fixture differs. Left out, because containerd 1.6's wire
+cannot express them: ``expected_version``, ``sandbox`` (no field 11 in 1.6), non-ASCII
+metadata, and what is about the Python objects or the file (reopening it).
 """
 
 from __future__ import annotations

@@ -1,0 +1,366 @@
+"""``ctrledger serve`` with real clients: the real ``ctr``, a Python gRPC client, the real CLI.
+
+The server runs in-process on a temporary unix socket (one test starts ``ctrledger serve`` as a
+subprocess). ``ctr`` is containerd's own client (Debian's containerd package): missing, the
+tests fail on CI and skip elsewhere (``missing_component``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import queue
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import empty_pb2, field_mask_pb2
+
+import ctrledger
+from ctrledger.server import Server
+from ctrledger.wire import decode_event
+from ctrledger.wire.containerd.events import container_pb2 as evpb
+from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as cpb
+from ctrledger.wire.containerd.services.containers.v1 import containers_pb2_grpc as cgrpc
+from ctrledger.wire.containerd.services.events.v1 import events_pb2 as epb
+from ctrledger.wire.containerd.services.events.v1 import events_pb2_grpc as egrpc
+from ctrledger.wire.containerd.services.namespaces.v1 import namespace_pb2 as npb
+from ctrledger.wire.containerd.services.namespaces.v1 import namespace_pb2_grpc as ngrpc
+from ctrledger.wire.containerd.services.tasks.v1 import tasks_pb2 as tpb
+from ctrledger.wire.containerd.services.tasks.v1 import tasks_pb2_grpc as tgrpc
+from ctrledger.wire.containerd.services.version.v1 import version_pb2_grpc as vgrpc
+from ctrledger.wire.ctrledger.v1 import ledger_pb2 as lpb
+from ctrledger.wire.ctrledger.v1 import ledger_pb2_grpc as lgrpc
+
+from .conftest import SPEC, make
+from .serving import channel, ctr, ctr_binary, metadata, served, short_dir, wait_for_socket
+
+ME = pwd.getpwuid(os.getuid()).pw_name
+MD = metadata("default")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ctrledger.Store]:
+    with ctrledger.open(tmp_path / "ledger.db", synchronous="NORMAL") as s:
+        yield s
+
+
+@pytest.fixture
+def server(store: ctrledger.Store) -> Iterator[Server]:
+    with served(store) as srv:
+        yield srv
+
+
+@pytest.fixture
+def stub(server: Server) -> Iterator[cgrpc.ContainersStub]:
+    ch = channel(server)
+    yield cgrpc.ContainersStub(ch)
+    ch.close()
+
+
+def wire_container(cid: str, **labels: str) -> cpb.Container:
+    c = cpb.Container(id=cid, image="docker.io/library/busybox:1.36")
+    c.runtime.name = "io.containerd.runc.v2"
+    c.spec.type_url, c.spec.value = SPEC.type_url, SPEC.value
+    c.labels.update(labels)
+    return c
+
+
+def status_of(call: Any) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as ei:
+        call()
+    return ei.value.code(), ei.value.details()
+
+
+# -- the socket and who is calling ------------------------------------------------------------
+
+
+def test_socket_is_0660_and_refuses_a_second_server(server: Server, store: ctrledger.Store) -> None:
+    assert server.path is not None
+    assert stat.S_IMODE(os.stat(server.path).st_mode) == 0o660
+    with pytest.raises(OSError, match="another server is listening"):
+        Server(store, address=f"unix://{server.path}")
+
+
+def test_every_write_records_the_peer_and_the_claims(server: Server, stub: cgrpc.ContainersStub,
+                                                      store: ctrledger.Store) -> None:
+    stub.Create(cpb.CreateContainerRequest(container=wire_container("web-1")), metadata=metadata(
+        "default", ctrledger_reason="deploy 42", ctrledger_on_behalf_of="alice"))
+    [created] = store.history("web-1")
+    assert created.actor == ME  # the kernel's word, not the claim
+    assert created.reason == "deploy 42"
+    assert created.client == f"grpc python[{os.getpid()}] uid={os.getuid()} on behalf of alice (claimed)"
+
+
+def test_the_private_socket_is_not_a_way_around_the_credentials(server: Server) -> None:
+    private = Path(server.front._backend)  # type: ignore[union-attr]
+    assert stat.S_IMODE(os.stat(private.parent).st_mode) == 0o700
+    ch = grpc.insecure_channel(f"unix:{private}")
+    code, message = status_of(lambda: cgrpc.ContainersStub(ch).Create(
+        cpb.CreateContainerRequest(container=wire_container("sneaky")), metadata=MD))
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "peer credentials" in message
+    ch.close()
+
+
+def test_tcp_only_when_asked_and_identified_by_address(store: ctrledger.Store) -> None:
+    with served(store, tcp="127.0.0.1:0") as srv:
+        assert srv.tcp_port
+        ch = grpc.insecure_channel(f"127.0.0.1:{srv.tcp_port}")
+        cgrpc.ContainersStub(ch).Create(cpb.CreateContainerRequest(container=wire_container("t1")), metadata=MD)
+        ch.close()
+    [entry] = store.history("t1")
+    assert entry.actor == "tcp:127.0.0.1" and entry.client.startswith("grpc tcp 127.0.0.1:")
+
+
+# -- the real ctr -------------------------------------------------------------------------------
+
+
+def test_ctr_containers_ls_with_filters(server: Server, store: ctrledger.Store) -> None:
+    for i in range(3):
+        store.create(make(f"web-{i}", labels={"tier": "web" if i < 2 else "db"}))
+    assert ctr(server, "containers", "ls", "-q").stdout.split() == ["web-0", "web-1", "web-2"]
+    assert ctr(server, "containers", "ls", "-q", "labels.tier==db").stdout.split() == ["web-2"]
+    assert ctr(server, "containers", "ls", "-q", "id~=^web-[01]$").stdout.split() == ["web-0", "web-1"]
+    bad = ctr(server, "containers", "ls", "id==", check=False)
+    assert bad.returncode != 0 and "expected value or quoted" in bad.stderr
+    assert ctr(server, "containers", "ls", "-q", namespace="other").stdout == ""
+
+
+def test_ctr_info_label_and_unlabel(server: Server, store: ctrledger.Store) -> None:
+    store.create(make("web-1", labels={"a": "1"}))
+    info = json.loads(ctr(server, "containers", "info", "web-1").stdout)
+    assert info["ID"] == "web-1" and info["Labels"] == {"a": "1"} and info["Image"] == "docker.io/library/nginx:1.27"
+    assert info["Runtime"]["Name"] == "io.containerd.runc.v2"
+    ctr(server, "containers", "label", "web-1", "env=prod")
+    assert store.get("web-1").labels == {"a": "1", "env": "prod"}
+    ctr(server, "containers", "label", "web-1", "a=")
+    assert store.get("web-1").labels == {"env": "prod"}
+    kinds = [(h.kind, h.fieldpaths, h.actor) for h in store.history("web-1")][1:]
+    assert kinds == [("LabelsChanged", ("labels.env",), ME), ("LabelsChanged", ("labels.a",), ME)]
+    missing = ctr(server, "containers", "info", "nope", check=False)
+    assert missing.returncode != 0 and 'container "nope" in namespace "default": not found' in missing.stderr
+
+
+def test_ctr_rm_and_create_rootfs(server: Server, store: ctrledger.Store, tmp_path: Path) -> None:
+    store.create(make("old", snapshotter="overlayfs", snapshot_key="old-snap"))
+    ctr(server, "containers", "rm", "old")  # Tasks/Get and Snapshots/Remove answer NOT_FOUND: rm goes on
+    assert store.list() == []
+    ctr(server, "containers", "create", "--rootfs", str(tmp_path), "new")  # Leases/Create, Create, Leases/Delete
+    got = store.get("new")
+    assert got.runtime.name == "io.containerd.runc.v2"
+    assert got.spec is not None and got.spec.type_url == "types.containerd.io/opencontainers/runtime-spec/1/Spec"
+    assert json.loads(got.spec.value)["root"]["path"] == str(tmp_path)
+    entry = list(store.history("new"))[-1]
+    assert entry.actor == ME and entry.client.startswith("grpc ctr[")
+
+
+def test_ctr_namespaces_ls(server: Server, store: ctrledger.Store) -> None:
+    store.create(make("a"), namespace="team-b")
+    store.create(make("a"), namespace="default")
+    lines = ctr(server, "namespaces", "ls", "-q").stdout.split()
+    assert lines == ["default", "team-b"]
+
+
+def test_ctr_events_sees_a_change_made_by_another_client(server: Server, stub: cgrpc.ContainersStub) -> None:
+    proc = subprocess.Popen([ctr_binary(), "-a", str(server.path), "events"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+    try:
+        deadline = time.monotonic() + 15
+        seen: list[str] = []
+        n = 0
+        while time.monotonic() < deadline and not any("/containers/create" in s for s in seen):
+            n += 1  # ctr subscribes asynchronously: write until its subscription sees one
+            stub.Create(cpb.CreateContainerRequest(container=wire_container(f"ev-{n}")), metadata=MD)
+            try:
+                seen.append(lines.get(timeout=0.5))
+            except queue.Empty:
+                continue
+        create = next(s for s in seen if "/containers/create" in s)
+        assert "default" in create and '"id":"ev-' in create.replace(" ", "")
+        stub.Update(cpb.UpdateContainerRequest(container=wire_container("ev-1", env="prod"),
+                                               update_mask=field_mask_pb2.FieldMask(paths=["labels.env"])),
+                    metadata=MD)
+        update = ""
+        while "/containers/update" not in update:
+            update = lines.get(timeout=10)
+        assert '"env":"prod"' in update.replace(" ", "")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+# -- a Python gRPC client ---------------------------------------------------------------------
+
+
+def test_the_calls_ctr_needs_around_containers(server: Server) -> None:
+    ch = channel(server)
+    code, _ = status_of(lambda: tgrpc.TasksStub(ch).Get(tpb.GetRequest(container_id="x"), metadata=MD))
+    assert code == grpc.StatusCode.NOT_FOUND
+    assert vgrpc.VersionStub(ch).Version(empty_pb2.Empty()).version.startswith("1.6")
+    ns = ngrpc.NamespacesStub(ch)
+    code, message = status_of(lambda: ns.Get(npb.GetNamespaceRequest(name="nope"), metadata=MD))
+    assert (code, message) == (grpc.StatusCode.NOT_FOUND, 'namespace "nope": not found')
+    code, _ = status_of(lambda: ns.Create(npb.CreateNamespaceRequest(namespace=npb.Namespace(name="x")),
+                                          metadata=MD))
+    assert code == grpc.StatusCode.UNIMPLEMENTED
+    unknown = ch.unary_unary("/containerd.services.images.v1.Images/List")
+    code, _ = status_of(lambda: unknown(b"", metadata=MD))
+    assert code == grpc.StatusCode.UNIMPLEMENTED
+    ch.close()
+
+
+def test_list_beyond_16_mib_and_liststream(server: Server, stub: cgrpc.ContainersStub, store: ctrledger.Store) -> None:
+    big = ctrledger.Payload("example.com/blob", b"x" * (1 << 20))
+    for i in range(18):
+        store.create(make(f"c{i:04d}", extensions={"blob": big}))  # 18 x 1 MiB
+    ch = grpc.insecure_channel(f"unix:{server.path}", options=[("grpc.max_receive_message_length", 64 << 20)])
+    got = cgrpc.ContainersStub(ch).List(cpb.ListContainersRequest(), metadata=MD)
+    assert got.ByteSize() > 16 << 20 and len(got.containers) == 18
+    streamed = [m.container.id for m in stub.ListStream(cpb.ListContainersRequest(filters=["id~=^c000"]), metadata=MD)]
+    assert streamed == [f"c{i:04d}" for i in range(10)]
+    ch.close()
+
+
+def test_bad_input_on_the_wire_is_refused_and_writes_nothing(server: Server, stub: cgrpc.ContainersStub,
+                                                             store: ctrledger.Store) -> None:
+    stub.Create(cpb.CreateContainerRequest(container=wire_container("web-1", a="1")), metadata=MD)
+    before = store.position
+    mask = field_mask_pb2.FieldMask(paths=["labels.b", "snapshot_key"])
+    code, message = status_of(lambda: stub.Update(cpb.UpdateContainerRequest(
+        container=wire_container("web-1", b="2"), update_mask=mask), metadata=MD))
+    assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT,
+                               'cannot update "snapshot_key" field on "web-1": invalid argument')
+    code, message = status_of(lambda: stub.Update(cpb.UpdateContainerRequest(
+        container=wire_container("web-1"), update_mask=field_mask_pb2.FieldMask(paths=[""])), metadata=MD))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    raw = channel(server).unary_unary("/containerd.services.containers.v1.Containers/Create")
+    code, message = status_of(lambda: raw(b"\x0a\xff\xff\xff", metadata=MD))  # a truncated message
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "containerd.services.containers.v1.CreateContainerRequest" in message
+    wrong_any = wire_container("web-2")
+    wrong_any.ClearField("spec")  # no spec Any at all: containerd's validation message
+    code, message = status_of(lambda: stub.Create(cpb.CreateContainerRequest(container=wrong_any), metadata=MD))
+    assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT,
+                               "create container failed validation: container.Spec must be set: invalid argument")
+    huge = wire_container("web-3", big="x" * (17 << 20))
+    code, _ = status_of(lambda: stub.Create(cpb.CreateContainerRequest(container=huge), metadata=MD))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    code, message = status_of(lambda: stub.Delete(cpb.DeleteContainerRequest(id="web-1"), metadata=(
+        ("containerd-namespace", "default"), ("ctrledger-reason", "r" * 2000))))
+    assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT,
+                               "metadata ctrledger-reason is longer than 1024 bytes: invalid argument")
+    assert store.position == before  # nothing written
+    assert [c.id for c in store.list()] == ["web-1"]
+    assert stub.Get(cpb.GetContainerRequest(id="web-1"), metadata=MD).container.labels == {"a": "1"}
+
+
+def test_a_client_that_stops_reading_costs_nothing(server: Server, store: ctrledger.Store,
+                                                   stub: cgrpc.ContainersStub) -> None:
+    pad = ctrledger.Payload("example.com/pad", b"p" * 100_000)
+    for i in range(100):
+        store.create(make(f"c{i:05d}", extensions={"pad": pad}))  # 10 MB: more than the stream's window
+    ch = channel(server)
+    stream = cgrpc.ContainersStub(ch).ListStream(cpb.ListContainersRequest(), metadata=MD)
+    assert next(stream).container.id == "c00000"  # ...and never reads on: flow control holds the server
+    events = egrpc.EventsStub(ch).Subscribe(epb.SubscribeRequest(), metadata=MD)  # never read either
+    started = time.monotonic()
+    stub.Create(cpb.CreateContainerRequest(container=wire_container("still-served")), metadata=MD)
+    assert stub.Get(cpb.GetContainerRequest(id="still-served"), metadata=MD).container.id == "still-served"
+    assert time.monotonic() - started < 5
+    stream.cancel()
+    events.cancel()
+    ch.close()
+
+
+def test_subscribe_filters_and_resumes_from_a_position(server: Server, stub: cgrpc.ContainersStub,
+                                                        store: ctrledger.Store) -> None:
+    ch = channel(server)
+    events = egrpc.EventsStub(ch)
+    stub.Create(cpb.CreateContainerRequest(container=wire_container("a")), metadata=MD)
+    store.update(ctrledger.Container(id="a", image="i2", labels={"x": "1"}), "image", "labels.x")  # one operation
+    stub.Delete(cpb.DeleteContainerRequest(id="a"), metadata=MD)
+    replay = events.Subscribe(epb.SubscribeRequest(filters=['topic~="/containers/"']),
+                              metadata=(("ctrledger-from-position", "0"),))
+    got = [next(replay) for _ in range(3)]
+    assert [e.topic for e in got] == ["/containers/create", "/containers/update", "/containers/delete"]
+    assert [e.event.type_url for e in got] == [
+        "containerd.events.ContainerCreate", "containerd.events.ContainerUpdate", "containerd.events.ContainerDelete"]
+    update = decode_event(got[1].event)
+    assert isinstance(update, evpb.ContainerUpdate)
+    assert (update.id, update.image, dict(update.labels)) == ("a", "i2", {"x": "1"})
+    live = events.Subscribe(epb.SubscribeRequest(filters=['topic=="/containers/delete"', "namespace==other"]))
+    time.sleep(0.2)
+    stub.Create(cpb.CreateContainerRequest(container=wire_container("b")), metadata=MD)
+    stub.Create(cpb.CreateContainerRequest(container=wire_container("b")), metadata=metadata("other"))
+    stub.Delete(cpb.DeleteContainerRequest(id="b"), metadata=MD)
+    assert [(e.namespace, e.topic) for e in (next(live), next(live))] == [
+        ("other", "/containers/create"), ("default", "/containers/delete")]
+    code, message = status_of(lambda: next(events.Subscribe(epb.SubscribeRequest(filters=["topic=="]))))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "expected value or quoted" in message
+    code, _ = status_of(lambda: next(events.Subscribe(epb.SubscribeRequest(),
+                                                      metadata=(("ctrledger-from-position", "x"),))))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    replay.cancel()
+    live.cancel()
+    ch.close()
+
+
+def test_ledger_watch_history_and_checkpoint(server: Server, stub: cgrpc.ContainersStub) -> None:
+    ch = channel(server)
+    ledger = lgrpc.LedgerStub(ch)
+    stub.Create(cpb.CreateContainerRequest(container=wire_container("w", a="1")), metadata=MD)
+    stub.Update(cpb.UpdateContainerRequest(container=wire_container("w", a="2"),
+                                           update_mask=field_mask_pb2.FieldMask(paths=["labels.a"])), metadata=MD)
+    watch = ledger.Watch(lpb.WatchRequest(after=1))
+    first = next(watch)
+    assert (first.position, first.envelope.topic, first.kind, first.actor) == (2, "/containers/update",
+                                                                               "LabelsChanged", ME)
+    history = list(ledger.History(lpb.HistoryRequest(id="w"), metadata=MD))
+    assert [h.kind for h in history] == ["Created", "LabelsChanged"]
+    change = history[1].changes[0]
+    assert (change.field, json.loads(change.old_json), json.loads(change.new_json)) == ("labels.a", "1", "2")
+    then = ledger.Get(lpb.GetRequest(id="w", as_of=lpb.Point(position=1)), metadata=MD)
+    assert then.container.labels == {"a": "1"} and then.version == 1
+    cp = ledger.Checkpoint(lpb.CheckpointRequest())
+    assert cp.size == 2
+    assert ledger.Verify(lpb.VerifyRequest(checkpoint=cp)).ok
+    assert ledger.Prove(lpb.ProveRequest(position=2, checkpoint=cp)).root == cp.root
+    code, message = status_of(lambda: ledger.Get(lpb.GetRequest(id="w", as_of=lpb.Point(position=99)),
+                                                 metadata=MD))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "in the future" in message
+    watch.cancel()
+    ch.close()
+
+
+# -- the real command ----------------------------------------------------------------------------
+
+
+def test_ctrledger_serve_command_serves_ctr_and_drains_on_sigterm(tmp_path: Path) -> None:
+    d = Path(short_dir())
+    sock = d / "s.sock"
+    proc = subprocess.Popen([sys.executable, "-m", "ctrledger", "serve", "--db", str(tmp_path / "l.db"),
+                             "--address", f"unix://{sock}"], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_socket(sock)
+        srv = type("S", (), {"path": str(sock)})()
+        ctr(srv, "containers", "create", "--rootfs", str(tmp_path), "web-1")  # type: ignore[arg-type]
+        assert ctr(srv, "containers", "ls", "-q").stdout.split() == ["web-1"]  # type: ignore[arg-type]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "ctrledger serve:" in err
+    assert not sock.exists()
+    with ctrledger.open(tmp_path / "l.db") as s:
+        assert [h.client.split("[")[0] for h in s.history("web-1")] == ["grpc ctr"]
