@@ -34,13 +34,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def timestamp(t: datetime | None) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    if t is not None:
-        delta = t - _EPOCH
-        micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-        ts.seconds, rest = divmod(micros, 1_000_000)
-        ts.nanos = rest * 1000
-    return ts
+    if t is None:
+        return timestamp_pb2.Timestamp()
+    delta = t - _EPOCH
+    return timestamp_pb2.Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def time_from_wire(ts: timestamp_pb2.Timestamp) -> datetime:
@@ -72,19 +69,24 @@ def container_from_wire(c: cpb.Container) -> Container:
 
 
 def container_to_wire(c: Container) -> cpb.Container:
-    out = cpb.Container(
-        id=c.id, image=c.image, snapshotter=c.snapshotter, snapshot_key=c.snapshot_key,
-        created_at=timestamp(c.created_at), updated_at=timestamp(c.updated_at),
-    )
-    out.labels.update(c.labels)
-    out.runtime.name = c.runtime.name
-    if c.runtime.options is not None:
-        out.runtime.options.CopyFrom(payload_to_any(c.runtime.options))
+    """``c`` as containerd's Container, built with keyword arguments (the C implementation
+    does the work)."""
+    options = c.runtime.options
+    fields: dict[str, Any] = {
+        "id": c.id, "labels": c.labels, "image": c.image, "snapshotter": c.snapshotter,
+        "snapshot_key": c.snapshot_key, "created_at": timestamp(c.created_at), "updated_at": timestamp(c.updated_at),
+        "runtime": _RUNTIME(name=c.runtime.name) if options is None else _RUNTIME(
+            name=c.runtime.name, options=_ANY(type_url=options.type_url, value=options.value)),
+    }
     if c.spec is not None:
-        out.spec.CopyFrom(payload_to_any(c.spec))
-    for key, value in c.extensions.items():
-        out.extensions[key].CopyFrom(payload_to_any(value))
-    return out
+        fields["spec"] = _ANY(type_url=c.spec.type_url, value=c.spec.value)
+    if c.extensions:
+        fields["extensions"] = {k: _ANY(type_url=v.type_url, value=v.value) for k, v in c.extensions.items()}
+    return cpb.Container(**fields)
+
+
+_RUNTIME = cpb.Container.Runtime
+_ANY = any_pb2.Any
 
 
 def _json(value: Any) -> str:
