@@ -364,3 +364,31 @@ def test_ctrledger_serve_command_serves_ctr_and_drains_on_sigterm(tmp_path: Path
     assert not sock.exists()
     with ctrledger.open(tmp_path / "l.db") as s:
         assert [h.client.split("[")[0] for h in s.history("web-1")] == ["grpc ctr"]
+
+
+HOWTO = Path(__file__).resolve().parent.parent / "docs" / "howto" / "serve-containerd-clients.md"
+
+
+def test_the_howto_ctr_session_runs(server: Server, store: ctrledger.Store, tmp_path: Path) -> None:
+    text = HOWTO.read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```console\n")[1:]]
+    assert blocks, "the how-to has no console block"
+    env = {**os.environ, "SOCK": str(server.path), "ROOTFS": str(tmp_path)}
+    ran = 0
+    for block in blocks:
+        steps: list[tuple[str, list[str]]] = []
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                steps.append((line[2:], []))
+            else:
+                steps[-1][1].append(line.rstrip())
+        for command, expected in steps:
+            assert command.startswith("ctr "), command
+            ctr_binary()
+            proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, timeout=30)
+            assert proc.returncode == 0, f"{command}: {proc.stderr}"
+            got = "\n".join(line.rstrip() for line in proc.stdout.splitlines()).strip("\n")
+            assert got == "\n".join(expected).strip("\n"), command
+            ran += 1
+    assert ran >= 8
+    assert [h.kind for h in store.history("web-1")] == ["Created", "LabelsChanged", "LabelsChanged", "Deleted"]
