@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -392,3 +393,39 @@ def test_the_howto_ctr_session_runs(server: Server, store: ctrledger.Store, tmp_
             ran += 1
     assert ran >= 8
     assert [h.kind for h in store.history("web-1")] == ["Created", "LabelsChanged", "LabelsChanged", "Deleted"]
+
+
+def test_many_clients_at_once_each_call_its_own_transaction(server: Server, store: ctrledger.Store) -> None:
+    def client(k: int) -> list[str]:
+        ch = channel(server)
+        stub = cgrpc.ContainersStub(ch)
+        done = []
+        for i in range(15):
+            cid = f"t{k}-{i}"
+            stub.Create(cpb.CreateContainerRequest(container=wire_container(cid)), metadata=MD)
+            stub.Update(cpb.UpdateContainerRequest(container=wire_container(cid, n=str(i)),
+                                                   update_mask=field_mask_pb2.FieldMask(paths=["labels.n"])),
+                        metadata=MD)
+            done.append(cid)
+        ch.close()
+        return done
+
+    with ThreadPoolExecutor(8) as pool:
+        made = sorted(cid for ids in pool.map(client, range(8)) for cid in ids)
+    assert [c.id for c in store.list()] == made and len(made) == 120
+    assert all(c.labels == {"n": c.id.split("-")[1]} for c in store.list())
+    assert store.position == 240  # one create and one label event each: nothing lost, nothing doubled
+
+
+def test_stop_ends_event_streams_and_removes_the_socket(store: ctrledger.Store) -> None:
+    with served(store) as srv:
+        ch = channel(srv)
+        stream = egrpc.EventsStub(ch).Subscribe(epb.SubscribeRequest())
+        reader = ThreadPoolExecutor(1).submit(lambda: list(stream))
+        time.sleep(0.3)
+        started = time.monotonic()
+        srv.stop(grace=5)
+        assert time.monotonic() - started < 5
+        assert reader.result(timeout=5) == []  # the stream ended, with OK
+        assert srv.path is not None and not os.path.exists(srv.path)
+        ch.close()
