@@ -429,3 +429,27 @@ def test_stop_ends_event_streams_and_removes_the_socket(store: ctrledger.Store) 
         assert reader.result(timeout=5) == []  # the stream ended, with OK
         assert srv.path is not None and not os.path.exists(srv.path)
         ch.close()
+
+
+@pytest.mark.skipif(not hasattr(ctrledger.Store, "started"),
+                    reason="the status events of issue 12 are not in this tree yet: the mapping waits for them")
+def test_status_events_are_containerds_task_events(server: Server, store: Any) -> None:
+    from ctrledger.wire.containerd.events import task_pb2
+
+    store.create(make("web-1"))
+    ch = channel(server)
+    stream = egrpc.EventsStub(ch).Subscribe(epb.SubscribeRequest(filters=['topic~="^/tasks/"']),
+                                            metadata=(("ctrledger-from-position", "0"),))
+    store.started("web-1", pid=4242)
+    store.paused("web-1")
+    store.resumed("web-1")
+    store.exited("web-1", exit_code=137, reason="OOMKilled")
+    got = [next(stream) for _ in range(4)]
+    assert [e.topic for e in got] == ["/tasks/start", "/tasks/paused", "/tasks/resumed", "/tasks/exit"]
+    start, exit_ = decode_event(got[0].event), decode_event(got[3].event)
+    assert isinstance(start, task_pb2.TaskStart) and (start.container_id, start.pid) == ("web-1", 4242)
+    assert isinstance(exit_, task_pb2.TaskExit)
+    assert (exit_.container_id, exit_.id, exit_.pid, exit_.exit_status) == ("web-1", "web-1", 4242, 137)
+    assert exit_.exited_at.seconds > 0
+    stream.cancel()
+    ch.close()

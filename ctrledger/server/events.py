@@ -70,7 +70,10 @@ def _status(c: ctrledger.Container | None) -> Any:
     return getattr(c, "status", None)
 
 
-def _payload(first: ctrledger.LogEvent, last: ctrledger.LogEvent) -> tuple[str, message.Message] | None:
+Before = Callable[[ctrledger.LogEvent], "ctrledger.Container | None"]
+
+
+def _payload(first: ctrledger.LogEvent, last: ctrledger.LogEvent, before: Before) -> tuple[str, message.Message] | None:
     kind, c = first.kind, last.container
     if kind == "Created" and c is not None:
         create = container_pb2.ContainerCreate(id=c.id, image=c.image)
@@ -88,7 +91,8 @@ def _payload(first: ctrledger.LogEvent, last: ctrledger.LogEvent) -> tuple[str, 
     if kind == "Started":
         return "/tasks/start", task_pb2.TaskStart(container_id=first.id, pid=int(getattr(status, "pid", 0) or 0))
     if kind == "Exited":
-        exit_ = task_pb2.TaskExit(container_id=first.id, id=first.id, pid=int(getattr(status, "pid", 0) or 0),
+        ran = _status(before(first))  # an exit clears the pid: containerd's TaskExit names the one that ran
+        exit_ = task_pb2.TaskExit(container_id=first.id, id=first.id, pid=int(getattr(ran, "pid", 0) or 0),
                                   exit_status=int(getattr(status, "exit_code", 0) or 0) & 0xFFFFFFFF)
         exit_.exited_at.CopyFrom(timestamp(getattr(status, "finished_at", None) or first.recorded_at))
         return "/tasks/exit", exit_
@@ -99,8 +103,9 @@ def _payload(first: ctrledger.LogEvent, last: ctrledger.LogEvent) -> tuple[str, 
     return None
 
 
-def envelopes_of(events: Sequence[ctrledger.LogEvent]) -> Iterator[Published]:
-    """The containerd envelopes of a run of log events: an operation's update events are one."""
+def envelopes_of(events: Sequence[ctrledger.LogEvent], before: Before) -> Iterator[Published]:
+    """The containerd envelopes of a run of log events: an operation's update events are one.
+    ``before(event)`` is the container just before an event (read only for an exit)."""
     i = 0
     while i < len(events):
         first = events[i]
@@ -110,7 +115,7 @@ def envelopes_of(events: Sequence[ctrledger.LogEvent]) -> Iterator[Published]:
                    and events[j].id == first.id and events[j].correlation_id == first.correlation_id):
                 j += 1
         last = events[j - 1]
-        found = _payload(first, last)
+        found = _payload(first, last, before)
         if found is not None:
             topic, payload = found
             env = events_pb2.Envelope(timestamp=timestamp(first.recorded_at), namespace=first.namespace, topic=topic)
@@ -174,6 +179,12 @@ class EventHub:
         self._thread = threading.Thread(target=self._run, name="ctrledger-serve-events", daemon=True)
         self._thread.start()
 
+    def _before(self, event: ctrledger.LogEvent) -> ctrledger.Container | None:
+        try:
+            return self._store.get(event.id, namespace=event.namespace, as_of=ctrledger.Position(event.position - 1))
+        except ctrledger.StoreError:
+            return None
+
     def notify(self) -> None:
         """A write was acknowledged: look at the log now."""
         self._wake.set()
@@ -215,7 +226,7 @@ class EventHub:
                     if not batch:
                         break
                     batch = [e for e in batch if e.position <= live_from]
-                    for p in envelopes_of(batch):
+                    for p in envelopes_of(batch, self._before):
                         if sub.test(p.envelope):
                             yield p
                     sent = batch[-1].position
@@ -270,7 +281,7 @@ class EventHub:
                 continue  # storage unreachable for now: the next round retries
             if not events:
                 continue
-            items = list(envelopes_of(events))
+            items = list(envelopes_of(events, self._before))
             with self._lock:
                 self._head = events[-1].position
             self._deliver(items)
