@@ -59,32 +59,12 @@ def target(tmp_path: Path) -> str:
     return str(tmp_path / "ledger.db")  # the wire does not depend on the backend: SQLite only
 
 
-class _CurrentStore:
-    """The test's store, behind one server for the whole module (a server per test would
-    double the time): every attribute is the current test's store's."""
-
-    store: ctrledger.Store | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
-
-
-@pytest.fixture(scope="module")
-def wire() -> Iterator[tuple[_CurrentStore, WireStore]]:
-    current = _CurrentStore()
-    with served(current) as server:  # type: ignore[arg-type]
-        client = WireStore(server)
-        yield current, client
-        client.close()
-
-
 @pytest.fixture
-def store(target: str, clock: Any, wire: tuple[_CurrentStore, WireStore]) -> Iterator[WireStore]:
-    current, client = wire
-    with ctrledger.open(target, clock=clock, follow=False) as s:
-        current.store = s
+def store(target: str, clock: Any) -> Iterator[WireStore]:
+    with ctrledger.open(target, clock=clock, follow=False) as s, served(s) as server:
+        client = WireStore(server)
         yield client
-        current.store = None
+        client.close()
 
 
 @pytest.mark.parametrize(("kw", "expected"), CREATES_WITHOUT_SANDBOX)

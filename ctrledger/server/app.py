@@ -46,6 +46,11 @@ def unix_path(address: str) -> str:
     return address
 
 
+def _encode(response: Any) -> bytes:
+    """A response message's encoding; a handler may also answer with the bytes themselves."""
+    return response if isinstance(response, bytes) else bytes(response.SerializeToString())
+
+
 def _generic_handler(service: str, methods: dict[str, Callable[..., Any]]) -> grpc.GenericRpcHandler:
     desc = descriptor_pool.Default().FindServiceByName(service)
     handlers = {}
@@ -54,15 +59,14 @@ def _generic_handler(service: str, methods: dict[str, Callable[..., Any]]) -> gr
         if fn is None:
             continue  # not served: gRPC answers UNIMPLEMENTED
         request = message_factory.GetMessageClass(m.input_type)
-        response = message_factory.GetMessageClass(m.output_type)
         # The request arrives as bytes and is decoded inside the guard: a malformed one is
         # INVALID_ARGUMENT naming the message, not gRPC's INTERNAL "Exception deserializing".
         if m.server_streaming:
             handlers[m.name] = grpc.unary_stream_rpc_method_handler(
-                guarded_stream(decoding(request, fn)), response_serializer=response.SerializeToString)
+                guarded_stream(decoding(request, fn)), response_serializer=_encode)
         else:
             handlers[m.name] = grpc.unary_unary_rpc_method_handler(
-                guarded(decoding(request, fn)), response_serializer=response.SerializeToString)
+                guarded(decoding(request, fn)), response_serializer=_encode)
     return grpc.method_handlers_generic_handler(service, handlers)
 
 

@@ -27,7 +27,7 @@ from ctrledger.wire.containerd.services.version.v1 import version_pb2 as vpb
 from .events import EventHub
 from .identity import UnixFront, caller_of
 from .status import WireError
-from .translate import container_from_wire, container_to_wire, timestamp
+from .translate import EncodedRecords, container_from_wire, container_to_wire, repeated_field, timestamp
 
 __all__ = ["FROM_POSITION", "ContainerdServices", "namespace_of"]
 
@@ -68,6 +68,7 @@ class ContainerdServices:
         self.store = store
         self.hub = hub
         self.front = front
+        self.encoded = EncodedRecords()
 
     # -- containers.v1.Containers ------------------------------------------------------
 
@@ -75,19 +76,22 @@ class ContainerdServices:
         found = self.store.get(request.id, namespace=namespace_of(context))
         return cpb.GetContainerResponse(container=container_to_wire(found))
 
-    def list(self, request: cpb.ListContainersRequest, context: grpc.ServicerContext) -> cpb.ListContainersResponse:
-        found = self.store.list(*request.filters, namespace=namespace_of(context))
-        return cpb.ListContainersResponse(containers=[container_to_wire(c) for c in found])
+    def list(self, request: cpb.ListContainersRequest, context: grpc.ServicerContext) -> bytes:
+        """ListContainersResponse, encoded: field 1 repeated, each record's bytes made once."""
+        ns = namespace_of(context)
+        found = self.store.list(*request.filters, namespace=ns)
+        assert ns is not None  # the store refused a missing namespace
+        return repeated_field(1, (self.encoded.encoded(ns, c) for c in found))
 
-    def list_stream(
-        self, request: cpb.ListContainersRequest, context: grpc.ServicerContext,
-    ) -> Iterator[cpb.ListContainerMessage]:
-        rows = self.store.scan(*request.filters, namespace=namespace_of(context))
+    def list_stream(self, request: cpb.ListContainersRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        ns = namespace_of(context)
+        rows = self.store.scan(*request.filters, namespace=ns)
+        assert ns is not None
         try:
             for c in rows:
                 if not context.is_active():
                     return  # the client went away: stop reading
-                yield cpb.ListContainerMessage(container=container_to_wire(c))
+                yield repeated_field(1, (self.encoded.encoded(ns, c),))  # ListContainerMessage
         finally:
             close = getattr(rows, "close", None)
             if close is not None:

@@ -9,6 +9,9 @@ no ``sandbox`` field, so records go out without it.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,12 +23,14 @@ from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as c
 from ctrledger.wire.ctrledger.v1 import ledger_pb2 as lpb
 
 __all__ = [
+    "EncodedRecords",
     "container_from_wire",
     "container_to_wire",
     "field_change_to_wire",
     "payload_from_any",
     "payload_to_any",
     "point_from_wire",
+    "repeated_field",
     "timestamp",
     "time_from_wire",
 ]
@@ -87,6 +92,52 @@ def container_to_wire(c: Container) -> cpb.Container:
 
 _RUNTIME = cpb.Container.Runtime
 _ANY = any_pb2.Any
+
+
+class EncodedRecords:
+    """containerd's encoding of records, kept by ``(namespace, id, version)``: a version of a
+    container never changes, so its bytes are made once. Bounded by ``max_bytes`` (least
+    recently used go first); thread-safe."""
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self._max = max_bytes
+        self._size = 0
+        self._items: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def encoded(self, namespace: str, c: Container) -> bytes:
+        key = (namespace, c.id, c.version)
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                return found
+        data: bytes = container_to_wire(c).SerializeToString()
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = data
+                self._size += len(data)
+                while self._size > self._max and self._items:
+                    self._size -= len(self._items.popitem(last=False)[1])
+        return data
+
+
+def repeated_field(number: int, items: Iterable[bytes]) -> bytes:
+    """The encoding of ``repeated <message> field = number`` from its elements' encodings."""
+    tag = _varint(number << 3 | 2)
+    return b"".join(tag + _varint(len(item)) + item for item in items)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
 
 
 def _json(value: Any) -> str:
