@@ -91,7 +91,7 @@ from .domain.validation import check_text as check_storable
 from .errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, StoreError, Unavailable
 from .persistence import integrity
 from .persistence.integrity import Checkpoint, ConsistencyProof, InclusionProof, VerifyReport
-from .persistence.log import Log, PostgresLog, SQLiteLog, StreamTaken, read_log, read_stream
+from .persistence.log import Log, PostgresLog, SQLiteLog, StreamTaken, read_events, read_stream
 from .persistence.sqlite import SYNCHRONOUS_MODES, store_problem, verify_sqlite
 from .persistence.targets import default_readmodel_path, is_postgres_url, parse_url
 from .projections.current import CurrentStateReader
@@ -357,7 +357,7 @@ class Store:
         try:
             conn.execute("BEGIN")
             past = TemporalReader(conn, self._rm.spec_of)
-            for events, positions in read_log(conn, self._log.mapper, position, batch=limit):
+            for events, positions in read_events(conn, self._log.mapper, position, batch=limit):
                 for event, pos in zip(events, positions, strict=True):
                     ns, cid = event.originator_id.split("/", 1)
                     deleted = type(event).__name__ == "Deleted"
