@@ -206,9 +206,8 @@ def test_help_lists_every_command(cli: Cli) -> None:
     listed = [line.split()[0] for line in out.split("Commands:\n")[1].splitlines()]
     assert listed == [
         "audit", "changes", "checkpoint", "create", "diff", "digest", "exit", "export", "get", "history", "import",
-        "label", "ls", "migrate", "namespaces", "pause", "prove", "rebuild", "replay-to", "resume", "rm", "start",
-        "timeline", "ui",
-        "update", "update-resources", "verify", "verify-projections",
+        "label", "ls", "migrate", "namespaces", "pause", "prove", "rebuild", "replay-to", "resume", "rm", "serve",
+        "start", "timeline", "ui", "update", "update-resources", "verify", "verify-projections",
     ]
 
 
