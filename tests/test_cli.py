@@ -39,8 +39,9 @@ HEADER = ("ID     IMAGE                         RUNTIME                LABELS   
 WRITES = {"create", "label", "update", "rm"}
 LOG_COMMANDS = {"checkpoint", "verify", "prove", "migrate"}  # on the log as a whole: --json and --nl only
 REPLAY_REPORTS = {"export", "import", "verify-projections"}  # a one-line summary, or --json and --nl
-STORE_WIDE = {"rebuild", "digest", "replay-to", "namespaces"} | LOG_COMMANDS | REPLAY_REPORTS  # no -n
-NO_OUTPUT_FORMAT = {"rm", "rebuild", "digest", "replay-to", "ui", "timeline"}  # IDs, one line, a server, a file
+SERVERS = {"serve"}  # every namespace, chosen per call by the client; prints nothing but a start line
+STORE_WIDE = {"rebuild", "digest", "replay-to", "namespaces"} | LOG_COMMANDS | REPLAY_REPORTS | SERVERS  # no -n
+NO_OUTPUT_FORMAT = {"rm", "rebuild", "digest", "replay-to", "ui", "timeline"} | SERVERS  # IDs, a line, a server, a file
 NOT_PER_CONTAINER = {"history", "diff", "audit", "namespaces"}  # records are events, a diff or names: no -q
 
 
