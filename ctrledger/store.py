@@ -346,10 +346,10 @@ class Store:
         An empty list means ``position`` is the head. ``InvalidArgument`` for a bad position or
         limit; ``FailedPrecondition`` with ``history=False``.
         """
-        for name, value in (("position", position), ("limit", limit)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "position" else 1):
-                raise InvalidArgument(f"{name} must be a {'non-negative' if name == 'position' else 'positive'} "
-                                      f"integer, not {value!r}: invalid argument")
+        for name, value, low, high in (("position", position, 0, 2**63 - 1), ("limit", limit, 1, 2**31 - 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise InvalidArgument(f"{name} must be an integer from {low} to {high}, not {value!r}: "
+                                      "invalid argument")
         self._require_history()
         self._sync()
         conn = self._rm.reading()

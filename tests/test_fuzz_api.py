@@ -91,6 +91,9 @@ CALLS: dict[str, Any] = {
     "replay_to": st.tuples(st.just(()), st.fixed_dictionaries({"as_of": point})),
     "verify": st.tuples(st.tuples(anything), st.just({})),
     "migrate": st.tuples(st.just(()), kw(accept_unhashed=anything)),
+    "namespaces": st.tuples(st.just(()), st.just({})),
+    "events_after": st.tuples(st.one_of(st.just(()), st.tuples(st.one_of(hostile_int, scalar))),
+                              kw(limit=st.one_of(hostile_int, scalar))),
 }
 _TMP = Path(tempfile.mkdtemp(prefix="ctrledger-fuzz-"))
 _STORE: ctrledger.Store | None = None
