@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from ctrledger.wire.containerd.services.tasks.v1 import tasks_pb2 as ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -34,6 +35,16 @@ class TasksStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Start = channel.unary_unary(
+                '/containerd.services.tasks.v1.Tasks/Start',
+                request_serializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.StartRequest.SerializeToString,
+                response_deserializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.StartResponse.FromString,
+                _registered_method=True)
+        self.Delete = channel.unary_unary(
+                '/containerd.services.tasks.v1.Tasks/Delete',
+                request_serializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.DeleteTaskRequest.SerializeToString,
+                response_deserializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.DeleteResponse.FromString,
+                _registered_method=True)
         self.Get = channel.unary_unary(
                 '/containerd.services.tasks.v1.Tasks/Get',
                 request_serializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.GetRequest.SerializeToString,
@@ -44,10 +55,37 @@ class TasksStub:
                 request_serializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.ListTasksRequest.SerializeToString,
                 response_deserializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.ListTasksResponse.FromString,
                 _registered_method=True)
+        self.Kill = channel.unary_unary(
+                '/containerd.services.tasks.v1.Tasks/Kill',
+                request_serializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.KillRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.Pause = channel.unary_unary(
+                '/containerd.services.tasks.v1.Tasks/Pause',
+                request_serializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.PauseTaskRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.Resume = channel.unary_unary(
+                '/containerd.services.tasks.v1.Tasks/Resume',
+                request_serializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.ResumeTaskRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class TasksServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def Start(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Delete(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def Get(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -61,9 +99,37 @@ class TasksServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Kill(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Pause(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Resume(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TasksServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Start': grpc.unary_unary_rpc_method_handler(
+                    servicer.Start,
+                    request_deserializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.StartRequest.FromString,
+                    response_serializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.StartResponse.SerializeToString,
+            ),
+            'Delete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Delete,
+                    request_deserializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.DeleteTaskRequest.FromString,
+                    response_serializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.DeleteResponse.SerializeToString,
+            ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
                     request_deserializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.GetRequest.FromString,
@@ -73,6 +139,21 @@ def add_TasksServicer_to_server(servicer, server):
                     servicer.List,
                     request_deserializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.ListTasksRequest.FromString,
                     response_serializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'Kill': grpc.unary_unary_rpc_method_handler(
+                    servicer.Kill,
+                    request_deserializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.KillRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'Pause': grpc.unary_unary_rpc_method_handler(
+                    servicer.Pause,
+                    request_deserializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.PauseTaskRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'Resume': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resume,
+                    request_deserializer=ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.ResumeTaskRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -84,6 +165,60 @@ def add_TasksServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Tasks:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Start(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.tasks.v1.Tasks/Start',
+            ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.StartRequest.SerializeToString,
+            ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.StartResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Delete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.tasks.v1.Tasks/Delete',
+            ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.DeleteTaskRequest.SerializeToString,
+            ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Get(request,
@@ -129,6 +264,87 @@ class Tasks:
             '/containerd.services.tasks.v1.Tasks/List',
             ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.ListTasksRequest.SerializeToString,
             ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Kill(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.tasks.v1.Tasks/Kill',
+            ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.KillRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pause(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.tasks.v1.Tasks/Pause',
+            ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.PauseTaskRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.tasks.v1.Tasks/Resume',
+            ctrledger_dot_wire_dot_containerd_dot_services_dot_tasks_dot_v1_dot_tasks__pb2.ResumeTaskRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
