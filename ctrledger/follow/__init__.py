@@ -1,0 +1,9 @@
+"""A live containerd in the ledger: :class:`Follower` (passive: its events and lists) and
+:class:`Proxy` (active: an auditing gRPC proxy in front of its socket). Both record through
+the store's public API (``Store.observe`` and the status calls)."""
+
+from __future__ import annotations
+
+from .follower import AFTER_GAP, AT_SYNC, NEW_NAMESPACE, Follower, Stats
+
+__all__ = ["AFTER_GAP", "AT_SYNC", "NEW_NAMESPACE", "Follower", "Stats"]

@@ -1,0 +1,516 @@
+"""``ctrledger follow``: record a live containerd, passively, from its events and its lists.
+
+containerd keeps only the present and publishes events that nobody keeps: no cursor, no
+replay, no actor. The follower subscribes to ``/containers/*``, ``/tasks/*`` and
+``/namespaces/*`` and turns each event into the store's events, dated by containerd's
+envelope. Because the stream replays nothing, every (re)connect begins with a reconcile:
+the namespaces, containers and tasks are listed and the ledger brought to what containerd
+holds (reason ``observed at sync`` the first time, ``observed after a gap`` after that).
+
+Everything the follower writes goes through ``Store.observe`` (metadata) or the status calls
+(``started``/``exited``/``paused``/``resumed``), each after comparing with the ledger: a
+duplicate event (containerd issue 2299), a replayed stream or a second reconcile writes
+nothing.
+
+Mapping:
+
+=========================  ===============================================================
+containerd                 ledger
+=========================  ===============================================================
+/containers/create|update  ``Containers.Get``, then ``observe`` (the payloads lack the spec;
+                           labels, image and snapshot key come from the update's payload)
+/containers/delete         ``observe(id, None)``
+/tasks/start               ``started(pid, at=envelope time)``
+/tasks/oom                 remembered: the next exit of that container is ``OOMKilled``
+/tasks/exit, /tasks/delete of the init process (``id`` is the container's): ``exited``
+                           (``exit_status``, ``exited_at``); an exec's exit is not recorded
+/tasks/paused|resumed      ``paused`` / ``resumed``
+/namespaces/create         the new namespace (``payload.name``) is followed
+an unseen namespace        reconciled (an implicitly created namespace has no event)
+=========================  ===============================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf import message
+
+import ctrledger
+from ctrledger import Container
+from ctrledger.wire.containerd.events import container_pb2 as cev
+from ctrledger.wire.containerd.events import namespace_pb2 as nev
+from ctrledger.wire.containerd.events import task_pb2 as tev
+from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as cpb
+from ctrledger.wire.containerd.services.containers.v1 import containers_pb2_grpc as cgrpc
+from ctrledger.wire.containerd.services.events.v1 import events_pb2 as epb
+from ctrledger.wire.containerd.services.events.v1 import events_pb2_grpc as egrpc
+from ctrledger.wire.containerd.services.namespaces.v1 import namespace_pb2 as npb
+from ctrledger.wire.containerd.services.namespaces.v1 import namespace_pb2_grpc as ngrpc
+from ctrledger.wire.containerd.services.tasks.v1 import tasks_pb2 as tpb
+from ctrledger.wire.containerd.services.tasks.v1 import tasks_pb2_grpc as tgrpc
+from ctrledger.wire.containerd.types.task import task_pb2 as ttypes
+
+from .observed import observed_container, observed_time
+
+__all__ = ["AFTER_GAP", "AT_SYNC", "NEW_NAMESPACE", "Follower", "Stats"]
+
+log = logging.getLogger("ctrledger.follow")
+
+AT_SYNC = "observed at sync"
+AFTER_GAP = "observed after a gap"
+NEW_NAMESPACE = "observed in a new namespace"
+ACTOR = "containerd"
+TOPICS = ('topic~="^/containers/"', 'topic~="^/tasks/"', 'topic~="^/namespaces/"')
+UNKNOWN_EXIT = 255  # CRI's exit code for a task that vanished unseen (reason "Unknown")
+_BATCH = 500
+
+_PAYLOADS: dict[str, type[message.Message]] = {
+    f"containerd.events.{cls.__name__}": cls
+    for cls in (cev.ContainerCreate, cev.ContainerUpdate, cev.ContainerDelete, tev.TaskCreate, tev.TaskStart,
+                tev.TaskExit, tev.TaskDelete, tev.TaskOOM, tev.TaskPaused, tev.TaskResumed, tev.TaskExecAdded,
+                tev.TaskExecStarted, nev.NamespaceCreate, nev.NamespaceUpdate, nev.NamespaceDelete)
+}
+
+
+def payload_of(env: epb.Envelope) -> message.Message | None:
+    """The envelope's event, decoded by its bare type name (containerd's type URLs have no
+    ``type.googleapis.com/`` prefix, which protobuf's ``Any.Unpack`` needs); None if unknown."""
+    cls = _PAYLOADS.get(env.event.type_url.rsplit("/", 1)[-1])
+    if cls is None:
+        return None
+    out = cls()
+    out.ParseFromString(env.event.value)
+    return out
+
+
+@dataclass
+class Stats:
+    """What a follower has done so far (for logs and tests)."""
+
+    connects: int = 0
+    reconciles: int = 0
+    events: int = 0
+    writes: int = 0
+    errors: int = 0
+    last_error: str = ""
+    namespaces: set[str] = field(default_factory=set)
+
+
+class _Gone(Exception):
+    """The event stream ended (containerd stopped or the follower is stopping)."""
+
+
+class Follower:
+    """Follow the containerd at ``address`` (a unix socket path) into ``store``.
+
+    ``namespaces``: follow only these (default: every namespace). ``relist``: seconds between
+    namespace re-lists. ``backoff``: first and longest wait between reconnects, doubled after
+    each failure. ``run()`` returns only when ``stop()`` is called; transient errors (containerd
+    down, a refused record) are logged and retried, never raised.
+    """
+
+    def __init__(
+        self,
+        store: ctrledger.Store,
+        address: str,
+        *,
+        namespaces: Sequence[str] | None = None,
+        relist: float = 10.0,
+        backoff: tuple[float, float] = (0.1, 5.0),
+        on_ready: Callable[[Follower], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.address = address
+        self.only = frozenset(namespaces) if namespaces else None
+        self.relist = relist
+        self.backoff = backoff
+        self.on_ready = on_ready
+        self.stats = Stats()
+        self._stop = threading.Event()
+        self._oom: set[tuple[str, str]] = set()
+        self._known: set[str] = set()
+        self._call: Any = None
+        self._channel: grpc.Channel | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask ``run`` to return (from any thread, or a signal handler)."""
+        self._stop.set()
+        call = self._call
+        if call is not None:
+            call.cancel()
+
+    def run(self) -> None:
+        """Follow until ``stop()``: connect, subscribe, reconcile, apply events; on any break,
+        wait (with backoff) and do it again."""
+        wait = self.backoff[0]
+        first = True
+        while not self._stop.is_set():
+            try:
+                self._session(AT_SYNC if first and self._ledger_is_new() else AFTER_GAP)
+                wait = self.backoff[0]
+            except (grpc.RpcError, _Gone, ctrledger.StoreError, OSError) as e:
+                if self._stop.is_set():
+                    break
+                self.stats.errors += 1
+                self.stats.last_error = _describe(e)
+                log.warning("follow %s: %s; retrying in %.1fs", self.address, self.stats.last_error, wait)
+            finally:
+                first = False
+                self._close_channel()
+            if self._stop.wait(wait):
+                break
+            wait = min(wait * 2, self.backoff[1])
+
+    def _ledger_is_new(self) -> bool:
+        return next(iter(self.store.audit(actor=ACTOR)), None) is None
+
+    def _close_channel(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def _session(self, reason: str) -> None:
+        channel = grpc.insecure_channel(f"unix://{self.address}", options=[
+            ("grpc.max_receive_message_length", 1 << 30)])
+        self._channel = channel
+        grpc.channel_ready_future(channel).result(timeout=5)
+        self._containers = cgrpc.ContainersStub(channel)  # type: ignore[no-untyped-call]
+        self._tasks = tgrpc.TasksStub(channel)  # type: ignore[no-untyped-call]
+        self._namespaces = ngrpc.NamespacesStub(channel)  # type: ignore[no-untyped-call]
+        events = egrpc.EventsStub(channel)  # type: ignore[no-untyped-call]
+        # Subscribe before listing, so nothing that happens while we list is lost: those
+        # events wait in the queue and are applied after the reconcile (idempotently).
+        call = events.Subscribe(epb.SubscribeRequest(filters=list(TOPICS)))
+        self._call = call
+        inbox: queue.Queue[epb.Envelope | BaseException] = queue.Queue()
+        reader = threading.Thread(target=_pump, args=(call, inbox), name="ctrledger-follow-events", daemon=True)
+        reader.start()
+        time.sleep(0.05)  # let the subscription reach containerd (it sends no headers before an event)
+        self.stats.connects += 1
+        self.reconcile(reason)
+        if self.on_ready is not None:
+            self.on_ready(self)
+        next_relist = time.monotonic() + self.relist
+        while not self._stop.is_set():
+            batch, ended = _drain(inbox, timeout=max(0.0, min(0.5, next_relist - time.monotonic())))
+            if batch:
+                self._apply(batch)
+            if ended is not None:
+                raise ended
+            if time.monotonic() >= next_relist:
+                self._relist_namespaces()
+                next_relist = time.monotonic() + self.relist
+
+    # -- reconcile ------------------------------------------------------------------
+
+    def reconcile(self, reason: str = AFTER_GAP, namespaces: Iterable[str] | None = None) -> int:
+        """Bring the ledger to containerd's state now (every followed namespace, or
+        ``namespaces``); returns the number of events written."""
+        names = sorted(set(namespaces) if namespaces is not None else self._containerd_namespaces()
+                       | set(self.store.namespaces()))
+        written = 0
+        for ns in names:
+            if not self._follows(ns):
+                continue
+            written += self._reconcile_namespace(ns, reason)
+            self._known.add(ns)
+        self.stats.reconciles += 1
+        self.stats.writes += written
+        self.stats.namespaces = set(self._known)
+        if written:
+            log.info("reconciled %s: %d events (%s)", ", ".join(names) or "no namespace", written, reason)
+        return written
+
+    def _containerd_namespaces(self) -> set[str]:
+        found = self._namespaces.List(npb.ListNamespacesRequest(), timeout=30)
+        return {n.name for n in found.namespaces}
+
+    def _relist_namespaces(self) -> None:
+        new = {n for n in self._containerd_namespaces() if self._follows(n)} - self._known
+        if new:
+            self.reconcile(AFTER_GAP, new)
+
+    def _follows(self, ns: str) -> bool:
+        return self.only is None or ns in self.only
+
+    def _reconcile_namespace(self, ns: str, reason: str) -> int:
+        md = _ns(ns)
+        seen: set[str] = set()
+        ledger = {c.id: c for c in self.store.scan(namespace=ns)}
+        written = 0
+        batch: list[tuple[str, Container | None, datetime | None]] = []
+        for msg in self._containers.ListStream(cpb.ListContainersRequest(), metadata=md, timeout=600):
+            c = observed_container(msg.container)
+            seen.add(c.id)
+            have = ledger.get(c.id)
+            at = c.created_at if have is None else (observed_time(msg.container.updated_at) or None)
+            batch.append((c.id, c, at))
+            if len(batch) >= _BATCH:
+                written += self._observe(ns, batch, reason)
+                batch = []
+        now = datetime.now(UTC)
+        batch += [(cid, None, now) for cid in ledger if cid not in seen]
+        written += self._observe(ns, batch, reason)
+        tasks = {t.container_id: t for t in self._tasks.List(tpb.ListTasksRequest(), metadata=md, timeout=60).tasks}
+        for cid in sorted(seen):
+            written += self._reconcile_task(ns, cid, tasks.get(cid), reason)
+        return written
+
+    def _observe(self, ns: str, batch: list[tuple[str, Container | None, datetime | None]], reason: str) -> int:
+        if not batch:
+            return 0
+        try:
+            kinds = self.store.observe_many(batch, namespace=ns, actor=ACTOR, reason=reason, client="follow")
+        except ctrledger.InvalidArgument:
+            kinds = []  # one record the store refuses must not keep the others out
+            for item in batch:
+                try:
+                    kinds.append(self.store.observe(*item[:2], at=item[2], namespace=ns, actor=ACTOR,
+                                                    reason=reason, client="follow"))
+                except ctrledger.InvalidArgument as e:
+                    log.warning("cannot record %s/%s: %s", ns, item[0], e)
+        return sum(len(k) for k in kinds)
+
+    def _reconcile_task(self, ns: str, cid: str, task: ttypes.Process | None, reason: str) -> int:
+        """Bring the container's status to its task's (None: it has no task)."""
+        status = _status(self.store, ns, cid)
+        if status is None:
+            return 0
+        running = status.state == "RUNNING"
+        now = datetime.now(UTC)
+        written = 0
+        kw: dict[str, Any] = {"namespace": ns, "actor": ACTOR}
+        if task is None or task.status in (ttypes.STOPPED, ttypes.UNKNOWN, ttypes.CREATED):
+            if running:
+                if task is not None and task.status == ttypes.STOPPED:
+                    self._exited(ns, cid, task.exit_status, observed_time(task.exited_at) or now, reason)
+                else:
+                    self.store.exited(cid, exit_code=UNKNOWN_EXIT, at=_not_before(now, status), reason="Unknown",
+                                      message="the task was gone when the follower looked again",
+                                      audit_reason=reason, **kw)
+                written += 1
+            return written
+        if running and status.pid != task.pid:  # another run began and this one ended unseen
+            self.store.exited(cid, exit_code=UNKNOWN_EXIT, at=_not_before(now, status), reason="Unknown",
+                              message="a new task replaced it while nobody watched", audit_reason=reason, **kw)
+            written += 1
+            running = False
+        if not running:
+            self.store.started(cid, pid=task.pid, at=_not_before(now, _status(self.store, ns, cid)), reason=reason,
+                               **kw)
+            written += 1
+        status = _status(self.store, ns, cid)
+        assert status is not None
+        paused = task.status in (ttypes.PAUSED, ttypes.PAUSING)
+        if paused and not status.paused:
+            self.store.paused(cid, at=_not_before(now, status), reason=reason, **kw)
+            written += 1
+        elif not paused and status.paused:
+            self.store.resumed(cid, at=_not_before(now, status), reason=reason, **kw)
+            written += 1
+        return written
+
+    # -- events ---------------------------------------------------------------------
+
+    def _apply(self, batch: list[epb.Envelope]) -> None:
+        pending: list[tuple[str, Container | None, datetime | None]] = []
+        pending_ns = ""
+
+        def flush() -> None:
+            nonlocal pending
+            if pending:
+                self.stats.writes += self._observe(pending_ns, pending, "")
+                pending = []
+
+        for env in batch:
+            self.stats.events += 1
+            ns = env.namespace
+            if env.topic.startswith("/namespaces/"):
+                flush()
+                self._namespace_event(env)
+                continue
+            if not self._follows(ns):
+                continue
+            if ns not in self._known:  # a namespace created implicitly: no event said so
+                flush()
+                self.reconcile(NEW_NAMESPACE, [ns])
+            try:
+                if env.topic.startswith("/containers/"):
+                    item = self._container_event(env)
+                    if item is None:
+                        continue
+                    if ns != pending_ns or any(p[0] == item[0] for p in pending):
+                        flush()
+                    pending_ns = ns
+                    pending.append(item)
+                    if len(pending) >= _BATCH:
+                        flush()
+                elif env.topic.startswith("/tasks/"):
+                    flush()
+                    self._task_event(env)
+            except ctrledger.StoreError as e:
+                if isinstance(e, ctrledger.Unavailable):
+                    raise
+                self.stats.errors += 1
+                self.stats.last_error = f"{env.topic} in {ns}: {e}"
+                log.warning("cannot record %s: %s", env.topic, e)
+        flush()
+
+    def _namespace_event(self, env: epb.Envelope) -> None:
+        payload = payload_of(env)
+        if env.topic == "/namespaces/create" and isinstance(payload, nev.NamespaceCreate):
+            if self._follows(payload.name) and payload.name not in self._known:
+                self.reconcile(NEW_NAMESPACE, [payload.name])
+        elif env.topic == "/namespaces/delete":
+            self._known.discard(env.namespace)
+
+    def _container_event(self, env: epb.Envelope) -> tuple[str, Container | None, datetime | None] | None:
+        payload = payload_of(env)
+        at = observed_time(env.timestamp)
+        if isinstance(payload, cev.ContainerDelete):
+            return (payload.id, None, at)
+        if not isinstance(payload, (cev.ContainerCreate, cev.ContainerUpdate)):
+            return None
+        try:
+            got = self._containers.Get(cpb.GetContainerRequest(id=payload.id), metadata=_ns(env.namespace),
+                                       timeout=30)
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return None  # deleted since: its delete event follows
+            raise
+        state = observed_container(got.container)
+        if isinstance(payload, cev.ContainerUpdate):  # what this update set, not what came after it
+            state = replace(state, labels=dict(payload.labels), image=payload.image,
+                            snapshot_key=payload.snapshot_key)
+        return (payload.id, state, at)
+
+    def _task_event(self, env: epb.Envelope) -> None:
+        ns, payload, at = env.namespace, payload_of(env), observed_time(env.timestamp)
+        if payload is None:
+            return
+        cid: str = getattr(payload, "container_id", "")
+        if not cid:
+            return
+        if isinstance(payload, tev.TaskOOM):
+            self._oom.add((ns, cid))
+            return
+        if isinstance(payload, (tev.TaskExit, tev.TaskDelete)):
+            if payload.id and payload.id != cid:
+                return  # an exec process: not the container's exit
+            status = _status(self.store, ns, cid)
+            if status is not None and status.state == "RUNNING":
+                self._exited(ns, cid, payload.exit_status, observed_time(payload.exited_at) or at, "")
+                self.stats.writes += 1
+            return
+        if not isinstance(payload, (tev.TaskStart, tev.TaskPaused, tev.TaskResumed)):
+            return
+        status = _status(self.store, ns, cid)
+        if status is None:  # the container came before its event: fetch it
+            self.reconcile(AFTER_GAP, [ns])
+            return
+        kw: dict[str, Any] = {"namespace": ns, "actor": ACTOR, "at": _not_before(at, status)}
+        if isinstance(payload, tev.TaskStart):
+            if status.state == "RUNNING" and status.pid == payload.pid:
+                return  # a duplicate
+            if status.state == "RUNNING":
+                self.store.exited(cid, exit_code=UNKNOWN_EXIT, reason="Unknown",
+                                  message="a new task started before its exit was seen", **kw)
+            self._oom.discard((ns, cid))
+            self.store.started(cid, pid=payload.pid, **kw)
+        elif isinstance(payload, tev.TaskPaused):
+            if status.state != "RUNNING" or status.paused:
+                return
+            self.store.paused(cid, **kw)
+        else:
+            if not status.paused:
+                return
+            self.store.resumed(cid, **kw)
+        self.stats.writes += 1
+
+    def _exited(self, ns: str, cid: str, code: int, at: datetime | None, reason: str) -> None:
+        oom = (ns, cid) in self._oom
+        self._oom.discard((ns, cid))
+        status = _status(self.store, ns, cid)
+        self.store.exited(cid, exit_code=_int32(code), at=_not_before(at, status),
+                          reason="OOMKilled" if oom else None, namespace=ns, actor=ACTOR,
+                          audit_reason=reason or None)
+
+
+def _status(store: ctrledger.Store, ns: str, cid: str) -> Any:
+    try:
+        return store.get(cid, namespace=ns).status
+    except ctrledger.NotFound:
+        return None
+
+
+def _not_before(at: datetime | None, status: Any) -> datetime | None:
+    """``at``, or the container's last status time if containerd's clock says earlier (the store
+    refuses a status change dated before the previous one)."""
+    if at is None or status is None:
+        return at
+    last = max((t for t in (status.started_at, status.finished_at) if t is not None), default=None)
+    return last if last is not None and at < last else at
+
+
+def _int32(code: int) -> int:
+    return code - (1 << 32) if code >= 1 << 31 else code
+
+
+def _ns(namespace: str) -> tuple[tuple[str, str], ...]:
+    return (("containerd-namespace", namespace),)
+
+
+def _pump(call: Iterator[epb.Envelope], inbox: queue.Queue[epb.Envelope | BaseException]) -> None:
+    try:
+        for env in call:
+            inbox.put(env)
+        inbox.put(_Gone("containerd ended the event stream"))
+    except grpc.RpcError as e:
+        inbox.put(e)
+    except Exception as e:  # noqa: BLE001 - handed to the follower's loop, which logs and reconnects
+        inbox.put(e)
+
+
+def _drain(
+    inbox: queue.Queue[epb.Envelope | BaseException], timeout: float,
+) -> tuple[list[epb.Envelope], BaseException | None]:
+    """What the stream has delivered (waiting up to ``timeout`` for the first), and how it
+    ended if it did."""
+    try:
+        first = inbox.get(timeout=timeout)
+    except queue.Empty:
+        return [], None
+    items = [first]
+    while len(items) < 5 * _BATCH:
+        try:
+            items.append(inbox.get_nowait())
+        except queue.Empty:
+            break
+    out: list[epb.Envelope] = []
+    for item in items:
+        if isinstance(item, BaseException):
+            return out, item if isinstance(item, (grpc.RpcError, _Gone)) else _Gone(f"event stream failed: {item!r}")
+        out.append(item)
+    return out, None
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, grpc.RpcError):
+        code = e.code() if hasattr(e, "code") else None
+        details = e.details() if hasattr(e, "details") else str(e)
+        return f"{getattr(code, 'name', code)}: {details}"
+    return str(e) or type(e).__name__
