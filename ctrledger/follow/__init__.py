@@ -4,6 +4,8 @@ the store's public API (``Store.observe`` and the status calls)."""
 
 from __future__ import annotations
 
+from .claims import Claims
 from .follower import AFTER_GAP, AT_SYNC, NEW_NAMESPACE, Follower, Stats
+from .proxy import Proxy
 
-__all__ = ["AFTER_GAP", "AT_SYNC", "NEW_NAMESPACE", "Follower", "Stats"]
+__all__ = ["AFTER_GAP", "AT_SYNC", "NEW_NAMESPACE", "Claims", "Follower", "Proxy", "Stats"]

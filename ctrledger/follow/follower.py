@@ -59,6 +59,7 @@ from ctrledger.wire.containerd.services.tasks.v1 import tasks_pb2 as tpb
 from ctrledger.wire.containerd.services.tasks.v1 import tasks_pb2_grpc as tgrpc
 from ctrledger.wire.containerd.types.task import task_pb2 as ttypes
 
+from .claims import Claims
 from .observed import observed_container, observed_time
 
 __all__ = ["AFTER_GAP", "AT_SYNC", "NEW_NAMESPACE", "Follower", "Stats"]
@@ -127,6 +128,7 @@ class Follower:
         relist: float = 10.0,
         backoff: tuple[float, float] = (0.1, 5.0),
         on_ready: Callable[[Follower], None] | None = None,
+        claims: Claims | None = None,
     ) -> None:
         self.store = store
         self.address = address
@@ -134,6 +136,7 @@ class Follower:
         self.relist = relist
         self.backoff = backoff
         self.on_ready = on_ready
+        self.claims = claims
         self.stats = Stats()
         self._stop = threading.Event()
         self._oom: set[tuple[str, str]] = set()
@@ -382,9 +385,13 @@ class Follower:
         payload = payload_of(env)
         at = observed_time(env.timestamp)
         if isinstance(payload, cev.ContainerDelete):
+            if self.claims is not None:
+                self.claims.wait(env.namespace, payload.id)
             return (payload.id, None, at)
         if not isinstance(payload, (cev.ContainerCreate, cev.ContainerUpdate)):
             return None
+        if self.claims is not None:
+            self.claims.wait(env.namespace, payload.id)
         try:
             got = self._containers.Get(cpb.GetContainerRequest(id=payload.id), metadata=_ns(env.namespace),
                                        timeout=30)
@@ -405,6 +412,8 @@ class Follower:
         cid: str = getattr(payload, "container_id", "")
         if not cid:
             return
+        if self.claims is not None:
+            self.claims.wait(ns, cid)
         if isinstance(payload, tev.TaskOOM):
             self._oom.add((ns, cid))
             return
