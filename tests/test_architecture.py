@@ -1,7 +1,8 @@
 """The dependency rule: imports go one way only, and the domain stays pure.
 
-    errors <- domain <- persistence <- projections <- replay <- store <- api <- server <- (ui <- cli, testing)
-                                                                            (server: public API and wire only)
+    errors <- domain <- persistence <- projections <- replay <- store <- api <- server <- follow <- (ui <- cli, testing)
+                                                                            (server: public API and wire only;
+                                                                             follow: public API, wire and server)
     wire: a leaf (containerd's and ctrledger's generated protobuf types), imports nothing of ctrledger
 
 A module may import from its own layer and the layers to its left, never to its
@@ -21,8 +22,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ctrledger"
-LAYERS = ["errors", "domain", "persistence", "projections", "replay", "store", "api", "wire", "server", "ui", "cli",
-          "testing"]
+LAYERS = ["errors", "domain", "persistence", "projections", "replay", "store", "api", "wire", "server", "follow",
+          "ui", "cli", "testing"]
 # cli and testing both sit on the public API; neither imports the other. The web view (ui) sits below the
 # cli, which starts it; the testing kit has no use for it, and it none for the kit.
 SIBLINGS = {"cli", "testing"}
@@ -135,8 +136,19 @@ def test_server_uses_the_public_api_and_the_wire_only(path: Path) -> None:
             assert name.startswith(("ctrledger.wire", "ctrledger.server")), f"{path} imports {name}"
 
 
-def test_only_the_cli_imports_the_server() -> None:
+FOLLOW_MODULES = sorted((PACKAGE / "follow").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", FOLLOW_MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_follow_uses_the_public_api_the_wire_and_the_server_only(path: Path) -> None:
+    for name in imports(path):
+        if name.startswith("ctrledger") and name != "ctrledger":
+            assert name.startswith(("ctrledger.wire", "ctrledger.server", "ctrledger.follow")), f"{path} imports {name}"
+
+
+def test_only_the_cli_and_follow_import_the_server() -> None:
     for path in MODULES:
-        if layer_of("ctrledger." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)) in ("cli", "server"):
+        if layer_of("ctrledger." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)) in (
+                "cli", "server", "follow"):
             continue
         assert not [n for n in imports(path) if n.startswith("ctrledger.server")], path

@@ -14,7 +14,8 @@ history records as JSON, newline-delimited JSON, IDs or a table), ``containers``
 update-resources: the status lifecycle), ``history`` (history, diff, changes, audit,
 rebuild), ``log`` (checkpoint, verify, prove, migrate: the log as a whole), ``replay``
 (export, import, digest, verify-projections, replay-to), ``view`` (ui, timeline: the web view and
-its SVG timeline, over ``ctrledger.ui``), ``serve`` (containerd's gRPC APIs, ``ctrledger.server``),
+its SVG timeline, over ``ctrledger.ui``), ``serve`` (containerd's gRPC APIs, ``ctrledger.server``;
+with ``--upstream``, the auditing proxy), ``follow`` (a live containerd, ``ctrledger.follow``),
 ``progress`` (the progress bar of long commands on a terminal).
 """
 
@@ -43,6 +44,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(("start", "exit", "pause", "resume", "update-resources"), "status"),
     **dict.fromkeys(("ui", "timeline"), "view"),
     "serve": "serve",
+    "follow": "follow",
 }
 
 
@@ -72,6 +74,10 @@ def _module(name: str) -> ModuleType:
         from . import serve
 
         return serve
+    if name == "follow":
+        from . import follow
+
+        return follow
     from . import replay
 
     return replay

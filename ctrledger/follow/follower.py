@@ -211,7 +211,7 @@ class Follower:
         while not self._stop.is_set():
             batch, ended = _drain(inbox, timeout=max(0.0, min(0.5, next_relist - time.monotonic())))
             if batch:
-                self._apply(batch)
+                self.apply(batch)
             if ended is not None:
                 raise ended
             if time.monotonic() >= next_relist:
@@ -329,7 +329,8 @@ class Follower:
 
     # -- events ---------------------------------------------------------------------
 
-    def _apply(self, batch: list[epb.Envelope]) -> None:
+    def apply(self, batch: list[epb.Envelope]) -> None:
+        """Record what these envelopes say (in order); what is already recorded writes nothing."""
         pending: list[tuple[str, Container | None, datetime | None]] = []
         pending_ns = ""
 

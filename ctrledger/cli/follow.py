@@ -1,0 +1,70 @@
+"""``ctrledger follow``: record a live containerd (``ctrledger.follow`` does the work)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+import click
+
+from ctrledger.follow import Follower
+from ctrledger.server.app import unix_path
+
+from .options import database_options, store_factory
+
+__all__ = ["COMMANDS", "follow"]
+
+
+@click.command()
+@click.option("--address", "-a", default="/run/containerd/containerd.sock", show_default=True, metavar="SOCKET",
+              help="containerd's gRPC socket.")
+@click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS",
+              help="Follow only this namespace (repeatable).  [default: every namespace]")
+@click.option("--relist", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds between namespace re-lists (implicit namespaces have no event).")
+@click.option("--quiet", "-q", is_flag=True, help="Only report errors.")
+@database_options
+def follow(address: str, namespaces: tuple[str, ...], relist: float, quiet: bool, db: str) -> None:
+    """Record a live containerd: every container change and task start, exit,
+    pause and OOM, with containerd's times, as actor containerd.
+
+    Starts with a sync (containers and tasks not yet in the ledger, or
+    different, are recorded as "observed at sync"), then follows containerd's
+    events. On every reconnect, and after a restart, it reconciles again
+    ("observed after a gap"). Reconnects with backoff while containerd is down.
+    Runs until SIGTERM or Ctrl-C.
+    """
+    ctx = click.get_current_context()
+    store = ctx.with_resource(store_factory(ctx)(db, client="follow", mode="c"))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ctrledger follow: %(message)s"))
+    logger = logging.getLogger("ctrledger.follow")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+    def ready(f: Follower) -> None:
+        if not quiet and f.stats.connects == 1:
+            click.echo(f"ctrledger follow: {address} into {db} ({f.stats.writes} events at sync)", err=True)
+
+    follower = Follower(store, unix_path(address), namespaces=list(namespaces) or None, relist=relist,
+                        on_ready=ready)
+    previous = {s: signal.signal(s, lambda signum, frame: follower.stop()) for s in (signal.SIGTERM, signal.SIGINT)}
+    worker = threading.Thread(target=follower.run, name="ctrledger-follow", daemon=True)
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.5)
+    finally:
+        follower.stop()
+        for s, old in previous.items():
+            signal.signal(s, old)
+        logger.removeHandler(handler)
+    if not quiet:
+        st = follower.stats
+        click.echo(f"ctrledger follow: stopped; {st.events} events seen, {st.writes} recorded, "
+                   f"{st.connects} connections", err=True)
+
+
+COMMANDS: tuple[click.Command, ...] = (follow,)
