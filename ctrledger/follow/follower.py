@@ -147,11 +147,15 @@ class Follower:
     # -- lifecycle ------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask ``run`` to return (from any thread, or a signal handler)."""
+        """Ask ``run`` to return (from any thread, or a signal handler); closes the connection."""
         self._stop.set()
         call = self._call
         if call is not None:
             call.cancel()
+
+    def close(self) -> None:
+        """Close the connection ``reconcile`` or ``apply`` opened outside ``run``."""
+        self._close_channel()
 
     def run(self) -> None:
         """Follow until ``stop()``: connect, subscribe, reconcile, apply events; on any break,
@@ -186,7 +190,7 @@ class Follower:
             self._channel.close()
             self._channel = None
 
-    def _session(self, reason: str) -> None:
+    def _connect(self) -> grpc.Channel:
         channel = grpc.insecure_channel(f"unix://{self.address}", options=[
             ("grpc.max_receive_message_length", 1 << 30)])
         self._channel = channel
@@ -194,6 +198,10 @@ class Follower:
         self._containers = cgrpc.ContainersStub(channel)  # type: ignore[no-untyped-call]
         self._tasks = tgrpc.TasksStub(channel)  # type: ignore[no-untyped-call]
         self._namespaces = ngrpc.NamespacesStub(channel)  # type: ignore[no-untyped-call]
+        return channel
+
+    def _session(self, reason: str) -> None:
+        channel = self._connect()
         events = egrpc.EventsStub(channel)  # type: ignore[no-untyped-call]
         # Subscribe before listing, so nothing that happens while we list is lost: those
         # events wait in the queue and are applied after the reconcile (idempotently).
@@ -223,6 +231,8 @@ class Follower:
     def reconcile(self, reason: str = AFTER_GAP, namespaces: Iterable[str] | None = None) -> int:
         """Bring the ledger to containerd's state now (every followed namespace, or
         ``namespaces``); returns the number of events written."""
+        if self._channel is None:
+            self._connect()
         names = sorted(set(namespaces) if namespaces is not None else self._containerd_namespaces()
                        | set(self.store.namespaces()))
         written = 0
@@ -331,6 +341,8 @@ class Follower:
 
     def apply(self, batch: list[epb.Envelope]) -> None:
         """Record what these envelopes say (in order); what is already recorded writes nothing."""
+        if self._channel is None:
+            self._connect()
         pending: list[tuple[str, Container | None, datetime | None]] = []
         pending_ns = ""
 

@@ -1,0 +1,350 @@
+"""ctrledger follow and the auditing proxy against a real containerd, real ctr and real tasks.
+
+One containerd for the module (temp-dir config, CRI disabled, stopped by PID); each test
+works in namespaces of its own, so the tests do not see each other's containers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+import pytest
+
+import ctrledger
+from ctrledger.follow import AFTER_GAP, AT_SYNC, NEW_NAMESPACE, Follower, Proxy
+from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as cpb
+from ctrledger.wire.containerd.services.containers.v1 import containers_pb2_grpc as cgrpc
+from ctrledger.wire.containerd.services.events.v1 import events_pb2 as epb
+from ctrledger.wire.containerd.services.events.v1 import events_pb2_grpc as egrpc
+
+from .conftest import missing_component
+from .live_containerd import Containerd, missing, rootfs
+
+SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
+
+
+@pytest.fixture(scope="module")
+def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
+    why = missing()
+    if why is not None:
+        missing_component(why)
+    d = tmp_path_factory.mktemp("containerd")
+    c = Containerd(d / "cd").start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return rootfs(tmp_path_factory.mktemp("rootfs"))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ctrledger.Store]:
+    with ctrledger.open(tmp_path / "ledger.db") as s:
+        yield s
+
+
+def wait_until(check: Callable[[], object], timeout: float = 10.0, what: str = "the ledger to catch up") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def following(store: ctrledger.Store, cd: Containerd, *namespaces: str) -> Iterator[Follower]:
+    ready = threading.Event()
+    f = Follower(store, cd.socket, namespaces=list(namespaces) or None, relist=0.5, backoff=(0.05, 0.5),
+                 on_ready=lambda _: ready.set())
+    t = threading.Thread(target=f.run, daemon=True)
+    t.start()
+    assert ready.wait(15), f.stats
+    try:
+        yield f
+    finally:
+        f.stop()
+        t.join(10)
+        assert not t.is_alive()
+
+
+def kinds(store: ctrledger.Store, cid: str, ns: str) -> list[str]:
+    return [e.kind for e in store.history(cid, namespace=ns)]
+
+
+def status(store: ctrledger.Store, cid: str, ns: str) -> ctrledger.Status:
+    return store.get(cid, namespace=ns).status
+
+
+def containerd_state(cd: Containerd, ns: str) -> dict[str, dict[str, str]]:
+    with grpc.insecure_channel(f"unix://{cd.socket}") as ch:
+        stub = cgrpc.ContainersStub(ch)
+        got = stub.List(cpb.ListContainersRequest(), metadata=(("containerd-namespace", ns),), timeout=30)
+        return {c.id: dict(c.labels) for c in got.containers}
+
+
+def ledger_state(store: ctrledger.Store, ns: str) -> dict[str, dict[str, str]]:
+    return {c.id: dict(c.labels) for c in store.list(namespace=ns)}
+
+
+# -- metadata ------------------------------------------------------------------------
+
+
+def test_sync_then_create_label_and_delete_through_ctr(store: ctrledger.Store, containerd: Containerd,
+                                                        root: Path) -> None:
+    ns = "meta"
+    containerd.ctr("containers", "create", "--label", "tier=web", "--rootfs", str(root), "pre", "/bin/true",
+                   namespace=ns)
+    with following(store, containerd, ns) as f:
+        pre = store.get("pre", namespace=ns)
+        assert pre.labels == {"tier": "web"}
+        [entry] = store.history("pre", namespace=ns)
+        assert (entry.kind, entry.actor, entry.reason) == ("Created", "containerd", AT_SYNC)
+        containerd.ctr("containers", "create", "--label", "a=1", "--rootfs", str(root), "web-1", "/bin/sh",
+                       namespace=ns)
+        containerd.ctr("containers", "label", "web-1", "a=2", "b=3", namespace=ns)
+        containerd.ctr("containers", "label", "web-1", "a=", namespace=ns)
+        containerd.ctr("containers", "rm", "pre", namespace=ns)
+        wait_until(lambda: ledger_state(store, ns) == {"web-1": {"b": "3"}})
+        assert kinds(store, "web-1", ns) == ["Created", "LabelsChanged", "LabelsChanged"]
+        assert kinds(store, "pre", ns) == ["Created", "Deleted"]
+        changes = [e.changes for e in store.history("web-1", namespace=ns)][1:]
+        assert [(c.field, c.old, c.new) for c in changes[0]] == [("labels.a", "1", "2"), ("labels.b", None, "3")]
+        assert {e.actor for e in store.audit(namespace=ns)} == {"containerd"}
+        # containerd's own time, not the follower's clock
+        with grpc.insecure_channel(f"unix://{containerd.socket}") as ch:
+            wire = cgrpc.ContainersStub(ch).Get(cpb.GetContainerRequest(id="web-1"),
+                                                metadata=(("containerd-namespace", ns),)).container
+        assert store.get("web-1", namespace=ns).updated_at.timestamp() == pytest.approx(
+            wire.updated_at.seconds + wire.updated_at.nanos / 1e9, abs=0.05)
+        head = store.position
+        assert f.reconcile() == 0 and f.reconcile() == 0  # reconciling twice writes nothing
+        assert store.position == head
+
+
+def test_replayed_events_write_nothing(store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
+    ns = "replay"
+    seen: list[epb.Envelope] = []
+    with grpc.insecure_channel(f"unix://{containerd.socket}") as ch:
+        call = egrpc.EventsStub(ch).Subscribe(epb.SubscribeRequest(filters=[f"namespace=={ns}"]))
+
+        def collect() -> None:
+            try:
+                for env in call:
+                    seen.append(env)
+            except grpc.RpcError:
+                pass
+
+        t = threading.Thread(target=collect, daemon=True)
+        t.start()
+        time.sleep(0.2)
+        with following(store, containerd, ns):
+            containerd.ctr("containers", "create", "--rootfs", str(root), "r1", "/bin/true", namespace=ns)
+            containerd.ctr("containers", "label", "r1", "x=1", namespace=ns)
+            containerd.ctr("run", "--rm", "--rootfs", str(root), "r2", "/bin/true", namespace=ns)
+            wait_until(lambda: len(seen) >= 8 and store.position >= 6)
+        call.cancel()
+        t.join(5)
+    head = store.position
+    again = Follower(store, containerd.socket, namespaces=[ns])
+    try:
+        again.apply(seen)  # the same events once more (containerd issue 2299: duplicates happen)
+        again.apply(seen[-4:])
+    finally:
+        again.close()
+    assert store.position == head
+    assert ledger_state(store, ns) == {"r1": {"x": "1"}}
+
+
+# -- tasks ---------------------------------------------------------------------------
+
+
+def test_task_exit_code_and_kill(store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
+    ns = "exits"
+    with following(store, containerd, ns):
+        done = containerd.ctr("run", "--rootfs", str(root), "three", "/bin/sh", "-c", "exit 3", namespace=ns,
+                              check=False)
+        assert done.returncode == 3
+        wait_until(lambda: status(store, "three", ns).state == "EXITED")
+        s = status(store, "three", ns)
+        assert (s.exit_code, s.reason, s.runs) == (3, "Error", 1)
+        assert s.started_at is not None and s.finished_at is not None and s.finished_at >= s.started_at
+        containerd.ctr("run", "-d", "--rootfs", str(root), "sleeper", "/bin/sleep", "60", namespace=ns)
+        wait_until(lambda: status(store, "sleeper", ns).state == "RUNNING")
+        pid = status(store, "sleeper", ns).pid
+        assert pid > 0
+        containerd.ctr("task", "kill", "-s", "SIGKILL", "sleeper", namespace=ns)
+        wait_until(lambda: status(store, "sleeper", ns).state == "EXITED")
+        assert (status(store, "sleeper", ns).exit_code, status(store, "sleeper", ns).reason) == (137, "Error")
+        assert kinds(store, "sleeper", ns) == ["Created", "Started", "Exited"]
+        containerd.ctr("task", "rm", "sleeper", namespace=ns)
+        containerd.ctr("containers", "rm", "sleeper", namespace=ns)
+        containerd.ctr("containers", "rm", "three", namespace=ns)
+        wait_until(lambda: not ledger_state(store, ns))
+        assert kinds(store, "sleeper", ns) == ["Created", "Started", "Exited", "Deleted"]
+
+
+def test_oom_killed(store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
+    ns = "oom"
+    with following(store, containerd, ns):
+        done = containerd.ctr("run", "--memory-limit", "16777216", "--rootfs", str(root), "hog", "/bin/sh", "-c",
+                              "dd if=/dev/zero of=/dev/shm/fill bs=1M count=64", namespace=ns, check=False)
+        assert done.returncode == 137
+        wait_until(lambda: status(store, "hog", ns).state == "EXITED")
+        s = status(store, "hog", ns)
+        assert (s.exit_code, s.reason) == (137, "OOMKilled")
+        assert store.list("status.reason==OOMKilled", namespace=ns)[0].id == "hog"
+
+
+def test_pause_resume_and_exec_is_not_an_exit(store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
+    ns = "pause"
+    with following(store, containerd, ns):
+        containerd.ctr("run", "-d", "--rootfs", str(root), "p1", "/bin/sleep", "60", namespace=ns)
+        wait_until(lambda: status(store, "p1", ns).state == "RUNNING")
+        containerd.ctr("task", "pause", "p1", namespace=ns)
+        wait_until(lambda: status(store, "p1", ns).paused)
+        containerd.ctr("task", "resume", "p1", namespace=ns)
+        wait_until(lambda: not status(store, "p1", ns).paused)
+        done = containerd.ctr("task", "exec", "--exec-id", "e1", "p1", "/bin/sh", "-c", "exit 5", namespace=ns,
+                              check=False)
+        assert done.returncode == 5
+        time.sleep(0.5)
+        s = status(store, "p1", ns)
+        assert (s.state, s.exit_code) == ("RUNNING", 0)
+        assert kinds(store, "p1", ns) == ["Created", "Started", "Paused", "Resumed"]
+        containerd.ctr("task", "kill", "-s", "SIGKILL", "p1", namespace=ns)
+        wait_until(lambda: status(store, "p1", ns).state == "EXITED")
+        containerd.ctr("task", "rm", "p1", namespace=ns)
+
+
+# -- gaps ----------------------------------------------------------------------------
+
+
+def test_containerd_restarted_mid_stream(store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
+    ns = "restart"
+    with following(store, containerd, ns) as f:
+        containerd.ctr("containers", "create", "--rootfs", str(root), "before", "/bin/true", namespace=ns)
+        wait_until(lambda: "before" in ledger_state(store, ns))
+        containerd.stop()
+        time.sleep(0.3)
+        containerd.start()
+        # changed right after the restart, maybe before the follower is back: the reconcile sees it
+        containerd.ctr("containers", "label", "before", "seen=after", namespace=ns)
+        containerd.ctr("containers", "create", "--rootfs", str(root), "after", "/bin/true", namespace=ns)
+        wait_until(lambda: ledger_state(store, ns) == containerd_state(containerd, ns), timeout=20)
+        assert f.stats.connects >= 2 and f.stats.errors >= 1
+        containerd.ctr("containers", "rm", "after", namespace=ns)  # and events flow again
+        wait_until(lambda: ledger_state(store, ns) == {"before": {"seen": "after"}})
+
+
+def test_follower_sigkilled_during_a_burst(tmp_path: Path, containerd: Containerd) -> None:
+    ns = "burst"
+    db = tmp_path / "ledger.db"
+    cmd = [sys.executable, "-m", "ctrledger", "follow", "--address", containerd.socket, "--db", str(db),
+           "--namespace", ns, "--quiet"]
+    follower = subprocess.Popen(cmd, stderr=subprocess.PIPE, start_new_session=True)
+    with grpc.insecure_channel(f"unix://{containerd.socket}") as ch:
+        stub = cgrpc.ContainersStub(ch)
+        md = (("containerd-namespace", ns),)
+        spec = {"type_url": SPEC_URL, "value": b"{}"}
+
+        def burst(lo: int, hi: int) -> None:
+            for i in range(lo, hi):
+                c = cpb.Container(id=f"b{i}", labels={"n": str(i)}, runtime=cpb.Container.Runtime(
+                    name="io.containerd.runc.v2"))
+                c.spec.type_url, c.spec.value = spec["type_url"], spec["value"]  # type: ignore[assignment]
+                stub.Create(cpb.CreateContainerRequest(container=c), metadata=md)
+                if i % 3 == 0:
+                    stub.Update(cpb.UpdateContainerRequest(container=cpb.Container(id=f"b{i}", labels={"n": "x"}),
+                                                           update_mask={"paths": ["labels.n"]}), metadata=md)
+                if i % 5 == 4:
+                    stub.Delete(cpb.DeleteContainerRequest(id=f"b{i - 2}"), metadata=md)
+
+        try:
+            wait_until(db.exists, timeout=30, what="the follower to start")
+            writer = threading.Thread(target=burst, args=(0, 250))
+            writer.start()
+            with ctrledger.open(db) as peek:
+                wait_until(lambda: len(peek.list(namespace=ns)) >= 40, timeout=30, what="the follower to record some")
+            os.killpg(follower.pid, signal.SIGKILL)  # mid-burst: events in flight are lost with it
+            follower.wait()
+            follower = subprocess.Popen(cmd, stderr=subprocess.PIPE, start_new_session=True)
+            writer.join()  # the rest of the burst, while the new follower starts
+            burst(250, 300)
+            with ctrledger.open(db) as store:
+                wait_until(lambda: ledger_state(store, ns) == containerd_state(containerd, ns), timeout=30)
+                reasons = {e.reason for e in store.audit(namespace=ns)}
+                assert AFTER_GAP in reasons
+        finally:
+            follower.send_signal(signal.SIGTERM)
+            try:
+                follower.wait(10)
+            except subprocess.TimeoutExpired:
+                follower.kill()
+                follower.wait()
+
+
+def test_namespaces_two_explicit_and_implicit(store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
+    with following(store, containerd) as f:
+        containerd.ctr("namespaces", "create", "alpha")
+        containerd.ctr("containers", "create", "--rootfs", str(root), "a1", "/bin/true", namespace="alpha")
+        # "beta" has no namespace event: its first container creates it implicitly
+        containerd.ctr("containers", "create", "--rootfs", str(root), "b1", "/bin/true", namespace="beta")
+        wait_until(lambda: {"alpha", "beta"} <= set(store.namespaces()))
+        assert ledger_state(store, "alpha") == {"a1": {}} and ledger_state(store, "beta") == {"b1": {}}
+        assert {"alpha", "beta"} <= f.stats.namespaces
+        assert [e.reason for e in store.history("b1", namespace="beta")] in ([NEW_NAMESPACE], [""])
+        containerd.ctr("containers", "rm", "b1", namespace="beta")
+        wait_until(lambda: not ledger_state(store, "beta"))
+
+
+# -- the proxy -----------------------------------------------------------------------
+
+
+def test_proxy_runs_ctr_and_names_the_caller(tmp_path: Path, store: ctrledger.Store, containerd: Containerd,
+                                             root: Path) -> None:
+    ns = "proxy"
+    with Proxy(store, containerd.socket, address=f"unix://{tmp_path}/proxy.sock") as proxy:
+        done = containerd.ctr("run", "--rm", "--rootfs", str(root), "job1", "/bin/true", namespace=ns,
+                              address=proxy.path)
+        assert done.returncode == 0
+        wait_until(lambda: "job1" in {e.id for e in store.audit(namespace=ns, kinds=["Deleted"])})
+        entries = list(store.history("job1", namespace=ns))
+        assert [e.kind for e in entries] == ["Created", "Started", "Exited", "Deleted"]
+        caller = {(e.kind, e.actor) for e in entries}
+        me = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+        assert ("Created", me) in caller and ("Deleted", me) in caller and ("Started", me) in caller
+        assert "ctr[" in entries[0].client and entries[0].client.startswith("grpc ctr[")
+        assert store.get("job1", namespace=ns, as_of=entries[2].recorded_at).status.exit_code == 0
+        # the proxy changes nothing containerd answers: listings and errors are containerd's
+        containerd.ctr("containers", "create", "--label", "k=v", "--rootfs", str(root), "kept", "/bin/true",
+                       namespace=ns, address=proxy.path)
+        assert (containerd.ctr("containers", "ls", namespace=ns, address=proxy.path).stdout
+                == containerd.ctr("containers", "ls", namespace=ns).stdout)
+        via, direct = (containerd.ctr("containers", "info", "nope", namespace=ns, address=a, check=False)
+                       for a in (proxy.path, containerd.socket))
+        assert (via.returncode, via.stderr) == (direct.returncode, direct.stderr) and via.returncode != 0
+        # a reason from request metadata; a change made directly is still recorded, as containerd
+        with grpc.insecure_channel(f"unix://{proxy.path}") as ch:
+            cgrpc.ContainersStub(ch).Update(
+                cpb.UpdateContainerRequest(container=cpb.Container(id="kept", labels={"k": "w"}),
+                                           update_mask={"paths": ["labels.k"]}),
+                metadata=(("containerd-namespace", ns), ("ctrledger-reason", "ticket 42")))
+        containerd.ctr("containers", "label", "kept", "direct=1", namespace=ns)
+        wait_until(lambda: store.get("kept", namespace=ns).labels == {"k": "w", "direct": "1"})
+        last = [(e.kind, e.actor, e.reason) for e in store.history("kept", namespace=ns)]
+        assert last == [("Created", me, ""), ("LabelsChanged", me, "ticket 42"), ("LabelsChanged", "containerd", "")]
+        assert proxy.errors == 0
