@@ -62,13 +62,14 @@ from ctrledger.wire.containerd.types.task import task_pb2 as ttypes
 from .claims import Claims
 from .observed import observed_container, observed_time
 
-__all__ = ["AFTER_GAP", "AT_SYNC", "NEW_NAMESPACE", "Follower", "Stats"]
+__all__ = ["AFTER_GAP", "AT_SYNC", "NEW_NAMESPACE", "SEEN_IN_EVENT", "Follower", "Stats"]
 
 log = logging.getLogger("ctrledger.follow")
 
 AT_SYNC = "observed at sync"
 AFTER_GAP = "observed after a gap"
 NEW_NAMESPACE = "observed in a new namespace"
+SEEN_IN_EVENT = "seen in its event only (gone before it could be read)"
 ACTOR = "containerd"
 TOPICS = ('topic~="^/containers/"', 'topic~="^/tasks/"', 'topic~="^/namespaces/"')
 UNKNOWN_EXIT = 255  # CRI's exit code for a task that vanished unseen (reason "Unknown")
@@ -142,6 +143,7 @@ class Follower:
         self._oom: set[tuple[str, str]] = set()
         self._known: set[str] = set()
         self._call: Any = None
+        self._fetched: dict[int, cpb.Container | None] = {}
         self._channel: grpc.Channel | None = None
 
     # -- lifecycle ------------------------------------------------------------------
@@ -208,7 +210,9 @@ class Follower:
         call = events.Subscribe(epb.SubscribeRequest(filters=list(TOPICS)))
         self._call = call
         inbox: queue.Queue[epb.Envelope | BaseException] = queue.Queue()
-        reader = threading.Thread(target=_pump, args=(call, inbox), name="ctrledger-follow-events", daemon=True)
+        self._fetched.clear()
+        reader = threading.Thread(target=_pump, args=(call, inbox, self.prefetch), name="ctrledger-follow-events",
+                                  daemon=True)
         reader.start()
         time.sleep(0.05)  # let the subscription reach containerd (it sends no headers before an event)
         self.stats.connects += 1
@@ -280,7 +284,9 @@ class Follower:
         written += self._observe(ns, batch, reason)
         tasks = {t.container_id: t for t in self._tasks.List(tpb.ListTasksRequest(), metadata=md, timeout=60).tasks}
         for cid in sorted(seen):
-            written += self._reconcile_task(ns, cid, tasks.get(cid), reason)
+            known = ledger.get(cid)
+            if cid in tasks or (known is not None and known.status.state == "RUNNING"):
+                written += self._reconcile_task(ns, cid, tasks.get(cid), reason)
         return written
 
     def _observe(self, ns: str, batch: list[tuple[str, Container | None, datetime | None]], reason: str) -> int:
@@ -300,6 +306,8 @@ class Follower:
 
     def _reconcile_task(self, ns: str, cid: str, task: ttypes.Process | None, reason: str) -> int:
         """Bring the container's status to its task's (None: it has no task)."""
+        if self.claims is not None:
+            self.claims.wait(ns, cid)  # a proxied call records it first, under its caller's name
         status = _status(self.store, ns, cid)
         if status is None:
             return 0
@@ -366,8 +374,13 @@ class Follower:
                 self.reconcile(NEW_NAMESPACE, [ns])
             try:
                 if env.topic.startswith("/containers/"):
-                    item = self._container_event(env)
-                    if item is None:
+                    found = self._container_event(env)
+                    if found is None:
+                        continue
+                    item, why = found
+                    if why:
+                        flush()
+                        self.stats.writes += self._observe(ns, [item], why)
                         continue
                     if ns != pending_ns or any(p[0] == item[0] for p in pending):
                         flush()
@@ -394,29 +407,90 @@ class Follower:
         elif env.topic == "/namespaces/delete":
             self._known.discard(env.namespace)
 
-    def _container_event(self, env: epb.Envelope) -> tuple[str, Container | None, datetime | None] | None:
+    def prefetch(self, env: epb.Envelope) -> None:
+        """Read the container of a create or update event as soon as the event arrives (the
+        event stream's reader calls this), so the state read is as close to the event as it
+        can be: the payloads lack the spec, and a create's its labels."""
+        if not env.topic.startswith(("/containers/create", "/containers/update")) or not self._follows(env.namespace):
+            return
         payload = payload_of(env)
-        at = observed_time(env.timestamp)
-        if isinstance(payload, cev.ContainerDelete):
-            if self.claims is not None:
-                self.claims.wait(env.namespace, payload.id)
-            return (payload.id, None, at)
         if not isinstance(payload, (cev.ContainerCreate, cev.ContainerUpdate)):
-            return None
-        if self.claims is not None:
-            self.claims.wait(env.namespace, payload.id)
+            return
         try:
             got = self._containers.Get(cpb.GetContainerRequest(id=payload.id), metadata=_ns(env.namespace),
                                        timeout=30)
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.NOT_FOUND:
-                return None  # deleted since: its delete event follows
-            raise
-        state = observed_container(got.container)
+                self._fetched[id(env)] = None
+            return  # anything else: the follower's loop reads it again
+        self._fetched[id(env)] = got.container
+
+    def _container_event(self, env: epb.Envelope) -> tuple[tuple[str, Container | None, datetime | None], str] | None:
+        """The observation an event makes, and its reason ("" for an ordinary event)."""
+        payload = payload_of(env)
+        at = observed_time(env.timestamp)
+        if isinstance(payload, cev.ContainerDelete):
+            if self.claims is not None:
+                self.claims.wait(env.namespace, payload.id)
+            known = self._known_record(env.namespace, payload.id)
+            if known is not None and at is not None and known.created_at is not None and known.created_at > at:
+                return None  # an old delete, replayed: the ledger knows of a later incarnation
+            return (payload.id, None, at), ""
+        if not isinstance(payload, (cev.ContainerCreate, cev.ContainerUpdate)):
+            return None
+        if self.claims is not None:
+            self.claims.wait(env.namespace, payload.id)
+        wire: cpb.Container | None
+        if id(env) in self._fetched:
+            wire = self._fetched.pop(id(env))
+        else:
+            try:
+                wire = self._containers.Get(cpb.GetContainerRequest(id=payload.id), metadata=_ns(env.namespace),
+                                            timeout=30).container
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                wire = None
+        if wire is None:  # deleted before it could be read: record what the event says
+            return self._from_payload(env.namespace, payload, at)
+        state = observed_container(wire)
         if isinstance(payload, cev.ContainerUpdate):  # what this update set, not what came after it
-            state = replace(state, labels=dict(payload.labels), image=payload.image,
-                            snapshot_key=payload.snapshot_key)
-        return (payload.id, state, at)
+            known = self._known_record(env.namespace, payload.id)
+            if known is None or at is None or known.updated_at is None or known.updated_at < at:
+                state = replace(state, labels=dict(payload.labels), image=payload.image,
+                                snapshot_key=payload.snapshot_key)
+            # else: an update older than what the ledger holds (a duplicate): containerd's present only
+        return (payload.id, state, at), ""
+
+    def _known_record(self, ns: str, cid: str) -> Container | None:
+        try:
+            return self.store.get(cid, namespace=ns)
+        except ctrledger.NotFound:
+            return None
+
+    def _from_payload(
+        self, ns: str, payload: cev.ContainerCreate | cev.ContainerUpdate, at: datetime | None,
+    ) -> tuple[tuple[str, Container | None, datetime | None], str] | None:
+        if isinstance(payload, cev.ContainerCreate):
+            last = None
+            try:
+                for entry in self.store.history(payload.id, namespace=ns):
+                    last = entry.recorded_at
+            except ctrledger.NotFound:
+                pass
+            if last is not None and at is not None and last >= at:
+                return None  # an old create, replayed: the ledger has seen this name since
+            options = (ctrledger.Payload(payload.runtime.options.type_url, payload.runtime.options.value)
+                       if payload.runtime.HasField("options") else None)
+            state = Container(id=payload.id, image=payload.image, spec=ctrledger.Payload(),
+                              runtime=ctrledger.Runtime(payload.runtime.name, options))
+            return (payload.id, state, at), SEEN_IN_EVENT
+        try:
+            current = self.store.get(payload.id, namespace=ns)
+        except ctrledger.NotFound:
+            return None
+        state = replace(current, labels=dict(payload.labels), image=payload.image, snapshot_key=payload.snapshot_key)
+        return (payload.id, state, at), SEEN_IN_EVENT
 
     def _task_event(self, env: epb.Envelope) -> None:
         ns, payload, at = env.namespace, payload_of(env), observed_time(env.timestamp)
@@ -496,9 +570,11 @@ def _ns(namespace: str) -> tuple[tuple[str, str], ...]:
     return (("containerd-namespace", namespace),)
 
 
-def _pump(call: Iterator[epb.Envelope], inbox: queue.Queue[epb.Envelope | BaseException]) -> None:
+def _pump(call: Iterator[epb.Envelope], inbox: queue.Queue[epb.Envelope | BaseException],
+          prefetch: Callable[[epb.Envelope], None]) -> None:
     try:
         for env in call:
+            prefetch(env)
             inbox.put(env)
         inbox.put(_Gone("containerd ended the event stream"))
     except grpc.RpcError as e:

@@ -1,0 +1,238 @@
+#!/usr/bin/env python
+"""Benchmark ``ctrledger follow`` and the auditing proxy against a real containerd, in one run.
+
+Usage::
+
+    python benchmarks/follow.py [--quick] [--burst N] [--sync N] [--runs N] [--json FILE]
+
+Starts a containerd in a temporary directory (CRI disabled; tests/live_containerd.py) and:
+
+* **burst**: a follower follows namespace ``burst`` while a client makes N creates (5 labels,
+  2 KB spec), N label updates and N deletes (3N events; N=2,000 by default) through
+  containerd's gRPC API as fast as 4 threads go. A reader with its own connection polls the
+  ledger's audit table every millisecond and notes when each event becomes readable; the lag
+  is that time minus containerd's envelope timestamp (which the follower records as the
+  event's time). Checks that every change was recorded (N Created, N LabelsChanged,
+  N Deleted, nothing else).
+* **sync**: N existing containers (20,000 by default) in namespace ``sync``; the time for a
+  fresh ledger's initial sync (``Follower.reconcile``).
+* **proxy**: Containers/Get on one container, directly and through ``ctrledger serve
+  --upstream`` (in-process), interleaved; and ``ctr run --rm --rootfs DIR job /bin/true``,
+  directly and through the proxy, interleaved.
+
+Targets (issue 14): every change recorded, lag p99 ≤ 50 ms; sync of 20,000 ≤ 20 s; the proxy
+adds ≤ 1 ms (p50) to Containers/Get and ≤ 20% (median) to ``ctr run --rm``.
+``--quick``: N=600 burst, 2,000 sync, fewer repetitions (smaller than the targets' sizes: say so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import ctrledger  # noqa: E402
+from ctrledger.follow import Follower, Proxy  # noqa: E402
+from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as cpb  # noqa: E402
+from ctrledger.wire.containerd.services.containers.v1 import containers_pb2_grpc as cgrpc  # noqa: E402
+from tests.live_containerd import Containerd, missing, rootfs  # noqa: E402
+
+SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def container(i: int, prefix: str) -> cpb.Container:
+    c = cpb.Container(id=f"{prefix}{i}", labels={f"k{j}": f"v{i % 100}-{j}" for j in range(5)},
+                      runtime=cpb.Container.Runtime(name="io.containerd.runc.v2"))
+    c.spec.type_url = SPEC_URL
+    c.spec.value = json.dumps({"ociVersion": "1.0.2", "pad": os.urandom(1000).hex()}).encode()[:2048]
+    return c
+
+
+def ns_md(ns: str) -> tuple[tuple[str, str], ...]:
+    return (("containerd-namespace", ns),)
+
+
+def burst(cd: Containerd, work: Path, n: int) -> dict[str, object]:
+    ns = "burst"
+    store = ctrledger.open(work / "burst.db")
+    ready = threading.Event()
+    follower = Follower(store, cd.socket, namespaces=[ns], on_ready=lambda _: ready.set())
+    ft = threading.Thread(target=follower.run, daemon=True)
+    ft.start()
+    assert ready.wait(30)
+    seen: dict[int, float] = {}  # position -> wall time it became readable
+    recorded: dict[int, tuple[int, str]] = {}
+    stop = threading.Event()
+
+    def poll() -> None:
+        conn = sqlite3.connect(f"file:{work / 'burst.db'}?mode=ro", uri=True, isolation_level=None)
+        last = 0
+        while not stop.is_set():
+            rows = conn.execute("SELECT position, recorded_at, kind FROM audit WHERE position > ? ORDER BY position",
+                                (last,)).fetchall()
+            now = time.time()
+            for pos, at, kind in rows:
+                seen[pos] = now
+                recorded[pos] = (at, kind)
+                last = pos
+            time.sleep(0.001)
+        conn.close()
+
+    pt = threading.Thread(target=poll, daemon=True)
+    pt.start()
+    channel = grpc.insecure_channel(f"unix://{cd.socket}")
+    stub = cgrpc.ContainersStub(channel)
+    md = ns_md(ns)
+
+    def one(i: int) -> None:
+        stub.Create(cpb.CreateContainerRequest(container=container(i, "b")), metadata=md)
+        stub.Update(cpb.UpdateContainerRequest(container=cpb.Container(id=f"b{i}", labels={"k0": "changed"}),
+                                               update_mask={"paths": ["labels.k0"]}), metadata=md)
+        stub.Delete(cpb.DeleteContainerRequest(id=f"b{i}"), metadata=md)
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(one, range(n)))
+    sent = time.monotonic() - t0
+    deadline = time.monotonic() + 120
+    while len(recorded) < 3 * n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    caught_up = time.monotonic() - t0
+    stop.set()
+    pt.join()
+    follower.stop()
+    ft.join(10)
+    channel.close()
+    lags = [(seen[p] - at / 1e6) * 1000 for p, (at, _) in recorded.items()]
+    counts: dict[str, int] = {}
+    for _, kind in recorded.values():
+        counts[kind] = counts.get(kind, 0) + 1
+    store.close()
+    complete = counts == {"Created": n, "LabelsChanged": n, "Deleted": n}
+    return {"events": 3 * n, "recorded": counts, "complete": complete, "sent_s": round(sent, 2),
+            "caught_up_s": round(caught_up, 2), "events_per_s_sent": round(3 * n / sent),
+            "lag_ms_p50": round(pct(lags, 50), 2), "lag_ms_p99": round(pct(lags, 99), 2),
+            "lag_ms_max": round(max(lags), 2), "target_ok": complete and pct(lags, 99) <= 50}
+
+
+def sync(cd: Containerd, work: Path, n: int) -> dict[str, object]:
+    ns = "sync"
+    channel = grpc.insecure_channel(f"unix://{cd.socket}")
+    stub = cgrpc.ContainersStub(channel)
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: stub.Create(cpb.CreateContainerRequest(container=container(i, "s")),
+                                            metadata=ns_md(ns)), range(n)))
+    made = time.monotonic() - t0
+    channel.close()
+    store = ctrledger.open(work / "sync.db")
+    follower = Follower(store, cd.socket, namespaces=[ns])
+    t0 = time.monotonic()
+    written = follower.reconcile("observed at sync")
+    took = time.monotonic() - t0
+    t0 = time.monotonic()
+    again = follower.reconcile()
+    second = time.monotonic() - t0
+    follower.close()
+    count = len(store.list(namespace=ns))
+    store.close()
+    return {"containers": n, "create_in_containerd_s": round(made, 1), "sync_s": round(took, 2),
+            "events_written": written, "in_ledger": count, "second_reconcile_s": round(second, 2),
+            "second_reconcile_writes": again, "target_ok": took * 20_000 / n <= 20 and count == n and again == 0,
+            "per_container_ms": round(took / n * 1000, 3)}
+
+
+def proxy(cd: Containerd, work: Path, gets: int, runs: int) -> dict[str, object]:
+    ns = "proxy"
+    root = rootfs(work / "rootfs")
+    store = ctrledger.open(work / "proxy.db")
+    result: dict[str, object] = {}
+    with Proxy(store, cd.socket, address=f"unix://{work}/proxy.sock", follow=False) as p:
+        direct_ch = grpc.insecure_channel(f"unix://{cd.socket}")
+        proxy_ch = grpc.insecure_channel(f"unix://{p.path}")
+        direct, via = cgrpc.ContainersStub(direct_ch), cgrpc.ContainersStub(proxy_ch)
+        direct.Create(cpb.CreateContainerRequest(container=container(0, "g")), metadata=ns_md(ns))
+        request = cpb.GetContainerRequest(id="g0")
+        d_times: list[float] = []
+        p_times: list[float] = []
+        for i in range(gets + 50):
+            for stub, times in ((direct, d_times), (via, p_times)):
+                t = time.perf_counter()
+                stub.Get(request, metadata=ns_md(ns))
+                if i >= 50:  # warm-up
+                    times.append((time.perf_counter() - t) * 1000)
+        direct_ch.close()
+        proxy_ch.close()
+        d50, p50 = statistics.median(d_times), statistics.median(p_times)
+        result["get"] = {"direct_ms_p50": round(d50, 3), "proxy_ms_p50": round(p50, 3),
+                         "added_ms_p50": round(p50 - d50, 3), "target_ok": p50 - d50 <= 1.0}
+        d_run: list[float] = []
+        p_run: list[float] = []
+        for i in range(runs):
+            for address, times in ((cd.socket, d_run), (p.path, p_run)):
+                t = time.perf_counter()
+                done = subprocess.run(["ctr", "-a", address, "-n", ns, "run", "--rm", "--rootfs", str(root),
+                                       f"job{i}-{len(times)}-{address == p.path}", "/bin/true"],
+                                      capture_output=True, text=True)
+                assert done.returncode == 0, done.stderr
+                times.append((time.perf_counter() - t) * 1000)
+        dm, pm = statistics.median(d_run), statistics.median(p_run)
+        result["ctr_run"] = {"direct_ms_median": round(dm, 1), "proxy_ms_median": round(pm, 1),
+                             "added_pct": round((pm / dm - 1) * 100, 1), "target_ok": pm <= 1.2 * dm,
+                             "runs": runs}
+        result["recorded_by_proxy"] = sum(1 for _ in store.audit(namespace=ns))
+    store.close()
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--burst", type=int, default=None)
+    parser.add_argument("--sync", type=int, default=None)
+    parser.add_argument("--runs", type=int, default=None)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    why = missing()
+    if why is not None:
+        print(f"cannot run: {why}", file=sys.stderr)
+        return 2
+    n_burst = args.burst or (600 if args.quick else 2000)
+    n_sync = args.sync or (2000 if args.quick else 20_000)
+    runs = args.runs or (6 if args.quick else 15)
+    with tempfile.TemporaryDirectory(prefix="ctrledger-bench-follow-") as tmp:
+        work = Path(tmp)
+        cd = Containerd(work / "containerd").start()
+        try:
+            report = {"burst": burst(cd, work, n_burst), "sync": sync(cd, work, n_sync),
+                      "proxy": proxy(cd, work, 500 if args.quick else 2000, runs)}
+        finally:
+            cd.stop()
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
