@@ -8,6 +8,7 @@ import sys
 import threading
 
 import click
+import grpc
 
 from ctrledger.follow import Follower
 from ctrledger.server.app import unix_path
@@ -24,9 +25,10 @@ __all__ = ["COMMANDS", "follow"]
               help="Follow only this namespace (repeatable).  [default: every namespace]")
 @click.option("--relist", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds between namespace re-lists (implicit namespaces have no event).")
+@click.option("--once", is_flag=True, help="Reconcile once and exit (no events; fails if containerd is down).")
 @click.option("--quiet", "-q", is_flag=True, help="Only report errors.")
 @database_options
-def follow(address: str, namespaces: tuple[str, ...], relist: float, quiet: bool, db: str) -> None:
+def follow(address: str, namespaces: tuple[str, ...], relist: float, once: bool, quiet: bool, db: str) -> None:
     """Record a live containerd: every container change and task start, exit,
     pause and OOM, with containerd's times, as actor containerd.
 
@@ -34,10 +36,20 @@ def follow(address: str, namespaces: tuple[str, ...], relist: float, quiet: bool
     different, are recorded as "observed at sync"), then follows containerd's
     events. On every reconnect, and after a restart, it reconciles again
     ("observed after a gap"). Reconnects with backoff while containerd is down.
-    Runs until SIGTERM or Ctrl-C.
+    Runs until SIGTERM or Ctrl-C; with --once, reconciles once and exits.
     """
     ctx = click.get_current_context()
     store = ctx.with_resource(store_factory(ctx)(db, client="follow", mode="c"))
+    if once:
+        f = Follower(store, unix_path(address), namespaces=list(namespaces) or None)
+        try:
+            written = f.sync_once()
+        except (OSError, grpc.RpcError) as e:
+            raise click.ClickException(str(e) if isinstance(e, OSError) else
+                                       f"containerd at {address}: {e.details()}") from e
+        if not quiet:
+            click.echo(f"{written} events recorded from {address}")
+        return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("ctrledger follow: %(message)s"))
     logger = logging.getLogger("ctrledger.follow")

@@ -33,6 +33,7 @@ an unseen namespace        reconciled (an implicitly created namespace has no ev
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -192,11 +193,25 @@ class Follower:
             self._channel.close()
             self._channel = None
 
+    def sync_once(self) -> int:
+        """Connect, reconcile once (``observed at sync`` on a new ledger, else ``observed after a
+        gap``) and disconnect; returns the events written. Raises ``OSError`` or ``grpc.RpcError``
+        if containerd cannot be reached (``run`` retries instead)."""
+        try:
+            return self.reconcile(AT_SYNC if self._ledger_is_new() else AFTER_GAP)
+        finally:
+            self._close_channel()
+
     def _connect(self) -> grpc.Channel:
+        if not os.path.exists(self.address):
+            raise OSError(f"cannot reach containerd at {self.address}: no such socket")
         channel = grpc.insecure_channel(f"unix://{self.address}", options=[
             ("grpc.max_receive_message_length", 1 << 30)])
         self._channel = channel
-        grpc.channel_ready_future(channel).result(timeout=5)
+        try:
+            grpc.channel_ready_future(channel).result(timeout=5)
+        except grpc.FutureTimeoutError:
+            raise OSError(f"cannot reach containerd at {self.address}: it does not answer") from None
         self._containers = cgrpc.ContainersStub(channel)  # type: ignore[no-untyped-call]
         self._tasks = tgrpc.TasksStub(channel)  # type: ignore[no-untyped-call]
         self._namespaces = ngrpc.NamespacesStub(channel)  # type: ignore[no-untyped-call]
