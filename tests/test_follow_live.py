@@ -348,3 +348,46 @@ def test_proxy_runs_ctr_and_names_the_caller(tmp_path: Path, store: ctrledger.St
         last = [(e.kind, e.actor, e.reason) for e in store.history("kept", namespace=ns)]
         assert last == [("Created", me, ""), ("LabelsChanged", me, "ticket 42"), ("LabelsChanged", "containerd", "")]
         assert proxy.errors == 0
+
+
+def test_proxy_passes_streams_and_unknown_services_through(tmp_path: Path, store: ctrledger.Store,
+                                                           containerd: Containerd, root: Path) -> None:
+    ns = "passthrough"
+    for i in range(3):
+        containerd.ctr("containers", "create", "--label", f"i={i}", "--rootfs", str(root), f"c{i}", "/bin/true",
+                       namespace=ns)
+    with Proxy(store, containerd.socket, address=f"unix://{tmp_path}/proxy.sock", follow=False) as proxy:
+        md = (("containerd-namespace", ns),)
+        answers = []
+        for address in (proxy.path, containerd.socket):
+            with grpc.insecure_channel(f"unix://{address}") as ch:
+                stream = cgrpc.ContainersStub(ch).ListStream(cpb.ListContainersRequest(filters=["labels.i!=1"]),
+                                                             metadata=md)
+                answers.append([m.container.SerializeToString(deterministic=True) for m in stream])
+        assert answers[0] == answers[1] and len(answers[0]) == 2
+        for args in (("images", "ls"), ("snapshots", "ls"), ("version",), ("namespaces", "ls")):
+            via = containerd.ctr(*args, namespace=ns, address=proxy.path)
+            direct = containerd.ctr(*args, namespace=ns)
+            if args != ("version",):
+                assert via.stdout == direct.stdout, args
+        assert not list(store.audit(namespace=ns))  # reads record nothing
+
+
+def test_serve_upstream_command(tmp_path: Path, containerd: Containerd, root: Path) -> None:
+    ns = "cli-proxy"
+    db, sock = tmp_path / "ledger.db", tmp_path / "proxy.sock"
+    server = subprocess.Popen([sys.executable, "-m", "ctrledger", "serve", "--upstream", containerd.socket,
+                               "--address", f"unix://{sock}", "--db", str(db)], stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        assert "proxying" in server.stderr.readline()
+        containerd.ctr("containers", "create", "--label", "via=proxy", "--rootfs", str(root), "p1", "/bin/true",
+                       namespace=ns, address=str(sock))
+        containerd.ctr("containers", "label", "p1", "direct=yes", namespace=ns)
+        with ctrledger.open(db) as store:
+            wait_until(lambda: ledger_state(store, ns) == {"p1": {"via": "proxy", "direct": "yes"}})
+            actors = [e.actor for e in store.history("p1", namespace=ns)]
+        assert actors[0] != "containerd" and actors[1:] == ["containerd"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(20) == 0
