@@ -119,3 +119,12 @@ def test_observe_refuses_a_naive_time(store: ctrledger.Store) -> None:
     with pytest.raises(ctrledger.InvalidArgument, match="timezone-aware"):
         store.observe("web-1", BASE, at=datetime(2026, 1, 1))  # noqa: DTZ001
     assert store.position == 0
+
+
+def test_observe_many_follows_one_id_through_a_batch(store: ctrledger.Store) -> None:
+    batch = [("web-1", make("web-1"), T0), ("web-1", make("web-1", labels={"a": "1"}), None),
+             ("web-1", None, None), ("web-1", make("web-1", image="x"), None), ("db-1", make("db-1"), None)]
+    assert store.observe_many(batch) == [("Created",), ("LabelsChanged",), ("Deleted",), ("Created",), ("Created",)]
+    assert [e.kind for e in store.history("web-1")] == ["Created", "LabelsChanged", "Deleted", "Created"]
+    assert store.get("web-1").image == "x"
+    assert store.observe_many(batch[-2:]) == [(), ()]

@@ -397,7 +397,7 @@ class Follower:
                         flush()
                         self.stats.writes += self._observe(ns, [item], why)
                         continue
-                    if ns != pending_ns or any(p[0] == item[0] for p in pending):
+                    if ns != pending_ns:
                         flush()
                     pending_ns = ns
                     pending.append(item)
