@@ -323,7 +323,9 @@ def test_proxy_runs_ctr_and_names_the_caller(tmp_path: Path, store: ctrledger.St
         assert done.returncode == 0
         wait_until(lambda: "job1" in {e.id for e in store.audit(namespace=ns, kinds=["Deleted"])})
         entries = list(store.history("job1", namespace=ns))
-        assert [e.kind for e in entries] == ["Created", "Started", "Exited", "Deleted"]
+        assert [e.kind for e in entries] == ["Created", "Started", "Exited", "Deleted"], [
+            (e.kind, e.actor, e.reason, e.recorded_at.isoformat(), [(c.field, c.old, c.new) for c in e.changes])
+            for e in entries]
         caller = {(e.kind, e.actor) for e in entries}
         me = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
         assert ("Created", me) in caller and ("Deleted", me) in caller and ("Started", me) in caller
@@ -386,8 +388,10 @@ def test_serve_upstream_command(tmp_path: Path, containerd: Containerd, root: Pa
         containerd.ctr("containers", "label", "p1", "direct=yes", namespace=ns)
         with ctrledger.open(db) as store:
             wait_until(lambda: ledger_state(store, ns) == {"p1": {"via": "proxy", "direct": "yes"}})
-            actors = [e.actor for e in store.history("p1", namespace=ns)]
-        assert actors[0] != "containerd" and actors[1:] == ["containerd"]
+            entries = [(e.kind, e.actor, e.reason, [(c.field, c.old, c.new) for c in e.changes])
+                       for e in store.history("p1", namespace=ns)]
+        assert [(k, a != "containerd") for k, a, _, _ in entries] == [("Created", True), ("LabelsChanged", False)], \
+            entries
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(20) == 0

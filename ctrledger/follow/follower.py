@@ -523,8 +523,11 @@ class Follower:
             if payload.id and payload.id != cid:
                 return  # an exec process: not the container's exit
             status = _status(self.store, ns, cid)
+            exited_at = observed_time(payload.exited_at) or at
             if status is not None and status.state == "RUNNING":
-                self._exited(ns, cid, payload.exit_status, observed_time(payload.exited_at) or at, "")
+                if exited_at is not None and status.started_at is not None and exited_at < status.started_at:
+                    return  # the exit of an earlier run, replayed
+                self._exited(ns, cid, payload.exit_status, exited_at, "")
                 self.stats.writes += 1
             return
         if not isinstance(payload, (tev.TaskStart, tev.TaskPaused, tev.TaskResumed)):
@@ -534,6 +537,9 @@ class Follower:
             self.reconcile(AFTER_GAP, [ns])
             return
         kw: dict[str, Any] = {"namespace": ns, "actor": ACTOR, "at": _not_before(at, status)}
+        last = max((t for t in (status.started_at, status.finished_at) if t is not None), default=None)
+        if at is not None and last is not None and at <= last:
+            return  # no newer than what the ledger knows: a duplicate, or queued while a reconcile recorded it
         if isinstance(payload, tev.TaskStart):
             if status.state == "RUNNING" and status.pid == payload.pid:
                 return  # a duplicate
