@@ -38,6 +38,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -144,7 +145,8 @@ class Follower:
         self._oom: set[tuple[str, str]] = set()
         self._known: set[str] = set()
         self._call: Any = None
-        self._fetched: dict[int, cpb.Container | None] = {}
+        self._fetched: dict[int, Future[cpb.Container | None]] = {}
+        self._fetchers = ThreadPoolExecutor(4, thread_name_prefix="ctrledger-follow-get")
         self._channel: grpc.Channel | None = None
 
     # -- lifecycle ------------------------------------------------------------------
@@ -253,7 +255,7 @@ class Follower:
         if self._channel is None:
             self._connect()
         names = sorted(set(namespaces) if namespaces is not None else self._containerd_namespaces()
-                       | set(self.store.namespaces()))
+                       | set(self.store.namespaces()) | set(self.only or ()))
         written = 0
         for ns in names:
             if not self._follows(ns):
@@ -389,6 +391,10 @@ class Follower:
                 self.reconcile(NEW_NAMESPACE, [ns])
             try:
                 if env.topic.startswith("/containers/"):
+                    if env.topic == "/containers/update" and pending:
+                        update = payload_of(env)
+                        if isinstance(update, cev.ContainerUpdate) and any(p[0] == update.id for p in pending):
+                            flush()  # an update of a container gone meanwhile is read against the ledger
                     found = self._container_event(env)
                     if found is None:
                         continue
@@ -423,22 +429,25 @@ class Follower:
             self._known.discard(env.namespace)
 
     def prefetch(self, env: epb.Envelope) -> None:
-        """Read the container of a create or update event as soon as the event arrives (the
-        event stream's reader calls this), so the state read is as close to the event as it
-        can be: the payloads lack the spec, and a create's its labels."""
+        """Start reading the container of a create or update event as soon as the event arrives
+        (the event stream's reader calls this; a few reads run at once), so the state read is
+        as close to the event as it can be: the payloads lack the spec, and a create's its labels."""
         if not env.topic.startswith(("/containers/create", "/containers/update")) or not self._follows(env.namespace):
             return
         payload = payload_of(env)
-        if not isinstance(payload, (cev.ContainerCreate, cev.ContainerUpdate)):
-            return
+        if isinstance(payload, (cev.ContainerCreate, cev.ContainerUpdate)):
+            self._fetched[id(env)] = self._fetchers.submit(self._read, env.namespace, payload.id)
+
+    def _read(self, ns: str, cid: str) -> cpb.Container | None:
+        """The container as containerd holds it now; None if it is gone."""
         try:
-            got = self._containers.Get(cpb.GetContainerRequest(id=payload.id), metadata=_ns(env.namespace),
-                                       timeout=30)
+            found: cpb.Container = self._containers.Get(cpb.GetContainerRequest(id=cid), metadata=_ns(ns),
+                                                        timeout=30).container
+            return found
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.NOT_FOUND:
-                self._fetched[id(env)] = None
-            return  # anything else: the follower's loop reads it again
-        self._fetched[id(env)] = got.container
+                return None
+            raise
 
     def _container_event(self, env: epb.Envelope) -> tuple[tuple[str, Container | None, datetime | None], str] | None:
         """The observation an event makes, and its reason ("" for an ordinary event)."""
@@ -456,16 +465,11 @@ class Follower:
         if self.claims is not None:
             self.claims.wait(env.namespace, payload.id)
         wire: cpb.Container | None
-        if id(env) in self._fetched:
-            wire = self._fetched.pop(id(env))
-        else:
-            try:
-                wire = self._containers.Get(cpb.GetContainerRequest(id=payload.id), metadata=_ns(env.namespace),
-                                            timeout=30).container
-            except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.NOT_FOUND:
-                    raise
-                wire = None
+        started = self._fetched.pop(id(env), None)
+        try:
+            wire = started.result() if started is not None else self._read(env.namespace, payload.id)
+        except grpc.RpcError:
+            wire = self._read(env.namespace, payload.id)  # the early read failed: once more, now
         if wire is None:  # deleted before it could be read: record what the event says
             return self._from_payload(env.namespace, payload, at)
         state = observed_container(wire)
