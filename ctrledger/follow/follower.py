@@ -177,6 +177,12 @@ class Follower:
                 self.stats.errors += 1
                 self.stats.last_error = _describe(e)
                 log.warning("follow %s: %s; retrying in %.1fs", self.address, self.stats.last_error, wait)
+            except Exception as e:  # noqa: BLE001 - a bug must not stop the recording: log it, start over
+                if self._stop.is_set():
+                    break
+                self.stats.errors += 1
+                self.stats.last_error = f"unexpected {type(e).__name__}: {e}"
+                log.exception("follow %s: unexpected error; reconciling again in %.1fs", self.address, wait)
             finally:
                 first = False
                 self._close_channel()

@@ -1,0 +1,48 @@
+"""The follower's pure parts, without a containerd: payload decoding, times, exit codes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from google.protobuf import timestamp_pb2
+
+from ctrledger.follow.follower import _int32, payload_of
+from ctrledger.follow.observed import observed_time
+from ctrledger.wire.containerd.events import container_pb2 as cev
+from ctrledger.wire.containerd.events import task_pb2 as tev
+from ctrledger.wire.containerd.services.events.v1 import events_pb2 as epb
+
+
+def envelope(topic: str, type_url: str, value: bytes) -> epb.Envelope:
+    env = epb.Envelope(topic=topic, namespace="default")
+    env.event.type_url, env.event.value = type_url, value
+    return env
+
+
+def test_payloads_decode_by_their_bare_type_name() -> None:
+    exit_ = tev.TaskExit(container_id="web-1", id="web-1", pid=42, exit_status=137)
+    got = payload_of(envelope("/tasks/exit", "containerd.events.TaskExit", exit_.SerializeToString()))
+    assert isinstance(got, tev.TaskExit) and (got.container_id, got.exit_status) == ("web-1", 137)
+    labels = cev.ContainerUpdate(id="web-1", labels={"a": "1"})
+    got = payload_of(envelope("/containers/update", "type.googleapis.com/containerd.events.ContainerUpdate",
+                              labels.SerializeToString()))
+    assert isinstance(got, cev.ContainerUpdate) and dict(got.labels) == {"a": "1"}
+    assert payload_of(envelope("/snapshot/remove", "containerd.events.SnapshotRemove", b"")) is None
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos", "expected"),
+    [
+        pytest.param(0, 0, None, id="unset"),
+        pytest.param(-62135596800, 0, None, id="go-zero-time"),
+        pytest.param(1_764_000_000, 123_456_789, datetime(2025, 11, 24, 16, 0, 0, 123456, tzinfo=UTC), id="set"),
+    ],
+)
+def test_observed_time(seconds: int, nanos: int, expected: datetime | None) -> None:
+    assert observed_time(timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)) == expected
+
+
+@pytest.mark.parametrize(("status", "code"), [(0, 0), (3, 3), (137, 137), (2**32 - 1, -1), (2**31, -(2**31))])
+def test_exit_status_as_int32(status: int, code: int) -> None:
+    assert _int32(status) == code
