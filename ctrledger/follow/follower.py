@@ -191,7 +191,11 @@ class Follower:
             wait = min(wait * 2, self.backoff[1])
 
     def _ledger_is_new(self) -> bool:
-        return next(iter(self.store.audit(actor=ACTOR)), None) is None
+        """Nothing recorded from containerd yet: the first reconcile is the initial sync."""
+        try:
+            return next(iter(self.store.audit(actor=ACTOR)), None) is None
+        except ctrledger.FailedPrecondition:  # a store without history: judge by its log
+            return self.store.position == 0
 
     def _close_channel(self) -> None:
         if self._call is not None:
