@@ -474,8 +474,11 @@ class Follower:
             return None
         if self.claims is not None:
             self.claims.wait(env.namespace, payload.id)
-        wire: cpb.Container | None
         started = self._fetched.pop(id(env), None)
+        known = self._known_record(env.namespace, payload.id)
+        if known is not None and at is not None and known.updated_at is not None and known.updated_at >= at:
+            return None  # the ledger already holds a state as new (a reconcile read it since, or a duplicate)
+        wire: cpb.Container | None
         try:
             wire = started.result() if started is not None else self._read(env.namespace, payload.id)
         except grpc.RpcError:
@@ -484,11 +487,8 @@ class Follower:
             return self._from_payload(env.namespace, payload, at)
         state = observed_container(wire)
         if isinstance(payload, cev.ContainerUpdate):  # what this update set, not what came after it
-            known = self._known_record(env.namespace, payload.id)
-            if known is None or at is None or known.updated_at is None or known.updated_at < at:
-                state = replace(state, labels=dict(payload.labels), image=payload.image,
-                                snapshot_key=payload.snapshot_key)
-            # else: an update older than what the ledger holds (a duplicate): containerd's present only
+            state = replace(state, labels=dict(payload.labels), image=payload.image,
+                            snapshot_key=payload.snapshot_key)
         return (payload.id, state, at), ""
 
     def _known_record(self, ns: str, cid: str) -> Container | None:
