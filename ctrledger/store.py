@@ -61,7 +61,15 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from eventsourcing.persistence import Mapper
 
-from .domain.container import EVENT_CLASSES, ContainerAggregate, check_exit_code, check_pid, check_text, stream_id
+from .domain.container import (
+    EVENT_CLASSES,
+    ContainerAggregate,
+    check_exit_code,
+    check_pid,
+    check_text,
+    observation,
+    stream_id,
+)
 from .domain.fieldpaths import merge_update
 from .domain.filters import match_fields, parse_filters
 from .domain.history import (
@@ -780,6 +788,180 @@ class Store:
         with self._outcome(request, "delete"):
             self._modify(ns, id, "delete", expected_version, lambda agg: agg.delete(audit, now), request)
 
+    # -- observing a live containerd ------------------------------------------------
+    #
+    # What ``ctrledger follow`` and the auditing proxy record: not a request, but a state
+    # seen on a real containerd. The ledger is brought to it with the fewest events, and
+    # nothing is written when it is already there, so observing twice is harmless.
+
+    def observe(
+        self,
+        id: str,  # noqa: A002
+        state: Container | None,
+        *,
+        namespace: str | None = "default",
+        actor: str | None = "containerd",
+        reason: str | None = None,
+        at: datetime | str | None = None,
+        correlation_id: str | None = None,
+        client: str | None = None,
+    ) -> tuple[str, ...]:
+        """Bring the container ``id`` to ``state``, as observed on containerd (None: absent).
+
+        Absent: a live container is deleted. Present: a missing or deleted name is created;
+        a live one replaced meanwhile (another runtime, snapshotter or sandbox, or a later
+        ``state.created_at``) is deleted and created again; otherwise one event per kind of
+        field that differs (labels, image, spec, snapshot key, extensions). ``at`` (default
+        now) dates the events. Returns the
+        kinds of the events written, ``()`` when nothing differed. ``InvalidArgument`` for
+        a record the store cannot hold (nothing written).
+        """
+        return self.observe_many([(id, state, at)], namespace=namespace, actor=actor, reason=reason,
+                                 correlation_id=correlation_id, client=client)[0]
+
+    def observe_many(
+        self,
+        states: Sequence[tuple[str, Container | None, datetime | str | None]],
+        *,
+        namespace: str | None = "default",
+        actor: str | None = "containerd",
+        reason: str | None = None,
+        correlation_id: str | None = None,
+        client: str | None = None,
+    ) -> builtins.list[tuple[str, ...]]:
+        """``observe`` for many ``(id, state, at)`` of one namespace, appended in one transaction
+        when no other writer interferes (a sync of thousands of containers); returns each one's
+        event kinds. Every record is checked before anything is written."""
+        ns = validate_namespace(namespace)
+        prepared: builtins.list[tuple[str, Container | None, datetime, Audit]] = []
+        base = self._audit(actor, reason, correlation_id, (), client)
+        for item in states:
+            if not isinstance(item, tuple) or len(item) != 3:
+                raise InvalidArgument(f"observe takes (id, state, at) triples, not {item!r}: invalid argument")
+            cid, state, at = item
+            if not isinstance(cid, str) or not cid:
+                raise InvalidArgument(f"observe: a container ID is required, not {cid!r}: invalid argument")
+            record = None
+            if state is not None:
+                if not isinstance(state, Container):
+                    raise InvalidArgument(f"observe: expected a Container or None, not {type(state).__name__}: "
+                                          "invalid argument")
+                if state.id != cid:
+                    raise InvalidArgument(f"observe: the record's ID {state.id!r} is not {cid!r}: invalid argument")
+                check_record(state, "observed container failed validation")
+                record = Container.trusted(  # checked: as create stores it, with containerd's created_at
+                    **{**state.__dict__, "labels": drop_empty_labels(state.labels),
+                       "extensions": dict(state.extensions), "updated_at": None, "version": 0,
+                       "created_at": _observed_time(state.created_at, "created_at")})
+            when = _observed_time(at, "at") or self._clock()
+            audit = base if correlation_id is not None else Audit(
+                base.actor, base.reason, self._new_correlation_id(), (), base.client)  # one operation per item
+            prepared.append((cid, record, when, audit))
+        self._sync()
+        with self._rm.connection():  # the current state, as of the last write (same transaction as the log)
+            current = self._rm.current.get_many(ns, [p[0] for p in prepared])
+        kinds: builtins.list[tuple[str, ...]] = [()] * len(prepared)
+        pending: dict[str, ContainerAggregate] = {}  # by stream: an ID seen twice continues its aggregate
+        for i, (cid, record, when, audit) in enumerate(prepared):
+            stream = stream_id(ns, cid)
+            agg = pending.get(stream)
+            if agg is None:
+                live = current.get(cid)
+                if live is None and record is None:
+                    continue
+                if live is not None and record is not None and observation(live, record) == "same":
+                    continue
+                if live is None:
+                    # A new name, most likely: created without reading the log (as create does); if
+                    # the stream exists after all, the append fails and this is decided again on the log.
+                    assert record is not None
+                    cached = self._load(stream, fresh=False) if stream in self._cache else None
+                    if cached is None:
+                        agg = ContainerAggregate.create(ns, record, audit, when)
+                        pending[stream] = agg
+                        kinds[i] = ("Created",)
+                        continue
+                    agg = cached
+                else:
+                    agg = self._load(stream, fresh=False)
+                    if agg is not None and agg.version != live.version:
+                        agg = self._load(stream, fresh=True)  # another writer moved it: the cache is stale
+                    if agg is None:
+                        continue
+                pending[stream] = agg
+            before = len(agg.pending_events)
+            if record is None:
+                if not agg.deleted:
+                    agg.delete(audit, when)
+            else:
+                agg.observe(record, audit, when)
+            kinds[i] = tuple(type(e).__name__ for e in agg.pending_events[before:])
+        aggs = [agg for agg in pending.values() if agg.pending_events]
+        if not aggs:
+            return kinds
+        if self._append_all(aggs) if len(aggs) > 1 else self._append(aggs[0]):
+            return kinds
+        for i, (cid, record, when, audit) in enumerate(prepared):  # one at a time, on the log's state
+            kinds[i] = self._observe_one(ns, cid, record, when, audit)
+        return kinds
+
+    def _observed(
+        self, ns: str, cid: str, record: Container | None, when: datetime, audit: Audit, *, fresh: bool,
+    ) -> ContainerAggregate | None:
+        """The aggregate with the events that bring it to ``record`` pending; None if none are needed.
+
+        A "nothing to do" decided on a cached aggregate is checked against the read model's
+        version (the cache may be stale when another process writes): a mismatch decides again
+        on the log's state.
+        """
+        stream = stream_id(ns, cid)
+        agg = self._load(stream, fresh=fresh)
+        if agg is None:
+            return None if record is None else ContainerAggregate.create(ns, record, audit, when)
+        if record is None:
+            if not agg.deleted:
+                agg.delete(audit, when)
+        else:
+            agg.observe(record, audit, when)
+        if agg.pending_events:
+            return agg
+        if not fresh:
+            with self._rm.connection():
+                current = self._rm.current.get(ns, cid)
+            if (current is None) != agg.deleted or (current is not None and current.version != agg.version):
+                return self._observed(ns, cid, record, when, audit, fresh=True)
+        return None
+
+    def _observe_one(
+        self, ns: str, cid: str, record: Container | None, when: datetime, audit: Audit,
+    ) -> tuple[str, ...]:
+        for _ in range(_MAX_RETRIES):
+            agg = self._observed(ns, cid, record, when, audit, fresh=True)
+            if agg is None:
+                return ()
+            kinds = tuple(type(e).__name__ for e in agg.pending_events)
+            if self._append(agg):
+                return kinds
+        raise Unavailable(f"observe of {go_quote(cid)} kept losing races; try again")
+
+    def _append_all(self, aggs: Sequence[ContainerAggregate]) -> bool:
+        """Append the pending events of several aggregates in one transaction; False (nothing
+        written) if another writer got to any of them first."""
+        events = [e for agg in aggs for e in agg.collect_events()]
+        try:
+            self._log.append(events)
+        except StreamTaken:
+            for agg in aggs:
+                self._remember(agg.id, None)
+            return False
+        except StoreError:
+            for agg in aggs:
+                self._remember(agg.id, None)
+            raise
+        for agg in aggs:
+            self._remember(agg.id, agg)
+        return True
+
     # -- the status lifecycle (CRI's container status) -----------------------------
     #
     # Each call appends one event to the container's stream, with the same audit data as
@@ -1117,6 +1299,16 @@ def _parse_at(at: object) -> datetime | None:
     parsed = parse_point(at, "at")
     if not isinstance(parsed, datetime):
         raise InvalidArgument("at must be a time (a datetime or an ISO-8601 string): invalid argument")
+    return parsed
+
+
+def _observed_time(at: object, name: str) -> datetime | None:
+    """An optional time given to ``observe``: None, or an aware datetime / ISO-8601 string (UTC)."""
+    if at is None:
+        return None
+    parsed = parse_point(at, name)
+    if not isinstance(parsed, datetime):
+        raise InvalidArgument(f"{name} must be a time (a datetime or an ISO-8601 string): invalid argument")
     return parsed
 
 

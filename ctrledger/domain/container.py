@@ -508,6 +508,20 @@ class ContainerAggregate(BaseAggregate[str]):
         """Mark the container deleted."""
         self.trigger_event(Deleted, timestamp=self._next_timestamp(timestamp), audit=audit)
 
+    def observe(self, record: Container, audit: Audit, timestamp: datetime) -> None:
+        """Emit the fewest events that bring this stream to ``record``, as seen on a live
+        containerd; none when it already is there (see :func:`observation`)."""
+        found = "recreate" if self.deleted else observation(self.to_container(), record)
+        if found == "replaced":
+            self.delete(audit, timestamp)
+            found = "recreate"
+        if found == "recreate":
+            self.recreate(record, audit, timestamp)
+        elif found == "changed":
+            self.change_to(replace(self.to_container(), labels=dict(record.labels), image=record.image,
+                                   spec=record.spec, snapshot_key=record.snapshot_key,
+                                   extensions=dict(record.extensions)), audit, timestamp)
+
     # -- the status lifecycle ---------------------------------------------
     #
     # Each command checks the transition against the current status and raises
@@ -609,6 +623,27 @@ class ContainerAggregate(BaseAggregate[str]):
         # clock did not (containerd: updated_at is strictly later after an update).
         floor = self.modified_on + _ONE_TICK
         return timestamp if timestamp >= floor else floor
+
+
+def observation(current: Container, record: Container) -> str:
+    """How a live container differs from ``record``, a state seen on containerd:
+
+    * ``"same"``: nothing to record;
+    * ``"replaced"``: the runtime, snapshotter or sandbox differ (no update can change them), or
+      ``record.created_at`` is later than the container's: it was deleted and created again
+      meanwhile;
+    * ``"changed"``: labels, image, spec, snapshot key or extensions differ (one event per kind;
+      never ``Touched``).
+    """
+    if (record.runtime != current.runtime or record.snapshotter != current.snapshotter
+            or record.sandbox != current.sandbox
+            or (record.created_at is not None and current.created_at is not None
+                and record.created_at > current.created_at)):
+        return "replaced"
+    if (dict(record.labels) != dict(current.labels) or record.image != current.image or record.spec != current.spec
+            or record.snapshot_key != current.snapshot_key or dict(record.extensions) != dict(current.extensions)):
+        return "changed"
+    return "same"
 
 
 def _created(
