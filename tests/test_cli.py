@@ -39,8 +39,9 @@ HEADER = ("ID     IMAGE                         RUNTIME                LABELS   
 WRITES = {"create", "label", "update", "rm"}
 LOG_COMMANDS = {"checkpoint", "verify", "prove", "migrate"}  # on the log as a whole: --json and --nl only
 REPLAY_REPORTS = {"export", "import", "verify-projections"}  # a one-line summary, or --json and --nl
-SERVERS = {"serve"}  # every namespace, chosen per call by the client; prints nothing but a start line
-STORE_WIDE = {"rebuild", "digest", "replay-to", "namespaces"} | LOG_COMMANDS | REPLAY_REPORTS | SERVERS  # no -n
+SERVERS = {"serve", "follow"}  # long-running: they log, and print no records
+NAMESPACE_FILTERS = {"follow"}  # -n picks namespaces to follow (repeatable), with no CTRLEDGER_NAMESPACE default
+STORE_WIDE = {"rebuild", "digest", "replay-to", "namespaces", "serve"} | LOG_COMMANDS | REPLAY_REPORTS  # no -n
 NO_OUTPUT_FORMAT = {"rm", "rebuild", "digest", "replay-to", "ui", "timeline"} | SERVERS  # IDs, a line, a server, a file
 NOT_PER_CONTAINER = {"history", "diff", "audit", "namespaces"}  # records are events, a diff or names: no -q
 
@@ -206,9 +207,9 @@ def test_help_lists_every_command(cli: Cli) -> None:
     assert out.startswith("Usage: ctrledger [OPTIONS] COMMAND [ARGS]...")
     listed = [line.split()[0] for line in out.split("Commands:\n")[1].splitlines()]
     assert listed == [
-        "audit", "changes", "checkpoint", "create", "diff", "digest", "exit", "export", "get", "history", "import",
-        "label", "ls", "migrate", "namespaces", "pause", "prove", "rebuild", "replay-to", "resume", "rm", "serve",
-        "start", "timeline", "ui", "update", "update-resources", "verify", "verify-projections",
+        "audit", "changes", "checkpoint", "create", "diff", "digest", "exit", "export", "follow", "get", "history",
+        "import", "label", "ls", "migrate", "namespaces", "pause", "prove", "rebuild", "replay-to", "resume", "rm",
+        "serve", "start", "timeline", "ui", "update", "update-resources", "verify", "verify-projections",
     ]
 
 
@@ -249,7 +250,7 @@ def test_every_command_has_help(cli: Cli, name: str) -> None:
     assert ok(cli(name, "-h")) == out
     assert out.startswith(f"Usage: ctrledger {name} [OPTIONS]")
     assert "--db PATH|URL" in out and "CTRLEDGER_DATABASE_URL" in out
-    assert ("CTRLEDGER_NAMESPACE" in out) == (name not in STORE_WIDE)
+    assert ("CTRLEDGER_NAMESPACE" in out) == (name not in STORE_WIDE | NAMESPACE_FILTERS)
 
 
 def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
