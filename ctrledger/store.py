@@ -52,7 +52,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -805,6 +805,7 @@ class Store:
         at: datetime | str | None = None,
         correlation_id: str | None = None,
         client: str | None = None,
+        request_id: str | None = None,
     ) -> tuple[str, ...]:
         """Bring the container ``id`` to ``state``, as observed on containerd (None: absent).
 
@@ -817,7 +818,7 @@ class Store:
         a record the store cannot hold (nothing written).
         """
         return self.observe_many([(id, state, at)], namespace=namespace, actor=actor, reason=reason,
-                                 correlation_id=correlation_id, client=client)[0]
+                                 correlation_id=correlation_id, client=client, request_id=request_id)[0]
 
     def observe_many(
         self,
@@ -828,13 +829,22 @@ class Store:
         reason: str | None = None,
         correlation_id: str | None = None,
         client: str | None = None,
+        request_id: str | None = None,
     ) -> builtins.list[tuple[str, ...]]:
         """``observe`` for many ``(id, state, at)`` of one namespace, appended in one transaction
         when no other writer interferes (a sync of thousands of containers); returns each one's
-        event kinds. Every record is checked before anything is written."""
+        event kinds. Every record is checked before anything is written.
+
+        ``request_id``: the call's idempotency key (see ``create``); observing is idempotent
+        anyway (a retry finds the state reached and writes nothing).
+        """
         ns = validate_namespace(namespace)
+        self._request_id(request_id)  # checked before anything is read or written
         prepared: builtins.list[tuple[str, Container | None, datetime, Audit]] = []
         base = self._audit(actor, reason, correlation_id, (), client)
+        if isinstance(states, (str, bytes)) or not isinstance(states, Iterable):
+            raise InvalidArgument(f"observe_many takes a sequence of (id, state, at) triples, not "
+                                  f"{type(states).__name__}: invalid argument")
         for item in states:
             if not isinstance(item, tuple) or len(item) != 3:
                 raise InvalidArgument(f"observe takes (id, state, at) triples, not {item!r}: invalid argument")
@@ -899,10 +909,12 @@ class Store:
         aggs = [agg for agg in pending.values() if agg.pending_events]
         if not aggs:
             return kinds
-        if self._append_all(aggs) if len(aggs) > 1 else self._append(aggs[0]):
-            return kinds
-        for i, (cid, record, when, audit) in enumerate(prepared):  # one at a time, on the log's state
-            kinds[i] = self._observe_one(ns, cid, record, when, audit)
+        request = self._request_id(request_id)
+        with self._outcome(request, "observe"):
+            if self._append_all(aggs, request):
+                return kinds
+            for i, (cid, record, when, audit) in enumerate(prepared):  # one at a time, on the log's state
+                kinds[i] = self._observe_one(ns, cid, record, when, audit, f"{request}/{i}")
         return kinds
 
     def _observed(
@@ -933,27 +945,37 @@ class Store:
         return None
 
     def _observe_one(
-        self, ns: str, cid: str, record: Container | None, when: datetime, audit: Audit,
+        self, ns: str, cid: str, record: Container | None, when: datetime, audit: Audit, request_id: str,
     ) -> tuple[str, ...]:
-        for _ in range(_MAX_RETRIES):
+        for attempt in range(_MAX_RETRIES):
             agg = self._observed(ns, cid, record, when, audit, fresh=True)
             if agg is None:
                 return ()
             kinds = tuple(type(e).__name__ for e in agg.pending_events)
-            if self._append(agg):
+            # each attempt is its own command: a lost race is decided again on the log's state
+            if self._append(agg, None, f"{request_id}/{attempt}", "observe") is not None:
                 return kinds
         raise Unavailable(f"observe of {go_quote(cid)} kept losing races; try again")
 
-    def _append_all(self, aggs: Sequence[ContainerAggregate]) -> bool:
-        """Append the pending events of several aggregates in one transaction; False (nothing
-        written) if another writer got to any of them first."""
+    def _append_all(self, aggs: Sequence[ContainerAggregate], request_id: str) -> bool:
+        """Append the pending events of several aggregates in one transaction, as the command
+        ``request_id``; False (nothing written) if another writer got to any of them first.
+        A failed append that committed after all (a lost acknowledgement) counts as written."""
         events = [e for agg in aggs for e in agg.collect_events()]
         try:
-            self._log.append(events)
+            self._log.append(events, request_id)
         except StreamTaken:
             for agg in aggs:
                 self._remember(agg.id, None)
+            if self._log.committed(request_id, "observe") is not None:
+                return True
             return False
+        except Unavailable:
+            for agg in aggs:
+                self._remember(agg.id, None)
+            if self._log.committed(request_id, "observe") is not None:
+                return True
+            raise
         except StoreError:
             for agg in aggs:
                 self._remember(agg.id, None)

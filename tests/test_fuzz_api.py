@@ -94,6 +94,14 @@ CALLS: dict[str, Any] = {
     "namespaces": st.tuples(st.just(()), st.just({})),
     "events_after": st.tuples(st.one_of(st.just(()), st.tuples(st.one_of(hostile_int, scalar))),
                               kw(limit=st.one_of(hostile_int, scalar))),
+    "observe": st.tuples(st.tuples(st.one_of(st.just("c0"), hostile_text, scalar),
+                                   st.one_of(st.none(), containers())),
+                         kw(at=point, client=scalar, **write)),
+    "observe_many": st.tuples(
+        st.tuples(st.one_of(anything, st.lists(st.one_of(
+            st.tuples(st.one_of(st.just("c0"), hostile_text, scalar), st.one_of(st.none(), containers()), point),
+            anything), max_size=3))),
+        kw(client=scalar, **write)),
 }
 _TMP = Path(tempfile.mkdtemp(prefix="ctrledger-fuzz-"))
 _STORE: ctrledger.Store | None = None
