@@ -478,6 +478,8 @@ class Follower:
         known = self._known_record(env.namespace, payload.id)
         if known is not None and at is not None and known.updated_at is not None and known.updated_at >= at:
             return None  # the ledger already holds a state as new (a reconcile read it since, or a duplicate)
+        if known is None and at is not None and self._deleted_since(env.namespace, payload.id, at):
+            return None  # deleted (through the proxy, or a later event) after this event: do not bring it back
         wire: cpb.Container | None
         try:
             wire = started.result() if started is not None else self._read(env.namespace, payload.id)
@@ -490,6 +492,16 @@ class Follower:
             state = replace(state, labels=dict(payload.labels), image=payload.image,
                             snapshot_key=payload.snapshot_key)
         return (payload.id, state, at), ""
+
+    def _deleted_since(self, ns: str, cid: str, at: datetime) -> bool:
+        """The ledger's last word on ``cid`` is a deletion recorded at or after ``at``."""
+        last = None
+        try:
+            for entry in self.store.history(cid, namespace=ns):
+                last = entry
+        except (ctrledger.NotFound, ctrledger.FailedPrecondition):  # never seen, or a store without history
+            return False
+        return last is not None and last.kind == "Deleted" and last.recorded_at >= at
 
     def _known_record(self, ns: str, cid: str) -> Container | None:
         try:
@@ -590,10 +602,12 @@ def _status(store: ctrledger.Store, ns: str, cid: str) -> Any:
 
 def _not_before(at: datetime | None, status: Any) -> datetime | None:
     """``at``, or the container's last status time if containerd's clock says earlier (the store
-    refuses a status change dated before the previous one)."""
+    refuses a status change dated before the previous one, its creation included: a reconcile
+    may record the container after the event it is now behind)."""
     if at is None or status is None:
         return at
-    last = max((t for t in (status.started_at, status.finished_at) if t is not None), default=None)
+    last = max((t for t in (status.created_at, status.started_at, status.finished_at) if t is not None),
+               default=None)
     return last if last is not None and at < last else at
 
 
