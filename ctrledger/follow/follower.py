@@ -551,8 +551,10 @@ class Follower:
             status = _status(self.store, ns, cid)
             exited_at = observed_time(payload.exited_at) or at
             if status is not None and status.state == "RUNNING":
-                if exited_at is not None and status.started_at is not None and exited_at < status.started_at:
-                    return  # the exit of an earlier run, replayed
+                if (exited_at is not None and status.started_at is not None and exited_at < status.started_at
+                        and payload.pid != status.pid):
+                    return  # the exit of an earlier run, replayed (a reconcile may date this run's start
+                    # after its exit: it saw the task running, and the exit came before it recorded that)
                 self._exited(ns, cid, payload.exit_status, exited_at, "")
                 self.stats.writes += 1
             return
