@@ -755,15 +755,13 @@ class Store:
             raise InvalidArgument("Container.ID required")
         ns = validate_namespace(namespace)
         audit = self._audit(actor, reason, correlation_id, tuple(fieldpaths), client)
-        request = self._request_id(request_id)
         now = self._clock()
 
         def change(agg: ContainerAggregate) -> None:
             merged = merge_update(agg.to_container(), container, fieldpaths)
             agg.change_to(merged, audit, now)
 
-        with self._outcome(request, "update"):
-            return self._modify(ns, container.id, "update", expected_version, change, request).to_container()
+        return self._command(ns, container.id, "update", expected_version, change, request_id)
 
     def delete(
         self,
@@ -783,10 +781,8 @@ class Store:
         """
         ns = validate_namespace(namespace)
         audit = self._audit(actor, reason, correlation_id, (), client)
-        request = self._request_id(request_id)
         now = self._clock()
-        with self._outcome(request, "delete"):
-            self._modify(ns, id, "delete", expected_version, lambda agg: agg.delete(audit, now), request)
+        self._command(ns, id, "delete", expected_version, lambda agg: agg.delete(audit, now), request_id)
 
     # -- observing a live containerd ------------------------------------------------
     #
@@ -1013,11 +1009,9 @@ class Store:
         checked_pid, when = check_pid(pid), _parse_at(at)
         audit = self._audit(actor, reason, correlation_id, ())
         now = self._clock()
-        request = self._request_id(request_id)
-        with self._outcome(request, "start"):
-            return self._modify(
-                ns, id, "start", expected_version, lambda agg: agg.start(checked_pid, when, audit, now), request
-            ).to_container()
+        return self._command(
+            ns, id, "start", expected_version, lambda agg: agg.start(checked_pid, when, audit, now), request_id
+        )
 
     def exited(
         self,
@@ -1045,11 +1039,9 @@ class Store:
         exit_why, text = check_text("reason", reason), check_text("message", message)
         audit = self._audit(actor, audit_reason, correlation_id, ())
         now = self._clock()
-        request = self._request_id(request_id)
-        with self._outcome(request, "exit"):
-            return self._modify(
-                ns, id, "exit", expected_version, lambda agg: agg.exit(code, exit_why, text, when, audit, now), request
-            ).to_container()
+        return self._command(
+            ns, id, "exit", expected_version, lambda agg: agg.exit(code, exit_why, text, when, audit, now), request_id
+        )
 
     def paused(
         self,
@@ -1071,11 +1063,7 @@ class Store:
         when = _parse_at(at)
         audit = self._audit(actor, reason, correlation_id, ())
         now = self._clock()
-        request = self._request_id(request_id)
-        with self._outcome(request, "pause"):
-            return self._modify(
-                ns, id, "pause", expected_version, lambda agg: agg.pause(when, audit, now), request
-            ).to_container()
+        return self._command(ns, id, "pause", expected_version, lambda agg: agg.pause(when, audit, now), request_id)
 
     def resumed(
         self,
@@ -1094,11 +1082,7 @@ class Store:
         when = _parse_at(at)
         audit = self._audit(actor, reason, correlation_id, ())
         now = self._clock()
-        request = self._request_id(request_id)
-        with self._outcome(request, "resume"):
-            return self._modify(
-                ns, id, "resume", expected_version, lambda agg: agg.resume(when, audit, now), request
-            ).to_container()
+        return self._command(ns, id, "resume", expected_version, lambda agg: agg.resume(when, audit, now), request_id)
 
     def update_resources(
         self,
@@ -1126,12 +1110,10 @@ class Store:
         when = _parse_at(at)
         audit = self._audit(actor, reason, correlation_id, ())
         now = self._clock()
-        request = self._request_id(request_id)
-        with self._outcome(request, "update resources of"):
-            return self._modify(
-                ns, id, "update resources of", expected_version,
-                lambda agg: agg.update_resources(resources, when, audit, now), request,
-            ).to_container()
+        return self._command(
+            ns, id, "update resources of", expected_version,
+            lambda agg: agg.update_resources(resources, when, audit, now), request_id,
+        )
 
     # -- internals ------------------------------------------------------------
 
@@ -1154,6 +1136,20 @@ class Store:
             fieldpaths=paths,
             client=client or self._client,
         )
+
+    def _command(
+        self,
+        ns: str,
+        container_id: object,
+        operation: str,
+        expected_version: int | None,
+        change: Callable[[ContainerAggregate], None],
+        request_id: str | None,
+    ) -> Container:
+        """One write to a live container, as the command ``request_id`` (idempotent; see ``create``)."""
+        request = self._request_id(request_id)
+        with self._outcome(request, operation):
+            return self._modify(ns, container_id, operation, expected_version, change, request).to_container()
 
     @contextmanager
     def _outcome(self, request_id: str, operation: str) -> Iterator[None]:
