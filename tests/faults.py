@@ -56,6 +56,8 @@ class LossyProxy:
             except OSError:
                 return
             server = socket.create_connection(self.target)
+            for end in (client, server):  # relay each message at once, as the direct connection would
+                end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.server_ports.add(server.getsockname()[1])
             threading.Thread(target=self._pump_up, args=(client, server), daemon=True).start()
             threading.Thread(target=self._pump_down, args=(server, client), daemon=True).start()
