@@ -12,8 +12,12 @@ from pathlib import Path
 
 import pytest
 
-import ctrledger
-from ctrledger import Container, Payload, Runtime
+# The replay kit is an opt-in plugin (test_replay_plugin.py loads it): rewrite its asserts even
+# though a test module imports it before pytest loads it as a plugin.
+pytest.register_assert_rewrite("ctrledger.testing")
+
+import ctrledger  # noqa: E402
+from ctrledger import Container, Payload, Runtime  # noqa: E402
 
 SPEC = Payload("types.containerd.io/opencontainers/runtime-spec/1/Spec", b'{"ociVersion":"1.0.2"}')
 RUNC = Runtime("io.containerd.runc.v2")
