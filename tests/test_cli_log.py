@@ -661,6 +661,30 @@ def test_migrate_json_and_nl(cli: Cli) -> None:
     assert state(cli) == before  # an up-to-date store is left as it is
 
 
+def test_migrate_accept_unhashed_is_the_operators_word_and_is_recorded(cli: Cli) -> None:
+    seed(cli)
+    conn = sqlite3.connect(cli.db)  # an event appended with plain SQL, after the hashed ones
+    topic, state = conn.execute("SELECT topic, state FROM stored_events ORDER BY rowid LIMIT 1").fetchone()
+    conn.execute("INSERT INTO stored_events(originator_id, originator_version, topic, state) VALUES (?,?,?,?)",
+                 ("default/forged", 1, topic, state))
+    position = conn.execute("SELECT MAX(rowid) FROM stored_events").fetchone()[0]
+    conn.commit()
+    conn.close()
+    refused = cli("migrate")
+    assert refused.exit_code == 1 and refused.stdout == ""
+    assert f"without a hash at position {position}" in refused.stderr
+    assert "'ctrledger migrate --accept-unhashed'" in refused.stderr  # the refusal names the way out
+    assert cli("verify").exit_code == 1  # still a finding
+    out = ok(cli("migrate", "--accept-unhashed"))
+    assert out.endswith("; hashed 1 events\n"), out
+    assert ok(cli("verify")).startswith("OK")
+    conn = sqlite3.connect(cli.db)
+    notes = [row[0] for row in conn.execute("SELECT note FROM integrity_upgrades")]
+    conn.close()
+    assert any("accepted" in note for note in notes), notes
+    assert json.loads(ok(cli("migrate", "--accept-unhashed", "--json")))["hashed"] == 0  # nothing left to accept
+
+
 def test_migrate_failures(cli: Cli) -> None:
     Path("notes.txt").write_text("not a database " * 100)
     failed(cli("migrate", "--db", "notes.txt"), "cannot open 'notes.txt': file is not a database")

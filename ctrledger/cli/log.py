@@ -295,19 +295,28 @@ def prove(
 
 
 @click.command()
+@click.option("--accept-unhashed", is_flag=True,
+              help="Hash events without a hash found after the last hashed one (a finding of verify), "
+                   "having looked at them; recorded in the log as accepted by an operator.")
 @output_options("text", noun="report", formats=("json", "nl"))
 @database_options
-def migrate(fmt: Format, db: str) -> None:
+def migrate(accept_unhashed: bool, fmt: Format, db: str) -> None:
     """Create or upgrade the store's schemas; print their versions.
 
     The log's tables and the local read models each carry a schema version.
     Opening a store upgrades them on demand; migrate does it explicitly, e.g.
     before starting the nodes of a shared log. A schema newer than this
     ctrledger is an error.
+
+    A log written before tamper evidence is hashed here, once, and the upgrade
+    recorded. In a hashed log, events without a hash are a finding that stops
+    writes; migrate refuses them unless --accept-unhashed says an operator has
+    looked at them.
     """
-    versions = ctrledger.migrate(db)
+    versions = ctrledger.migrate(db, accept_unhashed=accept_unhashed)
     if fmt == "text":
-        click.echo(f"log schema {versions['log_schema']}, read-model schema {versions['read_model_schema']}")
+        hashed = f"; hashed {versions['hashed']} events" if versions["hashed"] else ""
+        click.echo(f"log schema {versions['log_schema']}, read-model schema {versions['read_model_schema']}{hashed}")
     else:
         echo_json(versions, fmt)
 

@@ -189,7 +189,8 @@ def unhashed_refusal(position: int, last_hashed: int) -> FailedPrecondition:
         f"the log holds an event without a hash at position {position}, after the last hashed event at "
         f"position {last_hashed}: it was added or rewritten outside the store. 'ctrledger verify' reports it; "
         f"writes are refused until an operator restores the log or accepts the events "
-        f"(ctrledger.migrate(target, accept_unhashed=True)): failed precondition"
+        f"('ctrledger migrate --accept-unhashed', ctrledger.migrate(target, accept_unhashed=True)): "
+        f"failed precondition"
     )
 
 
