@@ -14,6 +14,12 @@ Version history (``ctrledger_meta.read_model_schema``):
   ``versions``, and indexes on ``containers`` for the status filters. A version-2 database
   gets the columns with their defaults (CREATED, never started): what a replay of a log
   without status events gives, so nothing needs to catch up.
+* 4: partial indexes for the status values most rows do not have (``status_pid``,
+  ``status_exit_code``, ``status_reason``): a container that was never started adds no
+  entry to them, so a create or a delete writes ~4 fewer pages per commit (38.7 -> 34.8 and
+  35.4 -> 32.4 in ``benchmarks/pages.py``'s setting). A filter on one of them still searches its
+  index (the compiled SQL names the condition). A version-3 database has its full indexes
+  replaced; nothing needs to catch up.
 
 A database written by a newer ctrledger (a higher version) is refused with a clear
 error rather than misread; an older one is upgraded by the steps in ``MIGRATIONS``.
@@ -34,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "ensure_schema", "schema_version"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _create_clustered(
@@ -125,14 +131,31 @@ def _add_status_v3(db: sqlite_utils.Database) -> None:
         for name, (kind, default) in STATUS_COLUMN_TYPES.items():
             if name not in existing:
                 db.table(table).add_column(name, kind, not_null_default=default)
-    containers = db.table("containers")
-    containers.create_index(["namespace", "status_state", "id"], if_not_exists=True)
-    for column in ("status_reason", "status_exit_code", "status_pid"):
-        containers.create_index(["namespace", column], if_not_exists=True)
+    db.table("containers").create_index(["namespace", "status_state", "id"], if_not_exists=True)
+
+
+# Each partial index, over the rows that have the value (its condition is what a filter on the
+# column implies, or what the compiled SQL adds: ``sqlfilter.py``).
+PARTIAL_INDEXES: dict[str, tuple[str, str, str]] = {
+    "idx_containers_status_pid": ("containers", "namespace, status_pid", "status_pid IS NOT NULL"),
+    "idx_containers_status_exit_code": ("containers", "namespace, status_exit_code", "status_exit_code IS NOT NULL"),
+    "idx_containers_status_reason": ("containers", "namespace, status_reason", "status_reason <> ''"),
+}
+
+
+def _partial_indexes_v4(db: sqlite_utils.Database) -> None:
+    # Schema 3's full indexes (sqlite-utils' names).
+    for old in ("idx_containers_namespace_status_reason", "idx_containers_namespace_status_exit_code",
+                "idx_containers_namespace_status_pid"):
+        db.execute(f"DROP INDEX IF EXISTS {old}")
+    for name, (table, columns, where) in PARTIAL_INDEXES.items():
+        db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table}({columns}) WHERE {where}")
 
 
 # version reached -> step from the version before it
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _create_v1, 2: _create_v2, 3: _add_status_v3}
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
+    1: _create_v1, 2: _create_v2, 3: _add_status_v3, 4: _partial_indexes_v4,
+}
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

@@ -10,8 +10,9 @@ from fixed fragments. The semantics are those of the pure matcher in
 * ``status.state`` and ``status.reason`` are text columns (absent means ``''``);
   ``status.pid`` and ``status.exit_code`` integer columns, NULL when absent, compared as
   integers when the value is an integer's decimal form (anything else can equal no
-  value); ``status.paused`` a 0/1 column read as ``true``/``false``. Each is indexed
-  (state with the ID, so a state filter also gives the order).
+  value); ``status.paused`` a 0/1 column read as ``true``/``false``. State is indexed
+  with the ID (so a state filter also gives the order); reason, pid and exit code by
+  partial indexes over the rows that have one (``schema.py``, version 4).
 * any other field is always absent, so the selector is a constant.
 """
 
@@ -29,6 +30,7 @@ __all__ = ["CURRENT", "Scope", "compile_filter", "register_functions"]
 _COLUMN = {"id": "id", "image": "image", "runtime.name": "runtime_name",
            "status.state": "status_state", "status.reason": "status_reason"}
 _INT_COLUMN = {"status.pid": "status_pid", "status.exit_code": "status_exit_code"}
+_PARTIAL = {"status_reason"}  # text columns indexed only where not '' (schema 4)
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
@@ -55,6 +57,8 @@ def _value_predicate(sel: Selector, column: str, params: list[Any]) -> str:
         if sel.value == "":
             return "0"
         params.append(sel.value)
+        if column in _PARTIAL:  # the index holds only rows with a value: say that this one has one
+            return f"({column} = ? AND {column} <> '')"
         return f"{column} = ?"
     if op == "!=":
         params.append(sel.value)
