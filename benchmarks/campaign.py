@@ -191,7 +191,8 @@ def postgres(seconds: float) -> Row:
         return row
     with postgres_schema() as schema, tempfile.TemporaryDirectory() as d:
         url = postgres_url(schema, Path(d) / "node.db")
-        f = run_connection_loss(url, url.split("?")[0], schema, seconds)
+        # Writes for the whole time given (no count of writes ends it first).
+        f = run_connection_loss(url, url.split("?")[0], schema, writes=sys.maxsize, seconds=seconds)
     row.attempts = f.attempts
     row.failures = f.failed_but_committed  # a reported failure that committed
     row.lost = f.lost
