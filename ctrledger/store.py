@@ -847,6 +847,7 @@ class Store:
             cid, state, at = item
             if not isinstance(cid, str) or not cid:
                 raise InvalidArgument(f"observe: a container ID is required, not {cid!r}: invalid argument")
+            check_storable(cid, "observe: id")  # also when absent: it is looked up
             record = None
             if state is not None:
                 if not isinstance(state, Container):

@@ -145,3 +145,41 @@ def test_only_store_errors_escape_and_a_refusal_writes_nothing(call: Any) -> Non
     except StoreError:
         assert store.position == before, f"{name} refused but wrote"
     # anything else propagates and fails the test, naming the input
+
+
+BAD = f"web{SURROGATE}1"
+ID_CALLS = {  # every Store method that takes a container ID, with what else it needs
+    "get": lambda s, cid, ns: s.get(cid, namespace=ns),
+    "get-as-of": lambda s, cid, ns: s.get(cid, namespace=ns, as_of=Version(1)),
+    "history": lambda s, cid, ns: list(s.history(cid, namespace=ns)),
+    "diff": lambda s, cid, ns: s.diff(cid, namespace=ns, since=Position(1)),
+    "audit": lambda s, cid, ns: list(s.audit(namespace=ns, id=cid)),
+    "create": lambda s, cid, ns: s.create(make(cid), namespace=ns),
+    "update": lambda s, cid, ns: s.update(Container(id=cid, labels={"a": "1"}), "labels.a", namespace=ns),
+    "delete": lambda s, cid, ns: s.delete(cid, namespace=ns),
+    "started": lambda s, cid, ns: s.started(cid, pid=1, namespace=ns),
+    "exited": lambda s, cid, ns: s.exited(cid, exit_code=1, namespace=ns),
+    "paused": lambda s, cid, ns: s.paused(cid, namespace=ns),
+    "resumed": lambda s, cid, ns: s.resumed(cid, namespace=ns),
+    "update_resources": lambda s, cid, ns: s.update_resources(cid, ctrledger.Resources(), namespace=ns),
+    "observe-absent": lambda s, cid, ns: s.observe(cid, None, namespace=ns),
+    "observe": lambda s, cid, ns: s.observe(cid, make(cid), namespace=ns),
+    "observe_many-absent": lambda s, cid, ns: s.observe_many([(cid, None, None)], namespace=ns),
+}
+
+
+def test_a_lone_surrogate_in_an_id_or_a_namespace_is_invalid_argument_everywhere(tmp_path: Path) -> None:
+    """The class of the campaign's find (observe of an absent ID with a lone surrogate raised
+    UnicodeEncodeError): every method that takes an ID refuses such text by name, and writes nothing."""
+    with ctrledger.open(tmp_path / "s.db", clock=StepClock()) as store:
+        store.create(make("web-1"))
+        head = store.position
+        for name, call in ID_CALLS.items():
+            for cid, ns in ((BAD, "default"), ("web-1", f"default{SURROGATE}")):
+                try:
+                    call(store, cid, ns)
+                except ctrledger.InvalidArgument as e:
+                    assert "lone surrogate" in str(e) or "invalid" in str(e), (name, e)
+                else:
+                    raise AssertionError(f"{name}({cid!r}, namespace={ns!r}) was accepted")
+        assert store.position == head
