@@ -290,12 +290,20 @@ class Store:
             return self._rm.past.list_at(ns, flt, point)
 
     def scan(
-        self, *filters: str, namespace: str | None = "default", as_of: Point | None = None
+        self, *filters: str, namespace: str | None = "default", as_of: Point | None = None, after: str = ""
     ) -> Iterator[Container]:
         """``list``, streamed: the same records in the same order, as of one position, one at a
-        time (pages in short reads), so a namespace of any size never sits in memory at once."""
+        time (pages in short reads), so a namespace of any size never sits in memory at once.
+
+        ``after``: only the IDs that sort after it (bytewise, as ``list`` orders them), so that a
+        caller paging through a namespace resumes from the last ID it saw (keyset paging): every
+        page then costs what the first does. ``""`` (the default) starts at the first ID; the ID
+        need not exist (one deleted since still marks the place). ``InvalidArgument`` for an
+        ``after`` that is not a string a container ID could be.
+        """
         ns = validate_namespace(namespace)
         flt = parse_filters(filters)
+        after = text_or_none(after, "after") or ""
         self._sync()
         point = None if as_of is None else self._point(as_of, ns, None)
         if isinstance(point, Version):
@@ -311,8 +319,8 @@ class Store:
                 def then(start: int, after: str) -> Iterator[Container]:
                     return past.scan_at(ns, flt, Position(start), after=after)
 
-            return _closing(CurrentStateReader(conn).scan(ns, flt, then=then), conn)
-        return _closing(TemporalReader(conn, self._rm.spec_of).scan_at(ns, flt, point), conn)
+            return _closing(CurrentStateReader(conn).scan(ns, flt, then=then, after=after), conn)
+        return _closing(TemporalReader(conn, self._rm.spec_of).scan_at(ns, flt, point, after=after), conn)
 
     # -- history --------------------------------------------------------------
 

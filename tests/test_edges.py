@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -91,6 +92,34 @@ def test_scan_streams_what_list_returns(store: ctrledger.Store) -> None:
         assert list(store.scan(*filters, as_of=Position(10))) == store.list(*filters, as_of=Position(10))
     with pytest.raises(ctrledger.InvalidArgument):
         store.scan("id==")
+
+
+def test_scan_after_an_id_resumes_where_a_page_ended(store: ctrledger.Store) -> None:
+    from ctrledger import Position
+
+    for i in range(25):
+        store.create(make(f"c{i:02d}", labels={"even": str(i % 2 == 0)}))
+    store.delete("c03")
+    then = Position(store.position - 1)  # before the delete: c03 still there
+    for filters, as_of in [((), None), (("labels.even==True",), None), ((), then), (("labels.even==False",), then)]:
+        everything = store.list(*filters, as_of=as_of)
+        pages, after = [], ""
+        while True:  # keyset paging, 4 to a page: each page starts after the last ID of the one before
+            page = list(itertools.islice(store.scan(*filters, as_of=as_of, after=after), 4))
+            if not page:
+                break
+            pages.append(page)
+            after = page[-1].id
+        assert [c for p in pages for c in p] == everything, (filters, as_of)
+        assert len(pages) == -(-len(everything) // 4)
+    assert [c.id for c in store.scan(after="c03")][:2] == ["c04", "c05"]  # a deleted ID still marks the place
+    assert [c.id for c in store.scan(after="c02", as_of=then)][:1] == ["c03"]
+    assert [c.id for c in store.scan(after="c0")][:1] == ["c00"]  # any string: a prefix sorts first
+    assert list(store.scan(after="zzz")) == []
+    with pytest.raises(ctrledger.InvalidArgument, match="after must be a string"):
+        store.scan(after=3)  # type: ignore[arg-type]
+    with pytest.raises(ctrledger.InvalidArgument, match="after: .* is not valid Unicode"):
+        store.scan(after="x\ud800")
 
 
 def test_replay_to_creates_missing_directories(db_path: Path, tmp_path: Path) -> None:

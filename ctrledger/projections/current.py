@@ -302,9 +302,9 @@ class CurrentStateReader:
 
     def scan(
         self, namespace: str, flt: Filter, *, batch: int = 1000,
-        then: Callable[[int, str], Iterator[Container]] | None = None,
+        then: Callable[[int, str], Iterator[Container]] | None = None, after: str = "",
     ) -> Iterator[Container]:
-        """``list``, one record at a time, in pages by ID.
+        """``list`` (of the IDs after ``after``), one record at a time, in pages by ID.
 
         Each page is read in its own short read transaction, so a scan left half-read
         holds no snapshot and never stops the WAL from being checkpointed. Every page
@@ -315,7 +315,7 @@ class CurrentStateReader:
         """
         sql, params = self.list_query(namespace, flt)
         paged = sql.removesuffix(" ORDER BY id") + " AND id > ? ORDER BY id LIMIT ?"
-        after, start = "", None  # "" sorts before every ID
+        start = None  # after "": from the first ID ("" sorts before every ID)
         while True:
             self.conn.execute("BEGIN")
             try:
