@@ -104,13 +104,39 @@ def test_list_at_a_time_ago_and_an_iso_time(client: Any) -> None:
     assert ids(page(client, "/?at=2026-11-21T03:00:02Z")) == ["web-0", "web-1"]
 
 
-def test_list_pages(client: Any) -> None:
+def next_link(text: str) -> str | None:
+    found = re.search(r'<a rel="next" href="([^"]+)"', text)
+    return unescape(found.group(1)) if found else None
+
+
+def test_list_pages_by_the_last_id_of_the_page_before(client: Any) -> None:
+    everyone = sorted(f"web-{i}" for i in range(12))
     first = page(client, "/?size=5")
-    assert ids(first) == sorted(f"web-{i}" for i in range(12))[:5]
-    assert 'rel="next"' in first and 'rel="prev"' not in first
-    last = page(client, "/?size=5&page=3")
-    assert ids(last) == sorted(f"web-{i}" for i in range(12))[10:]
-    assert 'rel="next"' not in last and 'rel="prev"' in last
+    assert ids(first) == everyone[:5] and "1–5" in first
+    assert 'rel="first"' not in first
+    url = next_link(first)
+    assert url == "/?ns=default&size=5&after=web-2&start=6"  # keyset: the next page starts after its last ID
+    second = page(client, url)
+    assert ids(second) == everyone[5:10] and "6–10" in second and 'rel="first"' in second
+    last = page(client, next_link(second) or "")
+    assert ids(last) == everyone[10:] and next_link(last) is None
+
+
+def test_list_pages_as_of_a_point_keep_the_point(client: Any, sample: Sample) -> None:
+    # @16: web-1 deleted (and not yet created again): 11 containers, 4 to a page
+    seen, url = [], f"/?size=4&at=@{sample.head - 1}"
+    while url:
+        text = page(client, url)
+        assert f"at @{sample.head - 1}" in text
+        seen += ids(text)
+        url = next_link(text) or ""
+        assert not url or f"at=%40{sample.head - 1}" in url or f"at=@{sample.head - 1}" in url
+    assert seen == sorted(f"web-{i}" for i in range(12) if i != 1)
+
+
+def test_list_page_after_a_deleted_id(client: Any) -> None:
+    # an ID gone since the page before was shown still marks the place
+    assert ids(page(client, "/?after=web-10a&size=2")) == ["web-11", "web-2"]
 
 
 def test_status_column_when_containers_have_a_status(client: Any) -> None:
@@ -159,7 +185,7 @@ def test_container_page(client: Any, sample: Sample) -> None:
     assert "<svg" in text and text.count('class="mark') >= 4
     assert "The record now" in text and "restore after incident 7" in text
     kinds = re.findall(r'class="kind" href="[^"]*">(\w+)</a>', text)
-    assert kinds == ["Created", "LabelsChanged", "ImageChanged", "SpecUpdated", "Deleted", "Created"]
+    assert kinds == ["Created", "Deleted", "SpecUpdated", "ImageChanged", "LabelsChanged", "Created"]  # newest first
     assert "#2" in text  # the second incarnation
 
 
@@ -170,7 +196,7 @@ def test_container_at_a_version_and_when_it_did_not_exist(client: Any) -> None:
     assert "Deleted" in absent  # its history is still shown
 
 
-def test_container_events_are_paged(tmp_path: Path) -> None:
+def test_container_events_are_paged_newest_first(tmp_path: Path) -> None:
     path = tmp_path / "busy.db"
     with ctrledger.open(path, synchronous="NORMAL") as store:
         store.create(make("busy"))
@@ -182,13 +208,19 @@ def test_container_events_are_paged(tmp_path: Path) -> None:
             row = r'<tr id="e\d+">\s*<td><a href="[^"]*">v(\d+)</a>'
             return [int(v) for v in re.findall(row, client.get(url).text)]
 
-        assert versions("/containers/busy") == list(range(1, 26))  # 200 to a page by default
-        assert versions("/containers/busy?size=10") == list(range(1, 11))
-        assert versions("/containers/busy?size=10&page=3") == list(range(21, 26))
-        last = unescape(client.get("/containers/busy?size=10&page=3").text)
-        assert 'rel="next"' not in last and 'rel="prev"' in last and "size=10&page=2" in last
-        assert "25 events" in last and last.count('class="mark') >= 2  # the timeline has them all
-        assert client.get("/containers/busy?size=10&page=4").status_code == 404
+        assert versions("/containers/busy") == list(range(25, 0, -1))  # 200 to a page by default
+        newest = unescape(client.get("/containers/busy?size=10").text)
+        assert versions("/containers/busy?size=10") == list(range(25, 15, -1))
+        assert 'rel="first"' not in newest and "v25–v16 of 25, newest first" in newest
+        older = next_link(newest)
+        assert older == "/containers/busy?ns=default&size=10&before=v16#events"  # keyset: the events before the last shown
+        assert versions(older) == list(range(15, 5, -1))
+        oldest = unescape(client.get("/containers/busy?size=10&before=v6").text)
+        assert versions("/containers/busy?size=10&before=v6") == [5, 4, 3, 2, 1]
+        assert next_link(oldest) is None and 'rel="first"' in oldest
+        assert "25 events" in oldest and oldest.count('class="mark') >= 2  # the timeline has them all
+        assert versions("/containers/busy?size=10&before=26") == list(range(25, 15, -1))  # "26" as "v26"
+        assert client.get("/containers/busy?size=10&before=v27").status_code == 404
 
 
 def test_event_page(client: Any, sample: Sample) -> None:
@@ -296,17 +328,23 @@ def test_a_forged_log_is_shown_as_such(sample: Sample) -> None:
         pytest.param("/?at=99999999999d", 400, "'99999999999d' is out of range", id="point-out-of-range"),
         pytest.param("/?filter=labels.env==", 400, "", id="bad-filter"),
         pytest.param("/?ns=bad/ns", 400, "namespace", id="bad-namespace"),
-        pytest.param("/?page=999999999999", 404, "page 999999999999 is past the last page of containers (1, with 12",
+        pytest.param("/?page=999999999999", 400, "page: the list is paged by the ID a page ends with (after=ID",
                      id="huge-page"),
-        pytest.param("/?page=abc", 400, "page: 'abc' is not a whole number", id="page-not-a-number"),
-        pytest.param("/?page=0", 400, "page: 0 is not between 1", id="page-zero"),
+        pytest.param("/?after=zzz", 404, "no containers in namespace 'default' after 'zzz': past the last page",
+                     id="after-past-the-end"),
+        pytest.param("/?after=web-9&at=@3", 404, "after 'web-9' at that point: past the last page",
+                     id="after-past-the-end-then"),
+        pytest.param("/?after=web-1&start=x", 400, "start: 'x' is not a whole number", id="bad-start"),
         pytest.param("/?size=5000", 400, "size: 5000 is not between 1 and 1000", id="page-too-large"),
         pytest.param("/?pos=-1", 400, "pos: '-1' is not a whole number", id="bad-slider"),
         pytest.param("/containers/nope", 404, 'container "nope" in namespace "default": not found',
                      id="unknown-container"),
         pytest.param("/containers/web-1?at=v99", 400, "version 99 is in the future", id="future-version"),
-        pytest.param("/containers/web-1?page=99", 404, "page 99 is past the last page of events (1, with 6",
-                     id="events-page-past-the-end"),
+        pytest.param("/containers/web-1?before=v99", 404, "before: v99 is past the last event of 'web-1'",
+                     id="events-before-past-the-end"),
+        pytest.param("/containers/web-1?before=v1", 404, "has no event before v1", id="events-before-the-first"),
+        pytest.param("/containers/web-1?before=x7", 400, "before: 'x7' is not a version", id="events-bad-before"),
+        pytest.param("/containers/web-1?before=v0", 400, "before: 'v0' is not a version", id="events-before-v0"),
         pytest.param("/containers/web-1?axis=log", 400, "axis: 'log' is neither", id="bad-axis"),
         pytest.param("/containers/web-1/events/1", 404, "has no event at position 1", id="event-of-another"),
         pytest.param("/containers/nope/events/1", 404, "not found", id="event-of-unknown"),

@@ -5,7 +5,8 @@ route                                  page
 =====================================  ======================================================
 ``/``                                  containers of a namespace (``ns``), matching any of the
                                        ``filter`` parameters, now or at a point (``at``, or the
-                                       slider's ``pos``), ``page`` by ``page``
+                                       slider's ``pos``), ``size`` at a time from the first ID
+                                       ``after`` the last of the page before (keyset paging)
 ``/containers/<id>``                   one container at a point: its record, its timeline
                                        (SVG), its events (paged)
 ``/containers/<id>/timeline.svg``      the timeline alone, as ``ctrledger timeline --svg``
@@ -31,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from itertools import zip_longest
@@ -239,6 +241,16 @@ def create_app(
     def current_namespace() -> str:
         return arg("ns") or default_namespace
 
+    def version_key(name: str) -> int | None:
+        """A version given as ``v7`` or ``7`` (a keyset: the events before it), or None."""
+        text = arg(name)
+        if not text:
+            return None
+        digits = text[1:] if text[:1] in ("v", "V") else text
+        if not digits.isdigit() or int(digits) < 1:
+            raise BadParameter(f"{name}: {text!r} is not a version (v1, v2, ...)")
+        return int(digits)
+
     def axis() -> Axis:
         text = arg("axis") or "time"
         if text not in ("time", "sequence"):
@@ -292,16 +304,22 @@ def create_app(
         pos_text = arg("pos")
         if at is None and pos_text:
             at = ctrledger.Position(number("pos", 0, low=0))
-        page = number("page", 1)
+        if "page" in request.args:
+            raise BadParameter("page: the list is paged by the ID a page ends with (after=ID, as its next link "
+                               "has it), not by number")
+        after = request.args.get("after", "")  # keyset paging: the last ID of the page before
+        first = number("start", 1)  # the number of this page's first row (for the counter only)
         size = number("size", PAGE_SIZE, high=MAX_PAGE_SIZE)
         head = store.position
-        found, seen = _window(store.scan(*filters, namespace=ns, as_of=at), (page - 1) * size, size)
-        rows, more = page_of(found, seen, page, size, "containers")
+        found, _ = _window(store.scan(*filters, namespace=ns, as_of=at, after=after), 0, size)
+        if after and not found:
+            raise BadParameter(f"no containers in namespace {ns!r} after {after!r}"
+                               + (" at that point" if at is not None else "") + ": past the last page", 404)
+        rows, more = found[:size], len(found) > size
         at_text = arg("at") or (f"@{at.number}" if isinstance(at, ctrledger.Position) else "")
         return render_template(
-            "containers.html", ns=ns, filters=filters, rows=rows, more=more, page=page, size=size, head=head,
-            at=at_text, slider=at.number if isinstance(at, ctrledger.Position) else head,
-            first=(page - 1) * size + 1,
+            "containers.html", ns=ns, filters=filters, rows=rows, more=more, after=after, size=size, head=head,
+            at=at_text, slider=at.number if isinstance(at, ctrledger.Position) else head, first=first,
         )
 
     def entry_href(cid: str, ns: str) -> Callable[[ctrledger.HistoryEntry], str]:
@@ -354,34 +372,40 @@ def create_app(
     def container(cid: str) -> str:
         ns = current_namespace()
         at = point("at")
-        page = number("page", 1)
         size = number("size", EVENTS_PAGE_SIZE, high=MAX_PAGE_SIZE)
+        before = version_key("before")
         entries = store.history(cid, namespace=ns)  # NotFound: the name never existed
         try:
             current = store.get(cid, namespace=ns, as_of=at) if at is not None else store.get(cid, namespace=ns)
             absent = ""
         except ctrledger.NotFound as e:
             current, absent = None, str(e)
-        window: list[ctrledger.HistoryEntry] = []
+        # One pass over the history: the timeline takes every event; the table keeps the newest
+        # ``size`` before ``before`` (keyset paging by version, newest first).
+        window: deque[ctrledger.HistoryEntry] = deque(maxlen=size)
         count = [0]
-        start = (page - 1) * size
+        older = [False]
 
         def tap(items: Iterable[ctrledger.HistoryEntry]) -> Iterator[ctrledger.HistoryEntry]:
             for e in items:
-                if start <= count[0] < start + size:
-                    window.append(e)
                 count[0] += 1
+                if before is None or e.version < before:
+                    if len(window) == size:
+                        older[0] = True
+                    window.append(e)
                 yield e
 
         svg = render_svg(tap(entries), title=f"{cid} in {ns}", axis=axis(), href=entry_href(cid, ns))
-        if page > 1 and not window:
-            last = max((count[0] + size - 1) // size, 1)
-            raise BadParameter(f"page {page} is past the last page of events ({last}, with {count[0]} in all)", 404)
+        if before is not None and before > count[0] + 1:
+            raise BadParameter(f"before: v{before} is past the last event of {cid!r} in namespace {ns!r} "
+                               f"(v{count[0]}; leave it out for the newest events)", 404)
+        if before is not None and not window:
+            raise BadParameter(f"before: {cid!r} in namespace {ns!r} has no event before v{before}", 404)
+        events = list(reversed(window))
         return render_template(
             "container.html", ns=ns, cid=cid, c=current, absent=absent, at=arg("at"), svg=Markup(svg),
-            events=window, total=count[0], page=page, more=start + size < count[0], axis=arg("axis") or "time",
+            events=events, total=count[0], before=before, older=older[0], axis=arg("axis") or "time",
             size=size if size != EVENTS_PAGE_SIZE else None,
-            versions=[e.version for e in window],
         )
 
     @app.get("/audit")

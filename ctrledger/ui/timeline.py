@@ -71,11 +71,12 @@ _STYLE = """
 """
 
 
+_LANES = {**dict.fromkeys(LIFECYCLE, 0), **dict.fromkeys(RUNS, 1)}
+
+
 def lane_of(kind: str) -> int:
     """The lane an event kind is drawn on: 0 incarnations, 1 runs, 2 changes."""
-    if kind in LIFECYCLE:
-        return 0
-    return 1 if kind in RUNS else 2
+    return _LANES.get(kind, 2)
 
 
 def _exit_text(entry: ctrledger.HistoryEntry) -> str:
@@ -106,13 +107,15 @@ class _Span:
 
 @dataclass
 class _Mark:
+    """One event on its lane, or (``count`` > 1) several drawn as one. Its tooltip and link are
+    made when it is drawn, from ``entry`` (and ``last``): a few hundred, not one per event."""
+
     at: float
     lane: int
     css: str
-    title: str
-    href: str | None
+    entry: ctrledger.HistoryEntry
     count: int = 1
-    last_title: str = ""
+    last: ctrledger.HistoryEntry | None = None
 
 
 def _when(t: datetime) -> str:
@@ -142,10 +145,7 @@ class Timeline:
     marks: list[_Mark] = field(default_factory=list)
 
     @classmethod
-    def of(
-        cls, entries: Iterable[ctrledger.HistoryEntry], *, axis: Axis = "time",
-        href: Callable[[ctrledger.HistoryEntry], str] | None = None,
-    ) -> Timeline:
+    def of(cls, entries: Iterable[ctrledger.HistoryEntry], *, axis: Axis = "time") -> Timeline:
         tl = cls(axis=axis)
         origin: datetime | None = None
         run: _Span | None = None
@@ -182,9 +182,8 @@ class Timeline:
             elif kind == "Resumed" and pause is not None:
                 pause.end = at
                 pause = None
-            lane = lane_of(kind)
-            css = f"k-{kind}" if lane < 2 else "k-change"
-            tl.marks.append(_Mark(at, lane, css, _title(e), href(e) if href else None))
+            lane = _LANES.get(kind, 2)
+            tl.marks.append(_Mark(at, lane, f"k-{kind}" if lane < 2 else "k-change", e))
         return tl
 
     def span(self) -> float:
@@ -208,9 +207,9 @@ def _merged(marks: list[_Mark], scale: float) -> list[_Mark]:
             head = out[-1]
             head.count += 1
             head.css = "k-many"
-            head.last_title = m.title
+            head.last = m.entry
         else:
-            out.append(_Mark(m.at, m.lane, m.css, m.title, m.href))
+            out.append(_Mark(m.at, m.lane, m.css, m.entry))
     return out
 
 
@@ -246,7 +245,7 @@ def render_svg(
 
     ``href(entry)``: the link of each mark (none without it); ``title``: the picture's title.
     """
-    tl = Timeline.of(entries, axis=axis, href=href)
+    tl = Timeline.of(entries, axis=axis)
     inner = width - LEFT - RIGHT
     scale = inner / tl.extent()
 
@@ -288,12 +287,12 @@ def render_svg(
     for lane in range(3):
         for m in _merged([m for m in tl.marks if m.lane == lane], scale):
             cx, cy = x(m.at), TOP + lane * LANE + LANE / 2
-            text = m.title if m.count == 1 else (
-                f"{m.count} events, from\n{m.title}\n… to\n{m.last_title}")
+            text = _title(m.entry) if m.last is None else (
+                f"{m.count} events, from\n{_title(m.entry)}\n… to\n{_title(m.last)}")
             shape = (f'<circle class="mark {m.css}" cx="{cx:.1f}" cy="{cy:.1f}" r="{6 if m.count > 1 else 5}">'
                      f"<title>{escape(text)}</title></circle>")
-            if m.href:
-                shape = f'<a href="{escape(m.href)}">{shape}</a>'
+            if href is not None:
+                shape = f'<a href="{escape(href(m.entry))}">{shape}</a>'
             parts.append(shape)
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
