@@ -213,7 +213,7 @@ def test_container_events_are_paged_newest_first(tmp_path: Path) -> None:
         assert versions("/containers/busy?size=10") == list(range(25, 15, -1))
         assert 'rel="first"' not in newest and "v25–v16 of 25, newest first" in newest
         older = next_link(newest)
-        assert older == "/containers/busy?ns=default&size=10&before=v16#events"  # keyset: the events before the last shown
+        assert older == "/containers/busy?ns=default&size=10&before=v16#events"  # keyset: before the last shown
         assert versions(older) == list(range(15, 5, -1))
         oldest = unescape(client.get("/containers/busy?size=10&before=v6").text)
         assert versions("/containers/busy?size=10&before=v6") == [5, 4, 3, 2, 1]
