@@ -195,6 +195,26 @@ def test_audit_filters_on_every_field(story: ctrledger.Store) -> None:
         story.audit(kinds=["Renamed"])
 
 
+def test_audit_of_one_container_is_its_every_event(story: ctrledger.Store) -> None:
+    """The audit of one container (read by its versions' positions) is the whole log's rows of it."""
+    story.started("web-1", pid=7)
+    story.paused("web-1")
+    story.resumed("web-1")
+    story.update_resources("web-1", ctrledger.Resources(memory_limit_in_bytes=1 << 20))
+    story.exited("web-1", exit_code=137, reason="OOMKilled")
+    story.update(Container(id="db-1", labels={"x": "1"}), "labels.x")
+    story.delete("db-1", namespace="other")
+    for ns, cid in [("default", "web-1"), ("default", "db-1"), ("other", "db-1"), ("default", "nope")]:
+        everything = [a for a in story.audit() if (a.namespace, a.id) == (ns, cid)]
+        assert list(story.audit(namespace=ns, id=cid)) == everything, (ns, cid)
+        assert [a.position for a in everything] == (
+            [e.position for e in story.history(cid, namespace=ns)] if everything else [])
+        assert list(story.audit(namespace=ns, id=cid, kinds=["Created"], since=at(2))) == [
+            a for a in everything if a.kind == "Created" and a.recorded_at >= T0 + timedelta(seconds=2)]
+    kinds = [a.kind for a in story.audit(namespace="default", id="web-1")]
+    assert kinds[-5:] == ["Started", "Paused", "Resumed", "ResourcesUpdated", "Exited"]
+
+
 def test_history_queries_need_the_temporal_model(db_path: Path) -> None:
     with ctrledger.open(db_path, history=False) as plain:
         plain.create(make())

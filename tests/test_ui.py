@@ -196,6 +196,21 @@ def test_container_at_a_version_and_when_it_did_not_exist(client: Any) -> None:
     assert "Deleted" in absent  # its history is still shown
 
 
+@pytest.mark.parametrize("query", ["at=v2", "ver=2", "ver=6&at=v2"], ids=["typed", "slider", "typed-wins"])
+def test_container_at_a_version_from_the_slider(client: Any, query: str) -> None:
+    text = page(client, f"/containers/web-1?{query}")
+    assert "The record at v2" in text and "tier=edge" in text
+    assert 'id="ver" name="ver" min="1" max="6" value="2"' in text  # its versions, at the one shown
+    assert '<a href="/?ns=default">default</a>' in text  # the list has no v2: it links to now
+
+
+def test_container_slider_spans_its_versions(client: Any, sample: Sample) -> None:
+    assert 'max="6" value="6"' in page(client, "/containers/web-1")  # now: at its last version
+    assert 'max="6" value="2"' in page(client, f"/containers/web-1?at=@{sample.before_edge + 1}")
+    text = page(client, "/containers/web-1?at=@12")
+    assert f'<a href="/?ns=default&at=@{sample.before_edge}">default</a>' in text  # the list at that point
+
+
 def test_container_events_are_paged_newest_first(tmp_path: Path) -> None:
     path = tmp_path / "busy.db"
     with ctrledger.open(path, synchronous="NORMAL") as store:
@@ -337,6 +352,8 @@ def test_a_forged_log_is_shown_as_such(sample: Sample) -> None:
         pytest.param("/?after=web-1&start=x", 400, "start: 'x' is not a whole number", id="bad-start"),
         pytest.param("/?size=5000", 400, "size: 5000 is not between 1 and 1000", id="page-too-large"),
         pytest.param("/?pos=-1", 400, "pos: '-1' is not a whole number", id="bad-slider"),
+        pytest.param("/containers/web-1?ver=0", 400, "ver: 0 is not between 1", id="bad-version-slider"),
+        pytest.param("/containers/web-1?ver=7", 400, "version 7 is in the future", id="version-slider-past-the-end"),
         pytest.param("/containers/nope", 404, 'container "nope" in namespace "default": not found',
                      id="unknown-container"),
         pytest.param("/containers/web-1?at=v99", 400, "version 99 is in the future", id="future-version"),

@@ -381,6 +381,14 @@ class TemporalReader:
         elif until is not None:
             clauses.append("recorded_at <= ?")
             params.append(micros(until))
+        if namespace is not None and container_id is not None:
+            # One container's rows: its events' positions from its versions (a range of their
+            # primary key; a version's end is the next event or its delete), so the audit table is
+            # read by its primary key, not scanned whole.
+            clauses.append(
+                "position IN (SELECT from_pos FROM versions WHERE namespace = ? AND id = ? UNION ALL "
+                "SELECT to_pos FROM versions WHERE namespace = ? AND id = ? AND to_pos IS NOT NULL)")
+            params.extend((namespace, container_id, namespace, container_id))
         where = " AND ".join(clauses) or "1"
         cursor = self.conn.execute(
             "SELECT position, recorded_at, namespace, id, version, kind, actor, reason, correlation_id, "

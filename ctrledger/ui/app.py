@@ -7,8 +7,9 @@ route                                  page
                                        ``filter`` parameters, now or at a point (``at``, or the
                                        slider's ``pos``), ``size`` at a time from the first ID
                                        ``after`` the last of the page before (keyset paging)
-``/containers/<id>``                   one container at a point: its record, its timeline
-                                       (SVG), its events (paged)
+``/containers/<id>``                   one container at a point (``at``, or the slider's
+                                       ``ver``): its record, its timeline (SVG), its events
+                                       newest first, ``size`` at a time ``before`` a version
 ``/containers/<id>/timeline.svg``      the timeline alone, as ``ctrledger timeline --svg``
 ``/containers/<id>/events/<pos>``      one event: kind, time, actor, reason, correlation id,
                                        what it changed
@@ -372,6 +373,9 @@ def create_app(
     def container(cid: str) -> str:
         ns = current_namespace()
         at = point("at")
+        if at is None and arg("ver"):  # the slider over the container's versions, when nothing is typed
+            at = ctrledger.Version(number("ver", 1))
+        at_text = arg("at") or (f"v{at.number}" if isinstance(at, ctrledger.Version) else "")
         size = number("size", EVENTS_PAGE_SIZE, high=MAX_PAGE_SIZE)
         before = version_key("before")
         entries = store.history(cid, namespace=ns)  # NotFound: the name never existed
@@ -403,7 +407,10 @@ def create_app(
             raise BadParameter(f"before: {cid!r} in namespace {ns!r} has no event before v{before}", 404)
         events = list(reversed(window))
         return render_template(
-            "container.html", ns=ns, cid=cid, c=current, absent=absent, at=arg("at"), svg=Markup(svg),
+            "container.html", ns=ns, cid=cid, c=current, absent=absent, at=at_text, svg=Markup(svg),
+            list_at="" if isinstance(at, ctrledger.Version) else at_text,  # a version is no point for the list
+            slider=at.number if isinstance(at, ctrledger.Version) else (
+                current.version if current is not None and at is not None else count[0]),
             events=events, total=count[0], before=before, older=older[0], axis=arg("axis") or "time",
             size=size if size != EVENTS_PAGE_SIZE else None,
         )
