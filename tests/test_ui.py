@@ -28,7 +28,7 @@ from ctrledger.cli import main as cli
 from ctrledger.ui.app import create_app, has_status, side_by_side, status_text
 from ctrledger.ui.timeline import render_svg
 
-from .conftest import make
+from .conftest import StepClock, make
 from .ui_sample import Sample, build, digest
 
 NOW = datetime(2026, 11, 21, 4, 0, tzinfo=UTC)  # after the sample's last event (03:00:16)
@@ -236,6 +236,62 @@ def test_container_events_are_paged_newest_first(tmp_path: Path) -> None:
         assert "25 events" in oldest and oldest.count('class="mark') >= 2  # the timeline has them all
         assert versions("/containers/busy?size=10&before=26") == list(range(25, 15, -1))  # "26" as "v26"
         assert client.get("/containers/busy?size=10&before=v27").status_code == 404
+
+
+def _table(text: str) -> list[tuple[int, str, list[str]]]:
+    """(version, kind, changes as written) of each row of a container page's events table."""
+    out = []
+    for row in re.findall(r'<tr id="e\d+">(.*?)</tr>', text, re.S):
+        version = int(re.search(r">v(\d+)</a>", row).group(1))  # type: ignore[union-attr]
+        kind = re.search(r'class="kind" href="[^"]*">(\w+)</a>', row).group(1)  # type: ignore[union-attr]
+        changes = [unescape(re.sub(r"<[^>]+>", "", c)) for c in re.findall(r'<span class="change">(.*?)</span>', row)]
+        out.append((version, kind, changes))
+    return out
+
+
+def _as_written(changes: tuple[FieldChange, ...]) -> list[str]:
+    from ctrledger.ui.app import _value
+
+    return [f"{c.field} {_value(c.old)} → {_value(c.new)}" for c in changes[:4]]
+
+
+def test_events_are_the_history_read_from_the_audit(tmp_path: Path) -> None:
+    """The timeline's and the table's events (audit rows, no event decoded) say what the history
+    says: positions, versions, incarnations, kinds, who and why; the table's changes, from the
+    states before and after, are the history's; exits carry their code."""
+    from ctrledger.ui.timeline import events
+
+    path = tmp_path / "runs.db"
+    with ctrledger.open(path, clock=StepClock()) as store:
+        store.create(make("job", labels={"a": "1"}), actor="alice", reason="first")
+        store.started("job", pid=10)
+        store.paused("job")
+        store.resumed("job")
+        store.exited("job", exit_code=2, reason="Error")
+        store.update(ctrledger.Container(id="job", labels={"a": "2", "b": "x"}), "labels.a", "labels.b")
+        store.delete("job", actor="bob", reason="done")
+        store.create(make("job", image="busybox:2"), actor="carol")
+        store.started("job", pid=11)
+        store.exited("job", exit_code=0, reason="Completed")
+        entries = list(store.history("job"))
+        got = list(events(store, "job"))
+        assert [(e.position, e.version, e.incarnation, e.kind, e.recorded_at, e.actor, e.reason,
+                 e.correlation_id) for e in got] == [
+            (h.position, h.version, h.incarnation, h.kind, h.recorded_at, h.actor, h.reason, h.correlation_id)
+            for h in entries]
+        assert all(e.changes is None for e in got)  # from the audit: not decoded
+        client = create_app(store).test_client()
+        text = client.get("/containers/job").text
+        table = _table(text)
+        assert table == [(h.version, h.kind, [] if h.kind == "Deleted" else _as_written(h.changes))
+                         for h in reversed(entries)]
+        assert any("status.exit_code ∅ → 2" in c for _, _, cs in table for c in cs)
+        svg = unescape(client.get("/containers/job/timeline.svg").text)
+        assert svg.count('class="run failed"') == 1 and svg.count('class="run"') == 1 and "exit 2 Error" in svg
+        assert svg.count('class="pause"') == 1 and "#2" in svg
+        older = _table(client.get("/containers/job?size=3&before=v5").text)
+        assert [v for v, _, _ in older] == [4, 3, 2]
+        assert older == [r for r in table if r[0] in (4, 3, 2)]
 
 
 def test_event_page(client: Any, sample: Sample) -> None:

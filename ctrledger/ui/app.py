@@ -46,9 +46,10 @@ from werkzeug.exceptions import HTTPException, SecurityError
 
 import ctrledger
 from ctrledger.domain.container import EVENT_CLASSES
+from ctrledger.domain.history import diff_containers
 from ctrledger.domain.points import TextPoint, read_point
 
-from .timeline import Axis, render_svg
+from .timeline import Axis, Event, events, exits, render_svg
 
 __all__ = ["PAGE_SIZE", "EVENTS_PAGE_SIZE", "create_app", "has_status", "status_text"]
 
@@ -191,6 +192,29 @@ def _window(items: Iterator[T], start: int, count: int) -> tuple[list[T], int]:
     return rows, seen
 
 
+def _with_changes(store: ctrledger.Store, cid: str, ns: str, rows: list[Event]) -> list[Event]:
+    """``rows`` (consecutive versions, newest first) with what each changed and each exit's code:
+    the container's states at those versions (and the one before), compared pairwise, so a page
+    of 200 events reads 201 records rather than decoding the whole history before them."""
+    if not rows or all(e.changes is not None for e in rows):
+        return rows  # from a history: they say it already
+    states: dict[int, ctrledger.Container | None] = {0: None}
+    for v in range(max(rows[-1].version - 1, 1), rows[0].version + 1):
+        try:
+            states[v] = store.get(cid, namespace=ns, as_of=ctrledger.Version(v))
+        except ctrledger.NotFound:
+            states[v] = None  # deleted by then
+    out = []
+    for e in rows:
+        before, after = states[e.version - 1], states[e.version]
+        changes = () if e.kind == "Deleted" else tuple(diff_containers(before, after))
+        found = e.exit
+        if e.kind == "Exited" and after is not None:
+            found = (after.status.exit_code, after.status.reason or "")
+        out.append(dataclasses.replace(e, changes=changes, exit=found))
+    return out
+
+
 def create_app(
     store: ctrledger.Store,
     *,
@@ -323,7 +347,7 @@ def create_app(
             at=at_text, slider=at.number if isinstance(at, ctrledger.Position) else head, first=first,
         )
 
-    def entry_href(cid: str, ns: str) -> Callable[[ctrledger.HistoryEntry], str]:
+    def entry_href(cid: str, ns: str) -> Callable[[Event], str]:
         base = container_base(cid) + "/events/"
         suffix = "?" + urlencode({"ns": ns})
         return lambda e: f"{base}{e.position}{suffix}"
@@ -331,8 +355,8 @@ def create_app(
     @app.get("/containers/<cid>/timeline.svg")
     def timeline_svg(cid: str) -> Response:
         ns = current_namespace()
-        svg = render_svg(store.history(cid, namespace=ns), title=f"{cid} in {ns}", axis=axis(),
-                         href=entry_href(cid, ns))
+        svg = render_svg(events(store, cid, namespace=ns), title=f"{cid} in {ns}", axis=axis(),
+                         href=entry_href(cid, ns), exit_of=exits(store, cid, namespace=ns))
         return Response(svg, mimetype="image/svg+xml")
 
     @app.get("/containers/<cid>/events/<int:position>")
@@ -378,7 +402,8 @@ def create_app(
         at_text = arg("at") or (f"v{at.number}" if isinstance(at, ctrledger.Version) else "")
         size = number("size", EVENTS_PAGE_SIZE, high=MAX_PAGE_SIZE)
         before = version_key("before")
-        entries = store.history(cid, namespace=ns)  # NotFound: the name never existed
+        entries = events(store, cid, namespace=ns)  # NotFound: the name never existed
+        exit_of = exits(store, cid, namespace=ns)
         try:
             current = store.get(cid, namespace=ns, as_of=at) if at is not None else store.get(cid, namespace=ns)
             absent = ""
@@ -386,11 +411,11 @@ def create_app(
             current, absent = None, str(e)
         # One pass over the history: the timeline takes every event; the table keeps the newest
         # ``size`` before ``before`` (keyset paging by version, newest first).
-        window: deque[ctrledger.HistoryEntry] = deque(maxlen=size)
+        window: deque[Event] = deque(maxlen=size)
         count = [0]
         older = [False]
 
-        def tap(items: Iterable[ctrledger.HistoryEntry]) -> Iterator[ctrledger.HistoryEntry]:
+        def tap(items: Iterable[Event]) -> Iterator[Event]:
             for e in items:
                 count[0] += 1
                 if before is None or e.version < before:
@@ -399,19 +424,20 @@ def create_app(
                     window.append(e)
                 yield e
 
-        svg = render_svg(tap(entries), title=f"{cid} in {ns}", axis=axis(), href=entry_href(cid, ns))
+        svg = render_svg(tap(entries), title=f"{cid} in {ns}", axis=axis(), href=entry_href(cid, ns),
+                         exit_of=exit_of)
         if before is not None and before > count[0] + 1:
             raise BadParameter(f"before: v{before} is past the last event of {cid!r} in namespace {ns!r} "
                                f"(v{count[0]}; leave it out for the newest events)", 404)
         if before is not None and not window:
             raise BadParameter(f"before: {cid!r} in namespace {ns!r} has no event before v{before}", 404)
-        events = list(reversed(window))
+        rows = _with_changes(store, cid, ns, list(reversed(window)))
         return render_template(
             "container.html", ns=ns, cid=cid, c=current, absent=absent, at=at_text, svg=Markup(svg),
             list_at="" if isinstance(at, ctrledger.Version) else at_text,  # a version is no point for the list
             slider=at.number if isinstance(at, ctrledger.Version) else (
                 current.version if current is not None and at is not None else count[0]),
-            events=events, total=count[0], before=before, older=older[0], axis=arg("axis") or "time",
+            events=rows, total=count[0], before=before, older=older[0], axis=arg("axis") or "time",
             size=size if size != EVENTS_PAGE_SIZE else None,
         )
 

@@ -29,7 +29,7 @@ spaced, for a history whose events crowd into a few moments).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
@@ -37,7 +37,7 @@ from typing import Literal
 
 import ctrledger
 
-__all__ = ["Axis", "Timeline", "lane_of", "render_svg"]
+__all__ = ["Axis", "Event", "Timeline", "events", "exits", "lane_of", "render_svg"]
 
 Axis = Literal["time", "sequence"]
 
@@ -52,6 +52,7 @@ LANE = 34  # one lane's height
 BAR = 16
 BUCKET = 4.0  # marks closer than this (pixels) are drawn as one
 MARGIN = 0.04  # of the span, after the last event
+EXIT_LOOKUPS = 200  # runs whose exit code is read for the picture, the latest first
 
 _STYLE = """
 .tl text { font: 11px system-ui, sans-serif; fill: #333; }
@@ -79,22 +80,94 @@ def lane_of(kind: str) -> int:
     return _LANES.get(kind, 2)
 
 
-def _exit_text(entry: ctrledger.HistoryEntry) -> str:
-    code = reason = None
-    for change in entry.changes:
-        name = change.field.rsplit(".", 1)[-1]
-        if name == "exit_code":
-            code = change.new
-        elif name == "reason":
-            reason = change.new
-    words = [f"exit {code}" if code is not None else "exited"]
-    if reason:
-        words.append(str(reason))
-    return " ".join(words)
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event as the timeline and the container page's table show it.
+
+    From a ``Store.history`` record (:meth:`of_entry`: with what it changed and, for an
+    ``Exited``, its exit code and reason), or from a ``Store.audit`` record (:func:`events`:
+    without them, read from the read model without decoding the log's events).
+    """
+
+    position: int
+    version: int
+    incarnation: int
+    kind: str
+    recorded_at: datetime
+    actor: str
+    reason: str
+    correlation_id: str
+    fieldpaths: tuple[str, ...] = ()
+    changes: tuple[ctrledger.FieldChange, ...] | None = None
+    """What it changed; None when not read (an audit record does not say)."""
+    exit: tuple[int | None, str] | None = None
+    """An ``Exited``'s (exit code, reason), when known."""
+
+    @classmethod
+    def of_entry(cls, e: ctrledger.HistoryEntry) -> Event:
+        exit_ = None
+        if e.kind == "Exited":
+            code, why = None, ""
+            for change in e.changes:
+                name = change.field.rsplit(".", 1)[-1]
+                if name == "exit_code":
+                    code = change.new
+                elif name == "reason":
+                    why = str(change.new or "")
+            exit_ = (code if isinstance(code, int) else None, why)
+        return cls(e.position, e.version, e.incarnation, e.kind, e.recorded_at, e.actor, e.reason,
+                   e.correlation_id, tuple(e.fieldpaths), tuple(e.changes), exit_)
+
+    def exit_text(self) -> str:
+        """``exit 137 OOMKilled``; ``exited`` when the code is not known."""
+        return _exit_words(self.exit)
 
 
-def _failed(entry: ctrledger.HistoryEntry) -> bool:
-    return any(c.field.rsplit(".", 1)[-1] == "exit_code" and c.new not in (0, None) for c in entry.changes)
+def _exit_words(found: tuple[int | None, str] | None) -> str:
+    if found is None or found[0] is None:
+        return "exited"
+    return f"exit {found[0]}" + (f" {found[1]}" if found[1] else "")
+
+
+ExitOf = Callable[[Event], "tuple[int | None, str] | None"]
+
+
+def events(store: ctrledger.Store, cid: str, *, namespace: str = "default") -> Iterator[Event]:
+    """The events of the name ``cid`` in ``namespace``, oldest first, for the timeline and the table.
+
+    Read from ``Store.audit`` (the read model's rows, by the container's own positions: no event
+    of the log is decoded, so 5,000 events cost what a few hundred records do), with the
+    incarnations counted from the ``Created`` events; without ``changes`` or exit codes (see
+    :func:`exits`). ``NotFound`` (at once, not when first read) if the name never existed there.
+    """
+    store.history(cid, namespace=namespace).close()  # NotFound now; the history itself is not read
+    records = store.audit(namespace=namespace, id=cid)
+
+    def counted() -> Iterator[Event]:
+        incarnation = 0
+        for r in records:
+            if r.kind == "Created":
+                incarnation += 1
+            yield Event(r.position, r.version, max(incarnation, 1), r.kind, r.recorded_at, r.actor, r.reason,
+                        r.correlation_id, tuple(r.fieldpaths))
+
+    return counted()
+
+
+def exits(store: ctrledger.Store, cid: str, *, namespace: str = "default") -> ExitOf:
+    """An ``Exited`` event's (exit code, reason): the container's status right after it
+    (``Store.get`` as of its position; one indexed read per exit asked for)."""
+
+    def exit_of(e: Event) -> tuple[int | None, str] | None:
+        if e.exit is not None:
+            return e.exit
+        try:
+            status = store.get(cid, namespace=namespace, as_of=ctrledger.Position(e.position)).status
+        except ctrledger.NotFound:
+            return None
+        return (status.exit_code, status.reason or "")
+
+    return exit_of
 
 
 @dataclass
@@ -103,6 +176,7 @@ class _Span:
     end: float | None = None
     label: str = ""
     css: str = ""
+    exited: Event | None = None  # the Exited event that ended a run
 
 
 @dataclass
@@ -113,16 +187,16 @@ class _Mark:
     at: float
     lane: int
     css: str
-    entry: ctrledger.HistoryEntry
+    entry: Event
     count: int = 1
-    last: ctrledger.HistoryEntry | None = None
+    last: Event | None = None
 
 
 def _when(t: datetime) -> str:
     return t.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
-def _title(e: ctrledger.HistoryEntry) -> str:
+def _title(e: Event) -> str:
     lines = [f"v{e.version} {e.kind} (#{e.incarnation}) @{e.position}", _when(e.recorded_at), f"actor: {e.actor}"]
     if e.reason:
         lines.append(f"reason: {e.reason}")
@@ -145,13 +219,14 @@ class Timeline:
     marks: list[_Mark] = field(default_factory=list)
 
     @classmethod
-    def of(cls, entries: Iterable[ctrledger.HistoryEntry], *, axis: Axis = "time") -> Timeline:
+    def of(cls, entries: Iterable[ctrledger.HistoryEntry | Event], *, axis: Axis = "time") -> Timeline:
         tl = cls(axis=axis)
         origin: datetime | None = None
         run: _Span | None = None
         pause: _Span | None = None
         inc: _Span | None = None
-        for e in entries:
+        for item in entries:
+            e = Event.of_entry(item) if isinstance(item, ctrledger.HistoryEntry) else item
             if origin is None:
                 origin = tl.first = e.recorded_at
             tl.last = e.recorded_at
@@ -170,8 +245,8 @@ class Timeline:
             if kind in ("Exited", "Deleted", "Started") and run is not None:
                 run.end = at
                 if kind == "Exited":
-                    run.label = _exit_text(e)
-                    run.css = "run failed" if _failed(e) else "run"
+                    run.exited = e
+                    run.label = "exited"
                 run = None
             if kind == "Started":
                 run = _Span(at, label="running", css="run")
@@ -197,6 +272,23 @@ class Timeline:
         """The axis: the events' span and a margin after the last, where open bars (a container
         still alive, a run still running) are drawn to."""
         return self.span() * (1 + MARGIN)
+
+    def resolve_exits(self, exit_of: ExitOf | None, limit: int = EXIT_LOOKUPS) -> None:
+        """Label the runs with their exit code and reason (red for a non-zero code): those the
+        events carry, and up to ``limit`` more (the latest runs) asked of ``exit_of``."""
+        asked = 0
+        for run in reversed(self.runs):
+            e = run.exited
+            if e is None:
+                continue
+            found = e.exit
+            if found is None and exit_of is not None and asked < limit:
+                asked += 1
+                found = exit_of(e)
+            if found is None:
+                continue
+            run.label = _exit_words(found)
+            run.css = "run failed" if found[0] not in (0, None) else "run"
 
 
 def _merged(marks: list[_Mark], scale: float) -> list[_Mark]:
@@ -238,14 +330,17 @@ def _ticks(tl: Timeline, x: Callable[[float], float]) -> list[str]:
 
 
 def render_svg(
-    entries: Iterable[ctrledger.HistoryEntry], *, title: str, axis: Axis = "time",
-    href: Callable[[ctrledger.HistoryEntry], str] | None = None, width: int = WIDTH,
+    entries: Iterable[ctrledger.HistoryEntry | Event], *, title: str, axis: Axis = "time",
+    href: Callable[[Event], str] | None = None, width: int = WIDTH, exit_of: ExitOf | None = None,
 ) -> str:
-    """The timeline of ``entries`` (one container's history, oldest first) as an SVG document.
+    """The timeline of ``entries`` (one container's history, oldest first: ``Store.history``
+    records, or the lighter :func:`events`) as an SVG document.
 
-    ``href(entry)``: the link of each mark (none without it); ``title``: the picture's title.
+    ``href(event)``: the link of each mark (none without it); ``title``: the picture's title;
+    ``exit_of``: where to read the exit code of runs whose events do not carry it (:func:`exits`).
     """
     tl = Timeline.of(entries, axis=axis)
+    tl.resolve_exits(exit_of)
     inner = width - LEFT - RIGHT
     scale = inner / tl.extent()
 
