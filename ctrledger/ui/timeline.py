@@ -140,7 +140,7 @@ def events(store: ctrledger.Store, cid: str, *, namespace: str = "default") -> I
     incarnations counted from the ``Created`` events; without ``changes`` or exit codes (see
     :func:`exits`). ``NotFound`` (at once, not when first read) if the name never existed there.
     """
-    store.history(cid, namespace=namespace).close()  # NotFound now; the history itself is not read
+    store.history(cid, namespace=namespace)  # NotFound now; the history itself is never read
     records = store.audit(namespace=namespace, id=cid)
 
     def counted() -> Iterator[Event]:
