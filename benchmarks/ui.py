@@ -16,7 +16,7 @@ body), it times each page R times:
 * the containers list, the last page (page 1,000 of 1,000 at 100k), reached as its "next" link does:
   ``after=`` the last ID of the page before (keyset paging: ``Store.scan(after=)`` starts there);
   and the page halfway down as of a past position;
-* the hot container's page (its timeline SVG over every event, the record, the newest 200 events);
+* the hot container's page (its timeline SVG over every event, the record, the newest 100 events);
   and its page of older events (``before=`` a version halfway down);
 * the hot container's timeline SVG alone; the audit page of one actor;
 * for comparison, the hot container's whole ``Store.history`` (every event decoded), which the
@@ -24,7 +24,7 @@ body), it times each page R times:
 
 Beside each page it times the store call the page makes (the baseline in the same run: the
 first 101 records of ``Store.scan`` from where the page starts; the hot container's
-``Store.audit`` rows and, for its page, the 201 records ``Store.get`` reads at the versions of its
+``Store.audit`` rows and, for its page, the 101 records ``Store.get`` reads at the versions of its
 table; the first 101 of ``Store.audit``), so the view's own cost is reported as a ratio to the
 store's.
 
@@ -54,7 +54,7 @@ import ctrledger  # noqa: E402
 from ctrledger import Container, Payload, Runtime  # noqa: E402
 from ctrledger.domain.container import ContainerAggregate, LabelsChanged  # noqa: E402
 from ctrledger.domain.model import Audit  # noqa: E402
-from ctrledger.ui.app import create_app  # noqa: E402
+from ctrledger.ui.app import EVENTS_PAGE_SIZE, create_app  # noqa: E402
 
 SPEC_TYPE = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -163,10 +163,10 @@ def main(argv: list[str]) -> int:
 
             def reads(newest: int) -> object:
                 """The container page's store calls: its audit rows, and the record at each version
-                of its table (200 of them, and the one before) to tell what each event changed."""
+                of its table (a page of them, and the one before) to tell what each event changed."""
                 rows = list(store.audit(namespace="default", id=hot))
                 states = []
-                for v in range(newest - 200, newest + 1):
+                for v in range(newest - EVENTS_PAGE_SIZE, newest + 1):
                     try:
                         states.append(store.get(hot, as_of=ctrledger.Version(v)))
                     except ctrledger.NotFound:

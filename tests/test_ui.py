@@ -223,7 +223,7 @@ def test_container_events_are_paged_newest_first(tmp_path: Path) -> None:
             row = r'<tr id="e\d+">\s*<td><a href="[^"]*">v(\d+)</a>'
             return [int(v) for v in re.findall(row, client.get(url).text)]
 
-        assert versions("/containers/busy") == list(range(25, 0, -1))  # 200 to a page by default
+        assert versions("/containers/busy") == list(range(25, 0, -1))  # 100 to a page by default
         newest = unescape(client.get("/containers/busy?size=10").text)
         assert versions("/containers/busy?size=10") == list(range(25, 15, -1))
         assert 'rel="first"' not in newest and "v25–v16 of 25, newest first" in newest
@@ -486,6 +486,28 @@ def test_timeline_draws_runs_with_exit_codes_and_pauses() -> None:
     assert 'class="run open"' in svg
     assert svg.count('class="pause"') == 1
     assert svg.count('class="mark') == 6
+
+
+def test_timeline_reads_the_exit_codes_of_the_latest_runs_only() -> None:
+    from ctrledger.ui.timeline import Event, Timeline
+
+    def ev(kind: str, n: int) -> Event:
+        return Event(n, n, 1, kind, datetime(2026, 11, 21, 3, 0, n, tzinfo=UTC), "kubelet", "", "")
+
+    runs = [ev("Created", 1)]
+    for n in range(2, 22, 2):
+        runs += [ev("Started", n), ev("Exited", n + 1)]
+    asked: list[int] = []
+
+    def exit_of(e: Event) -> tuple[int | None, str]:
+        asked.append(e.position)
+        return (1, "Error") if e.position % 4 == 3 else (0, "Completed")
+
+    tl = Timeline.of(runs)
+    tl.resolve_exits(exit_of, limit=3)
+    assert asked == [21, 19, 17]  # the latest three, newest first
+    assert [r.css for r in tl.runs][-3:] == ["run", "run failed", "run"]  # exits @17, @19, @21
+    assert {r.label for r in tl.runs[:-3]} == {"exited"} and {r.css for r in tl.runs[:-3]} == {"run"}
 
 
 def test_timeline_of_a_long_history_folds_crowded_marks() -> None:

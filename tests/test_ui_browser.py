@@ -120,9 +120,18 @@ def test_a_person_browses_the_ledger(browser: Any, served: tuple[str, Sample], s
     assert _ids(browser) == everyone
     _shot(browser, shots, "containers")
 
+    # paged by keyset: "next" starts after the last ID shown
+    browser.get(base + "/?size=5")
+    assert _ids(browser) == everyone[:5]
+    browser.find_element("css selector", 'a[rel="next"]').click()
+    wait.until(ec.url_contains("after=web-2"))
+    assert _ids(browser) == everyone[5:10]
+    browser.get(base + "/")
+
     # the time control: one step back on the slider is the log before web-1 was created again
     browser.find_element("id", "pos").send_keys(Keys.ARROW_LEFT)
     wait.until(ec.url_contains("at=%40" + str(sample.head - 1)))
+    assert "pos=" not in browser.current_url  # the point the slider chose is the typed one: one to bookmark
     assert "at @16" in browser.find_element("css selector", "h1").text
     assert _ids(browser) == [i for i in everyone if i != "web-1"]  # deleted at @16
     assert browser.find_element("id", "pos").get_attribute("value") == "16"
@@ -143,6 +152,19 @@ def test_a_person_browses_the_ledger(browser: Any, served: tuple[str, Sample], s
     assert len(marks) >= 4
     browser.get(base + "/containers/web-1")
     _shot(browser, shots, "timeline")
+    kinds = [a.text for a in browser.find_elements("css selector", "#events a.kind")]
+    assert kinds == ["Created", "Deleted", "SpecUpdated", "ImageChanged", "LabelsChanged", "Created"]  # newest first
+
+    # the container's own slider, over its versions: one step back is v5, its delete; one more, v4
+    browser.find_element("id", "ver").send_keys(Keys.ARROW_LEFT)
+    wait.until(ec.url_contains("at=v5"))
+    assert "did not exist" in browser.find_element("id", "absent").text
+    assert browser.find_element("id", "ver-out").text == "v5"
+    browser.find_element("id", "ver").send_keys(Keys.ARROW_LEFT)
+    wait.until(ec.url_contains("at=v4"))
+    record = browser.find_element("id", "record").text
+    assert "The record at v4" in record and "nginx:1.28" in record
+    browser.get(base + "/containers/web-1")
 
     # a mark of the timeline opens its event: who, when, why, which operation
     relabel = f'#timeline svg a[href*="/events/{sample.before_edge + 1}?"]'  # bob's, the event after @12

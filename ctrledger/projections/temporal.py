@@ -401,7 +401,7 @@ class TemporalReader:
                     yield AuditRecord(
                         position=r[0], recorded_at=from_micros(r[1]), namespace=r[2], id=r[3], version=r[4],
                         kind=r[5], actor=r[6], reason=r[7], correlation_id=r[8],
-                        fieldpaths=tuple(json.loads(r[9])), client=r[10],
+                        fieldpaths=() if r[9] == "[]" else tuple(json.loads(r[9])), client=r[10],
                     )
         finally:
             cursor.close()

@@ -56,7 +56,7 @@ __all__ = ["PAGE_SIZE", "EVENTS_PAGE_SIZE", "create_app", "has_status", "status_
 T = TypeVar("T")
 
 PAGE_SIZE = 100
-EVENTS_PAGE_SIZE = 200
+EVENTS_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
 _STATUS_OF = {
@@ -195,7 +195,7 @@ def _window(items: Iterator[T], start: int, count: int) -> tuple[list[T], int]:
 def _with_changes(store: ctrledger.Store, cid: str, ns: str, rows: list[Event]) -> list[Event]:
     """``rows`` (consecutive versions, newest first) with what each changed and each exit's code:
     the container's states at those versions (and the one before), compared pairwise, so a page
-    of 200 events reads 201 records rather than decoding the whole history before them."""
+    of 100 events reads 101 records rather than decoding the whole history before them."""
     if not rows or all(e.changes is not None for e in rows):
         return rows  # from a history: they say it already
     states: dict[int, ctrledger.Container | None] = {0: None}

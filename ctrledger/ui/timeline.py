@@ -2,8 +2,10 @@
 
 The same renderer draws the timeline of the web view's container page and the file
 ``ctrledger timeline ID --svg FILE`` writes. It reads ``Store.history`` records
-(:class:`ctrledger.HistoryEntry`) in one pass and keeps only what it draws, so a history of
-any length streams through it.
+(:class:`ctrledger.HistoryEntry`), or the lighter :class:`Event` records :func:`events` reads
+from ``Store.audit`` (what the web view draws from: the read model's rows of that container,
+no event of the log decoded; the exit codes of the latest runs read by :func:`exits`), in one
+pass, and writes tooltips and links only for the marks it draws.
 
 Three lanes, one above the other:
 
