@@ -51,7 +51,7 @@ def sample(built: Sample, tmp_path: Path) -> Sample:
 def client(sample: Sample) -> Iterator[Any]:
     """A test client of the view; afterwards, the store's file and log position are as they were."""
     before = digest(sample.path)
-    with ctrledger.open(sample.path) as store:
+    with ctrledger.open(sample.path, mode="r") as store:  # as ctrledger ui opens it
         app = create_app(store, source="ledger.db", now=lambda: NOW)
         yield app.test_client()
         assert store.position == sample.head, "the view moved the log"
