@@ -364,19 +364,16 @@ def create_app(
         ns = current_namespace()
         found = None
         before = None
-        entries = store.history(cid, namespace=ns)
-        try:
-            for e in entries:
-                if e.position == position:
-                    found = e
-                    break
-                before = e
-        finally:
-            close = getattr(entries, "close", None)
-            if close is not None:
-                close()
+        for e in events(store, cid, namespace=ns):  # its audit rows, up to that one
+            if e.position == position:
+                found = e
+                break
+            if e.position > position:
+                break
+            before = e
         if found is None:
             raise BadParameter(f"container {cid!r} in namespace {ns!r} has no event at position {position}", 404)
+        found = _with_changes(store, cid, ns, [found])[0]
         return render_template("event.html", ns=ns, cid=cid, e=found, before=before)
 
     @app.get("/containers/<cid>/diff")

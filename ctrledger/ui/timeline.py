@@ -104,6 +104,7 @@ class Event:
     """What it changed; None when not read (an audit record does not say)."""
     exit: tuple[int | None, str] | None = None
     """An ``Exited``'s (exit code, reason), when known."""
+    client: str = ""
 
     @classmethod
     def of_entry(cls, e: ctrledger.HistoryEntry) -> Event:
@@ -118,7 +119,7 @@ class Event:
                     why = str(change.new or "")
             exit_ = (code if isinstance(code, int) else None, why)
         return cls(e.position, e.version, e.incarnation, e.kind, e.recorded_at, e.actor, e.reason,
-                   e.correlation_id, tuple(e.fieldpaths), tuple(e.changes), exit_)
+                   e.correlation_id, tuple(e.fieldpaths), tuple(e.changes), exit_, e.client)
 
     def exit_text(self) -> str:
         """``exit 137 OOMKilled``; ``exited`` when the code is not known."""
@@ -151,7 +152,7 @@ def events(store: ctrledger.Store, cid: str, *, namespace: str = "default") -> I
             if r.kind == "Created":
                 incarnation += 1
             yield Event(r.position, r.version, max(incarnation, 1), r.kind, r.recorded_at, r.actor, r.reason,
-                        r.correlation_id, tuple(r.fieldpaths))
+                        r.correlation_id, tuple(r.fieldpaths), client=r.client)
 
     return counted()
 
