@@ -406,7 +406,7 @@ def create_app(
             absent = ""
         except ctrledger.NotFound as e:
             current, absent = None, str(e)
-        # One pass over the history: the timeline takes every event; the table keeps the newest
+        # One pass over its audit rows: the timeline takes every event; the table keeps the newest
         # ``size`` before ``before`` (keyset paging by version, newest first).
         window: deque[Event] = deque(maxlen=size)
         count = [0]
