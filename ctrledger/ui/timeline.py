@@ -82,7 +82,7 @@ def lane_of(kind: str) -> int:
     return _LANES.get(kind, 2)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a setattr call per field
 class Event:
     """One event as the timeline and the container page's table show it.
 
