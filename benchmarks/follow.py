@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -83,26 +84,11 @@ def burst(cd: Containerd, work: Path, n: int) -> dict[str, object]:
     assert "ctrledger follow:" in line, line
     log_lines: list[str] = []
     threading.Thread(target=lambda: log_lines.extend(follower.stderr), daemon=True).start()  # type: ignore[arg-type]
-    seen: dict[int, float] = {}  # position -> wall time it became readable
-    recorded: dict[int, tuple[int, str]] = {}
-    stop = threading.Event()
-
-    def poll() -> None:
-        conn = sqlite3.connect(f"file:{work / 'burst.db'}?mode=ro", uri=True, isolation_level=None)
-        last = 0
-        while not stop.is_set():
-            rows = conn.execute("SELECT position, recorded_at, kind FROM audit WHERE position > ? ORDER BY position",
-                                (last,)).fetchall()
-            now = time.time()
-            for pos, at, kind in rows:
-                seen[pos] = now
-                recorded[pos] = (at, kind)
-                last = pos
-            time.sleep(0.001)
-        conn.close()
-
-    pt = threading.Thread(target=poll, daemon=True)
-    pt.start()
+    # The reader in a process of its own too: in this one it would wait for the GIL behind the
+    # client's threads and see the changes late.
+    reader = subprocess.Popen([sys.executable, __file__, "--poll", str(work / "burst.db"), str(work / "seen.json")],
+                              stdout=subprocess.PIPE, text=True)
+    assert reader.stdout is not None and reader.stdout.readline().strip() == "polling"
     channel = grpc.insecure_channel(f"unix://{cd.socket}")
     stub = cgrpc.ContainersStub(channel)
     md = ns_md(ns)
@@ -118,14 +104,25 @@ def burst(cd: Containerd, work: Path, n: int) -> dict[str, object]:
         list(pool.map(one, range(n)))
     sent = time.monotonic() - t0
     deadline = time.monotonic() + 120
-    while len(recorded) < 3 * n and time.monotonic() < deadline:
-        before = len(recorded)
+    progress = sqlite3.connect(f"file:{work / 'burst.db'}?mode=ro", uri=True, isolation_level=None)
+
+    def counts_now() -> tuple[int, int]:
+        row = progress.execute("SELECT count(*), sum(kind = 'Deleted') FROM audit").fetchone()
+        return int(row[0]), int(row[1] or 0)
+
+    while counts_now()[0] < 3 * n and time.monotonic() < deadline:
+        before = counts_now()[0]
         time.sleep(2.0)
-        if len(recorded) == before and sum(1 for _, k in recorded.values() if k == "Deleted") == n:
+        total, deleted = counts_now()
+        if total == before and deleted == n:
             break  # every container's last event is in: what is missing was folded into another
+    progress.close()
     caught_up = time.monotonic() - t0
-    stop.set()
-    pt.join()
+    reader.terminate()
+    reader.wait(30)
+    polled = json.loads((work / "seen.json").read_text())
+    seen = {int(p): t for p, (t, _, _) in polled.items()}
+    recorded = {int(p): (at, kind) for p, (_, at, kind) in polled.items()}
     follower.terminate()
     follower.wait(30)
     channel.close()
@@ -229,7 +226,31 @@ def proxy(cd: Containerd, work: Path, gets: int, runs: int) -> dict[str, object]
     return result
 
 
+def poll(db: str, out: str) -> int:
+    """``--poll DB OUT``: note when each audit row becomes readable (every millisecond) until
+    SIGTERM, then write ``{position: [seen, recorded_at, kind]}`` to OUT."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+    found: dict[int, tuple[float, int, str]] = {}
+    last = 0
+    print("polling", flush=True)
+    while not stop.is_set():
+        rows = conn.execute("SELECT position, recorded_at, kind FROM audit WHERE position > ? ORDER BY position",
+                            (last,)).fetchall()
+        now = time.time()
+        for pos, at, kind in rows:
+            found[pos] = (now, at, kind)
+            last = pos
+        time.sleep(0.001)
+    conn.close()
+    Path(out).write_text(json.dumps(found))
+    return 0
+
+
 def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--poll":
+        return poll(sys.argv[2], sys.argv[3])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--burst", type=int, default=None)
