@@ -995,6 +995,7 @@ class Store:
     # the other writes. ``at`` (an aware datetime or an ISO-8601 string) is when it happened,
     # as the runtime reports it; None: now (the store's clock). It may not be earlier than
     # the container's last status change. Nothing is written when a call is refused.
+    # ``client`` (default: the store's) names the program that asked, as for the other writes.
 
     def started(
         self,
@@ -1008,6 +1009,7 @@ class Store:
         expected_version: int | None = None,
         correlation_id: str | None = None,
         request_id: str | None = None,
+        client: str | None = None,
     ) -> Container:
         """The container's process started with ``pid`` (a uint32): CREATED or EXITED -> RUNNING.
 
@@ -1016,7 +1018,7 @@ class Store:
         """
         ns = validate_namespace(namespace)
         checked_pid, when = check_pid(pid), _parse_at(at)
-        audit = self._audit(actor, reason, correlation_id, ())
+        audit = self._audit(actor, reason, correlation_id, (), client)
         now = self._clock()
         return self._command(
             ns, id, "start", expected_version, lambda agg: agg.start(checked_pid, when, audit, now), request_id
@@ -1036,6 +1038,7 @@ class Store:
         expected_version: int | None = None,
         correlation_id: str | None = None,
         request_id: str | None = None,
+        client: str | None = None,
     ) -> Container:
         """The container's process exited with ``exit_code`` (an int32): RUNNING -> EXITED.
 
@@ -1046,7 +1049,7 @@ class Store:
         ns = validate_namespace(namespace)
         code, when = check_exit_code(exit_code), _parse_at(at)
         exit_why, text = check_text("reason", reason), check_text("message", message)
-        audit = self._audit(actor, audit_reason, correlation_id, ())
+        audit = self._audit(actor, audit_reason, correlation_id, (), client)
         now = self._clock()
         return self._command(
             ns, id, "exit", expected_version, lambda agg: agg.exit(code, exit_why, text, when, audit, now), request_id
@@ -1063,6 +1066,7 @@ class Store:
         expected_version: int | None = None,
         correlation_id: str | None = None,
         request_id: str | None = None,
+        client: str | None = None,
     ) -> Container:
         """The running container was paused (its state stays RUNNING; ``status.paused`` is set).
 
@@ -1070,7 +1074,7 @@ class Store:
         """
         ns = validate_namespace(namespace)
         when = _parse_at(at)
-        audit = self._audit(actor, reason, correlation_id, ())
+        audit = self._audit(actor, reason, correlation_id, (), client)
         now = self._clock()
         return self._command(ns, id, "pause", expected_version, lambda agg: agg.pause(when, audit, now), request_id)
 
@@ -1085,11 +1089,12 @@ class Store:
         expected_version: int | None = None,
         correlation_id: str | None = None,
         request_id: str | None = None,
+        client: str | None = None,
     ) -> Container:
         """The paused container was resumed. ``FailedPrecondition`` if it is not paused."""
         ns = validate_namespace(namespace)
         when = _parse_at(at)
-        audit = self._audit(actor, reason, correlation_id, ())
+        audit = self._audit(actor, reason, correlation_id, (), client)
         now = self._clock()
         return self._command(ns, id, "resume", expected_version, lambda agg: agg.resume(when, audit, now), request_id)
 

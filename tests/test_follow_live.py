@@ -330,6 +330,9 @@ def test_proxy_runs_ctr_and_names_the_caller(tmp_path: Path, store: ctrledger.St
         me = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
         assert ("Created", me) in caller and ("Deleted", me) in caller and ("Started", me) in caller
         assert "ctr[" in entries[0].client and entries[0].client.startswith("grpc ctr[")
+        # status calls name the caller's program too, not the proxy's store
+        by_kind = {e.kind: e.client for e in entries}
+        assert by_kind["Started"].startswith("grpc ctr[") and by_kind["Deleted"].startswith("grpc ctr["), by_kind
         assert store.get("job1", namespace=ns, as_of=entries[2].recorded_at).status.exit_code == 0
         # the proxy changes nothing containerd answers: listings and errors are containerd's
         containerd.ctr("containers", "create", "--label", "k=v", "--rootfs", str(root), "kept", "/bin/true",

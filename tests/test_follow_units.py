@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from google.protobuf import timestamp_pb2
 
+from ctrledger.cli import main
 from ctrledger.follow.follower import _int32, payload_of
 from ctrledger.follow.observed import observed_time
 from ctrledger.wire.containerd.events import container_pb2 as cev
@@ -46,3 +50,17 @@ def test_observed_time(seconds: int, nanos: int, expected: datetime | None) -> N
 @pytest.mark.parametrize(("status", "code"), [(0, 0), (3, 3), (137, 137), (2**32 - 1, -1), (2**31, -(2**31))])
 def test_exit_status_as_int32(status: int, code: int) -> None:
     assert _int32(status) == code
+
+
+@pytest.mark.parametrize("kind", ["no-socket", "not-listening"])
+def test_follow_once_without_containerd_fails_and_leaves_no_file(tmp_path: Path, kind: str) -> None:
+    address = tmp_path / "containerd.sock"
+    if kind == "not-listening":  # a socket file nobody accepts on: a containerd that died
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(address))
+        s.close()
+    db = tmp_path / "ledger.db"
+    result = CliRunner().invoke(main, ["follow", "--once", "--address", str(address), "--db", str(db)])
+    assert result.exit_code == 1, result.output
+    assert f"cannot reach containerd at {address}" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["containerd.sock"] if kind == "not-listening" else [])

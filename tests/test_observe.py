@@ -1,27 +1,21 @@
-"""Store.observe: bring a container to a state seen on containerd, with the fewest events."""
+"""Store.observe: bring a container to a state seen on containerd, with the fewest events.
+
+Every test runs on SQLite and on PostgreSQL (the ``store`` and ``target`` fixtures of conftest)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 import ctrledger
 from ctrledger import Container, Payload, Runtime
 
-from .conftest import SPEC, StepClock, make
+from .conftest import SPEC, make
 
 T0 = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
 BASE = make("web-1", labels={"a": "1", "b": "2"}, created_at=T0)
-
-
-@pytest.fixture
-def store(db_path: Path, clock: StepClock) -> ctrledger.Store:
-    s = ctrledger.open(db_path, clock=clock)
-    yield s  # type: ignore[misc]
-    s.close()
 
 
 @pytest.mark.parametrize(
@@ -89,8 +83,10 @@ def test_observe_many_is_one_transaction_and_idempotent(store: ctrledger.Store) 
     assert store.position == head
 
 
-def test_observe_sees_another_writer(db_path: Path) -> None:
-    with ctrledger.open(db_path) as one, ctrledger.open(db_path) as two:
+def test_observe_sees_another_writer(target: str) -> None:
+    # a second node: on PostgreSQL, the same log with a read model of its own
+    other = target.replace("node.db", "node2.db") if target.startswith("postgresql") else target
+    with ctrledger.open(target) as one, ctrledger.open(other) as two:
         one.observe("web-1", BASE)
         assert one.observe("web-1", BASE) == ()  # cached in one
         two.update(make("web-1", labels={"a": "9"}), "labels")

@@ -166,6 +166,18 @@ def test_audit_metadata_is_recorded(store: ctrledger.Store) -> None:
     assert [r.kind for r in store.audit(kinds=["Started", "Exited"])] == ["Started", "Exited"]
 
 
+def test_status_calls_record_the_client_they_are_given(store: ctrledger.Store) -> None:
+    store.create(make("web-1"))
+    store.started("web-1", pid=1, client="grpc ctr[42] uid=0")
+    store.paused("web-1", client="grpc ctr[43] uid=0")
+    store.resumed("web-1")
+    store.exited("web-1", exit_code=0, client="grpc ctr[44] uid=0")
+    default = next(iter(store.audit(id="web-1"))).client
+    assert [(r.kind, r.client) for r in store.audit(id="web-1")] == [
+        ("Created", default), ("Started", "grpc ctr[42] uid=0"), ("Paused", "grpc ctr[43] uid=0"),
+        ("Resumed", default), ("Exited", "grpc ctr[44] uid=0")]
+
+
 # -- refusals: the right category and message, and nothing written --------------------------------
 
 # Argument checks refuse before the log is touched: one backend is enough for them.

@@ -10,7 +10,7 @@ import threading
 import click
 import grpc
 
-from ctrledger.follow import Follower
+from ctrledger.follow import Follower, connect
 from ctrledger.server.app import unix_path
 
 from .options import database_options, store_factory
@@ -39,6 +39,11 @@ def follow(address: str, namespaces: tuple[str, ...], relist: float, once: bool,
     Runs until SIGTERM or Ctrl-C; with --once, reconciles once and exits.
     """
     ctx = click.get_current_context()
+    if once:  # containerd first: a sync that cannot start leaves no ledger file behind
+        try:
+            connect(unix_path(address)).close()
+        except OSError as e:
+            raise click.ClickException(str(e)) from e
     store = ctx.with_resource(store_factory(ctx)(db, client="follow", mode="c"))
     if once:
         f = Follower(store, unix_path(address), namespaces=list(namespaces) or None)

@@ -5,7 +5,7 @@ the store's public API (``Store.observe`` and the status calls)."""
 from __future__ import annotations
 
 from .claims import Claims
-from .follower import AFTER_GAP, AT_SYNC, NEW_NAMESPACE, Follower, Stats
+from .follower import AFTER_GAP, AT_SYNC, NEW_NAMESPACE, Follower, Stats, connect
 from .proxy import Proxy
 
-__all__ = ["AFTER_GAP", "AT_SYNC", "NEW_NAMESPACE", "Claims", "Follower", "Proxy", "Stats"]
+__all__ = ["AFTER_GAP", "AT_SYNC", "NEW_NAMESPACE", "Claims", "Follower", "Proxy", "Stats", "connect"]

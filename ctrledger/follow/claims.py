@@ -20,19 +20,27 @@ class Claims:
 
     @contextmanager
     def hold(self, ns: str, cid: str) -> Iterator[None]:
-        key = (ns, cid)
-        with self._cond:
-            self._held[key] = self._held.get(key, 0) + 1
+        self.take(ns, cid)
         try:
             yield
         finally:
-            with self._cond:
-                left = self._held[key] - 1
-                if left:
-                    self._held[key] = left
-                else:
-                    del self._held[key]
-                    self._cond.notify_all()
+            self.release(ns, cid)
+
+    def take(self, ns: str, cid: str) -> None:
+        """Claim the container until ``release`` (which may come from another thread)."""
+        key = (ns, cid)
+        with self._cond:
+            self._held[key] = self._held.get(key, 0) + 1
+
+    def release(self, ns: str, cid: str) -> None:
+        key = (ns, cid)
+        with self._cond:
+            left = self._held[key] - 1
+            if left:
+                self._held[key] = left
+            else:
+                del self._held[key]
+                self._cond.notify_all()
 
     def wait(self, ns: str, cid: str, timeout: float = 30.0) -> None:
         with self._cond:

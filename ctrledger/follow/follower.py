@@ -64,7 +64,7 @@ from ctrledger.wire.containerd.types.task import task_pb2 as ttypes
 from .claims import Claims
 from .observed import observed_container, observed_time
 
-__all__ = ["AFTER_GAP", "AT_SYNC", "NEW_NAMESPACE", "SEEN_IN_EVENT", "Follower", "Stats"]
+__all__ = ["AFTER_GAP", "AT_SYNC", "NEW_NAMESPACE", "SEEN_IN_EVENT", "Follower", "Stats", "connect"]
 
 log = logging.getLogger("ctrledger.follow")
 
@@ -240,15 +240,7 @@ class Follower:
             self._close_channel()
 
     def _connect(self) -> grpc.Channel:
-        if not os.path.exists(self.address):
-            raise OSError(f"cannot reach containerd at {self.address}: no such socket")
-        channel = grpc.insecure_channel(f"unix://{self.address}", options=[
-            ("grpc.max_receive_message_length", 1 << 30)])
-        self._channel = channel
-        try:
-            grpc.channel_ready_future(channel).result(timeout=5)
-        except grpc.FutureTimeoutError:
-            raise OSError(f"cannot reach containerd at {self.address}: it does not answer") from None
+        self._channel = channel = connect(self.address)
         self._containers = cgrpc.ContainersStub(channel)  # type: ignore[no-untyped-call]
         self._tasks = tgrpc.TasksStub(channel)  # type: ignore[no-untyped-call]
         self._namespaces = ngrpc.NamespacesStub(channel)  # type: ignore[no-untyped-call]
@@ -648,6 +640,20 @@ class Follower:
         self.store.exited(cid, exit_code=_int32(code), at=_not_before(at, status),
                           reason="OOMKilled" if oom else None, namespace=ns, actor=ACTOR,
                           audit_reason=reason or None)
+
+
+def connect(address: str, timeout: float = 5.0) -> grpc.Channel:
+    """A channel to the containerd at ``address`` (a unix socket path), once it answers;
+    ``OSError`` saying why if it does not within ``timeout`` seconds."""
+    if not os.path.exists(address):
+        raise OSError(f"cannot reach containerd at {address}: no such socket")
+    channel = grpc.insecure_channel(f"unix://{address}", options=[("grpc.max_receive_message_length", 1 << 30)])
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        channel.close()
+        raise OSError(f"cannot reach containerd at {address}: it does not answer") from None
+    return channel
 
 
 def _unchanged(have: Container, seen: Container) -> bool:

@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -93,6 +93,7 @@ def _shape(method: str) -> tuple[bool, bool] | None:
 
 
 Recorder = Callable[[bytes, bytes, str, Caller], None]
+_Record = tuple[Recorder, bytes, bytes, str, Caller, str, str]  # recorder, request, answer, ns, caller, method, target
 
 
 class Proxy:
@@ -138,6 +139,8 @@ class Proxy:
         }
         self.follower = Follower(store, upstream, claims=self.claims) if follow else None
         self._follow_thread: threading.Thread | None = None
+        self._queue: queue.Queue[_Record | None] = queue.Queue()
+        self._recorder = threading.Thread(target=self._recording, name="ctrledger-proxy-record", daemon=True)
         self._stopped = threading.Event()
 
     @property
@@ -145,6 +148,7 @@ class Proxy:
         return self.front.path
 
     def start(self) -> Proxy:
+        self._recorder.start()
         self._grpc.start()
         if self.follower is not None:
             self._follow_thread = threading.Thread(target=self.follower.run, name="ctrledger-proxy-follow",
@@ -158,6 +162,9 @@ class Proxy:
         self._stopped.set()
         self.front.close()
         self._grpc.stop(grace).wait()
+        if self._recorder.is_alive():
+            self._queue.put(None)  # after everything answered: all of it is recorded first
+            self._recorder.join()
         if self.follower is not None:
             self.follower.stop()
             if self._follow_thread is not None:
@@ -188,20 +195,51 @@ class Proxy:
     def unary(self, method: str, raw: bytes, context: grpc.ServicerContext) -> bytes:
         metadata = context.invocation_metadata()
         recorder = self._recorders.get(method)
-        caller = self._caller(context) if recorder is not None else None
+        if recorder is None:
+            return self._forward(method, raw, metadata, context)
+        caller = self._caller(context)
         ns = _namespace(metadata)
-        target = _target(method, raw) if recorder is not None else ""
-        with self.claims.hold(ns, target) if target else _nothing():
-            try:
-                answer, call = self.stub("unary_unary", method).with_call(
-                    raw, metadata=_forwarded(metadata), timeout=_timeout(context))
-            except grpc.RpcError as e:
-                _relay_error(context, e)
-            _relay_metadata(context, call)
-            if recorder is not None and caller is not None:
-                self._record(recorder, raw, answer, ns, caller, method)
+        target = _target(method, raw)
+        if target:
+            self.claims.take(ns, target)  # released once recorded, or now if nothing is to be
+        queued = False
+        try:
+            answer = self._forward(method, raw, metadata, context)
+            if caller is not None:
+                self._queue.put((recorder, raw, answer, ns, caller, method, target))
+                queued = True
+        finally:
+            if target and not queued:
+                self.claims.release(ns, target)
+        return answer
+
+    def _forward(self, method: str, raw: bytes, metadata: Any, context: grpc.ServicerContext) -> bytes:
+        try:
+            answer, call = self.stub("unary_unary", method).with_call(
+                raw, metadata=_forwarded(metadata), timeout=_timeout(context))
+        except grpc.RpcError as e:
+            _relay_error(context, e)
+        _relay_metadata(context, call)
         result: bytes = answer
         return result
+
+    def _recording(self) -> None:
+        """Record the accepted calls, one at a time, in the order containerd answered them."""
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            recorder, raw, answer, ns, caller, method, target = item
+            try:
+                self._record(recorder, raw, answer, ns, caller, method)
+            finally:
+                if target:
+                    self.claims.release(ns, target)
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every call containerd has answered so far is recorded."""
+        self._queue.join()
 
     def _caller(self, context: grpc.ServicerContext) -> Caller | None:
         try:
@@ -220,18 +258,18 @@ class Proxy:
     # -- recorders ------------------------------------------------------------------
 
     def _kw(self, ns: str, caller: Caller) -> dict[str, Any]:
-        return {"namespace": ns, "actor": caller.actor, "correlation_id": caller.correlation_id}
+        return {"namespace": ns, "actor": caller.actor, "correlation_id": caller.correlation_id,
+                "client": caller.client}
 
     def _container_written(self, raw: bytes, answer: bytes, ns: str, caller: Caller) -> None:
         wire = cpb.CreateContainerResponse.FromString(answer).container  # Update's answer has the same shape
         state = observed_container(wire)
         at = observed_time(wire.updated_at) or observed_time(wire.created_at)
-        self.store.observe(state.id, state, at=at, reason=caller.reason, client=caller.client, **self._kw(ns, caller))
+        self.store.observe(state.id, state, at=at, reason=caller.reason, **self._kw(ns, caller))
 
     def _container_deleted(self, raw: bytes, answer: bytes, ns: str, caller: Caller) -> None:
         cid = cpb.DeleteContainerRequest.FromString(raw).id
-        self.store.observe(cid, None, at=datetime.now(UTC), reason=caller.reason, client=caller.client,
-                           **self._kw(ns, caller))
+        self.store.observe(cid, None, at=datetime.now(UTC), reason=caller.reason, **self._kw(ns, caller))
 
     def _ensure(self, ns: str, cid: str, caller: Caller) -> Any:
         """The container's status in the ledger, recording the container first if it is missing."""
@@ -240,8 +278,7 @@ class Proxy:
             got = self.stub("unary_unary", _CONTAINERS + "Get")(
                 cpb.GetContainerRequest(id=cid).SerializeToString(), metadata=((_NAMESPACE, ns),), timeout=30)
             state = observed_container(cpb.GetContainerResponse.FromString(got).container)
-            self.store.observe(cid, state, at=state.created_at, reason=caller.reason, client=caller.client,
-                               **self._kw(ns, caller))
+            self.store.observe(cid, state, at=state.created_at, reason=caller.reason, **self._kw(ns, caller))
             status = _status(self.store, ns, cid)
         return status
 
@@ -280,11 +317,6 @@ class Proxy:
             self.store.exited(cid, exit_code=code, at=at, audit_reason=caller.reason, **self._kw(ns, caller))
 
 
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
-
-
 def _target(method: str, raw: bytes) -> str:
     """The container a recorded call changes (for :class:`Claims`)."""
     try:
@@ -321,9 +353,18 @@ class _Forward(grpc.GenericRpcHandler):  # type: ignore[misc]
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         method: str = handler_call_details.method
+        found = self._handlers.get(method)
+        if found is None:
+            found = self._handler(method)
+            if len(self._handlers) < 4096:  # method names come from callers: a bounded cache
+                self._handlers[method] = found
+        return found
+
+    def _handler(self, method: str) -> grpc.RpcMethodHandler:
         shape = _shape(method)
         proxy = self.proxy
         if shape == (False, False):
