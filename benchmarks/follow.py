@@ -9,11 +9,12 @@ Starts a containerd in a temporary directory (CRI disabled; tests/live_container
 
 * **burst**: a follower follows namespace ``burst`` while a client makes N creates (5 labels,
   2 KB spec), N label updates and N deletes (3N events; N=2,000 by default) through
-  containerd's gRPC API as fast as 4 threads go. A reader with its own connection polls the
+  containerd's gRPC API as fast as 4 threads go. A reader (a process of its own) polls the
   ledger's audit table every millisecond and notes when each event becomes readable; the lag
   is that time minus containerd's envelope timestamp (which the follower records as the
-  event's time). Checks that every change was recorded (N Created, N LabelsChanged,
-  N Deleted, nothing else).
+  event's time). A plain subscriber, in a process of its own, notes when each event reaches
+  it: containerd's own delivery lag under the same load, the baseline. Checks that every
+  change was recorded (N Created, N LabelsChanged, N Deleted, nothing else).
 * **sync**: N existing containers (20,000 by default) in namespace ``sync``; the time for a
   fresh ledger's initial sync (``Follower.reconcile``).
 * **proxy**: Containers/Get on one container, directly and through ``ctrledger serve
@@ -23,6 +24,8 @@ Starts a containerd in a temporary directory (CRI disabled; tests/live_container
 Targets (issue 14): every change recorded, lag p99 ≤ 50 ms; sync of 20,000 ≤ 20 s; the proxy
 adds ≤ 1 ms (p50) to Containers/Get and ≤ 20% (median) to ``ctr run --rm``.
 ``--quick``: N=600 burst, 2,000 sync, fewer repetitions (smaller than the targets' sizes: say so).
+The report gives the load average (1, 5, 15 min) before and after each part: on a shared
+machine the figures follow it.
 """
 
 from __future__ import annotations
@@ -89,6 +92,10 @@ def burst(cd: Containerd, work: Path, n: int) -> dict[str, object]:
     reader = subprocess.Popen([sys.executable, __file__, "--poll", str(work / "burst.db"), str(work / "seen.json")],
                               stdout=subprocess.PIPE, text=True)
     assert reader.stdout is not None and reader.stdout.readline().strip() == "polling"
+    # The baseline: a plain subscriber (its own process too) notes when each event reaches it.
+    plain = subprocess.Popen([sys.executable, __file__, "--subscribe", cd.socket, ns, str(work / "plain.json")],
+                             stdout=subprocess.PIPE, text=True)
+    assert plain.stdout is not None and plain.stdout.readline().strip() == "subscribed"
     channel = grpc.insecure_channel(f"unix://{cd.socket}")
     stub = cgrpc.ContainersStub(channel)
     md = ns_md(ns)
@@ -118,8 +125,10 @@ def burst(cd: Containerd, work: Path, n: int) -> dict[str, object]:
             break  # every container's last event is in: what is missing was folded into another
     progress.close()
     caught_up = time.monotonic() - t0
-    reader.terminate()
-    reader.wait(30)
+    for helper in (reader, plain):
+        helper.terminate()
+        helper.wait(30)
+    delivered = json.loads((work / "plain.json").read_text())
     polled = json.loads((work / "seen.json").read_text())
     seen = {int(p): t for p, (t, _, _) in polled.items()}
     recorded = {int(p): (at, kind) for p, (_, at, kind) in polled.items()}
@@ -152,6 +161,8 @@ def burst(cd: Containerd, work: Path, n: int) -> dict[str, object]:
                                  for d in range(10)],
             "sent_s": round(sent, 2),
             "caught_up_s": round(caught_up, 2), "events_per_s_sent": round(3 * n / sent),
+            "plain_subscriber": {"events": len(delivered), "lag_ms_p50": round(pct(delivered, 50), 2),
+                                 "lag_ms_p99": round(pct(delivered, 99), 2), "lag_ms_max": round(max(delivered), 2)},
             "lag_ms_p50": round(pct(lags, 50), 2), "lag_ms_p99": round(pct(lags, 99), 2),
             "lag_ms_max": round(max(lags), 2), "target_ok": complete and pct(lags, 99) <= 50}
 
@@ -168,9 +179,9 @@ def sync(cd: Containerd, work: Path, n: int) -> dict[str, object]:
     channel.close()
     store = ctrledger.open(work / "sync.db")
     follower = Follower(store, cd.socket, namespaces=[ns])
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), time.process_time()
     written = follower.reconcile("observed at sync")
-    took = time.monotonic() - t0
+    took, cpu = time.monotonic() - t0, time.process_time() - cpu0
     t0 = time.monotonic()
     again = follower.reconcile()
     second = time.monotonic() - t0
@@ -178,6 +189,7 @@ def sync(cd: Containerd, work: Path, n: int) -> dict[str, object]:
     count = len(store.list(namespace=ns))
     store.close()
     return {"containers": n, "create_in_containerd_s": round(made, 1), "sync_s": round(took, 2),
+            "sync_cpu_s": round(cpu, 2),  # this process's CPU time (every thread): what the load does not change
             "events_written": written, "in_ledger": count, "second_reconcile_s": round(second, 2),
             "second_reconcile_writes": again, "target_ok": took * 20_000 / n <= 20 and count == n and again == 0,
             "per_container_ms": round(took / n * 1000, 3)}
@@ -221,6 +233,7 @@ def proxy(cd: Containerd, work: Path, gets: int, runs: int) -> dict[str, object]
         result["ctr_run"] = {"direct_ms_median": round(dm, 1), "proxy_ms_median": round(pm, 1),
                              "added_pct": round((pm / dm - 1) * 100, 1), "target_ok": pm <= 1.2 * dm,
                              "runs": runs}
+        p.flush()
         result["recorded_by_proxy"] = sum(1 for _ in store.audit(namespace=ns))
     store.close()
     return result
@@ -248,9 +261,34 @@ def poll(db: str, out: str) -> int:
     return 0
 
 
+def subscribe(socket_path: str, ns: str, out: str) -> int:
+    """``--subscribe SOCKET NS OUT``: a plain subscriber to NS's container events; until
+    SIGTERM, note each one's lag (arrival minus containerd's envelope timestamp, in ms), then
+    write the list to OUT. What containerd's delivery costs under the same load."""
+    from ctrledger.wire.containerd.services.events.v1 import events_pb2 as epb
+    from ctrledger.wire.containerd.services.events.v1 import events_pb2_grpc as egrpc
+
+    channel = grpc.insecure_channel(f"unix://{socket_path}")
+    call = egrpc.EventsStub(channel).Subscribe(  # type: ignore[no-untyped-call]
+        epb.SubscribeRequest(filters=[f'namespace=={ns},topic~="^/containers/"']))
+    lags: list[float] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: call.cancel())
+    time.sleep(0.05)  # let the subscription reach containerd
+    print("subscribed", flush=True)
+    try:
+        for env in call:
+            lags.append((time.time() - env.timestamp.seconds - env.timestamp.nanos / 1e9) * 1000)
+    except grpc.RpcError:
+        pass  # cancelled: done
+    Path(out).write_text(json.dumps(lags))
+    return 0
+
+
 def main() -> int:
     if len(sys.argv) == 4 and sys.argv[1] == "--poll":
         return poll(sys.argv[2], sys.argv[3])
+    if len(sys.argv) == 5 and sys.argv[1] == "--subscribe":
+        return subscribe(sys.argv[2], sys.argv[3], sys.argv[4])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--burst", type=int, default=None)
@@ -269,8 +307,11 @@ def main() -> int:
         work = Path(tmp)
         cd = Containerd(work / "containerd").start()
         try:
-            report = {"burst": burst(cd, work, n_burst), "sync": sync(cd, work, n_sync),
-                      "proxy": proxy(cd, work, 500 if args.quick else 2000, runs)}
+            report: dict[str, object] = {"load_average_at_start": os.getloadavg()}
+            for name, run in (("burst", lambda: burst(cd, work, n_burst)), ("sync", lambda: sync(cd, work, n_sync)),
+                              ("proxy", lambda: proxy(cd, work, 500 if args.quick else 2000, runs))):
+                report[name] = run()
+                report[f"load_average_after_{name}"] = os.getloadavg()
         finally:
             cd.stop()
     text = json.dumps(report, indent=2)

@@ -1,8 +1,11 @@
-"""The follower's pure parts, without a containerd: payload decoding, times, exit codes."""
+"""The follower's parts that need no containerd: payload decoding, times, exit codes, the listing
+reader, the reconcile's shortcut, and `follow --once` without a containerd."""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,11 +13,13 @@ import pytest
 from click.testing import CliRunner
 from google.protobuf import timestamp_pb2
 
+from ctrledger import Container, Payload, Runtime
 from ctrledger.cli import main
-from ctrledger.follow.follower import _int32, payload_of
+from ctrledger.follow.follower import _int32, _listed, _unchanged, payload_of
 from ctrledger.follow.observed import observed_time
 from ctrledger.wire.containerd.events import container_pb2 as cev
 from ctrledger.wire.containerd.events import task_pb2 as tev
+from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as cpb
 from ctrledger.wire.containerd.services.events.v1 import events_pb2 as epb
 
 
@@ -64,3 +69,49 @@ def test_follow_once_without_containerd_fails_and_leaves_no_file(tmp_path: Path,
     assert result.exit_code == 1, result.output
     assert f"cannot reach containerd at {address}" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == (["containerd.sock"] if kind == "not-listening" else [])
+
+
+def _listing(n: int, fail_after: int | None = None) -> Iterator[cpb.ListContainerMessage]:
+    for i in range(n):
+        if fail_after is not None and i == fail_after:
+            raise RuntimeError("the stream broke")
+        c = cpb.Container(id=f"c{i}", runtime=cpb.Container.Runtime(name="io.containerd.runc.v2"))
+        yield cpb.ListContainerMessage(container=c)
+
+
+def test_a_listing_is_read_in_chunks_in_order() -> None:
+    chunks = list(_listed(_listing(450)))
+    assert [len(c) for c in chunks] == [200, 200, 50]
+    assert [record.id for chunk in chunks for _, record in chunk] == [f"c{i}" for i in range(450)]
+    assert all(wire.id == record.id for chunk in chunks for wire, record in chunk)
+
+
+def test_a_broken_listing_raises_in_the_reader() -> None:
+    got: list[str] = []
+    with pytest.raises(RuntimeError, match="the stream broke"):
+        for chunk in _listed(_listing(450, fail_after=300)):
+            got += [record.id for _, record in chunk]
+    assert got == [f"c{i}" for i in range(200)]  # what came before the break, and nothing after it
+
+
+_SEEN = Container(id="web-1", labels={"a": "1"}, runtime=Runtime("io.containerd.runc.v2"), spec=Payload("t", b"{}"),
+                  created_at=datetime(2026, 11, 21, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("seen", "unchanged"),
+    [
+        pytest.param(_SEEN, True, id="same"),
+        pytest.param(replace(_SEEN, labels={"a": "1", "b": ""}), True, id="an-empty-label-is-absent"),
+        pytest.param(replace(_SEEN, created_at=None), True, id="no-created-at"),
+        pytest.param(replace(_SEEN, labels={"a": "2"}), False, id="labels"),
+        pytest.param(replace(_SEEN, image="x"), False, id="image"),
+        pytest.param(replace(_SEEN, spec=Payload("t", b"[]")), False, id="spec"),
+        pytest.param(replace(_SEEN, snapshot_key="k"), False, id="snapshot-key"),
+        pytest.param(replace(_SEEN, extensions={"e": Payload("t", b"")}), False, id="extensions"),
+        pytest.param(replace(_SEEN, runtime=Runtime("other")), False, id="runtime"),
+        pytest.param(replace(_SEEN, created_at=datetime(2026, 11, 22, tzinfo=UTC)), False, id="created-again"),
+    ],
+)
+def test_a_reconcile_skips_only_what_the_store_would_not_write(seen: Container, unchanged: bool) -> None:
+    assert _unchanged(_SEEN, seen) is unchanged

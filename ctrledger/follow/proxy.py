@@ -21,6 +21,13 @@ Tasks/Pause, Tasks/Resume               ``paused`` / ``resumed``
 Tasks/Delete                            ``exited`` with its exit status, if not yet seen
 ======================================  ==============================================
 
+Recording is off the reply path: the answer goes back at once, and one thread records the
+accepted calls in the order containerd answered them (``Proxy.flush`` waits for it; ``stop``
+records everything answered before it returns). A caller may thus read the ledger a few
+milliseconds before its change is there; a proxy killed between the answer and the record
+loses the caller's name for that change, not the change (the follower records it as
+``containerd`` when it reconciles).
+
 A process exit is not a call: the follower (run beside the proxy by default) records it from
 containerd's events, along with every change made directly against containerd's own socket,
 as actor ``containerd``. While the proxy records a call, the follower waits for it
