@@ -195,12 +195,12 @@ def sync(cd: Containerd, work: Path, n: int) -> dict[str, object]:
             "per_container_ms": round(took / n * 1000, 3)}
 
 
-def proxy(cd: Containerd, work: Path, gets: int, runs: int) -> dict[str, object]:
-    ns = "proxy"
+def proxy(cd: Containerd, work: Path, gets: int, runs: int, record: str) -> dict[str, object]:
+    ns = f"proxy-{record}"
     root = rootfs(work / "rootfs")
-    store = ctrledger.open(work / "proxy.db")
-    result: dict[str, object] = {}
-    with Proxy(store, cd.socket, address=f"unix://{work}/proxy.sock", follow=False) as p:
+    store = ctrledger.open(work / f"proxy-{record}.db")
+    result: dict[str, object] = {"record": record}
+    with Proxy(store, cd.socket, address=f"unix://{work}/proxy.sock", follow=False, record=record) as p:
         direct_ch = grpc.insecure_channel(f"unix://{cd.socket}")
         proxy_ch = grpc.insecure_channel(f"unix://{p.path}")
         direct, via = cgrpc.ContainersStub(direct_ch), cgrpc.ContainersStub(proxy_ch)
@@ -308,8 +308,10 @@ def main() -> int:
         cd = Containerd(work / "containerd").start()
         try:
             report: dict[str, object] = {"load_average_at_start": os.getloadavg()}
+            gets = 500 if args.quick else 2000
             for name, run in (("burst", lambda: burst(cd, work, n_burst)), ("sync", lambda: sync(cd, work, n_sync)),
-                              ("proxy", lambda: proxy(cd, work, 500 if args.quick else 2000, runs))):
+                              ("proxy", lambda: proxy(cd, work, gets, runs, "before-answer")),
+                              ("proxy_after_answer", lambda: proxy(cd, work, gets, runs, "after-answer"))):
                 report[name] = run()
                 report[f"load_average_after_{name}"] = os.getloadavg()
         finally:

@@ -321,7 +321,8 @@ def test_proxy_runs_ctr_and_names_the_caller(tmp_path: Path, store: ctrledger.St
         done = containerd.ctr("run", "--rm", "--rootfs", str(root), "job1", "/bin/true", namespace=ns,
                               address=proxy.path)
         assert done.returncode == 0
-        wait_until(lambda: "job1" in {e.id for e in store.audit(namespace=ns, kinds=["Deleted"])})
+        # recorded before each answer went back (the default): all there when ctr returns, no waiting
+        assert "job1" in {e.id for e in store.audit(namespace=ns, kinds=["Deleted"])}
         entries = list(store.history("job1", namespace=ns))
         assert [e.kind for e in entries] == ["Created", "Started", "Exited", "Deleted"], [
             (e.kind, e.actor, e.reason, e.recorded_at.isoformat(), [(c.field, c.old, c.new) for c in e.changes])
@@ -353,6 +354,26 @@ def test_proxy_runs_ctr_and_names_the_caller(tmp_path: Path, store: ctrledger.St
         last = [(e.kind, e.actor, e.reason) for e in store.history("kept", namespace=ns)]
         assert last == [("Created", me, ""), ("LabelsChanged", me, "ticket 42"), ("LabelsChanged", "containerd", "")]
         assert proxy.errors == 0
+
+
+def test_proxy_recording_after_the_answer_records_the_same_once_flushed(
+    tmp_path: Path, store: ctrledger.Store, containerd: Containerd, root: Path
+) -> None:
+    ns = "proxy-after"
+    with Proxy(store, containerd.socket, address=f"unix://{tmp_path}/proxy.sock", follow=False,
+               record="after-answer") as proxy:
+        for i in range(3):
+            containerd.ctr("containers", "create", "--label", f"i={i}", "--rootfs", str(root), f"a{i}", "/bin/true",
+                           namespace=ns, address=proxy.path)
+        containerd.ctr("containers", "rm", "a1", namespace=ns, address=proxy.path)
+        proxy.flush()
+        me = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+        rows = [(e.id, e.kind, e.actor) for e in store.audit(namespace=ns)]
+        assert rows == [("a0", "Created", me), ("a1", "Created", me), ("a2", "Created", me), ("a1", "Deleted", me)]
+        assert ledger_state(store, ns) == {"a0": {"i": "0"}, "a2": {"i": "2"}}
+        assert proxy.errors == 0
+    with pytest.raises(ctrledger.InvalidArgument, match="record must be one of"):
+        Proxy(store, containerd.socket, address=f"unix://{tmp_path}/p2.sock", record="later")
 
 
 def test_proxy_passes_streams_and_unknown_services_through(tmp_path: Path, store: ctrledger.Store,

@@ -30,9 +30,14 @@ __all__ = ["COMMANDS", "serve"]
                    "and container writes and task calls are recorded with the caller's identity.")
 @click.option("--follow/--no-follow", "follow", default=True, show_default=True,
               help="With --upstream: also follow containerd's events (changes made directly on its socket).")
+@click.option("--record", type=click.Choice(["before-answer", "after-answer"]), default="before-answer",
+              show_default=True,
+              help="With --upstream: record each accepted call before containerd's answer goes back (every call "
+                   "a caller saw succeed is in the ledger under its name), or after it (faster; a proxy killed "
+                   "in between loses the caller's name for that change, not the change).")
 @database_options
 def serve(address: str, group: str | None, tcp: str | None, grace: float, upstream: str | None, follow: bool,
-          db: str) -> None:
+          record: str, db: str) -> None:
     """Serve containerd's gRPC APIs (and ctrledger.v1) over the store.
 
     containerd's clients work unchanged: ctr -a SOCKET containers ls|info|
@@ -48,7 +53,7 @@ def serve(address: str, group: str | None, tcp: str | None, grace: float, upstre
     if upstream is not None:
         if tcp is not None:
             raise click.UsageError("--tcp is not available with --upstream (the proxy needs peer credentials)")
-        return _proxy(db, upstream, address, group, grace, follow)
+        return _proxy(db, upstream, address, group, grace, follow, record)
     if tcp is not None and tcp.rpartition(":")[0] not in ("127.0.0.1", "localhost", "[::1]"):
         click.echo(f"warning: serving unauthenticated TCP on {tcp}, beyond this machine", err=True)
     ctx = click.get_current_context()
@@ -67,7 +72,8 @@ def serve(address: str, group: str | None, tcp: str | None, grace: float, upstre
         raise click.ClickException(f"cannot serve on {address}: {e.strerror or e}") from e
 
 
-def _proxy(db: str, upstream: str, address: str, group: str | None, grace: float, follow: bool) -> None:
+def _proxy(db: str, upstream: str, address: str, group: str | None, grace: float, follow: bool,
+           record: str) -> None:
     from ctrledger.follow import Proxy
 
     ctx = click.get_current_context()
@@ -75,7 +81,8 @@ def _proxy(db: str, upstream: str, address: str, group: str | None, grace: float
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda signum, frame: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        proxy = Proxy(store, unix_path(upstream), address=address, group=group, follow=follow).start()
+        proxy = Proxy(store, unix_path(upstream), address=address, group=group, follow=follow,
+                      record=record).start()
     except OSError as e:
         raise click.ClickException(f"cannot serve on {address}: {e.strerror or e}") from e
     try:

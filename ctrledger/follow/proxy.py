@@ -21,12 +21,18 @@ Tasks/Pause, Tasks/Resume               ``paused`` / ``resumed``
 Tasks/Delete                            ``exited`` with its exit status, if not yet seen
 ======================================  ==============================================
 
-Recording is off the reply path: the answer goes back at once, and one thread records the
-accepted calls in the order containerd answered them (``Proxy.flush`` waits for it; ``stop``
-records everything answered before it returns). A caller may thus read the ledger a few
-milliseconds before its change is there; a proxy killed between the answer and the record
-loses the caller's name for that change, not the change (the follower records it as
-``containerd`` when it reconciles).
+When a call is recorded (``record=``):
+
+* ``"before-answer"`` (the default): containerd's answer goes back to the caller only after
+  the call is recorded, so every call a caller saw succeed is in the ledger under its name
+  (a proxy killed between containerd's acceptance and the record loses the caller's name for
+  that change, never the change: the follower records it as ``containerd``; the caller saw
+  its call fail, not succeed).
+* ``"after-answer"``: the answer goes back at once, and one thread records the accepted calls
+  in the order containerd answered them (``Proxy.flush`` waits for it; ``stop`` records
+  everything answered before it returns). Faster for the caller; but a caller may read the
+  ledger a few milliseconds before its change is there, and a proxy killed between the answer
+  and the record loses the caller's name for a call the caller saw succeed.
 
 A process exit is not a call: the follower (run beside the proxy by default) records it from
 containerd's events, along with every change made directly against containerd's own socket,
@@ -100,6 +106,7 @@ def _shape(method: str) -> tuple[bool, bool] | None:
 
 
 Recorder = Callable[[bytes, bytes, str, Caller], None]
+RECORD_MODES = ("before-answer", "after-answer")  # when an accepted call is recorded (module docstring)
 _Record = tuple[Recorder, bytes, bytes, str, Caller, str, str]  # recorder, request, answer, ns, caller, method, target
 
 
@@ -113,8 +120,12 @@ class Proxy:
 
     def __init__(
         self, store: ctrledger.Store, upstream: str, *, address: str, group: str | None = None,
-        max_workers: int = 64, follow: bool = True,
+        max_workers: int = 64, follow: bool = True, record: str = "before-answer",
     ) -> None:
+        if record not in RECORD_MODES:
+            raise ctrledger.InvalidArgument(f"record must be one of {', '.join(RECORD_MODES)}, not {record!r}: "
+                                            "invalid argument")
+        self.record_before_answer = record == "before-answer"
         self.store = store
         self.upstream = upstream
         self.claims = Claims()
@@ -212,7 +223,9 @@ class Proxy:
         queued = False
         try:
             answer = self._forward(method, raw, metadata, context)
-            if caller is not None:
+            if caller is not None and self.record_before_answer:
+                self._record(recorder, raw, answer, ns, caller, method)
+            elif caller is not None:
                 self._queue.put((recorder, raw, answer, ns, caller, method, target))
                 queued = True
         finally:
