@@ -17,6 +17,8 @@ from google.protobuf import field_mask_pb2
 
 import ctrledger
 from ctrledger import Container
+from ctrledger.domain.gostrings import go_quote
+from ctrledger.domain.validation import validate_namespace
 from ctrledger.server import Server
 from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as cpb
 from ctrledger.wire.containerd.services.containers.v1 import containers_pb2_grpc as cgrpc
@@ -83,18 +85,55 @@ def _to_wire(c: Container) -> cpb.Container:
     return container_to_wire(c)
 
 
+class FreshNamespaces:
+    """One test's own namespaces on a server that outlives the test.
+
+    Every valid namespace the test names goes on the wire as ``<prefix><name>``, a name no
+    other test uses, so each test starts with namespaces that never held anything (the store's
+    NOT_FOUND wordings depend on that). Names that are not valid namespaces, or too long to
+    prefix, go out unchanged (the rows that send them are about that very name). Error
+    messages come back with the test's own names: ``"<prefix><name>"`` becomes ``"<name>"``.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._sent: dict[str, str] = {}
+
+    def to_wire(self, namespace: Any) -> Any:
+        if not isinstance(namespace, str):
+            return namespace
+        mapped = self.prefix + namespace
+        try:
+            validate_namespace(namespace)
+            validate_namespace(mapped)
+        except ctrledger.StoreError:
+            return namespace
+        self._sent[mapped] = namespace
+        return mapped
+
+    def back(self, text: str) -> str:
+        for mapped, namespace in self._sent.items():
+            text = text.replace(go_quote(mapped), go_quote(namespace))
+        return text
+
+
 class WireStore:
     """The store's create/get/list/update/delete, called through containerd's Containers service.
 
     A gRPC error comes back as the StoreError category of its code with its message, so the
     contract tables' assertions (category, code, exact text) hold for the wire unchanged.
+    ``namespaces``: a test's own namespaces on a shared server (:class:`FreshNamespaces`).
     """
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, namespaces: FreshNamespaces | None = None) -> None:
         self._channel = channel(server)
         self._stub = cgrpc.ContainersStub(self._channel)
         self._ledger = lgrpc.LedgerStub(self._channel)
+        self._namespaces = namespaces
         self.store = server.store
+
+    def _ns(self, namespace: Any) -> Any:
+        return self._namespaces.to_wire(namespace) if self._namespaces is not None else namespace
 
     def close(self) -> None:
         self._channel.close()
@@ -103,12 +142,13 @@ class WireStore:
               reason: str | None = None) -> Any:
         headers = {k: v for k, v in (("ctrledger_on_behalf_of", actor), ("ctrledger_reason", reason)) if v}
         try:
-            return getattr(self._stub, method)(request, metadata=metadata(namespace, **headers))
+            return getattr(self._stub, method)(request, metadata=metadata(self._ns(namespace), **headers))
         except grpc.RpcError as e:
             cls = ERRORS.get(e.code())
+            details = e.details() or ""
             if cls is None:
-                raise AssertionError(f"unexpected status {e.code()}: {e.details()}") from None
-            raise cls(e.details()) from None
+                raise AssertionError(f"unexpected status {e.code()}: {details}") from None
+            raise cls(self._namespaces.back(details) if self._namespaces is not None else details) from None
 
     def _back(self, c: cpb.Container, namespace: Any) -> Container:
         """A wire record as the store's; ``version`` (not in containerd's Container) read through
@@ -116,7 +156,7 @@ class WireStore:
         from ctrledger.server.translate import container_from_wire, time_from_wire
 
         got = container_from_wire(c)
-        history = self._ledger.History(lpb.HistoryRequest(id=c.id), metadata=metadata(namespace))
+        history = self._ledger.History(lpb.HistoryRequest(id=c.id), metadata=metadata(self._ns(namespace)))
         stamp = (c.updated_at.seconds, c.updated_at.nanos)
         version = max(h.version for h in history if (h.recorded_at.seconds, h.recorded_at.nanos) <= stamp)
         return Container(**{**got.__dict__, "created_at": time_from_wire(c.created_at),

@@ -7,11 +7,19 @@ and exact message as the in-process store. The tests are imported from test_cont
 are not copied); only the ``store`` fixture differs. Left out, because containerd 1.6's wire
 cannot express them: ``expected_version``, ``sandbox`` (no field 11 in 1.6), non-ASCII
 metadata, and what is about the Python objects or the file (reopening it).
+
+One server and one store serve the whole module (starting them per test cost most of its
+time); each test still starts from nothing: its namespaces are its own (``FreshNamespaces``:
+every valid namespace it names is prefixed with the test's number on the wire, and messages
+come back with the names the test used), and the clock restarts at T0 for it (every stream
+is new, so the store's per-stream time rules see what they would see on a fresh store).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +28,7 @@ import pytest
 import ctrledger
 
 from . import test_contract as contract
-from .serving import WireStore, served
+from .serving import FreshNamespaces, WireStore, served
 
 EXCLUDED = {
     # no expected_version on containerd's wire
@@ -42,7 +50,6 @@ EXCLUDED = {
 WIRE_TESTS = [name for name in dir(contract) if name.startswith("test_") and name not in EXCLUDED]
 globals().update({name: getattr(contract, name) for name in WIRE_TESTS})
 
-clock = contract.clock
 containerd_list_set = contract.containerd_list_set
 CREATES_WITHOUT_SANDBOX = [p for p in contract.VALID_CREATES if "sandbox" not in p.values[0]]
 SENDABLE_NAMESPACES = [p for p in contract.BAD_NAMESPACES if p.values[0] is None or p.values[0].isascii()]
@@ -59,12 +66,33 @@ def target(tmp_path: Path) -> str:
     return str(tmp_path / "ledger.db")  # the wire does not depend on the backend: SQLite only
 
 
+@pytest.fixture(scope="module")
+def module_clock() -> contract.Clock:
+    return contract.Clock()
+
+
 @pytest.fixture
-def store(target: str, clock: Any) -> Iterator[WireStore]:
-    with ctrledger.open(target, clock=clock, follow=False) as s, served(s) as server:
-        client = WireStore(server)
-        yield client
-        client.close()
+def clock(module_clock: contract.Clock) -> contract.Clock:
+    """The shared store's clock, back at T0 with one-second steps for this test."""
+    module_clock.now, module_clock.step, module_clock.last = contract.T0, timedelta(seconds=1), None
+    return module_clock
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, module_clock: contract.Clock) -> Iterator[Any]:
+    path = tmp_path_factory.mktemp("wire-contract") / "ledger.db"
+    with ctrledger.open(path, clock=module_clock, follow=False, synchronous="NORMAL") as s, served(s) as srv:
+        yield srv
+
+
+_TESTS = itertools.count(1)
+
+
+@pytest.fixture
+def store(server: Any, clock: contract.Clock) -> Iterator[WireStore]:
+    client = WireStore(server, FreshNamespaces(f"w{next(_TESTS)}-"))
+    yield client
+    client.close()
 
 
 @pytest.mark.parametrize(("kw", "expected"), CREATES_WITHOUT_SANDBOX)
