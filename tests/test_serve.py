@@ -28,7 +28,7 @@ from google.protobuf import empty_pb2, field_mask_pb2
 
 import ctrledger
 from ctrledger.server import Server
-from ctrledger.wire import decode_event
+from ctrledger.wire import decode_event, encode_event
 from ctrledger.wire.containerd.events import container_pb2 as evpb
 from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as cpb
 from ctrledger.wire.containerd.services.containers.v1 import containers_pb2_grpc as cgrpc
@@ -169,6 +169,27 @@ def test_ctr_namespaces_ls(server: Server, store: ctrledger.Store) -> None:
     store.create(make("a"), namespace="default")
     lines = ctr(server, "namespaces", "ls", "-q").stdout.split()
     assert lines == ["default", "team-b"]
+    table = ctr(server, "namespaces", "ls").stdout.splitlines()
+    assert [line.split() for line in table] == [["NAME", "LABELS"], ["default"], ["team-b"]]  # no labels kept
+
+
+@pytest.mark.parametrize("args", [
+    pytest.param(("label", "team-b", "owner=ops"), id="label"),
+    pytest.param(("label", "team-b", "owner="), id="unlabel"),
+    pytest.param(("create", "new-ns", "owner=ops"), id="create"),
+    pytest.param(("remove", "team-b"), id="remove"),
+])
+def test_ctr_namespace_writes_are_refused_and_write_nothing(server: Server, store: ctrledger.Store,
+                                                            args: tuple[str, ...]) -> None:
+    store.create(make("a"), namespace="team-b")
+    before = store.position
+    result = ctr(server, "namespaces", *args, check=False)
+    assert result.returncode != 0
+    assert "ctrledger keeps no namespace records or labels" in result.stderr
+    assert "Unimplemented" in result.stderr or "unimplemented" in result.stderr
+    assert store.position == before
+    assert store.namespaces() == ["team-b"]
+    assert ctr(server, "namespaces", "ls", "-q").stdout.split() == ["team-b"]
 
 
 def test_ctr_events_sees_a_change_made_by_another_client(server: Server, stub: cgrpc.ContainersStub) -> None:
@@ -282,6 +303,120 @@ def test_a_client_that_stops_reading_costs_nothing(server: Server, store: ctrled
     stream.cancel()
     events.cancel()
     ch.close()
+
+
+def test_publish_and_forward_are_refused_and_reach_no_subscriber(server: Server, stub: cgrpc.ContainersStub) -> None:
+    ch = channel(server)
+    events = egrpc.EventsStub(ch)
+    live = events.Subscribe(epb.SubscribeRequest())
+    fake = epb.Envelope(namespace="default", topic="/containers/delete")
+    fake.event.CopyFrom(encode_event(evpb.ContainerDelete(id="x")))
+    publish = epb.PublishRequest(topic="/containers/delete", event=fake.event)
+    for method, call in [
+        ("Publish", lambda: events.Publish(publish, metadata=MD)),
+        ("Forward", lambda: events.Forward(epb.ForwardRequest(envelope=fake), metadata=MD)),
+    ]:
+        code, message = status_of(call)
+        assert code == grpc.StatusCode.UNIMPLEMENTED
+        assert message.startswith(f"Events/{method} is not served: ctrledger's events are its log's")
+    stub.Create(cpb.CreateContainerRequest(container=wire_container("real")), metadata=MD)
+    first = next(live)  # the first envelope this subscriber sees is the log's create, not the fake delete
+    assert (first.topic, decode_event(first.event).id) == ("/containers/create", "real")  # type: ignore[union-attr]
+    live.cancel()
+    ch.close()
+
+
+def _watcher(server: Server, store: ctrledger.Store) -> subprocess.Popen[str]:
+    """A Ledger/Watch client in its own process, live (it has received one event), then stopped."""
+    import select
+
+    proc = subprocess.Popen([sys.executable, "-m", "tests.watcher_process", str(server.path)],
+                            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+    assert proc.stdout is not None
+    n = 0
+    while not select.select([proc.stdout], [], [], 0.2)[0]:
+        n += 1  # it subscribes asynchronously: write until its subscription sees one
+        store.create(make(f"warm-{n}"))
+        server.hub.notify()
+        assert proc.poll() is None, "the watcher process ended"
+    assert proc.stdout.readline().strip() == "first"
+    os.kill(proc.pid, signal.SIGSTOP)  # from now on it reads nothing
+    return proc
+
+
+def _flood(server: Server, store: ctrledger.Store, count: int) -> list[int]:
+    """``count`` updates, each an envelope of ~80 KB (the full label set): far more than a
+    transport buffers. Returns their log positions."""
+    store.create(make("big"))
+    positions = []
+    for i in range(count):
+        labels = {f"k{j:02d}": f"{i}-" + "v" * 4000 for j in range(20)}
+        store.update(ctrledger.Container(id="big", labels=labels), "labels")
+        positions.append(store.position)
+        server.hub.notify()
+    return positions
+
+
+def _read_all(stream: Any, count: int) -> list[int]:
+    return [next(stream).position for _ in range(count)]
+
+
+def test_a_subscriber_that_never_reads_is_cut_off_and_can_resume(store: ctrledger.Store) -> None:
+    with served(store, event_queue=50) as server:
+        proc = _watcher(server, store)
+        try:
+            ch = channel(server)
+            ledger = lgrpc.LedgerStub(ch)
+            head = store.position
+            fast = ledger.Watch(lpb.WatchRequest(after=head))  # a subscriber that reads, all along
+            reading = ThreadPoolExecutor(1).submit(_read_all, fast, 151)
+            positions = _flood(server, store, 150)
+            # the others get everything, in order, while the stopped one holds nothing back
+            assert reading.result(timeout=60) == [head + 1, *positions]
+            assert cgrpc.ContainersStub(ch).Get(cpb.GetContainerRequest(id="big"), metadata=MD).container.id == "big"
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        out, _ = proc.communicate(timeout=60)
+        ended = json.loads(out.splitlines()[-1])
+        got = ended["positions"]
+        # what the transport already held, then a clear status naming where to resume
+        assert ended["code"] == "RESOURCE_EXHAUSTED"
+        assert ended["details"] == (f"this subscriber fell more than 50 events behind; resume after position "
+                                    f"{got[-1]} (metadata ctrledger-from-position)")
+        assert got == list(range(got[0], got[-1] + 1)) and got[-1] < positions[-1]
+        resumed = ledger.Watch(lpb.WatchRequest(after=got[-1]))
+        rest = _read_all(resumed, positions[-1] - got[-1])
+        assert got + rest == list(range(got[0], positions[-1] + 1))  # no gap, no repeat
+        containerd_resumed = egrpc.EventsStub(ch).Subscribe(epb.SubscribeRequest(),
+                                                            metadata=(("ctrledger-from-position", str(got[-1])),))
+        assert next(containerd_resumed).topic == "/containers/update"
+        for stream in (fast, resumed, containerd_resumed):
+            stream.cancel()
+        ch.close()
+
+
+def test_a_cut_off_subscriber_that_stays_stalled_is_cancelled_and_frees_its_thread(store: ctrledger.Store) -> None:
+    # four workers: the stalled watcher, the reading one, and two for the calls below
+    with served(store, event_queue=20, event_stall=0, max_workers=4) as server:
+        proc = _watcher(server, store)
+        try:
+            ch = channel(server)
+            ledger = lgrpc.LedgerStub(ch)
+            fast = ledger.Watch(lpb.WatchRequest(after=store.position))
+            reading = ThreadPoolExecutor(1).submit(_read_all, fast, 121)
+            positions = _flood(server, store, 120)
+            assert reading.result(timeout=60)[-1] == positions[-1]
+            # its thread is free again: two more streams and a call fit in the four workers
+            more = [ledger.Watch(lpb.WatchRequest(after=0), timeout=30) for _ in range(2)]
+            assert [next(m).position for m in more] == [1, 1]
+            for m in more:
+                m.cancel()
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        out, _ = proc.communicate(timeout=60)
+        assert json.loads(out.splitlines()[-1])["code"] == "CANCELLED"
+        fast.cancel()
+        ch.close()
 
 
 def test_subscribe_filters_and_resumes_from_a_position(server: Server, stub: cgrpc.ContainersStub,

@@ -27,7 +27,7 @@ from google.protobuf import descriptor_pool, message_factory
 import ctrledger
 
 from .containerd import ContainerdServices
-from .events import EventHub
+from .events import QUEUE_LIMIT, STALL_SECONDS, EventHub
 from .identity import UnixFront
 from .ledger import LedgerService
 from .status import decoding, guarded, guarded_stream
@@ -75,14 +75,20 @@ class Server:
 
     ``address``: the unix socket (created 0660, owner and ``group``); ``tcp``: also listen on
     ``host:port`` (give a loopback host unless you mean it; port 0 picks one, see ``tcp_port``).
+    ``event_queue``: envelopes an event subscriber may fall behind before it is cut off;
+    ``event_stall``: seconds a cut-off subscriber that reads nothing keeps its call before it
+    is cancelled (``ctrledger.server.events``).
     """
 
     def __init__(
         self, store: ctrledger.Store, *, address: str | None = None, group: str | None = None,
-        tcp: str | None = None, max_workers: int = 64,
+        tcp: str | None = None, max_workers: int = 64, event_queue: int = QUEUE_LIMIT,
+        event_stall: float = STALL_SECONDS,
     ) -> None:
         if address is None and tcp is None:
             raise ValueError("give a unix socket address, a TCP address, or both")
+        if event_queue < 1:
+            raise ValueError(f"event_queue must be at least 1, not {event_queue}")
         self.store = store
         self._private = tempfile.mkdtemp(prefix="ctrledger-serve-")  # 0700: only this user reaches it
         backend = os.path.join(self._private, "grpc.sock")
@@ -92,7 +98,7 @@ class Server:
                      ("grpc.max_send_message_length", MAX_SEND),
                      ("grpc.so_reuseport", 0)],
         )
-        self.hub = EventHub(store)
+        self.hub = EventHub(store, queue_limit=event_queue, stall_seconds=event_stall)
         self.front: UnixFront | None = None
         self.tcp_port: int | None = None
         try:

@@ -27,13 +27,24 @@ from ctrledger.wire.containerd.services.version.v1 import version_pb2 as vpb
 from .events import EventHub
 from .identity import UnixFront, caller_of
 from .status import WireError
-from .translate import EncodedRecords, container_from_wire, container_to_wire, repeated_field, timestamp
+from .translate import EncodedRecords, container_from_wire, container_to_wire, repeated_field
 
 __all__ = ["FROM_POSITION", "ContainerdServices", "namespace_of"]
 
 NAMESPACE = "containerd-namespace"
 FROM_POSITION = "ctrledger-from-position"
 VERSION = "1.6.20+ctrledger"
+
+
+# containerd takes events from its shims; ctrledger runs none, and every envelope its Events
+# service sends comes from the log (with a position to resume from, and a recorded writer).
+# One relayed from a client could not be told apart from those, nor resumed, nor audited.
+_NOT_PUBLISHED = ("Events/{method} is not served: ctrledger's events are its log's, each recorded with its "
+                  "position and writer, and a client's envelope could be neither recorded as a change nor told "
+                  "apart from one (record a live containerd's events with ctrledger follow): unimplemented")
+# Namespaces are not records of the ledger: one exists from its first container and stays listed.
+_NO_NAMESPACE_RECORDS = ("{what}: ctrledger keeps no namespace records or labels (a namespace exists from its "
+                         "first container and stays listed): unimplemented")
 
 
 def namespace_of(context: grpc.ServicerContext) -> str | None:
@@ -134,6 +145,18 @@ class ContainerdServices:
             names = [n for n in names if matches(_name_field(n))]
         return npb.ListNamespacesResponse(namespaces=[npb.Namespace(name=n) for n in names])
 
+    def namespaces_create(self, request: npb.CreateNamespaceRequest, context: grpc.ServicerContext) -> Any:
+        raise WireError(grpc.StatusCode.UNIMPLEMENTED, _NO_NAMESPACE_RECORDS.format(
+            what=f"cannot create namespace {json.dumps(request.namespace.name)}"))
+
+    def namespaces_update(self, request: npb.UpdateNamespaceRequest, context: grpc.ServicerContext) -> Any:
+        raise WireError(grpc.StatusCode.UNIMPLEMENTED, _NO_NAMESPACE_RECORDS.format(
+            what=f"cannot update namespace {json.dumps(request.namespace.name)}"))
+
+    def namespaces_delete(self, request: npb.DeleteNamespaceRequest, context: grpc.ServicerContext) -> Any:
+        raise WireError(grpc.StatusCode.UNIMPLEMENTED, _NO_NAMESPACE_RECORDS.format(
+            what=f"cannot delete namespace {json.dumps(request.name)}"))
+
     def namespaces_get(
         self, request: npb.GetNamespaceRequest, context: grpc.ServicerContext,
     ) -> npb.GetNamespaceResponse:
@@ -171,27 +194,15 @@ class ContainerdServices:
 
     def subscribe(self, request: epb.SubscribeRequest, context: grpc.ServicerContext) -> Iterator[epb.Envelope]:
         after = _from_position(context)
-        for item in self.hub.subscribe(list(request.filters), after, context.is_active):
-            if item.position:
-                context.set_trailing_metadata(((FROM_POSITION, str(item.position)),))
+        for item in self.hub.subscribe(list(request.filters), after, context.is_active, context.cancel):
+            context.set_trailing_metadata(((FROM_POSITION, str(item.position)),))
             yield item.envelope
 
     def publish(self, request: epb.PublishRequest, context: grpc.ServicerContext) -> empty_pb2.Empty:
-        ns = namespace_of(context)
-        if not ns:
-            raise ctrledger.FailedPrecondition("namespace is required: failed precondition")
-        if not request.topic.startswith("/"):
-            raise WireError(grpc.StatusCode.INVALID_ARGUMENT, f"envelope topic {request.topic!r}: must start with "
-                                                              "'/': invalid argument")
-        env = epb.Envelope(timestamp=timestamp(None), namespace=ns, topic=request.topic)
-        env.timestamp.GetCurrentTime()
-        env.event.CopyFrom(request.event)
-        self.hub.publish(env)
-        return empty_pb2.Empty()
+        raise WireError(grpc.StatusCode.UNIMPLEMENTED, _NOT_PUBLISHED.format(method="Publish"))
 
     def forward(self, request: epb.ForwardRequest, context: grpc.ServicerContext) -> empty_pb2.Empty:
-        self.hub.publish(request.envelope)
-        return empty_pb2.Empty()
+        raise WireError(grpc.StatusCode.UNIMPLEMENTED, _NOT_PUBLISHED.format(method="Forward"))
 
     def handlers(self) -> dict[str, dict[str, Any]]:
         """Method handlers by full service name; what is not listed answers UNIMPLEMENTED."""
@@ -200,7 +211,10 @@ class ContainerdServices:
                 "Get": self.get, "List": self.list, "ListStream": self.list_stream, "Create": self.create,
                 "Update": self.update, "Delete": self.delete,
             },
-            "containerd.services.namespaces.v1.Namespaces": {"List": self.namespaces_list, "Get": self.namespaces_get},
+            "containerd.services.namespaces.v1.Namespaces": {
+                "List": self.namespaces_list, "Get": self.namespaces_get, "Create": self.namespaces_create,
+                "Update": self.namespaces_update, "Delete": self.namespaces_delete,
+            },
             "containerd.services.tasks.v1.Tasks": {"Get": self.tasks_get, "List": self.tasks_list},
             "containerd.services.snapshots.v1.Snapshots": {"Remove": self.snapshots_remove},
             "containerd.services.leases.v1.Leases": {"Create": self.leases_create, "Delete": self.leases_delete},

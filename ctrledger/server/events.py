@@ -22,14 +22,21 @@ Paused / Resumed                  /tasks/paused, resumed  TaskPaused / TaskResum
 Other kinds (e.g. ResourcesUpdated) have no containerd event and are not published. The
 envelope's timestamp is the event's recorded time.
 
-A subscriber that does not read gets at most ``QUEUE_LIMIT`` envelopes buffered; past that its
-stream ends with RESOURCE_EXHAUSTED naming the last position it was sent, so it can resume.
+A subscriber that does not read costs a bounded amount: at most ``queue_limit`` envelopes
+wait for it here (and what gRPC's flow-control window holds). One more, and it is cut off: its
+queue is dropped at once, nothing more is queued for it, and its stream ends with
+RESOURCE_EXHAUSTED naming the last position it was sent (resume from there with
+``ctrledger-from-position``). It sees that status as soon as it reads what the transport
+already holds; one that still has not taken anything ``stall_seconds`` later (its stream is
+blocked on a full window) is cancelled, so it holds no server thread either. Delivery to the
+others never waits for it: the hub only ever offers to a queue, never blocks on one.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +55,7 @@ from .translate import payload_to_any, timestamp
 __all__ = ["EventHub", "Published", "envelopes_of", "event_filter"]
 
 QUEUE_LIMIT = 10_000
+STALL_SECONDS = 30.0
 POLL_SECONDS = 0.05
 BATCH = 1000
 _UPDATES = {"LabelsChanged", "ImageChanged", "SpecUpdated", "SnapshotKeyChanged", "ExtensionsChanged", "Touched"}
@@ -55,7 +63,7 @@ _UPDATES = {"LabelsChanged", "ImageChanged", "SpecUpdated", "SnapshotKeyChanged"
 
 @dataclass(frozen=True)
 class Published:
-    """One envelope with where it comes from in the log (position 0: published by a client)."""
+    """One envelope with where it comes from in the log."""
 
     position: int
     envelope: events_pb2.Envelope
@@ -160,17 +168,29 @@ def event_filter(filters: Sequence[str]) -> Callable[[events_pb2.Envelope], bool
 
 
 class _Subscriber:
-    def __init__(self, test: Callable[[events_pb2.Envelope], bool]) -> None:
+    def __init__(self, test: Callable[[events_pb2.Envelope], bool], limit: int,
+                 cancel: Callable[[], object] | None) -> None:
         self.test = test
-        self.queue: queue.Queue[Published | None] = queue.Queue(QUEUE_LIMIT)
-        self.overflowed = False
+        self.queue: queue.Queue[Published | None] = queue.Queue(limit)
+        self.cancel = cancel
+        self.overflowed_at: float | None = None
+        self.cancelled = False
+
+    @property
+    def overflowed(self) -> bool:
+        return self.overflowed_at is not None
 
 
 class EventHub:
     """Follows the log and fans envelopes out to subscribers (see the module docstring)."""
 
-    def __init__(self, store: ctrledger.Store) -> None:
+    def __init__(self, store: ctrledger.Store, *, queue_limit: int = QUEUE_LIMIT,
+                 stall_seconds: float = STALL_SECONDS) -> None:
+        if queue_limit < 1:
+            raise ValueError(f"queue_limit must be at least 1, not {queue_limit}")
         self._store = store
+        self._limit = queue_limit
+        self._stall = stall_seconds
         self._subscribers: set[_Subscriber] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -197,15 +217,13 @@ class EventHub:
             for sub in self._subscribers:
                 _offer(sub, None)
 
-    def publish(self, envelope: events_pb2.Envelope) -> None:
-        """An envelope a client published (Events/Publish, Forward): delivered live, not logged."""
-        self._deliver([Published(0, envelope, ())])
-
     def subscribe(
         self, filters: Sequence[str], after: int | None, is_active: Callable[[], bool],
+        cancel: Callable[[], object] | None = None,
     ) -> Iterator[Published]:
-        """Envelopes matching ``filters``: from log position ``after`` (None: from now), then live."""
-        sub = _Subscriber(event_filter(filters))
+        """Envelopes matching ``filters``: from log position ``after`` (None: from now), then live.
+        ``cancel`` ends the call when its subscriber is cut off but stalled (module docstring)."""
+        sub = _Subscriber(event_filter(filters), self._limit, cancel)
         if after is not None and after < 0:
             raise WireError(grpc.StatusCode.INVALID_ARGUMENT, f"position {after} is negative: invalid argument")
         with self._lock:
@@ -239,14 +257,13 @@ class EventHub:
                     if sub.overflowed:
                         raise WireError(
                             grpc.StatusCode.RESOURCE_EXHAUSTED,
-                            f"this subscriber fell more than {QUEUE_LIMIT} events behind; resume after position "
+                            f"this subscriber fell more than {self._limit} events behind; resume after position "
                             f"{sent} (metadata ctrledger-from-position)",
                         )
                     return
-                if item.position and item.position <= sent:
+                if item.position <= sent:
                     continue
-                if item.position:
-                    sent = item.position
+                sent = item.position
                 yield item
         finally:
             with self._lock:
@@ -260,16 +277,28 @@ class EventHub:
                 continue
             for item in items:
                 if sub.test(item.envelope) and not _offer(sub, item):
-                    sub.overflowed = True
+                    sub.overflowed_at = time.monotonic()
                     with sub.queue.mutex:
                         sub.queue.queue.clear()
                     _offer(sub, None)
                     break
 
+    def _cut_stalled(self) -> None:
+        """Cancel the calls of subscribers cut off ``stall_seconds`` ago that are still open."""
+        now = time.monotonic()
+        with self._lock:
+            stalled = [s for s in self._subscribers if s.overflowed_at is not None and not s.cancelled
+                       and now - s.overflowed_at >= self._stall]
+        for sub in stalled:
+            sub.cancelled = True
+            if sub.cancel is not None:
+                sub.cancel()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(POLL_SECONDS)
             self._wake.clear()
+            self._cut_stalled()
             with self._lock:
                 if not self._subscribers or self._head is None:
                     self._head = None

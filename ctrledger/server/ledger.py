@@ -117,9 +117,8 @@ class LedgerService:
 
     def watch(self, request: lpb.WatchRequest, context: grpc.ServicerContext) -> Iterator[lpb.WatchEvent]:
         after = request.after if request.HasField("after") else None
-        for item in self.containerd.hub.subscribe(list(request.filters), after, context.is_active):
-            if not item.position:
-                continue  # published by a client, not in the log
+        for item in self.containerd.hub.subscribe(list(request.filters), after, context.is_active,
+                                                 context.cancel):
             yield lpb.WatchEvent(position=item.position, envelope=item.envelope, kind=",".join(item.kinds),
                                  actor=item.actor, client=item.client, reason=item.reason,
                                  correlation_id=item.correlation_id)
