@@ -27,7 +27,7 @@ from ctrledger.wire.containerd.services.version.v1 import version_pb2 as vpb
 from .events import EventHub
 from .identity import UnixFront, caller_of
 from .status import WireError
-from .translate import EncodedRecords, container_from_wire, container_to_wire, repeated_field
+from .translate import EncodedRecords, container_from_wire
 
 __all__ = ["FROM_POSITION", "ContainerdServices", "namespace_of"]
 
@@ -83,16 +83,21 @@ class ContainerdServices:
 
     # -- containers.v1.Containers ------------------------------------------------------
 
-    def get(self, request: cpb.GetContainerRequest, context: grpc.ServicerContext) -> cpb.GetContainerResponse:
-        found = self.store.get(request.id, namespace=namespace_of(context))
-        return cpb.GetContainerResponse(container=container_to_wire(found))
+    # The responses that carry records are their encoding, made once per record version
+    # (EncodedRecords): GetContainerResponse, Create/UpdateContainerResponse and
+    # ListContainerMessage are the record as field 1; ListContainersResponse is them joined.
+
+    def get(self, request: cpb.GetContainerRequest, context: grpc.ServicerContext) -> bytes:
+        ns = namespace_of(context)
+        found = self.store.get(request.id, namespace=ns)
+        assert ns is not None  # the store refused a missing namespace
+        return self.encoded.field1(ns, found)
 
     def list(self, request: cpb.ListContainersRequest, context: grpc.ServicerContext) -> bytes:
-        """ListContainersResponse, encoded: field 1 repeated, each record's bytes made once."""
         ns = namespace_of(context)
         found = self.store.list(*request.filters, namespace=ns)
-        assert ns is not None  # the store refused a missing namespace
-        return repeated_field(1, (self.encoded.encoded(ns, c) for c in found))
+        assert ns is not None
+        return self.encoded.many(ns, found)
 
     def list_stream(self, request: cpb.ListContainersRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
         ns = namespace_of(context)
@@ -102,30 +107,34 @@ class ContainerdServices:
             for c in rows:
                 if not context.is_active():
                     return  # the client went away: stop reading
-                yield repeated_field(1, (self.encoded.encoded(ns, c),))  # ListContainerMessage
+                yield self.encoded.field1(ns, c)
         finally:
             close = getattr(rows, "close", None)
             if close is not None:
                 close()
 
-    def create(self, request: cpb.CreateContainerRequest, context: grpc.ServicerContext) -> cpb.CreateContainerResponse:
+    def create(self, request: cpb.CreateContainerRequest, context: grpc.ServicerContext) -> bytes:
         who = caller_of(context, self.front)
+        ns = namespace_of(context)
         made = self.store.create(
-            container_from_wire(request.container), namespace=namespace_of(context), actor=who.actor,
+            container_from_wire(request.container), namespace=ns, actor=who.actor,
             reason=who.reason, correlation_id=who.correlation_id, client=who.client,
         )
         self.hub.notify()
-        return cpb.CreateContainerResponse(container=container_to_wire(made))
+        assert ns is not None
+        return self.encoded.field1(ns, made)
 
-    def update(self, request: cpb.UpdateContainerRequest, context: grpc.ServicerContext) -> cpb.UpdateContainerResponse:
+    def update(self, request: cpb.UpdateContainerRequest, context: grpc.ServicerContext) -> bytes:
         who = caller_of(context, self.front)
+        ns = namespace_of(context)
         paths = list(request.update_mask.paths) if request.HasField("update_mask") else []
         done = self.store.update(
-            container_from_wire(request.container), *paths, namespace=namespace_of(context), actor=who.actor,
+            container_from_wire(request.container), *paths, namespace=ns, actor=who.actor,
             reason=who.reason, correlation_id=who.correlation_id, client=who.client,
         )
         self.hub.notify()
-        return cpb.UpdateContainerResponse(container=container_to_wire(done))
+        assert ns is not None
+        return self.encoded.field1(ns, done)
 
     def delete(self, request: cpb.DeleteContainerRequest, context: grpc.ServicerContext) -> empty_pb2.Empty:
         who = caller_of(context, self.front)

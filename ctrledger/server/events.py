@@ -1,8 +1,11 @@
 """containerd's events, from the ledger's log: the hub behind Events/Subscribe and Ledger/Watch.
 
-One thread follows the log (woken by the server's own writes, and every 50 ms for writes by
-other processes), turns each operation's events into one containerd envelope and hands it to
-every subscriber's queue. A subscriber that asked to start from a log position first reads the
+The server's own writes are fanned out on commit: the handler that made the write reads the
+new events, turns each operation's events into one containerd envelope and hands it to every
+subscriber's queue before its reply goes out (as containerd publishes before it answers), so
+a subscriber can have the envelope before the writer has its acknowledgement. One thread also
+looks at the log every 50 ms, for writes by other processes. One lock orders the fan-outs:
+each envelope goes out once, in log order. A subscriber that asked to start from a log position first reads the
 log from there itself, then joins the live queue without gap or repeat (positions decide).
 
 ================================  ======================  ==========================================
@@ -34,6 +37,7 @@ others never waits for it: the hub only ever offers to a queue, never blocks on 
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -51,6 +55,8 @@ from ctrledger.wire.containerd.services.events.v1 import events_pb2
 
 from .status import WireError
 from .translate import payload_to_any, timestamp
+
+log = logging.getLogger("ctrledger.server")
 
 __all__ = ["EventHub", "Published", "envelopes_of", "event_filter"]
 
@@ -192,8 +198,8 @@ class EventHub:
         self._limit = queue_limit
         self._stall = stall_seconds
         self._subscribers: set[_Subscriber] = set()
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._lock = threading.Lock()  # the subscriber set and the head
+        self._fanout = threading.Lock()  # one fan-out at a time, so envelopes go out in log order
         self._stop = threading.Event()
         self._head: int | None = None
         self._thread = threading.Thread(target=self._run, name="ctrledger-serve-events", daemon=True)
@@ -206,12 +212,17 @@ class EventHub:
             return None
 
     def notify(self) -> None:
-        """A write was acknowledged: look at the log now."""
-        self._wake.set()
+        """A write was acknowledged by the store: fan its envelopes out now, in this thread.
+        Never raises: the write is done; if the log cannot be read now, the poll retries."""
+        try:
+            self._catch_up()
+        except ctrledger.StoreError:
+            pass
+        except Exception:  # noqa: BLE001 - a bug here must not turn an acknowledged write into an error
+            log.exception("fanning out events failed; the next poll retries")
 
     def close(self) -> None:
         self._stop.set()
-        self._wake.set()
         self._thread.join(timeout=5)
         with self._lock:
             for sub in self._subscribers:
@@ -226,12 +237,11 @@ class EventHub:
         sub = _Subscriber(event_filter(filters), self._limit, cancel)
         if after is not None and after < 0:
             raise WireError(grpc.StatusCode.INVALID_ARGUMENT, f"position {after} is negative: invalid argument")
-        with self._lock:
+        with self._fanout, self._lock:  # between two fan-outs: what it has not seen comes live
             self._subscribers.add(sub)
             if self._head is None:
                 self._head = self._store.position
             live_from = self._head
-        self._wake.set()
         try:
             sent = live_from if after is None else after
             if after is not None:
@@ -294,28 +304,32 @@ class EventHub:
             if sub.cancel is not None:
                 sub.cancel()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(POLL_SECONDS)
-            self._wake.clear()
-            self._cut_stalled()
-            with self._lock:
-                if not self._subscribers or self._head is None:
-                    self._head = None
-                    continue
-                head = self._head
-            try:
+    def _catch_up(self) -> None:
+        """Hand every event after the head to the subscribers, in order (one fan-out at a time)."""
+        with self._fanout:
+            while True:
+                with self._lock:
+                    if not self._subscribers or self._head is None:
+                        self._head = None
+                        return
+                    head = self._head
                 events = self._store.events_after(head, limit=BATCH)
+                if not events:
+                    return
+                items = list(envelopes_of(events, self._before))
+                with self._lock:
+                    self._head = events[-1].position
+                self._deliver(items)
+                if len(events) < BATCH:
+                    return
+
+    def _run(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            self._cut_stalled()
+            try:
+                self._catch_up()
             except ctrledger.StoreError:
                 continue  # storage unreachable for now: the next round retries
-            if not events:
-                continue
-            items = list(envelopes_of(events, self._before))
-            with self._lock:
-                self._head = events[-1].position
-            self._deliver(items)
-            if len(events) == BATCH:
-                self._wake.set()
 
 
 def _offer(sub: _Subscriber, item: Published | None) -> bool:

@@ -96,8 +96,11 @@ _ANY = any_pb2.Any
 
 class EncodedRecords:
     """containerd's encoding of records, kept by ``(namespace, id, version)``: a version of a
-    container never changes, so its bytes are made once. Bounded by ``max_bytes`` (least
-    recently used go first); thread-safe."""
+    container never changes, so its bytes are made once. What is kept is the record framed as
+    field 1 of a message (tag, length, bytes), which is each response that carries records:
+    ``GetContainerResponse``, ``Create…``/``Update…Response``, ``ListContainerMessage``, and,
+    joined, ``ListContainersResponse``. Bounded by ``max_bytes`` (least recently used go
+    first); thread-safe, one lock round per call."""
 
     def __init__(self, max_bytes: int = 64 << 20) -> None:
         self._max = max_bytes
@@ -105,21 +108,41 @@ class EncodedRecords:
         self._items: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def encoded(self, namespace: str, c: Container) -> bytes:
-        key = (namespace, c.id, c.version)
+    def field1(self, namespace: str, c: Container) -> bytes:
+        """``c`` as field 1 of a message: a whole Get/Create/Update response, or a ListStream message."""
+        return self.many(namespace, (c,))
+
+    def many(self, namespace: str, records: Iterable[Container]) -> bytes:
+        """``records`` as repeated field 1: a ListContainersResponse."""
+        out: list[bytes] = []
+        missing: list[tuple[int, tuple[str, str, int], Container]] = []
         with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-                return found
-        data: bytes = container_to_wire(c).SerializeToString()
+            items = self._items
+            for c in records:
+                key = (namespace, c.id, c.version)
+                data = items.get(key)
+                if data is None:
+                    missing.append((len(out), key, c))
+                    out.append(b"")
+                else:
+                    items.move_to_end(key)
+                    out.append(data)
+        if not missing:
+            return b"".join(out)
+        made = [(i, key, _field1(container_to_wire(c).SerializeToString())) for i, key, c in missing]
         with self._lock:
-            if key not in self._items:
-                self._items[key] = data
-                self._size += len(data)
-                while self._size > self._max and self._items:
-                    self._size -= len(self._items.popitem(last=False)[1])
-        return data
+            for i, key, data in made:
+                out[i] = data
+                if key not in self._items:
+                    self._items[key] = data
+                    self._size += len(data)
+            while self._size > self._max and self._items:
+                self._size -= len(self._items.popitem(last=False)[1])
+        return b"".join(out)
+
+
+def _field1(raw: bytes) -> bytes:
+    return _FIELD1 + _varint(len(raw)) + raw
 
 
 def repeated_field(number: int, items: Iterable[bytes]) -> bytes:
@@ -129,6 +152,8 @@ def repeated_field(number: int, items: Iterable[bytes]) -> bytes:
 
 
 def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL[n]
     out = bytearray()
     while True:
         byte = n & 0x7F
@@ -138,6 +163,10 @@ def _varint(n: int) -> bytes:
         else:
             out.append(byte)
             return bytes(out)
+
+
+_SMALL = [bytes((i,)) for i in range(0x80)]
+_FIELD1 = _varint(1 << 3 | 2)
 
 
 def _json(value: Any) -> str:
