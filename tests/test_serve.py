@@ -545,11 +545,35 @@ def test_many_clients_at_once_each_call_its_own_transaction(server: Server, stor
         ch.close()
         return done
 
+    ch = channel(server)
+    watch = lgrpc.LedgerStub(ch).Watch(lpb.WatchRequest(after=0))  # from the start: it sees all 240
+    seen = ThreadPoolExecutor(1).submit(lambda: [next(watch) for _ in range(240)])
     with ThreadPoolExecutor(8) as pool:
         made = sorted(cid for ids in pool.map(client, range(8)) for cid in ids)
     assert [c.id for c in store.list()] == made and len(made) == 120
     assert all(c.labels == {"n": c.id.split("-")[1]} for c in store.list())
     assert store.position == 240  # one create and one label event each: nothing lost, nothing doubled
+    # eight writers fanning out their own events: each once, in log order
+    events = seen.result(timeout=60)
+    assert [e.position for e in events] == list(range(1, 241))
+    assert sorted(e.envelope.topic for e in events) == ["/containers/create"] * 120 + ["/containers/update"] * 120
+    watch.cancel()
+    ch.close()
+
+
+def test_records_are_encoded_once_per_version_and_the_cache_is_bounded(store: ctrledger.Store) -> None:
+    from ctrledger.server.translate import EncodedRecords, container_to_wire
+
+    a, b = store.create(make("a", labels={"x": "1"})), store.create(make("b"))
+    one = len(EncodedRecords().field1("default", a))
+    cache = EncodedRecords(max_bytes=one)
+    assert cache.field1("default", a) == cpb.GetContainerResponse(container=container_to_wire(a)).SerializeToString()
+    assert cache.size == one
+    listed = cpb.ListContainersResponse.FromString(cache.many("default", [a, b]))
+    assert [container_to_wire(c) for c in (a, b)] == list(listed.containers)
+    assert 0 < cache.size <= one  # two records do not fit: the older went
+    a2 = store.update(ctrledger.Container(id="a", labels={"x": "2"}), "labels.x")
+    assert cpb.GetContainerResponse.FromString(cache.field1("default", a2)).container.labels["x"] == "2"
 
 
 def test_stop_ends_event_streams_and_removes_the_socket(store: ctrledger.Store) -> None:

@@ -108,6 +108,12 @@ class EncodedRecords:
         self._items: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
+    @property
+    def size(self) -> int:
+        """The bytes kept now (at most ``max_bytes``)."""
+        with self._lock:
+            return self._size
+
     def field1(self, namespace: str, c: Container) -> bytes:
         """``c`` as field 1 of a message: a whole Get/Create/Update response, or a ListStream message."""
         return self.many(namespace, (c,))
