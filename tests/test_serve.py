@@ -590,8 +590,6 @@ def test_stop_ends_event_streams_and_removes_the_socket(store: ctrledger.Store) 
         ch.close()
 
 
-@pytest.mark.skipif(not hasattr(ctrledger.Store, "started"),
-                    reason="the status events of issue 12 are not in this tree yet: the mapping waits for them")
 def test_status_events_are_containerds_task_events(server: Server, store: Any) -> None:
     from ctrledger.wire.containerd.events import task_pb2
 
