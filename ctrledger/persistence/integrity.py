@@ -124,6 +124,10 @@ class Sql:
         self.cursor.execute(self.text(statement), params)
         return [_plain(r) for r in self.cursor.fetchall()]
 
+    def many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.cursor.executemany(self.text(statement), rows)
+
 
 def _plain(row: Any) -> tuple[Any, ...]:
     return tuple(row.values()) if isinstance(row, dict) else tuple(row)
@@ -218,9 +222,30 @@ def append_hashes(db: Sql, rows: Iterable[tuple[int, str, int, str, bytes]]) -> 
         missing = first_unhashed(db, last, start)
         if missing is not None:
             raise unhashed_refusal(missing, last)
+    hashes: list[tuple[int, int, bytes, bytes]] = []
+    nodes: list[tuple[int, int, bytes]] = []
+    made: dict[tuple[int, int], bytes] = {}  # the nodes of this batch, so a left sibling is read at most once
     for position, stream, version, topic, state in rows:
         seq += 1
-        previous = _append_one(db, seq, position, event_leaf(stream, version, topic, state), previous)
+        leaf = event_leaf(stream, version, topic, state)
+        previous = chain_hash(previous, position, leaf)
+        hashes.append((seq, position, leaf, previous))
+        idx, level, h = seq - 1, 0, leaf
+        nodes.append((0, idx, h))
+        while idx & 1:
+            left = made.get((level, idx - 1))
+            if left is None:
+                found = db.one("SELECT hash FROM {merkle_nodes} WHERE level=? AND idx=?", (level, idx - 1))
+                assert found is not None
+                left = bytes(found[0])
+            h = node_hash(left, h)
+            level, idx = level + 1, idx >> 1
+            made[(level, idx)] = h
+            nodes.append((level, idx, h))
+        made[(0, seq - 1)] = leaf
+    # The same rows _append_one writes one by one, in two statements for the whole batch.
+    db.many("INSERT INTO {event_hashes}(seq, position, leaf, chain) VALUES (?,?,?,?)", hashes)
+    db.many("INSERT INTO {merkle_nodes}(level, idx, hash) VALUES (?,?,?)", nodes)
 
 
 def hash_missing(db: Sql, before: int | None = None) -> tuple[int, int, bytes]:

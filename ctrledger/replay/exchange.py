@@ -34,14 +34,19 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from eventsourcing.persistence import Mapper
+
 from ..domain.history import Position, Version, parse_point
 from ..domain.validation import validate_namespace
 from ..errors import FailedPrecondition, InvalidArgument
 from ..persistence.log import decode_event
 from ..persistence.sqlite import write_transaction
+from ..projections.bulk import bulk_capable
+from ..projections.current import tracked_position
+from ..projections.runner import View
 from .archive import ArchiveReader, ArchiveWriter, Chunk, verify_archive
 from .log import append_stored, chain_at, check_streams, log_head, log_id, root_at
-from .rebuild import Progress, Replayable, Source, read_only, require_embedded_log, source_of, synced
+from .rebuild import Progress, Replayable, Source, read_only, rebuild, require_embedded_log, source_of, synced
 
 __all__ = ["ExportSummary", "ImportSummary", "export", "import_"]
 
@@ -292,6 +297,11 @@ def import_(
                 _check_start(conn, header, head, reader.path)
                 if verify:  # with the full check: refuse a collision anywhere in it before any write
                     _check_all_streams(conn, reader)
+            # An empty read model (a new store) is built once from the whole log after the events are
+            # in (``rebuild``, in bulk), instead of event by event in each chunk's transaction. Without
+            # the full check, each good chunk is imported with its read models, for use before a bad one.
+            views = list(rm.views)
+            bulk = verify and bulk_capable(views) and all(tracked_position(conn, v.name) == 0 for v in views)
         preserved = complete
         first: int | None = None
         chunks = events = 0
@@ -301,7 +311,8 @@ def import_(
             def flush() -> None:
                 nonlocal head, preserved, done, first, chunks, events
                 size = sum(len(c.rows) for c in group)
-                head, preserved, done = _import_group(conn, rm, reader, group, head, preserved, done)
+                head, preserved, done = _import_group(conn, [] if bulk else views, rm.mapper, reader, group, head,
+                                                      preserved, done)
                 first = head - size + 1 if first is None else first
                 chunks += len(group)
                 events += size
@@ -315,6 +326,8 @@ def import_(
                     flush()
             if group:
                 flush()
+            if bulk:
+                rebuild(rm)
             conn.execute(
                 "INSERT INTO ctrledger_imports(archive_id, path, chunks, events, source_last, head, finished) "
                 "VALUES (?,?,0,0,NULL,?,1) ON CONFLICT(archive_id) DO UPDATE SET finished=1",
@@ -358,10 +371,11 @@ def _writer(path: str) -> sqlite3.Connection:
 
 
 def _import_group(
-    conn: sqlite3.Connection, into: Replayable, reader: ArchiveReader, group: Sequence[Chunk], head: int,
-    preserved: bool, done: int,
+    conn: sqlite3.Connection, views: Sequence[View], mapper: Mapper[Any], reader: ArchiveReader,
+    group: Sequence[Chunk], head: int, preserved: bool, done: int,
 ) -> tuple[int, bool, int]:
-    """Import whole chunks in one transaction; return the new head, whether positions are kept, events done."""
+    """Import whole chunks in one transaction (applying them to ``views``); return the new head, whether
+    positions are kept, events done."""
     with write_transaction(conn) as cur:
         now = log_head(cur)
         if now != head:
@@ -373,7 +387,7 @@ def _import_group(
             source_positions = [int(r[0]) for r in chunk.rows]
             rows = [r[1:] for r in chunk.rows]
             check_streams(cur, rows, source_positions)
-            positions = append_stored(cur, rows, head, into.views, into.mapper, extra_columns=chunk.extra_columns)
+            positions = append_stored(cur, rows, head, views, mapper, extra_columns=chunk.extra_columns)
             if preserved and positions != source_positions:
                 preserved = False  # the source log had holes: positions were renumbered
             if preserved and chunk.chain is not None:
