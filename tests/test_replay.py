@@ -576,3 +576,22 @@ def test_without_the_upcaster_the_old_created_events_cannot_be_applied(
     with pytest.raises(AttributeError, match="sandbox"):
         import_(V1_ARCHIVE, into=empty)
     assert empty.position == 0
+
+
+def test_an_archive_with_an_event_this_ctrledger_cannot_decode_imports_nothing(
+    tmp_path: Path, empty: ctrledger.Store
+) -> None:
+    from ctrledger.replay.log import BareLog, append_stored
+
+    with deterministic_store(tmp_path / "newer.db") as newer:
+        newer.create(make("x"))
+        mapper = newer.mapper
+    conn = sqlite3.connect(tmp_path / "newer.db", isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")  # a later event of a class this ctrledger does not have, hashed
+    append_stored(conn.cursor(), [("default/x", 2, "ctrledger.future.Event", b"\x80")], 1, [], mapper)
+    conn.execute("COMMIT")
+    conn.close()
+    export(BareLog(tmp_path / "newer.db", mapper), tmp_path / "newer.ctrlarchive")
+    with pytest.raises(FailedPrecondition, match="'ctrledger.future.Event'.*nothing was imported"):
+        import_(tmp_path / "newer.ctrlarchive", into=empty)
+    assert rows(Path(empty.path)) == [] and empty.position == 0

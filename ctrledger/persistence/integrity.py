@@ -245,6 +245,7 @@ def append_hashes(db: Sql, rows: Iterable[tuple[int, str, int, str, bytes]]) -> 
         made[(0, seq - 1)] = leaf
     # The same rows _append_one writes one by one, in two statements for the whole batch.
     db.many("INSERT INTO {event_hashes}(seq, position, leaf, chain) VALUES (?,?,?,?)", hashes)
+    nodes.sort()  # each level's new nodes in key order: appended to the b-tree, not interleaved
     db.many("INSERT INTO {merkle_nodes}(level, idx, hash) VALUES (?,?,?)", nodes)
 
 

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 from eventsourcing.persistence import IntegrityError, Mapper, PersistenceError, StoredEvent
-from eventsourcing.utils import TopicError
+from eventsourcing.utils import TopicError, resolve_topic
 
 from ..domain.container import ContainerAggregate
 from ..errors import DataLoss, FailedPrecondition, StoreError, Unavailable
@@ -154,6 +154,15 @@ def decode_event(mapper: Mapper[Any], position: int, stream: str, version: int, 
             f"the event at log position {position} cannot be read ({type(e).__name__}: {e}); "
             f"'ctrledger verify' tells what changed: data loss"
         ) from e
+
+
+def known_topic(topic: str) -> bool:
+    """Whether this ctrledger has an event class for ``topic`` (an archive of a newer writer may not)."""
+    try:
+        resolve_topic(topic)
+    except TopicError:
+        return False
+    return True
 
 
 def log_head(conn: sqlite3.Connection | sqlite3.Cursor) -> int:

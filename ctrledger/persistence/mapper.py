@@ -27,8 +27,14 @@ Check = Callable[[Any], bool]
 
 
 def _audit_ok(a: Any) -> bool:
-    return (isinstance(a, Audit) and all(isinstance(x, str) for x in (a.actor, a.reason, a.correlation_id, a.client))
+    # Spelled out (no generator for the four fields): every decoded event is checked.
+    return (isinstance(a, Audit) and isinstance(a.actor, str) and isinstance(a.reason, str)
+            and isinstance(a.correlation_id, str) and isinstance(a.client, str)
             and isinstance(a.fieldpaths, tuple | list) and all(isinstance(p, str) for p in a.fieldpaths))
+
+
+def _str_map_ok(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items())
 
 
 def _payload_ok(p: Any) -> bool:
@@ -55,6 +61,8 @@ def _check_for(hint: Any) -> Check | None:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.ClassVar:
         return None
+    if origin in (Mapping, dict) and args == (str, str):
+        return _str_map_ok  # labels: the common case, one test per item
     if origin in (Mapping, dict) and len(args) == 2:
         key, value = _check_for(args[0]), _check_for(args[1])
         if key is None or value is None:

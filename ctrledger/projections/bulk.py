@@ -94,8 +94,8 @@ def create_stage(conn: sqlite3.Connection, views: Iterable[str], schema: str = "
     """Empty staging tables (no types, no keys, no indexes: rows are only appended)."""
     for table in stage_tables(views):
         conn.execute(f"DROP TABLE IF EXISTS {schema}.{table}")
-        columns = ", ".join(f"{c} INTEGER PRIMARY KEY" if (table, c) == ("bulk_bases", "id") else c
-                            for c in STAGES[table])
+        keyed = {("bulk_bases", "id"), ("bulk_specs", "pos")}  # looked up by the copy's joins: rowids
+        columns = ", ".join(f"{c} INTEGER PRIMARY KEY" if (table, c) in keyed else c for c in STAGES[table])
         conn.execute(f"CREATE TABLE {schema}.{table} ({columns})")
 
 

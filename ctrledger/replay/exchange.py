@@ -39,7 +39,7 @@ from eventsourcing.persistence import Mapper
 from ..domain.history import Position, Version, parse_point
 from ..domain.validation import validate_namespace
 from ..errors import FailedPrecondition, InvalidArgument
-from ..persistence.log import decode_event
+from ..persistence.log import decode_event, known_topic
 from ..persistence.sqlite import write_transaction
 from ..projections.bulk import bulk_capable
 from ..projections.current import tracked_position
@@ -342,11 +342,20 @@ def _check_all_streams(conn: sqlite3.Connection, reader: ArchiveReader) -> None:
 
     One pass over the archive (memory: one entry per stream), then one look at the store:
     the per-chunk check alone would notice a collision only after earlier chunks were written.
+    An event of a topic this ctrledger has no class for is refused here too, before any write.
     """
     first: dict[str, tuple[int, int]] = {}
     following: dict[str, int] = {}
+    topics: set[str] = set()
     for chunk in reader.chunks():
-        for position, oid, stream_version, *_ in chunk.rows:
+        for position, oid, stream_version, topic, *_ in chunk.rows:
+            if topic not in topics:
+                if not known_topic(topic):
+                    raise FailedPrecondition(
+                        f"event {oid!r} version {stream_version} (position {position}) has the topic {topic!r}, "
+                        "which this ctrledger cannot decode (written by a newer one?): nothing was imported: "
+                        "failed precondition")
+                topics.add(topic)
             if oid in following and stream_version != following[oid]:
                 raise FailedPrecondition(
                     f"event {oid!r} version {stream_version} (position {position}) does not follow version "

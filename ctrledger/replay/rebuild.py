@@ -350,7 +350,9 @@ def _swap_bulk(store: Replayable, views: Sequence[View], scratch: Path, upto: in
                     f"table {table} has columns {sorted(live)} in the store but the rebuild writes {sorted(new)}: "
                     "failed precondition")
         cache = conn.execute("PRAGMA cache_size").fetchone()[0]
+        threads = conn.execute("PRAGMA threads").fetchone()[0]
         conn.execute("PRAGMA cache_size=-65536")  # 64 MiB for the copy and the index builds
+        conn.execute("PRAGMA threads=2")  # SQLite's sorter may use a helper thread for each ORDER BY
         conn.execute("ATTACH DATABASE ? AS rebuilt", (str(scratch),))
         try:
             with write_transaction(conn) as cur:
@@ -371,6 +373,7 @@ def _swap_bulk(store: Replayable, views: Sequence[View], scratch: Path, upto: in
         finally:
             conn.execute("DETACH DATABASE rebuilt")
             conn.execute(f"PRAGMA cache_size={int(cache)}")
+            conn.execute(f"PRAGMA threads={int(threads)}")
     return caught_up
 
 
