@@ -1,25 +1,29 @@
-"""Rebuild the read models from the log into fresh tables, check them, and swap them in atomically.
+"""Rebuild the read models from the log into fresh tables, and swap them in atomically.
 
-``rebuild(store)`` runs in three steps:
+``rebuild(store)`` runs in two steps:
 
-1. **Build.** Every view of the store is applied to the whole log, batch by batch,
-   into a scratch SQLite file beside the store (``<store>.rebuild``), created with
-   the read-model schema (``ensure_schema``). Each batch commits with the views'
-   tracking positions in the scratch file, so a rebuild that is interrupted (an
-   exception, a kill, a crash) resumes where it stopped the next time it runs. The
-   live read model is not touched: readers keep answering from it.
-2. **Check.** The scratch file passes SQLite's ``quick_check`` and every view in it
-   has applied the log up to the same position.
-3. **Swap.** In one ``BEGIN IMMEDIATE`` transaction on the live file, with the
-   scratch file attached, each view table is emptied and refilled from the scratch
-   copy, the tracking positions are set, the events appended since the build started
-   are applied, and the row counts are compared. Readers on other connections see
-   the old model until this commits, then the new one; a failure rolls it back and
-   the old model stays in use. The scratch file is then deleted.
+1. **Build, in bulk.** The log is read once, in position order, and applied to an
+   in-memory state per container (``projections.bulk``); each row is written once, when it
+   is final, with ``executemany`` into unindexed staging tables of a scratch SQLite file
+   beside the store (``<store>.rebuild``, no journal, no syncs). The live read model is not
+   touched: readers keep answering from it. The scratch file records how many events it
+   has applied (``pending_rebuild``), but an interrupted build is not resumed: the state it
+   needs lived in memory, so the next rebuild deletes the file and starts over.
+2. **Swap.** In one ``BEGIN IMMEDIATE`` transaction on the live file, with the scratch file
+   attached, each view table's secondary indexes are dropped, the table is emptied and
+   refilled from the staged rows in primary-key order, its indexes are created again, the
+   row counts are compared, the tracking positions set, and the events appended since the
+   build started are applied. Readers on other connections see the old model until this
+   commits, then the new one; a failure rolls it back and the old model stays in use. The
+   scratch file is then deleted.
 
-The scratch file remembers which log it was built from (its last applied event); if
-the store's log does not have that event where the scratch file says, the scratch
-file is discarded and the build starts over.
+A store whose views are not all the project's own (``projections.bulk.bulk_capable``) is
+rebuilt event by event through its views instead (``build_views``), batch by batch, each
+batch committed with the views' tracking positions in the scratch file, so that build
+resumes where it stopped; the scratch file remembers which log it was built from (its last
+applied event), and one of another log is discarded. ``verify_projections`` also uses
+``build_views``: it compares the live model with the per-event views, independently of the
+bulk builder.
 """
 
 from __future__ import annotations
