@@ -355,8 +355,10 @@ def _swap_bulk(store: Replayable, views: Sequence[View], scratch: Path, upto: in
                     "failed precondition")
         cache = conn.execute("PRAGMA cache_size").fetchone()[0]
         threads = conn.execute("PRAGMA threads").fetchone()[0]
-        conn.execute("PRAGMA cache_size=-65536")  # 64 MiB for the copy and the index builds
-        conn.execute("PRAGMA threads=2")  # SQLite's sorter may use a helper thread for each ORDER BY
+        # 32 MiB for the copy and the index builds; each of the sorter's threads (SQLite's sorter may use a
+        # helper thread for each ORDER BY) buffers up to as much, so this bounds the swap's memory too.
+        conn.execute("PRAGMA cache_size=-32768")
+        conn.execute("PRAGMA threads=2")
         conn.execute("ATTACH DATABASE ? AS rebuilt", (str(scratch),))
         try:
             with write_transaction(conn) as cur:
