@@ -213,7 +213,9 @@ _COLUMNS = (
 
 
 @contextmanager
-def _no_gc() -> Iterator[None]:
+def no_gc() -> Iterator[None]:
+    """The cyclic GC off for the block: building many acyclic records (a list, a bulk build)
+    would trip it again and again for nothing."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -291,7 +293,7 @@ class CurrentStateReader:
 
     def list(self, namespace: str, flt: Filter) -> list[Container]:
         rows = self.conn.execute(*self.list_query(namespace, flt)).fetchall()
-        with _no_gc():  # building 100k records trips the cyclic GC for nothing: none has cycles
+        with no_gc():  # building 100k records trips the cyclic GC for nothing: none has cycles
             return [_row_to_container(r) for r in rows]
 
     @staticmethod

@@ -28,12 +28,11 @@ bulk builder.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, closing, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, closing
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -43,7 +42,7 @@ from ..errors import FailedPrecondition
 from ..persistence.log import decode_event
 from ..persistence.sqlite import read_only_connection, write_transaction
 from ..projections.bulk import BulkBuilder, bulk_capable, create_stage, install, installed_columns
-from ..projections.current import tracked_position
+from ..projections.current import no_gc, tracked_position
 from ..projections.runner import View, read_log
 from ..projections.schema import ensure_schema
 
@@ -315,7 +314,7 @@ def build_bulk(
         "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
         "WHERE rowid > ? AND rowid <= ? ORDER BY rowid", (after, upto))
     done = 0
-    with _no_gc():  # the state holds ~10 objects per container, none in a cycle: a full collection is wasted
+    with no_gc():  # the state holds ~10 objects per container, none in a cycle: a full collection is wasted
         while rows := cursor.fetchmany(batch):
             with write_transaction(target) as cur:
                 builder.apply([decode_event(mapper, r[0], r[1], r[2], r[3], r[4]) for r in rows],
@@ -329,15 +328,22 @@ def build_bulk(
     return done
 
 
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+def _checked_and_caught_up(
+    cur: sqlite3.Cursor, store: Replayable, views: Sequence[View], upto: int, counts: dict[str, int]
+) -> int:
+    """The end of a swap, in its transaction: every live table holds the rows copied into it
+    (else ``FailedPrecondition``, and the swap rolls back), then the events written since
+    ``upto`` are applied; returns how many."""
+    for table, want in counts.items():
+        got = cur.execute(f"SELECT COUNT(*) FROM main.{table}").fetchone()[0]
+        if got != want:
+            raise FailedPrecondition(f"copying {table} gave {got} rows, not {want}: failed precondition")
+    caught_up = 0
+    for events, positions in read_log(cur, store.mapper, upto):
+        for view in views:
+            view.process(cur, events, positions)
+        caught_up += len(events)
+    return caught_up
 
 
 def _swap_bulk(store: Replayable, views: Sequence[View], scratch: Path, upto: int) -> int:
@@ -367,15 +373,7 @@ def _swap_bulk(store: Replayable, views: Sequence[View], scratch: Path, upto: in
                 cur.execute(f"DELETE FROM main.ctrledger_tracking WHERE view IN ({marks})", names)
                 cur.executemany("INSERT INTO main.ctrledger_tracking(view, position) VALUES (?, ?)",
                                 [(name, upto) for name in names if upto > 0])  # an empty log: no position
-                for table in tables:
-                    a = cur.execute(f"SELECT COUNT(*) FROM main.{table}").fetchone()[0]
-                    if a != counts[table]:
-                        raise FailedPrecondition(
-                            f"copying {table} gave {a} rows, not {counts[table]}: failed precondition")
-                for events, positions in read_log(cur, store.mapper, upto):
-                    for view in views:
-                        view.process(cur, events, positions)
-                    caught_up += len(events)
+                caught_up = _checked_and_caught_up(cur, store, views, upto, counts)
         finally:
             conn.execute("DETACH DATABASE rebuilt")
             conn.execute(f"PRAGMA cache_size={int(cache)}")
@@ -445,15 +443,8 @@ def _swap(store: Replayable, views: Sequence[View], scratch: Path, upto: int) ->
                 cur.execute(
                     f"INSERT INTO main.ctrledger_tracking(view, position) SELECT view, position "
                     f"FROM rebuilt.ctrledger_tracking WHERE view IN ({marks})", names)
-                for table in tables:
-                    a = cur.execute(f"SELECT COUNT(*) FROM main.{table}").fetchone()[0]
-                    b = cur.execute(f"SELECT COUNT(*) FROM rebuilt.{table}").fetchone()[0]
-                    if a != b:
-                        raise FailedPrecondition(f"copying {table} gave {a} rows, not {b}: failed precondition")
-                for events, positions in read_log(cur, store.mapper, upto):
-                    for view in views:
-                        view.process(cur, events, positions)
-                    caught_up += len(events)
+                counts = {t: cur.execute(f"SELECT COUNT(*) FROM rebuilt.{t}").fetchone()[0] for t in tables}
+                caught_up = _checked_and_caught_up(cur, store, views, upto, counts)
         finally:
             conn.execute("DETACH DATABASE rebuilt")
     return caught_up
