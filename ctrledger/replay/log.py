@@ -139,9 +139,11 @@ def append_stored(
 
 
 class BareLog:
-    """An SQLite log file seen as a read model for ``export`` (tools and benchmarks): no views."""
+    """An SQLite log file seen as a read model for ``export`` (tools and benchmarks): no views,
+    and nothing to rebuild (``readonly``)."""
 
     embedded = True
+    readonly = True
 
     def __init__(self, path: str | Path, mapper: Mapper[Any]) -> None:
         self.path = str(path)
