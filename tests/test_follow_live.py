@@ -303,9 +303,9 @@ def test_namespaces_two_explicit_and_implicit(store: ctrledger.Store, containerd
         containerd.ctr("containers", "create", "--rootfs", str(root), "a1", "/bin/true", namespace="alpha")
         # "beta" has no namespace event: its first container creates it implicitly
         containerd.ctr("containers", "create", "--rootfs", str(root), "b1", "/bin/true", namespace="beta")
-        wait_until(lambda: {"alpha", "beta"} <= set(store.namespaces()))
+        # the follower counts a namespace after its write: wait for both, not only the ledger
+        wait_until(lambda: {"alpha", "beta"} <= set(store.namespaces()) and {"alpha", "beta"} <= f.stats.namespaces)
         assert ledger_state(store, "alpha") == {"a1": {}} and ledger_state(store, "beta") == {"b1": {}}
-        assert {"alpha", "beta"} <= f.stats.namespaces
         assert [e.reason for e in store.history("b1", namespace="beta")] in ([NEW_NAMESPACE], [""])
         containerd.ctr("containers", "rm", "b1", namespace="beta")
         wait_until(lambda: not ledger_state(store, "beta"))
