@@ -150,18 +150,33 @@ def chain_hash(previous: bytes, position: int, leaf: bytes) -> bytes:
 # -- writing ---------------------------------------------------------------------
 
 
-def _append_one(db: Sql, seq: int, position: int, leaf: bytes, previous: bytes) -> bytes:
-    chain = chain_hash(previous, position, leaf)
-    db.run("INSERT INTO {event_hashes}(seq, position, leaf, chain) VALUES (?,?,?,?)", (seq, position, leaf, chain))
-    idx, level, h = seq - 1, 0, leaf
-    db.run("INSERT INTO {merkle_nodes}(level, idx, hash) VALUES (0,?,?)", (idx, h))
-    while idx & 1:
-        left = db.one("SELECT hash FROM {merkle_nodes} WHERE level=? AND idx=?", (level, idx - 1))
-        assert left is not None
-        h = node_hash(bytes(left[0]), h)
-        level, idx = level + 1, idx >> 1
-        db.run("INSERT INTO {merkle_nodes}(level, idx, hash) VALUES (?,?,?)", (level, idx, h))
-    return chain
+def _write_hashes(db: Sql, seq: int, previous: bytes, leaves: Iterable[tuple[int, bytes]]) -> tuple[int, bytes]:
+    """The chain and Merkle rows of events ``(position, leaf)`` that follow the ``seq``-th hashed
+    event (chain hash ``previous``), in order, in two statements; returns the new ``(seq, chain)``."""
+    hashes: list[tuple[int, int, bytes, bytes]] = []
+    nodes: list[tuple[int, int, bytes]] = []
+    made: dict[tuple[int, int], bytes] = {}  # the nodes of this batch, so a left sibling is read at most once
+    for position, leaf in leaves:
+        seq += 1
+        previous = chain_hash(previous, position, leaf)
+        hashes.append((seq, position, leaf, previous))
+        idx, level, h = seq - 1, 0, leaf
+        nodes.append((0, idx, h))
+        while idx & 1:
+            left = made.get((level, idx - 1))
+            if left is None:
+                found = db.one("SELECT hash FROM {merkle_nodes} WHERE level=? AND idx=?", (level, idx - 1))
+                assert found is not None
+                left = bytes(found[0])
+            h = node_hash(left, h)
+            level, idx = level + 1, idx >> 1
+            made[(level, idx)] = h
+            nodes.append((level, idx, h))
+        made[(0, seq - 1)] = leaf
+    db.many("INSERT INTO {event_hashes}(seq, position, leaf, chain) VALUES (?,?,?,?)", hashes)
+    nodes.sort()  # each level's new nodes in key order: appended to the b-tree, not interleaved
+    db.many("INSERT INTO {merkle_nodes}(level, idx, hash) VALUES (?,?,?)", nodes)
+    return seq, previous
 
 
 def hashed_head(db: Sql) -> tuple[int, int, bytes]:
@@ -222,31 +237,8 @@ def append_hashes(db: Sql, rows: Iterable[tuple[int, str, int, str, bytes]]) -> 
         missing = first_unhashed(db, last, start)
         if missing is not None:
             raise unhashed_refusal(missing, last)
-    hashes: list[tuple[int, int, bytes, bytes]] = []
-    nodes: list[tuple[int, int, bytes]] = []
-    made: dict[tuple[int, int], bytes] = {}  # the nodes of this batch, so a left sibling is read at most once
-    for position, stream, version, topic, state in rows:
-        seq += 1
-        leaf = event_leaf(stream, version, topic, state)
-        previous = chain_hash(previous, position, leaf)
-        hashes.append((seq, position, leaf, previous))
-        idx, level, h = seq - 1, 0, leaf
-        nodes.append((0, idx, h))
-        while idx & 1:
-            left = made.get((level, idx - 1))
-            if left is None:
-                found = db.one("SELECT hash FROM {merkle_nodes} WHERE level=? AND idx=?", (level, idx - 1))
-                assert found is not None
-                left = bytes(found[0])
-            h = node_hash(left, h)
-            level, idx = level + 1, idx >> 1
-            made[(level, idx)] = h
-            nodes.append((level, idx, h))
-        made[(0, seq - 1)] = leaf
-    # The same rows _append_one writes one by one, in two statements for the whole batch.
-    db.many("INSERT INTO {event_hashes}(seq, position, leaf, chain) VALUES (?,?,?,?)", hashes)
-    nodes.sort()  # each level's new nodes in key order: appended to the b-tree, not interleaved
-    db.many("INSERT INTO {merkle_nodes}(level, idx, hash) VALUES (?,?,?)", nodes)
+    _write_hashes(db, seq, previous, ((position, event_leaf(stream, version, topic, state))
+                                      for position, stream, version, topic, state in rows))
 
 
 def hash_missing(db: Sql, before: int | None = None) -> tuple[int, int, bytes]:
@@ -260,10 +252,11 @@ def hash_missing(db: Sql, before: int | None = None) -> tuple[int, int, bytes]:
     if before is not None:
         statement += " AND {pos} < ?"
         params.append(before)
-    for position, stream, version, topic, state in db.all(statement + " ORDER BY {pos}", params):
-        seq += 1
-        last = int(position)
-        previous = _append_one(db, seq, last, event_leaf(stream, version, topic, bytes(state)), previous)
+    leaves = [(int(position), event_leaf(stream, version, topic, bytes(state)))
+              for position, stream, version, topic, state in db.all(statement + " ORDER BY {pos}", params)]
+    if leaves:
+        seq, previous = _write_hashes(db, seq, previous, leaves)
+        last = leaves[-1][0]
     return seq, last, previous
 
 

@@ -30,7 +30,6 @@ __all__ = ["CURRENT", "Scope", "compile_filter", "register_functions"]
 _COLUMN = {"id": "id", "image": "image", "runtime.name": "runtime_name",
            "status.state": "status_state", "status.reason": "status_reason"}
 _INT_COLUMN = {"status.pid": "status_pid", "status.exit_code": "status_exit_code"}
-_PARTIAL = {"status_reason"}  # text columns indexed only where not '' (schema 4)
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
@@ -57,8 +56,6 @@ def _value_predicate(sel: Selector, column: str, params: list[Any]) -> str:
         if sel.value == "":
             return "0"
         params.append(sel.value)
-        if column in _PARTIAL:  # the index holds only rows with a value: say that this one has one
-            return f"({column} = ? AND {column} <> '')"
         return f"{column} = ?"
     if op == "!=":
         params.append(sel.value)
