@@ -16,9 +16,10 @@ Version history (``ctrledger_meta.read_model_schema``):
   without status events gives, so nothing needs to catch up.
 * 4: partial indexes for the status values most rows do not have (``status_pid``,
   ``status_exit_code``, ``status_reason``): a container that was never started adds no
-  entry to them, so a create or a delete writes ~4 fewer pages per commit (38.7 -> 34.8 and
-  35.4 -> 32.4 in ``benchmarks/pages.py``'s setting). A filter on one of them still searches its
-  index (the compiled SQL names the condition). A version-3 database has its full indexes
+  entry to them, so a create or a delete writes ~3 fewer pages per commit (39.6 -> 36.2 and
+  36.5 -> 33.4 in ``benchmarks/pages.py --n 200 --existing 1500``). SQLite's planner, without
+  statistics, answers filters on them through ``(namespace, id)`` as it did with the full
+  indexes. A version-3 database has its full indexes
   replaced; nothing needs to catch up.
 
 A database written by a newer ctrledger (a higher version) is refused with a clear
