@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 import ctrledger
 from ctrledger.persistence import integrity
+from ctrledger.projections.schema import SCHEMA_VERSION
 
 from .test_cli import Cli, clock_harness, failed, ok, usage_error
 
@@ -647,7 +648,7 @@ def test_migrate_creates_the_schemas_and_prints_their_versions(cli: Cli, tmp_pat
     assert ok(cli("migrate")) == (
         f"log schema {versions['log_schema']}, read-model schema {versions['read_model_schema']}\n"
     )
-    assert versions == {"log_schema": 1, "read_model_schema": 4, "hashed": 0}
+    assert versions == {"log_schema": 1, "read_model_schema": SCHEMA_VERSION, "hashed": 0}
     assert cli.db.exists()
     assert ok(cli("verify")) == "OK: an empty log verified\n"
 
@@ -656,8 +657,9 @@ def test_migrate_json_and_nl(cli: Cli) -> None:
     seed(cli)
     before = state(cli)
     out = ok(cli("migrate", "--json"))
-    assert out == json.dumps({"log_schema": 1, "read_model_schema": 4, "hashed": 0}, indent=2) + "\n"
-    assert ok(cli("migrate", "--nl")) == '{"log_schema": 1, "read_model_schema": 4, "hashed": 0}\n'
+    versions = {"log_schema": 1, "read_model_schema": SCHEMA_VERSION, "hashed": 0}
+    assert out == json.dumps(versions, indent=2) + "\n"
+    assert ok(cli("migrate", "--nl")) == json.dumps(versions) + "\n"
     assert state(cli) == before  # an up-to-date store is left as it is
 
 

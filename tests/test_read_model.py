@@ -20,7 +20,7 @@ from .test_history import ops as history_ops
 
 pytestmark = pytest.mark.sqlite_only
 
-VIEW_TABLES = ("containers", "labels", "namespaces", "versions", "label_spans", "audit")
+VIEW_TABLES = ("containers", "namespaces", "versions", "label_spans", "audit")
 
 
 def dump(path: Path) -> dict[str, list[tuple[object, ...]]]:
@@ -155,3 +155,45 @@ def test_a_bulk_rebuild_equals_the_views_applied_event_by_event(operations: list
             rebuild(store)
             assert dump(path) == inline
             assert store.verify_projections().ok
+
+
+# -- schema 5: one label b-tree ------------------------------------------------------------------
+
+
+def _as_schema_4(path: Path, *, history: bool) -> None:
+    """Turn a read model into what ctrledger with schema 4 wrote: a ``labels`` table of the live
+    labels beside the spans (with history), or without the temporal views at all (``history=False``:
+    no spans, no versions, no audit)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE labels (namespace TEXT NOT NULL, id TEXT NOT NULL, key TEXT NOT NULL, "
+                 "value TEXT NOT NULL, PRIMARY KEY (namespace, id, key)) WITHOUT ROWID")
+    conn.execute("INSERT INTO labels SELECT namespace, id, key, value FROM label_spans WHERE to_pos IS NULL")
+    if not history:
+        for table in ("label_spans", "versions", "audit"):
+            conn.execute(f"DELETE FROM {table}")
+        conn.execute("DELETE FROM ctrledger_tracking WHERE view IN ('temporal', 'audit')")
+    conn.execute("UPDATE ctrledger_meta SET value='4' WHERE key='read_model_schema'")
+    conn.close()
+
+
+@pytest.mark.parametrize("history", [True, False], ids=["with-history", "history-off"])
+def test_a_schema_4_read_model_is_migrated_to_one_label_index(tmp_path: Path, history: bool) -> None:
+    path = tmp_path / "l.db"
+    with ctrledger.open(path, clock=StepClock()) as store:
+        busy_history(store)
+        want = {(ns, f): store.list(f, namespace=ns) for ns in ("ns0", "ns1", "ns2")
+                for f in ("", "labels.even==True", "labels.i!=1", "labels.x", "labels.z==9")}
+        digest = store.digest()
+    spans = dump(path)["label_spans"]
+    _as_schema_4(path, history=history)
+    assert ctrledger.migrate(path)["read_model_schema"] == 5
+    conn = sqlite3.connect(path)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    conn.close()
+    assert "labels" not in tables
+    # With history off there were no spans: the current view started again from the log.
+    assert dump(path)["label_spans"] == spans
+    with ctrledger.open(path) as store:
+        assert {(ns, f): store.list(f, namespace=ns) for ns, f in want} == want
+        assert store.digest() == digest
+        assert store.verify_projections().ok

@@ -347,7 +347,8 @@ def test_the_same_log_gives_the_same_digest_and_history_off_a_different_one(
 
 HAND_EDITS = [
     pytest.param("UPDATE containers SET image='evil' WHERE id='c1'", "containers", id="containers"),
-    pytest.param("DELETE FROM labels WHERE id='c2' AND key='i'", "labels", id="labels"),
+    pytest.param("DELETE FROM label_spans WHERE id='c2' AND key='i' AND to_pos IS NULL", "label_spans",
+                 id="live-label"),
     pytest.param("DELETE FROM namespaces WHERE name='ns2'", "namespaces", id="namespaces"),
     pytest.param("UPDATE versions SET to_pos=NULL WHERE id='c4' AND version=1", "versions", id="versions"),
     pytest.param("UPDATE label_spans SET value='9' WHERE id='c1' AND key='i'", "label_spans", id="label_spans"),

@@ -20,11 +20,12 @@ import psycopg
 import pytest
 
 import ctrledger
+from ctrledger.projections.schema import SCHEMA_VERSION
 
 from .conftest import POSTGRES_URL, make, postgres_schema, postgres_url
 
 ROOT = Path(__file__).resolve().parent.parent
-VIEW_TABLES = ("containers", "labels", "namespaces", "versions", "label_spans", "audit", "ctrledger_tracking")
+VIEW_TABLES = ("containers", "namespaces", "versions", "label_spans", "audit", "ctrledger_tracking")
 
 
 @pytest.fixture
@@ -167,10 +168,10 @@ def test_a_missing_server_is_unavailable_not_a_traceback(tmp_path: Path) -> None
 
 
 def test_migrate_creates_both_schemas_and_reports_them(target: str) -> None:
-    assert ctrledger.migrate(target) == {"log_schema": 1, "read_model_schema": 4, "hashed": 0}
+    assert ctrledger.migrate(target) == {"log_schema": 1, "read_model_schema": SCHEMA_VERSION, "hashed": 0}
     with ctrledger.open(target, follow=False) as store:  # and a store opens on them
         store.create(make())
-        assert ctrledger.migrate(target) == {"log_schema": 1, "read_model_schema": 4, "hashed": 0}
+        assert ctrledger.migrate(target) == {"log_schema": 1, "read_model_schema": SCHEMA_VERSION, "hashed": 0}
         assert store.get("web-1").version == 1
 
 

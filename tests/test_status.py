@@ -19,6 +19,7 @@ import pytest
 import ctrledger
 from ctrledger import FailedPrecondition, InvalidArgument, NotFound, Position, Resources, Status
 from ctrledger.domain.model import derive_state
+from ctrledger.projections.schema import SCHEMA_VERSION
 
 from .conftest import StepClock, make, postgres_schema, postgres_url
 
@@ -467,7 +468,7 @@ def test_a_schema_3_read_model_gets_the_partial_indexes(tmp_path: Path) -> None:
         conn.execute(f"CREATE INDEX idx_containers_namespace_{column} ON containers(namespace, {column})")
     conn.execute("UPDATE ctrledger_meta SET value='3' WHERE key='read_model_schema'")
     conn.close()
-    assert ctrledger.migrate(path)["read_model_schema"] == 4
+    assert ctrledger.migrate(path)["read_model_schema"] == SCHEMA_VERSION
     conn = sqlite3.connect(path)
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     conn.close()
@@ -542,7 +543,7 @@ def test_a_schema_2_read_model_is_migrated_and_equals_a_rebuild(tmp_path: Path) 
             conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     conn.execute("UPDATE ctrledger_meta SET value='2' WHERE key='read_model_schema'")
     conn.close()
-    assert ctrledger.migrate(path)["read_model_schema"] == 4
+    assert ctrledger.migrate(path)["read_model_schema"] == SCHEMA_VERSION
     with ctrledger.open(path) as store:
         assert store.get("web-1").status == Status(created_at=at(1))
         assert store.get("web-1", as_of=Position(1)).status.state == "CREATED"

@@ -125,7 +125,7 @@ def test_deleting_the_last_event_names_the_real_cause_on_the_next_write(db_path:
 def test_read_model_edits_are_reported_by_verify(db_path: Path) -> None:
     _populated(db_path)
     conn = sqlite3.connect(db_path)
-    conn.execute("UPDATE labels SET value='evil' WHERE key='i'")
+    conn.execute("UPDATE label_spans SET value='evil' WHERE key='i'")
     conn.commit()
     conn.close()
     with ctrledger.open(db_path) as store:
@@ -133,7 +133,7 @@ def test_read_model_edits_are_reported_by_verify(db_path: Path) -> None:
         assert report.read_models_ok is False
         assert not report.ok
         assert "read models" in str(report)
-        assert any(p.kind == "read models differ" and "labels" in p.detail for p in report.problems)
+        assert any(p.kind == "read models differ" and "label_spans" in p.detail for p in report.problems)
         assert ctrledger.verify(db_path).read_models_ok is None  # a path: the log only, and it is intact
         assert ctrledger.verify(db_path).ok
         store.rebuild()

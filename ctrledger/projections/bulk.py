@@ -11,7 +11,7 @@ is final, with ``executemany`` into unindexed staging tables (``stage``):
 * a label span when it is closed (or at the end, open);
 * an audit row per event; a spec per event that sets one (``bulk_specs``: the live
   containers' specs are joined in at the end, so no spec is kept in memory);
-* at the end, one ``containers`` row and its ``labels`` per live container, and
+* at the end, one ``containers`` row and its open label spans per live container, and
   ``namespaces``.
 
 ``install`` then copies the staging tables into the views' tables, sorted by their
@@ -77,13 +77,12 @@ _AUDIT = ("position", "recorded_at", "namespace", "id", "version", "kind", "acto
           "fieldpaths", "client")
 
 STAGES: dict[str, tuple[str, ...]] = {
-    "bulk_containers": _CONTAINERS, "bulk_labels": ("namespace", "id", "key", "value"),
-    "bulk_namespaces": ("name",), "bulk_specs": ("pos", "type_url", "value"),
+    "bulk_containers": _CONTAINERS, "bulk_namespaces": ("name",), "bulk_specs": ("pos", "type_url", "value"),
     "bulk_versions": _VERSIONS, "bulk_bases": _BASES, "bulk_label_spans": _SPANS_COLS, "bulk_audit": _AUDIT,
 }
 _OF_VIEW = {
-    CurrentStateView.name: ("bulk_containers", "bulk_labels", "bulk_namespaces", "bulk_specs"),
-    TemporalView.name: ("bulk_versions", "bulk_bases", "bulk_label_spans"),
+    CurrentStateView.name: ("bulk_containers", "bulk_label_spans", "bulk_namespaces", "bulk_specs"),
+    TemporalView.name: ("bulk_versions", "bulk_bases"),
     AuditView.name: ("bulk_audit",),
 }
 
@@ -205,7 +204,6 @@ class BulkBuilder:
         self._rows["bulk_containers"].append((
             ns, cid, s[_VER], s[_INC], s[_IMAGE], s[_RT_NAME], s[_RT_OPTS], s[_SPEC_POS], s[_SNAPSHOTTER],
             s[_SNAPSHOT_KEY], s[_SANDBOX], s[_LABELS], s[_EXT], s[_CREATED], s[_UPDATED], *s[_STATUS]))
-        self._rows["bulk_labels"].extend((ns, cid, k, v) for k, (v, _, _) in s[_SPANS].items())
 
     def _close(self, key: tuple[str, str], s: list[Any], pos: int | None, ts: int | None) -> None:
         """Stage the open version row of ``s`` (closed at ``pos``/``ts``, or left open with None)."""
@@ -223,7 +221,7 @@ class BulkBuilder:
 
     def _close_spans(self, key: tuple[str, str], spans: dict[str, tuple[str, int, int]], keys: Iterable[str],
                      pos: int | None, ts: int | None) -> None:
-        if not self.temporal:
+        if not self.current:  # the spans are the current view's (its live labels are the open ones)
             return
         ns, cid = key
         out = self._rows["bulk_label_spans"]
@@ -352,7 +350,7 @@ def _copy(table: str, source: str) -> tuple[str, str]:
                 f"FROM {source}.bulk_versions v JOIN {source}.bulk_bases b ON b.id = v.base "
                 "ORDER BY v.namespace, v.id, v.version",
                 f"SELECT COUNT(*) FROM {source}.bulk_versions")
-    order = {"labels": "namespace, id, key", "namespaces": "name",
+    order = {"namespaces": "name",
              "label_spans": "namespace, key, value, id, from_pos", "audit": "position"}[table]
     same = ", ".join(STAGES[f"bulk_{table}"])
     return (f"INSERT INTO main.{table}({same}) SELECT {same} FROM {source}.bulk_{table} ORDER BY {order}",

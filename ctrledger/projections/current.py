@@ -1,4 +1,4 @@
-"""The current-state read model: one row per live container, and a label index.
+"""The current-state read model: one row per live container, and the label spans.
 
 ``CurrentStateView`` is a pure handler over the tables: given a cursor inside a
 write transaction, the new events and their log positions, it updates the rows
@@ -14,7 +14,7 @@ from __future__ import annotations
 import builtins
 import gc
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -75,21 +75,46 @@ def tracked_position(conn: sqlite3.Connection | sqlite3.Cursor, view: str) -> in
     return int(row[0]) if row else 0
 
 
+def open_spans(cur: sqlite3.Cursor, ns: str, cid: str, pos: int, ts: int, labels: Mapping[str, str]) -> None:
+    """Open a span, from ``pos``/``ts``, for each label in ``labels``."""
+    cur.executemany(
+        "INSERT INTO label_spans(namespace, id, key, value, from_pos, from_time) VALUES (?,?,?,?,?,?)",
+        [(ns, cid, k, v, pos, ts) for k, v in labels.items()],
+    )
+
+
+def close_spans(cur: sqlite3.Cursor, ns: str, cid: str, pos: int, ts: int, old: Mapping[str, str]) -> None:
+    """Close, at ``pos``/``ts``, the open spans of the labels ``old`` (key -> the value it had)."""
+    cur.executemany(
+        "UPDATE label_spans SET to_pos=?, to_time=? "
+        "WHERE namespace=? AND key=? AND value=? AND id=? AND to_pos IS NULL",
+        [(pos, ts, ns, k, v, cid) for k, v in old.items()],
+    )
+
+
 class CurrentStateView:
-    """Handlers that keep ``containers``, ``labels`` and ``namespaces`` current."""
+    """Handlers that keep ``containers``, ``label_spans`` and ``namespaces`` current.
+
+    ``label_spans`` is the one label b-tree: a live label is its open span (``to_pos IS
+    NULL``), a past one a closed span, so the list now and the list as of a point read the
+    same (namespace, key, value)-ordered index, and a write changes that index once.
+    Spans are kept here, with or without history: a store opened with ``history=False``
+    still closes them (it never deletes one), so turning history on later loses nothing.
+    """
 
     name = "current"
-    tables: tuple[str, ...] = ("containers", "labels", "namespaces")
+    tables: tuple[str, ...] = ("containers", "label_spans", "namespaces")
 
     def __init__(self) -> None:
-        self._handlers: dict[type[ContainerEvent], Callable[[sqlite3.Cursor, Any], None]] = {
+        self._handlers: dict[type[ContainerEvent], Callable[[sqlite3.Cursor, Any, int], None]] = {
             Created: self._created,
             LabelsChanged: self._labels_changed,
-            ImageChanged: self._image_changed,
-            SpecUpdated: self._spec_updated,
-            SnapshotKeyChanged: self._snapshot_key_changed,
+            ImageChanged: lambda c, e, p: self._touch(c, e, "image=?, ", (e.image,)),
+            SpecUpdated: lambda c, e, p: self._touch(c, e, "spec_type_url=?, spec_value=?, ",
+                                                     (e.spec.type_url, e.spec.value)),
+            SnapshotKeyChanged: lambda c, e, p: self._touch(c, e, "snapshot_key=?, ", (e.snapshot_key,)),
             ExtensionsChanged: self._extensions_changed,
-            Touched: self._touched,
+            Touched: lambda c, e, p: self._touch(c, e),
             Deleted: self._deleted,
             **{cls: self._status_changed for cls in STATUS_EVENT_CLASSES},
         }
@@ -102,12 +127,12 @@ class CurrentStateView:
         advance_tracking(cur, self.name, positions[-1])
         self.apply(cur, events, positions)
 
-    def apply(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int] = ()) -> None:
-        """Apply ``events`` to the rows; the caller owns the tracking position."""
-        for event in events:
+    def apply(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None:
+        """Apply ``events`` (at ``positions``) to the rows; the caller owns the tracking position."""
+        for event, position in zip(events, positions, strict=True):
             handler = self._handlers.get(type(event))
             if handler is not None:
-                handler(cur, event)
+                handler(cur, event, position)
 
     # Every handler keys rows by the stream, i.e. (namespace, id) from the stream ID.
     @staticmethod
@@ -122,13 +147,11 @@ class CurrentStateView:
             (*params, event.originator_version, micros(event.timestamp), ns, cid),
         )
 
-    def _created(self, cur: sqlite3.Cursor, e: Created) -> None:
+    def _created(self, cur: sqlite3.Cursor, e: Created, pos: int) -> None:
         ns, cid = self._key(e)
         ts = micros(e.timestamp)
         if e.incarnation == 1:
             cur.execute("INSERT OR IGNORE INTO namespaces(name) VALUES (?)", (ns,))
-        else:
-            cur.execute("DELETE FROM labels WHERE namespace=? AND id=?", (ns, cid))
         cur.execute(
             "INSERT OR REPLACE INTO containers(namespace, id, version, incarnation, image, runtime_name, "
             "runtime_options, spec_type_url, spec_value, snapshotter, snapshot_key, sandbox, labels, "
@@ -140,40 +163,26 @@ class CurrentStateView:
                 packb(dict(e.labels)), packb(dict(e.extensions)), ts, ts,
             ),
         )
-        cur.executemany(
-            "INSERT INTO labels(namespace, id, key, value) VALUES (?,?,?,?)",
-            [(ns, cid, k, v) for k, v in e.labels.items()],
-        )
+        open_spans(cur, ns, cid, pos, ts, e.labels)
 
-    def _labels_changed(self, cur: sqlite3.Cursor, e: LabelsChanged) -> None:
+    def _labels(self, cur: sqlite3.Cursor, e: ContainerEvent) -> dict[str, str]:
         ns, cid = self._key(e)
         row = cur.execute("SELECT labels FROM containers WHERE namespace=? AND id=?", (ns, cid)).fetchone()
         labels: dict[str, str] = unpackb(row[0])
+        return labels
+
+    def _labels_changed(self, cur: sqlite3.Cursor, e: LabelsChanged, pos: int) -> None:
+        ns, cid = self._key(e)
+        ts = micros(e.timestamp)
+        labels = self._labels(cur, e)
+        close_spans(cur, ns, cid, pos, ts, {k: labels[k] for k in (*e.removed, *e.set) if k in labels})
         for key in e.removed:
             labels.pop(key, None)
         labels.update(e.set)
-        if e.removed:
-            cur.executemany(
-                "DELETE FROM labels WHERE namespace=? AND id=? AND key=?",
-                [(ns, cid, k) for k in e.removed],
-            )
-        cur.executemany(
-            "INSERT INTO labels(namespace, id, key, value) VALUES (?,?,?,?) "
-            "ON CONFLICT(namespace, id, key) DO UPDATE SET value=excluded.value",
-            [(ns, cid, k, v) for k, v in e.set.items()],
-        )
+        open_spans(cur, ns, cid, pos, ts, e.set)
         self._touch(cur, e, "labels=?, ", (packb(labels),))
 
-    def _image_changed(self, cur: sqlite3.Cursor, e: ImageChanged) -> None:
-        self._touch(cur, e, "image=?, ", (e.image,))
-
-    def _spec_updated(self, cur: sqlite3.Cursor, e: SpecUpdated) -> None:
-        self._touch(cur, e, "spec_type_url=?, spec_value=?, ", (e.spec.type_url, e.spec.value))
-
-    def _snapshot_key_changed(self, cur: sqlite3.Cursor, e: SnapshotKeyChanged) -> None:
-        self._touch(cur, e, "snapshot_key=?, ", (e.snapshot_key,))
-
-    def _extensions_changed(self, cur: sqlite3.Cursor, e: ExtensionsChanged) -> None:
+    def _extensions_changed(self, cur: sqlite3.Cursor, e: ExtensionsChanged, pos: int) -> None:
         ns, cid = self._key(e)
         row = cur.execute(
             "SELECT extensions FROM containers WHERE namespace=? AND id=?", (ns, cid)
@@ -184,15 +193,12 @@ class CurrentStateView:
         extensions.update(e.set)
         self._touch(cur, e, "extensions=?, ", (packb(extensions),))
 
-    def _touched(self, cur: sqlite3.Cursor, e: Touched) -> None:
-        self._touch(cur, e)
-
-    def _deleted(self, cur: sqlite3.Cursor, e: Deleted) -> None:
+    def _deleted(self, cur: sqlite3.Cursor, e: Deleted, pos: int) -> None:
         ns, cid = self._key(e)
+        close_spans(cur, ns, cid, pos, micros(e.timestamp), self._labels(cur, e))
         cur.execute("DELETE FROM containers WHERE namespace=? AND id=?", (ns, cid))
-        cur.execute("DELETE FROM labels WHERE namespace=? AND id=?", (ns, cid))
 
-    def _status_changed(self, cur: sqlite3.Cursor, e: StatusEvent) -> None:
+    def _status_changed(self, cur: sqlite3.Cursor, e: StatusEvent, pos: int) -> None:
         # The status after the event, from the status before it (the row) and the event
         # alone: the same pure step the aggregate applies. ``updated_at`` stays.
         ns, cid = self._key(e)

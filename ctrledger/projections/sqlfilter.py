@@ -5,8 +5,9 @@ from fixed fragments. The semantics are those of the pure matcher in
 ``ctrledger.domain.filters`` (a property test holds the two together):
 
 * ``id``, ``image``, ``runtime.name`` are columns; absent means ``''``.
-* ``labels.<key>`` is looked up in the label index. A selector that also matches
-  an absent label (``!=``, or a regex matching ``""``) adds "or no such label".
+* ``labels.<key>`` is looked up in ``label_spans`` (its open spans, or those valid at a
+  point). A selector that also matches an absent label (``!=``, or a regex matching
+  ``""``) adds "or no such label".
 * ``status.state`` and ``status.reason`` are text columns (absent means ``''``);
   ``status.pid`` and ``status.exit_code`` integer columns, NULL when absent, compared as
   integers when the value is an integer's decimal form (anything else can equal no
@@ -115,14 +116,14 @@ def _paused_predicate(sel: Selector, params: list[Any]) -> str:
 
 @dataclass(frozen=True)
 class Scope:
-    """Where labels are looked up: the live index, or the label spans valid at a point.
+    """Which label spans a label selector looks up: the open ones (the live labels), or
+    those valid at a point.
 
-    ``validity`` is a fixed SQL fragment over the label table's columns (never user
+    ``validity`` is a fixed SQL fragment over ``label_spans``' columns (never user
     text); ``validity_params`` fill its placeholders.
     """
 
-    label_table: str = "labels"
-    validity: str = ""
+    validity: str = " AND to_pos IS NULL"
     validity_params: tuple[Any, ...] = ()
 
 
@@ -137,7 +138,7 @@ def _selector_sql(sel: Selector, namespace: str, params: list[Any], scope: Scope
     if sel.kind == "status.paused":
         return _paused_predicate(sel, params)
     if sel.kind == "label":
-        table, validity = scope.label_table, scope.validity
+        table, validity = "label_spans", scope.validity
         params.extend((namespace, sel.label_key))
         present = _value_predicate(sel, "value", params)
         params.extend(scope.validity_params)

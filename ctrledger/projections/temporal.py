@@ -8,8 +8,9 @@
 * ``spec_pos`` in each version row: the log position of the event that set the
   spec (specs are large and change rarely: they are read from the log, which holds
   them anyway, rather than copied into the read model);
-* ``label_spans``: each label value, valid over the same kind of intervals, so a
-  filtered List as of any point is one indexed query, not a replay.
+* (``label_spans``, each label value valid over the same kind of intervals, so that a
+  filtered List as of any point is one indexed query, is kept by ``CurrentStateView``:
+  the live labels are its open spans, so one label index serves now and the past.)
 
 ``AuditView`` keeps one ``audit`` row per event: who, why, which operation.
 
@@ -61,10 +62,10 @@ def _key(event: ContainerEvent) -> tuple[str, str]:
 
 
 class TemporalView:
-    """Handlers that keep ``versions`` and ``label_spans``."""
+    """Handlers that keep ``versions``."""
 
     name = "temporal"
-    tables: tuple[str, ...] = ("versions", "label_spans")
+    tables: tuple[str, ...] = ("versions",)
 
     def __init__(self) -> None:
         self._handlers: dict[type[ContainerEvent], Callable[[sqlite3.Cursor, Any, int], None]] = {
@@ -125,26 +126,6 @@ class TemporalView:
         ).fetchone()
         return unpackb(row[0])
 
-    @staticmethod
-    def _open_spans(cur: sqlite3.Cursor, e: ContainerEvent, pos: int, labels: dict[str, str]) -> None:
-        ns, cid = _key(e)
-        ts = micros(e.timestamp)
-        cur.executemany(
-            "INSERT INTO label_spans(namespace, id, key, value, from_pos, from_time) VALUES (?,?,?,?,?,?)",
-            [(ns, cid, k, v, pos, ts) for k, v in labels.items()],
-        )
-
-    @staticmethod
-    def _close_spans(cur: sqlite3.Cursor, e: ContainerEvent, pos: int, old: dict[str, str]) -> None:
-        """Close the open spans of the labels ``old`` (key -> the value it had)."""
-        ns, cid = _key(e)
-        ts = micros(e.timestamp)
-        cur.executemany(
-            "UPDATE label_spans SET to_pos=?, to_time=? "
-            "WHERE namespace=? AND key=? AND value=? AND id=? AND to_pos IS NULL",
-            [(pos, ts, ns, k, v, cid) for k, v in old.items()],
-        )
-
     # -- handlers ---------------------------------------------------------
 
     def _created(self, cur: sqlite3.Cursor, e: Created, pos: int) -> None:
@@ -160,16 +141,13 @@ class TemporalView:
                 e.snapshot_key, e.sandbox, packb(dict(e.labels)), packb(dict(e.extensions)), ts, ts,
             ),
         )
-        self._open_spans(cur, e, pos, dict(e.labels))
 
     def _labels_changed(self, cur: sqlite3.Cursor, e: LabelsChanged, pos: int) -> None:
         labels: dict[str, str] = self._previous_blob(cur, e, "labels")
-        self._close_spans(cur, e, pos, {k: labels[k] for k in (*e.removed, *e.set) if k in labels})
         for key in e.removed:
             labels.pop(key, None)
         labels.update(e.set)
         self._next(cur, e, pos, labels=packb(labels))
-        self._open_spans(cur, e, pos, dict(e.set))
 
     def _spec_updated(self, cur: sqlite3.Cursor, e: SpecUpdated, pos: int) -> None:
         self._next(cur, e, pos, spec_pos=pos)
@@ -182,7 +160,6 @@ class TemporalView:
         self._next(cur, e, pos, extensions=packb(extensions))
 
     def _deleted(self, cur: sqlite3.Cursor, e: Deleted, pos: int) -> None:
-        self._close_spans(cur, e, pos, self._previous_blob(cur, e, "labels"))
         self._close_version(cur, e, pos)
 
     def _status_changed(self, cur: sqlite3.Cursor, e: StatusEvent, pos: int) -> None:
@@ -287,7 +264,7 @@ class TemporalReader:
     @staticmethod
     def list_at_query(namespace: str, flt: Filter, point: datetime | Position) -> tuple[str, tuple[Any, ...]]:
         validity, vparams = _validity(point)
-        where, params = compile_filter(flt, namespace, Scope("label_spans", validity, vparams))
+        where, params = compile_filter(flt, namespace, Scope(validity, vparams))
         row_validity, rparams = _validity(point, "v.")
         return (
             f"SELECT {_VERSION_COLUMNS} FROM versions v WHERE v.namespace=?{row_validity} AND ({where}) "
