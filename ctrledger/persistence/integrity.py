@@ -31,8 +31,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-import msgpack
-
 from ..errors import FailedPrecondition
 from .merkle import (
     EMPTY_ROOT,
@@ -43,6 +41,7 @@ from .merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from .transcoder import pack_plain
 
 __all__ = [
     "Checkpoint",
@@ -139,7 +138,7 @@ def event_leaf(stream: str, version: int, topic: str, state: bytes) -> bytes:
     ``leaf_hash(msgpack([stream, version, topic, state]))``, computed without copying the state.
     """
     h = hashlib.sha256(b"\x00")
-    h.update(msgpack.packb([stream, version, topic, state], use_bin_type=True))
+    h.update(pack_plain([stream, version, topic, state]))
     return h.digest()
 
 
