@@ -460,13 +460,17 @@ class Store:
         correlation_id: str | None = None,
         client: str | None = None,
         reason: str | None = None,
+        after: Position | None = None,
     ) -> Iterator[AuditRecord]:
         """Who did what, when and why, in log order (streamed). ``namespace=None``: all namespaces.
 
         Every criterion given must hold; ``since``/``until`` are times (inclusive) or log
         ``Position``s (``since``: after that event; ``until``: up to it). ``since`` after ``until``
-        is ``InvalidArgument``.
+        is ``InvalidArgument``. ``after`` (a ``Position``) keeps only the records after it as well,
+        whatever ``since`` is: keyset paging, from the position the page before ended with.
         """
+        if after is not None and not isinstance(after, Position):
+            raise InvalidArgument(f"audit after must be a Position, not {type(after).__name__}: invalid argument")
         if namespace is not None:
             validate_namespace(namespace)
         self._require_history()
@@ -496,6 +500,7 @@ class Store:
         rows = reader.audit(
             namespace=namespace, container_id=id, actors=actors, kinds=list(kinds) if kinds else None,
             since=times[0], until=times[1], correlation_id=correlation_id, client=client, reason=reason,
+            after=after,
         )
         return _closing(rows, conn)
 

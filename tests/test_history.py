@@ -189,6 +189,11 @@ def test_audit_filters_on_every_field(story: ctrledger.Store) -> None:
     assert ids(reason="retire") == [(5, "Deleted")]
     assert ids(id="db-1") == [(2, "Created"), (7, "Created")]
     assert ids(client="cli") == []
+    assert ids(after=Position(3)) == [(4, "ImageChanged"), (5, "Deleted"), (6, "Created"), (7, "Created")]
+    assert ids(since=at(3), after=Position(4), kinds=["Deleted", "LabelsChanged"]) == [(5, "Deleted")]
+    assert ids(since=Position(5), after=Position(2)) == [(6, "Created"), (7, "Created")]  # both hold
+    with pytest.raises(ctrledger.InvalidArgument, match="audit after must be a Position, not int"):
+        story.audit(after=3)  # type: ignore[arg-type]
     record = next(story.audit(actor="alice"))
     assert record.to_dict()["recorded_at"] == "2026-11-21T03:00:01Z"
     with pytest.raises(ctrledger.InvalidArgument, match="unknown event kind"):

@@ -355,6 +355,24 @@ def test_audit_search(client: Any, sample: Sample) -> None:
     assert window.count('class="cid"') == 3  # both ends inclusive: 03:00:13 and the two events of 03:00:14
 
 
+def test_the_audit_pages_by_log_position_and_every_record_appears_once(client: Any, sample: Sample) -> None:
+    """Keyset paging: each next link carries the position its page ended with, so a page costs its
+    own rows however deep it is; walking the pages gives the search's records in order, once each."""
+    url, seen, starts = "/audit?actor=alice&size=3", [], []
+    while url:
+        text = page(client, url)
+        seen += [int(p) for p in re.findall(r"<td>@(\d+)</td>", text)]
+        starts.append(re.search(r'class="pager">\s*(\d+)–', text).group(1))  # type: ignore[union-attr]
+        nxt = re.search(r'rel="next" href="([^"]+)"', text)
+        url = nxt.group(1) if nxt else ""
+        assert ("page=" not in url) and (not url or "after=" in url)
+    with ctrledger.open(sample.path, mode="r") as store:
+        want = [a.position for a in store.audit(actor="alice")]
+    assert seen == want and len(want) > 6
+    assert starts == [str(i) for i in range(1, len(want) + 1, 3)]
+    assert 'rel="first"' in text  # the last page links back to the first
+
+
 def test_audit_rows_link_to_the_container_at_that_moment(client: Any, sample: Sample) -> None:
     raw = client.get("/audit?actor=bob").text
     links = re.findall(r'class="cid" href="([^"]+)"', raw)
@@ -433,7 +451,10 @@ def test_a_forged_log_is_shown_as_such(sample: Sample) -> None:
         pytest.param("/containers/nope/timeline.svg", 404, "not found", id="svg-of-unknown"),
         pytest.param("/audit?kind=Exploded", 400, "unknown event kind(s) 'Exploded'; known: Created", id="bad-kind"),
         pytest.param("/audit?since=@3&until=@1", 400, "after", id="audit-reversed-range"),
-        pytest.param("/audit?page=1000", 404, "page 1000 is past the last page of audit records", id="audit-page"),
+        pytest.param("/audit?page=2", 400, "paged by the log position a page ends with", id="audit-page-number"),
+        pytest.param("/audit?after=1000", 404, "no audit records match after position 1000", id="audit-after-the-end"),
+        pytest.param("/audit?after=x", 400, "after: 'x' is not a whole number", id="audit-bad-after"),
+        pytest.param("/audit?size=0", 400, "size: 0 is not between 1", id="audit-bad-size"),
         pytest.param("/nowhere", 404, "", id="no-such-page"),
     ],
 )

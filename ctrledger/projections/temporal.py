@@ -329,6 +329,7 @@ class TemporalReader:
         correlation_id: str | None,
         client: str | None,
         reason: str | None,
+        after: Position | None = None,
         batch: int = 1000,
     ) -> Iterator[AuditRecord]:
         """Audit rows matching every given criterion, in log order, streamed in batches.
@@ -346,6 +347,9 @@ class TemporalReader:
             if values is not None:
                 clauses.append(f"{column} IN ({', '.join('?' for _ in values)})")
                 params.extend(values)
+        if after is not None:
+            clauses.append("position > ?")
+            params.append(after.number)
         if isinstance(since, Position):
             clauses.append("position > ?")
             params.append(since.number)

@@ -15,7 +15,8 @@ route                                  page
                                        what it changed
 ``/containers/<id>/diff``              the container between two points (``since``, ``until``)
 ``/audit``                             who did what: by actor, kind, time, correlation id,
-                                       namespace, container
+                                       namespace, container; ``size`` at a time from the log
+                                       position ``after`` the last of the page before
 ``/integrity``                         ``ctrledger.verify`` of the log, the log's checkpoint now,
                                        and the checkpoint given to ``ctrledger ui --checkpoint``
 =====================================  ======================================================
@@ -282,12 +283,6 @@ def create_app(
             raise BadParameter(f"axis: {text!r} is neither 'time' nor 'sequence'")
         return "time" if text == "time" else "sequence"
 
-    def page_of(rows: list[T], seen: int, page: int, size: int, what: str) -> tuple[list[T], bool]:
-        if page > 1 and not rows:
-            last = max((seen + size - 1) // size, 1)
-            raise BadParameter(f"page {page} is past the last page of {what} ({last}, with {seen} in all)", 404)
-        return rows[:size], len(rows) > size
-
     def link(endpoint: str, **params: Any) -> str:
         return url_for(endpoint, **{k: v for k, v in params.items() if v not in (None, "")})
 
@@ -442,18 +437,25 @@ def create_app(
     def audit() -> str:
         ns = arg("ns")
         chosen = [k for k in request.args.getlist("kind") if k.strip()]
-        page = number("page", 1)
+        if "page" in request.args:
+            raise BadParameter("page: the audit is paged by the log position a page ends with (after=N, as its "
+                               "next link has it), not by number")
+        after = number("after", 0, low=0) if arg("after") else None  # keyset paging
+        first = number("start", 1)  # the number of this page's first row (for the counter only)
         size = number("size", PAGE_SIZE, high=MAX_PAGE_SIZE)
         records = store.audit(
             actor=arg("actor") or None, since=point("since"), until=point("until"), kinds=chosen or None,
             namespace=ns or None, id=arg("id") or None, correlation_id=arg("correlation_id") or None,
+            after=None if after is None else ctrledger.Position(after),
         )
-        found, seen = _window(records, (page - 1) * size, size)
-        rows, more = page_of(found, seen, page, size, "audit records")
+        found, _ = _window(records, 0, size)
+        if after is not None and not found:
+            raise BadParameter(f"no audit records match after position {after}: past the last page", 404)
+        rows, more = found[:size], len(found) > size
         form = {name: arg(name) for name in ("actor", "since", "until", "correlation_id", "ns", "id")}
         return render_template(
-            "audit.html", rows=rows, more=more, page=page, size=size, kinds=kinds, chosen=chosen, form=form,
-            first=(page - 1) * size + 1,
+            "audit.html", rows=rows, more=more, after=after, size=size if size != PAGE_SIZE else None,
+            kinds=kinds, chosen=chosen, form=form, first=first,
         )
 
     @app.get("/integrity")
