@@ -89,8 +89,8 @@ from .domain.model import Audit, Container, Resources
 from .domain.validation import (
     check_record,
     drop_empty_labels,
+    empty_label_key_problem,
     go_quote,
-    record_problem,
     text_list,
     text_or_none,
     validate_namespace,
@@ -704,7 +704,8 @@ class Store:
             )
         self._check_open()
         check_record(container, "create container failed validation", empty_label_key=False)
-        write_problem = record_problem(container)  # D2: after the existence check, as in containerd
+        # D2 (the one problem check_record left out): raised after the existence check, as in containerd
+        write_problem = empty_label_key_problem(container.labels)
         record = _stored_form(container)
         audit = self._audit(actor, reason, correlation_id, (), client)
         request = self._request_id(request_id)
@@ -1365,10 +1366,11 @@ def _closing(rows: Iterator[T], conn: sqlite3.Connection) -> Iterator[T]:
 
 
 def _stored_form(c: Container) -> Container:
-    """The record as create stores it: empty labels dropped, server fields cleared."""
-    from dataclasses import replace
-
-    return replace(c, labels=drop_empty_labels(c.labels), created_at=None, updated_at=None, version=0)
+    """The record as create stores it: empty labels dropped, server fields cleared (a checked
+    record's fields copied, not built again through ``__init__``)."""
+    return Container.trusted(**{**c.__dict__, "labels": drop_empty_labels(c.labels),
+                                "extensions": dict(c.extensions), "created_at": None, "updated_at": None,
+                                "version": 0})
 
 
 def _check_range(

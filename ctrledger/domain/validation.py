@@ -21,6 +21,7 @@ __all__ = [
     "check_identifier",
     "check_record",
     "check_text",
+    "empty_label_key_problem",
     "text_list",
     "text_or_none",
     "go_quote",
@@ -150,7 +151,7 @@ def _label_problem(labels: Mapping[str, str]) -> str | None:
     return None
 
 
-def _empty_label_key_problem(labels: Mapping[str, str]) -> str | None:
+def empty_label_key_problem(labels: Mapping[str, str]) -> str | None:
     # D2: containerd fails only when writing (UNKNOWN), i.e. after every other check;
     # we raise InvalidArgument at that same point in the order, naming the problem.
     value = labels.get("", "")
@@ -196,7 +197,7 @@ def record_problem(c: Container, *, empty_label_key: bool = True) -> str | None:
         return "container.Runtime must hold a string name and a Payload or None as options"
     if not isinstance(c.spec, Payload):
         return f"container.Spec must be a Payload, not {type(c.spec).__name__}"
-    return _empty_label_key_problem(c.labels) if empty_label_key else None
+    return empty_label_key_problem(c.labels) if empty_label_key else None
 
 
 def check_record(c: Container, context: str, *, empty_label_key: bool = True) -> None:
