@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from eventsourcing.application import Application
@@ -14,6 +14,15 @@ from .snapshots import SNAPSHOT_EVERY, ContainerSnapshot
 from .sqlite import LedgerSQLiteRecorder
 
 __all__ = ["LedgerApplication", "postgres_env", "sqlite_env"]
+
+
+def _project(aggregate: Any, events: Iterable[Any]) -> Any:
+    """eventsourcing's default projector, without its per-event ``isinstance`` check against a
+    runtime-checkable protocol (~5 us an event on a cold load); every event here is a
+    ``ContainerEvent`` or ``ContainerSnapshot``, whose ``mutate`` it calls in turn."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
 
 
 class LedgerApplication(Application[str]):
@@ -56,7 +65,7 @@ class LedgerApplication(Application[str]):
         from eventsourcing.application import AggregateNotFoundError
 
         try:
-            agg: Any = self.repository.get(stream)
+            agg: Any = self.repository.get(stream, projector_func=_project)
         except AggregateNotFoundError:
             return None
         assert isinstance(agg, ContainerAggregate)
