@@ -341,6 +341,7 @@ def test_as_of_answers_equal_a_replay_of_the_log(operations: list[tuple[object, 
 def test_history_written_by_a_handle_without_it_is_caught_up_for_other_readers(db_path: Path) -> None:
     with ctrledger.open(db_path) as reader:
         reader.create(make("a"))
+        assert reader.get("a", as_of=Position(1)).labels == make("a").labels  # found current: remembered
         with ctrledger.open(db_path, history=False) as plain:
             plain.update(Container(id="a", labels={"x": "1"}), "labels.x")
         # the reader's history views were not fed by that write; they catch up before answering

@@ -70,6 +70,7 @@ class ReadModel:
         self.current = CurrentStateReader(self._conn)
         self.past = TemporalReader(self._conn, self.spec_of)
         self._closed = False
+        self._checked_at: int | None = None  # PRAGMA data_version when the views were last found current
         log.add_inline_hook(InlineRunner(self.views, log.mapper))
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -115,11 +116,14 @@ class ReadModel:
         with self.connection() as conn:
             behind = self._behind(conn)
         if behind is not None:
-            raise FailedPrecondition(
-                f"the read models of {self.path!r} are behind its log (at position {behind[0]} of {behind[1]}) "
-                "and the store is open read-only; open it for writing once (ctrledger migrate) to bring them "
-                "up to date: failed precondition"
-            )
+            raise self._behind_error(behind)
+
+    def _behind_error(self, behind: tuple[int, int]) -> FailedPrecondition:
+        return FailedPrecondition(
+            f"the read models of {self.path!r} are behind its log (at position {behind[0]} of {behind[1]}) "
+            "and the store is open read-only; open it for writing once (ctrledger migrate) to bring them "
+            "up to date: failed precondition"
+        )
 
     def close(self) -> None:
         if self._closed:
@@ -198,12 +202,20 @@ class ReadModel:
         history views behind the log: bring them up to date before answering from them."""
         if not self.log.inline or not self.history:
             return
-        if self.readonly:
-            self._refuse_if_behind()
-            return
         with self.connection() as conn:
-            if self._behind(conn) is not None:
+            # Nothing committed by another connection since the last check: nothing can be behind.
+            # (``data_version`` moves with every other connection's commit, this process's writer's
+            # included, and not with this connection's own, i.e. the catch-up's.)
+            seen = conn.execute("PRAGMA data_version").fetchone()[0]
+            if seen == self._checked_at:
+                return
+            if self.readonly:
+                behind = self._behind(conn)
+                if behind is not None:
+                    raise self._behind_error(behind)
+            elif self._behind(conn) is not None:
                 catch_up(conn, self.views, self.log.mapper, through=self._through(conn))
+            self._checked_at = seen
 
     def _through(self, conn: sqlite3.Connection) -> int | None:
         """The last position the views may apply: an embedded log's last hashed event."""

@@ -25,7 +25,7 @@ Version history (``ctrledger_meta.read_model_schema``):
   value) is dropped: the live labels are the open rows of ``label_spans``, which the
   current-state view now keeps (with or without history), so a write no longer changes two
   (key, value)-ordered b-trees on random leaves for the same labels (create 36.8 -> 28.7
-  pages per commit, update 22.5 -> 19.1, delete 33.6 -> 28.2 in ``benchmarks/pages.py``).
+  pages per commit, update 22.5 -> 19.0, delete 33.6 -> 27.4 in ``benchmarks/pages.py``).
   A version-4 database whose temporal view is at the current view's position has those
   spans already and only loses ``labels``; otherwise (history was off for a while) the
   current-state view's tables are emptied and it catches up from the log at open.
