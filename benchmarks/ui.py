@@ -30,8 +30,8 @@ table; the first 101 of ``Store.audit``), so the view's own cost is reported as 
 store's.
 
 Targets (from the project's issue): the list page at 100k containers and the 5,000-event
-timeline each render in ≤ 300 ms (median); so does the audit's last page. It exits 0 (a report) unless ``--check`` is given:
-then 1 if a target fails.
+timeline each render in ≤ 300 ms (median); so does the audit's last page. It exits 0 (a
+report) unless ``--check`` is given: then 1 if a target fails.
 """
 
 from __future__ import annotations
