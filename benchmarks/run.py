@@ -31,16 +31,18 @@ The raw SQLite baseline (``RawSQLite`` below):
   ``(key, value)`` is built *untimed* after the write phases (it is not part of
   the raw write baseline) and the query joins it to ``containers``.
 
-Targets (from the project's issue), judged on numbers from this run only:
+Targets (from the project's issues: the core's, issue 11, and the status lifecycle's), judged
+on numbers from this run only:
 
-* create ≥ 0.5 × raw per-transaction INSERT rate (raw inserts interleaved with the creates);
-* update ≥ 0.5 × raw per-transaction INSERT rate (raw inserts interleaved with the updates);
-* get ≥ 20,000 ops/s;
+* create ≥ 0.40 × raw per-transaction INSERT rate (raw inserts interleaved with the creates);
+* update ≥ 0.40 × raw per-transaction INSERT rate (raw inserts interleaved with the updates);
+* delete ≥ 0.40 × raw per-transaction DELETE rate;
+* get ≥ 0.5 × raw SELECT by primary key with the labels unpacked;
 * started, exited (the status lifecycle) ≥ 0.40 × raw per-transaction INSERT rate (raw inserts
   interleaved with them);
-* 1%-selective list: median ≤ 10 ms;
+* 1%-selective list: median ≤ 5 ms (issue 11 asks it at 100k containers: the full run);
 * ``status.state==RUNNING`` list, 1% of the containers running: median ≤ 5 ms;
-* list-all: median ≤ 10 µs per container;
+* list-all: median ≤ 8 µs per container;
 * peak RSS of a reader process (opens, gets, lists, list-all) ≤ 150 MB (10^6 bytes).
 
 It exits 0 (it is a report) unless ``--check`` is given: then 1 if any target fails.
@@ -535,16 +537,19 @@ def targets(res: dict[str, Any], n: int) -> list[Target]:
     ops = res["ops"]
     create_ratio = ops["create"]["store"]["ops_per_s"] / ops["create"]["raw"]["ops_per_s"]
     update_ratio = ops["update"]["store"]["ops_per_s"] / ops["update"]["raw_insert_same_phase"]["ops_per_s"]
+    # The single-writer, get and list targets are issue 11's (the core); started/exited and the
+    # RUNNING list the status issue's; the reader's RSS the first benchmark's.
     return [
-        Target("create / raw INSERT rate", create_ratio, ">=", 0.5, "x"),
-        Target("update / raw INSERT rate", update_ratio, ">=", 0.5, "x"),
+        Target("create / raw INSERT rate", create_ratio, ">=", 0.4, "x"),
+        Target("update / raw INSERT rate", update_ratio, ">=", 0.4, "x"),
+        Target("delete / raw DELETE rate", ops["delete"]["ratio_ops"], ">=", 0.4, "x"),
         Target("started / raw INSERT rate", ops["started"]["ratio_ops"], ">=", 0.4, "x"),
         Target("exited / raw INSERT rate", ops["exited"]["ratio_ops"], ">=", 0.4, "x"),
-        Target("get ops/s", ops["get"]["store"]["ops_per_s"], ">=", 20_000, "ops/s"),
-        Target("1% list, median", ops["list_1pct"]["store"]["p50_us"] / 1e3, "<=", 10, "ms"),
+        Target("get / raw SELECT by key + decode", ops["get"]["ratio_ops"], ">=", 0.5, "x"),
+        Target("1% list, median", ops["list_1pct"]["store"]["p50_us"] / 1e3, "<=", 5, "ms"),
         Target("status.state==RUNNING list (1%), median", ops["list_running"]["store"]["p50_us"] / 1e3, "<=", 5,
                "ms"),
-        Target("list-all per container, median", ops["list_all"]["store"]["p50_us_per_container"], "<=", 10, "us"),
+        Target("list-all per container, median", ops["list_all"]["store"]["p50_us_per_container"], "<=", 8, "us"),
         Target(f"reader peak RSS at {n:,} containers", res["memory"]["store"].get("peak_rss_mb", math.inf),
                "<=", 150, "MB"),
         Target(f"reader peak RSS at {n:,} containers, list-all streamed (Store.scan)",
