@@ -41,6 +41,7 @@ import threading
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -371,7 +372,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="ctrledger-campaign-") as d:
         tmp = Path(d)
-        experiments = [
+        experiments: list[Callable[[], Row]] = [
             lambda: crash(tmp, args.seconds),
             lambda: concurrency(tmp, args.seconds),
             *([] if args.no_postgres else [lambda: postgres(args.seconds)]),

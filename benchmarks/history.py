@@ -60,7 +60,7 @@ def build(path: Path, containers: int, events: int, rng: random.Random) -> dict[
 
     def flush() -> None:
         if batch:
-            append(batch)  # type: ignore[arg-type]
+            append(batch)
             batch.clear()
 
     aggs = []

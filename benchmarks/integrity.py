@@ -65,7 +65,7 @@ def write_cost(base: Path, n: int, rng: random.Random) -> dict[str, float]:
                                    spec=spec, labels={f"k{j}": f"v{i % 100}" for j in range(5)}))
         total = time.perf_counter() - t
     finally:
-        integrity.append_hashes = real  # type: ignore[assignment]
+        integrity.append_hashes = real
         store.close()
     return {
         "hashed_creates_per_s": round(n / total),

@@ -28,6 +28,7 @@ import struct
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -39,7 +40,7 @@ from ctrledger import Container, Payload, Runtime  # noqa: E402
 def frames(path: str) -> int:
     wal = path + "-wal"
     size = os.path.getsize(wal) if os.path.exists(wal) else 0
-    page = sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0]
+    page = int(sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0])
     return max(0, (size - 32) // (page + 24))
 
 
@@ -86,7 +87,7 @@ def main() -> int:
             for i in range(args.existing):
                 store.create(record(i, spec, rng))
         order = list(range(args.existing, args.existing + args.n))
-        phases = [
+        phases: list[tuple[str, Callable[[ctrledger.Store, int], object]]] = [
             ("create", lambda s, i: s.create(record(i, spec, rng))),
             ("update", lambda s, i: s.update(Container(id=f"c{i:07d}", labels={"k1": f"u{i}"}), "labels.k1")),
             ("delete", lambda s, i: s.delete(f"c{i:07d}")),

@@ -71,7 +71,7 @@ def build(path: Path, containers: int, events: int, rng: random.Random) -> dict[
 
     def flush() -> None:
         if batch:
-            append(batch)  # type: ignore[arg-type]
+            append(batch)
             batch.clear()
 
     def record(i: int) -> Container:
@@ -167,7 +167,7 @@ def main(argv: list[str]) -> int:
                 """The container page's store calls: its audit rows, and the record at each version
                 of its table (a page of them, and the one before) to tell what each event changed."""
                 rows = list(store.audit(namespace="default", id=hot))
-                states = []
+                states: list[ctrledger.Container | None] = []
                 for v in range(newest - EVENTS_PAGE_SIZE, newest + 1):
                     try:
                         states.append(store.get(hot, as_of=ctrledger.Version(v)))

@@ -5,6 +5,7 @@ datetimes and integers)."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,7 @@ def test_only_store_errors_escape_and_a_refusal_writes_nothing(call: Any) -> Non
 
 
 BAD = f"web{SURROGATE}1"
-ID_CALLS = {  # every Store method that takes a container ID, with what else it needs
+ID_CALLS: dict[str, Callable[[ctrledger.Store, str, str], object]] = {  # every Store method that takes an ID
     "get": lambda s, cid, ns: s.get(cid, namespace=ns),
     "get-as-of": lambda s, cid, ns: s.get(cid, namespace=ns, as_of=Version(1)),
     "history": lambda s, cid, ns: list(s.history(cid, namespace=ns)),
