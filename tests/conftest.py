@@ -119,6 +119,32 @@ def postgres_schema() -> Iterator[str]:
             conn.execute(f'DROP SCHEMA "{name}" CASCADE')
 
 
+def own_postgres_ports(server_port: int = 5432) -> list[int]:
+    """The local ports of this process's TCP connections to the PostgreSQL server (from
+    ``/proc``): what a test that terminates backends selects its own by, so that it never cuts
+    another suite's connections on a shared server."""
+    inodes = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = []
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if inode in inodes and int(remote.rsplit(":", 1)[1], 16) == server_port:
+                ports.append(int(local.rsplit(":", 1)[1], 16))
+    return sorted(ports)
+
+
 def postgres_url(schema: str, readmodel: Path) -> str:
     return f"{POSTGRES_URL.split('?')[0]}?schema={schema}&readmodel={readmodel}"
 

@@ -22,7 +22,7 @@ import pytest
 import ctrledger
 from ctrledger.projections.schema import SCHEMA_VERSION
 
-from .conftest import POSTGRES_URL, make, postgres_schema, postgres_url
+from .conftest import POSTGRES_URL, make, own_postgres_ports, postgres_schema, postgres_url
 
 ROOT = Path(__file__).resolve().parent.parent
 VIEW_TABLES = ("containers", "namespaces", "versions", "label_spans", "audit", "ctrledger_tracking")
@@ -143,10 +143,12 @@ def test_an_idle_node_receives_new_events_within_a_second(schema: str, tmp_path:
 def test_a_node_rides_out_a_lost_connection(schema: str, tmp_path: Path) -> None:
     with ctrledger.open(postgres_url(schema, tmp_path / "n.db"), follow=False) as node:
         node.create(make("before"))
+        ours = own_postgres_ports()  # the node's connections (the server is shared with other suites)
         with psycopg.connect(POSTGRES_URL.split("?")[0], autocommit=True) as admin:
             killed = admin.execute(
                 "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() AND client_port = ANY(%s)",
+                (ours,),
             ).fetchone()
         assert killed is not None and killed[0] >= 1
         node.create(make("after"))  # reconnects
