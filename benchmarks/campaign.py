@@ -270,7 +270,7 @@ def tamper(tmp: Path) -> Row:
         "flip one bit": (flip, False),
         "delete the last event": (lambda c: c.execute("DELETE FROM stored_events WHERE rowid=6"), True),
         "delete a middle event": (lambda c: c.execute("DELETE FROM stored_events WHERE rowid=3"), False),
-        "edit a labels row": (lambda c: c.execute("UPDATE labels SET value='evil'"), False),
+        "edit a live label": (lambda c: c.execute("UPDATE label_spans SET value='evil' WHERE to_pos IS NULL"), False),
         "edit a containers row": (lambda c: c.execute("UPDATE containers SET image='evil'"), False),
     }
     for name, (edit, at_the_end) in edits.items():
