@@ -23,12 +23,28 @@ alternate between the two servers in chunks, so drift on a noisy machine hits bo
 
 Targets (issue 13): create and update ≥ 3× containerd with 1 client, ≥ 2× with 8 threads;
 1% filter and ``id==`` ≥ 100× faster; Get and List-all at least as fast; events p99 ≤ 10 ms.
+
+Two more columns, in the same interleaved chunks, say where a ratio is limited:
+
+* **store alone**: the same calls on a ``ctrledger.Store`` in this process (its own file, the
+  same default durability; requests translated by ``container_from_wire``, answers left as
+  records): what ``ctrledger serve`` could reach if the wire cost nothing;
+* **wire floor**: ``python benchmarks/serve.py --floor SOCKET --n N``, a process serving the same
+  Python gRPC server (grpcio, the same options and thread pool) behind the same unix-socket
+  front that reads peer credentials (``ctrledger.server.identity.UnixFront``), answering every
+  call with fixed bytes of the same sizes (a benchmark record; N, N/100 or 1 of them for List,
+  N messages for ListStream), with no store: what the wire costs with a store that costs
+  nothing.
+
+Each of the two is shown as its ratio to containerd (higher is better for ctrledger), a ceiling
+for the ctrledger ratio in that row.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
 import random
 import shutil
@@ -50,6 +66,8 @@ from google.protobuf import field_mask_pb2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import ctrledger  # noqa: E402
+from ctrledger.server.translate import container_from_wire  # noqa: E402
 from ctrledger.wire import decode_event  # noqa: E402
 from ctrledger.wire.containerd.events import container_pb2 as evpb  # noqa: E402
 from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as cpb  # noqa: E402
@@ -90,8 +108,87 @@ class Target:
     def __init__(self, name: str, address: str) -> None:
         self.name = name
         self.channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 1 << 30)])
-        self.stub = cgrpc.ContainersStub(self.channel)
+        self.stub: Any = cgrpc.ContainersStub(self.channel)
         self.events = egrpc.EventsStub(self.channel)
+
+
+class _Listed:
+    def __init__(self, containers: list[Any]) -> None:
+        self.containers = containers
+
+
+class DirectStub:
+    """The Containers calls the benchmark makes, on a ``ctrledger.Store`` in this process: the
+    requests translated as the server does, the answers left as the store's records."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def Create(self, request: cpb.CreateContainerRequest, metadata: Any = None) -> Any:  # noqa: N802
+        return self.store.create(container_from_wire(request.container), namespace="bench", actor="bench")
+
+    def Update(self, request: cpb.UpdateContainerRequest, metadata: Any = None) -> Any:  # noqa: N802
+        return self.store.update(container_from_wire(request.container), *request.update_mask.paths,
+                                 namespace="bench", actor="bench")
+
+    def Get(self, request: cpb.GetContainerRequest, metadata: Any = None) -> Any:  # noqa: N802
+        return self.store.get(request.id, namespace="bench")
+
+    def List(self, request: cpb.ListContainersRequest, metadata: Any = None) -> _Listed:  # noqa: N802
+        return _Listed(self.store.list(*request.filters, namespace="bench"))
+
+    def ListStream(self, request: cpb.ListContainersRequest, metadata: Any = None) -> Any:  # noqa: N802
+        return self.store.scan(*request.filters, namespace="bench")
+
+
+class Direct:
+    """A target that is the store itself (see the module docstring's "store alone")."""
+
+    def __init__(self, path: Path) -> None:
+        self.name = "store"
+        self.store = ctrledger.open(str(path), mode="c", client="bench")
+        self.stub = DirectStub(self.store)
+
+
+def floor_server(path: str, n: int) -> None:
+    """The "wire floor" process: ctrledger's gRPC server setup and unix front, fixed answers."""
+    from concurrent import futures
+
+    from ctrledger.server.app import MAX_RECEIVE, MAX_SEND
+    from ctrledger.server.identity import UnixFront
+
+    record = container(0, random.Random(0))
+    record.created_at.FromSeconds(1_700_000_000)
+    record.updated_at.FromSeconds(1_700_000_000)
+    one = cpb.GetContainerResponse(container=record).SerializeToString()  # also Create/Update's, a ListStream message
+    lists = {k: one * k for k in (n, n // 100, 1)}  # repeated field 1: a ListContainersResponse of k records
+
+    def listed(request: bytes, context: grpc.ServicerContext) -> bytes:
+        filters: list[str] = list(cpb.ListContainersRequest.FromString(request).filters)
+        return lists[1 if any(f.startswith("id==") for f in filters) else n // 100 if filters else n]
+
+    handlers = {
+        "Create": grpc.unary_unary_rpc_method_handler(lambda r, c: one),
+        "Update": grpc.unary_unary_rpc_method_handler(lambda r, c: one),
+        "Get": grpc.unary_unary_rpc_method_handler(lambda r, c: one),
+        "List": grpc.unary_unary_rpc_method_handler(listed),
+        "ListStream": grpc.unary_stream_rpc_method_handler(lambda r, c: (one for _ in range(n))),
+    }
+    private = tempfile.mkdtemp(prefix="cls-floor-")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64),
+                         options=[("grpc.max_receive_message_length", MAX_RECEIVE),
+                                  ("grpc.max_send_message_length", MAX_SEND), ("grpc.so_reuseport", 0)])
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("containerd.services.containers.v1.Containers", handlers)])
+    server.add_insecure_port(f"unix:{private}/grpc.sock")
+    server.start()
+    front = UnixFront(path, f"{private}/grpc.sock")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    front.close()
+    server.stop(0).wait()
+    shutil.rmtree(private, ignore_errors=True)
 
 
 def container(i: int, rng: random.Random) -> cpb.Container:
@@ -184,8 +281,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2,000 containers instead of 20,000")
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--floor", metavar="SOCKET", default=None, help=argparse.SUPPRESS)  # the wire-floor process
     args = parser.parse_args()
     n = args.n or (2000 if args.quick else 20000)
+    if args.floor:
+        floor_server(args.floor, n)
+        return 0
     containerd = shutil.which("containerd")
     if containerd is None:
         raise SystemExit("containerd is not installed (apt-get install containerd)")
@@ -200,12 +301,22 @@ def main() -> int:
                                    "--address", f"unix://{d}/ctrledger.sock"], cwd=ROOT,
                                   stderr=open(d / "ctrledger.log", "wb"))
         procs.append(ledger)
+        floor = subprocess.Popen([sys.executable, __file__, "--floor", str(d / "floor.sock"), "--n", str(n)],
+                                 stderr=open(d / "floor.log", "wb"))
+        procs.append(floor)
         wait_for(d / "containerd.sock", cd)
         wait_for(d / "ctrledger.sock", ledger)
+        wait_for(d / "floor.sock", floor)
         time.sleep(0.5)
         version = subprocess.run([containerd, "--version"], capture_output=True, text=True).stdout.strip()
-        targets = [Target("containerd", f"unix:{d}/containerd.sock"), Target("ctrledger", f"unix:{d}/ctrledger.sock")]
-        results = run(targets, n)
+        direct = Direct(d / "direct.db")
+        targets: list[Any] = [Target("containerd", f"unix:{d}/containerd.sock"),
+                              Target("ctrledger", f"unix:{d}/ctrledger.sock"), Target("floor", f"unix:{d}/floor.sock"),
+                              direct]
+        try:
+            results = run(targets, n)
+        finally:
+            direct.store.close()
         results["containerd_version"] = version
     finally:
         for p in procs:
@@ -216,6 +327,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
         shutil.rmtree(d, ignore_errors=True)
+    results["load_average"] = list(os.getloadavg())
     report(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
@@ -272,7 +384,7 @@ def run(targets: list[Target], n: int) -> dict[str, Any]:
     print("events ...", file=sys.stderr)
     ev_ids = rng.sample(ids, min(300, n))
     res["event_lag_ms"] = {}
-    for t in targets:
+    for t in targets[:2]:  # containerd and ctrledger serve
         lags = event_lags(t, ev_ids)
         res["event_lag_ms"][t.name] = {"p50": 1000 * pct(lags, 50), "p99": 1000 * pct(lags, 99), "n": len(lags)}
     return res
@@ -280,14 +392,25 @@ def run(targets: list[Target], n: int) -> dict[str, Any]:
 
 def report(r: dict[str, Any]) -> None:
     c, led = "containerd", "ctrledger"
-    print(f"\n{r.get('containerd_version', '')}; ctrledger serve; {r['n']:,} containers, 5 labels, 2 KB spec\n")
-    print(f"{'op':28} {'containerd':>12} {'ctrledger':>12} {'ratio':>8}  target")
-    rows: list[tuple[str, str, float, float, float, str, bool]] = []
+    load = r.get("load_average")
+    print(f"\n{r.get('containerd_version', '')}; ctrledger serve; {r['n']:,} containers, 5 labels, 2 KB spec"
+          + (f"; load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}" if load else "") + "\n")
+    print(f"{'op':28} {'containerd':>12} {'ctrledger':>12} {'ratio':>8}  {'target':17} "
+          f"{'store alone':>12} {'ratio':>8} {'wire floor':>12} {'ratio':>8}")
+    rows: list[str] = []
 
     def faster(name: str, key: str, unit: str, target: float, higher_better: bool) -> None:
-        a, b = r[key][c], r[key][led]
-        ratio = b / a if higher_better else a / b
-        rows.append((name, unit, a, b, ratio, f">= {target:g}x", ratio >= target))
+        def ratio(other: str) -> float:
+            a, b = float(r[key][c]), float(r[key][other])
+            return b / a if higher_better else a / b
+
+        got = ratio(led)
+        line = (f"{name:28} {r[key][c]:>10,.1f}{unit:<2} {r[key][led]:>10,.1f}{unit:<2} {got:>7.2f}x  "
+                f"{f'>= {target:g}x':8} {'PASS' if got >= target else 'FAIL':8}")
+        for other in ("store", "floor"):  # the ceilings: a free wire, a free store
+            if other in r[key]:
+                line += f" {r[key][other]:>10,.2f}{unit:<2} {ratio(other):>7.2f}x"
+        rows.append(line)
 
     faster("create, 1 client", "create_1", "/s", 3, True)
     faster("create, 8 threads", "create_8", "/s", 2, True)
@@ -298,9 +421,7 @@ def report(r: dict[str, Any]) -> None:
     faster("list all, stream (median)", "list_stream_ms", "ms", 1, False)
     faster("labels.k0==v42, 1% (median)", "filter_1pct_ms", "ms", 100, False)
     faster("id==x (median)", "filter_id_ms", "ms", 100, False)
-    for name, unit, a, b, ratio, target, ok in rows:
-        verdict = "PASS" if ok else "FAIL"
-        print(f"{name:28} {a:>10,.1f}{unit:<2} {b:>10,.1f}{unit:<2} {ratio:>7.2f}x  {target:8} {verdict}")
+    print("\n".join(rows))
     ev = r["event_lag_ms"]
     ok = ev[led]["p99"] <= 10
     print(f"{'event lag p50 / p99':28} {ev[c]['p50']:>5.1f}/{ev[c]['p99']:<5.1f}ms "
