@@ -287,6 +287,22 @@ def test_bad_input_on_the_wire_is_refused_and_writes_nothing(server: Server, stu
     assert stub.Get(cpb.GetContainerRequest(id="web-1"), metadata=MD).container.labels == {"a": "1"}
 
 
+def test_liststream_across_pages_sends_each_record_once_in_order(
+    server: Server, stub: cgrpc.ContainersStub, store: ctrledger.Store,
+) -> None:
+    from ctrledger.server.containerd import STREAM_PAGE
+
+    n = 2 * STREAM_PAGE + 7  # two whole pages and a part
+    for i in range(n):
+        store.create(make(f"p{i:05d}", labels={"i": str(i)}))
+    got = list(stub.ListStream(cpb.ListContainersRequest(), metadata=MD))
+    assert [m.container.id for m in got] == [f"p{i:05d}" for i in range(n)]
+    assert [m.container.labels["i"] for m in got] == [str(i) for i in range(n)]
+    evens = [m.container.id for m in stub.ListStream(cpb.ListContainersRequest(filters=["labels.i~=[02468]$"]),
+                                                       metadata=MD)]
+    assert evens == [f"p{i:05d}" for i in range(0, n, 2)]
+
+
 def test_a_client_that_stops_reading_costs_nothing(server: Server, store: ctrledger.Store,
                                                    stub: cgrpc.ContainersStub) -> None:
     pad = ctrledger.Payload("example.com/pad", b"p" * 100_000)

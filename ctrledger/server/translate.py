@@ -116,10 +116,14 @@ class EncodedRecords:
 
     def field1(self, namespace: str, c: Container) -> bytes:
         """``c`` as field 1 of a message: a whole Get/Create/Update response, or a ListStream message."""
-        return self.many(namespace, (c,))
+        return self.each(namespace, (c,))[0]
 
     def many(self, namespace: str, records: Iterable[Container]) -> bytes:
         """``records`` as repeated field 1: a ListContainersResponse."""
+        return b"".join(self.each(namespace, records))
+
+    def each(self, namespace: str, records: Iterable[Container]) -> list[bytes]:
+        """Each of ``records`` as field 1 of its own message: a page of ListStream messages."""
         out: list[bytes] = []
         missing: list[tuple[int, tuple[str, str, int], Container]] = []
         with self._lock:
@@ -134,7 +138,7 @@ class EncodedRecords:
                     items.move_to_end(key)
                     out.append(data)
         if not missing:
-            return b"".join(out)
+            return out
         made = [(i, key, _field1(container_to_wire(c).SerializeToString())) for i, key, c in missing]
         with self._lock:
             for i, key, data in made:
@@ -144,7 +148,7 @@ class EncodedRecords:
                     self._size += len(data)
             while self._size > self._max and self._items:
                 self._size -= len(self._items.popitem(last=False)[1])
-        return b"".join(out)
+        return out
 
 
 def _field1(raw: bytes) -> bytes:
