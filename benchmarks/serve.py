@@ -43,6 +43,7 @@ for the ctrledger ratio in that row.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import queue
@@ -108,8 +109,8 @@ class Target:
     def __init__(self, name: str, address: str) -> None:
         self.name = name
         self.channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 1 << 30)])
-        self.stub: Any = cgrpc.ContainersStub(self.channel)
-        self.events = egrpc.EventsStub(self.channel)
+        self.stub: Any = cgrpc.ContainersStub(self.channel)  # type: ignore[no-untyped-call]
+        self.events = egrpc.EventsStub(self.channel)  # type: ignore[no-untyped-call]
 
 
 class _Listed:
@@ -160,7 +161,8 @@ def floor_server(path: str, n: int) -> None:
     record = container(0, random.Random(0))
     record.created_at.FromSeconds(1_700_000_000)
     record.updated_at.FromSeconds(1_700_000_000)
-    one = cpb.GetContainerResponse(container=record).SerializeToString()  # also Create/Update's, a ListStream message
+    # a Get answer; also Create's and Update's, and one ListStream message
+    one = bytes(cpb.GetContainerResponse(container=record).SerializeToString())
     lists = {k: one * k for k in (n, n // 100, 1)}  # repeated field 1: a ListContainersResponse of k records
 
     def listed(request: bytes, context: grpc.ServicerContext) -> bytes:
@@ -207,7 +209,7 @@ def timed(fn: Callable[[], Any]) -> float:
 
 
 def rate_1(target: Target, calls: list[Callable[[cgrpc.ContainersStub], Any]]) -> list[float]:
-    return [timed(lambda c=c: c(target.stub)) for c in calls]
+    return [timed(functools.partial(c, target.stub)) for c in calls]
 
 
 def rate_8(target: Target, calls: list[Callable[[cgrpc.ContainersStub], Any]], pool: ThreadPoolExecutor) -> float:
@@ -366,7 +368,7 @@ def run(targets: list[Target], n: int) -> dict[str, Any]:
         out: dict[str, list[float]] = {t.name: [] for t in targets}
         for r in range(reps):
             for t in targets if r % 2 == 0 else targets[::-1]:
-                out[t.name].append(1000 * timed(lambda t=t: fn(t)))
+                out[t.name].append(1000 * timed(functools.partial(fn, t)))
         return {k: statistics.median(v) for k, v in out.items()}
 
     def count(t: Target, *filters: str) -> int:
