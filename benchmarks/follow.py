@@ -133,13 +133,18 @@ def burst(cd: Containerd, work: Path, n: int) -> dict[str, object]:
     seen = {int(p): t for p, (t, _, _) in polled.items()}
     recorded = {int(p): (at, kind) for p, (_, at, kind) in polled.items()}
     follower.terminate()
-    follower.wait(30)
+    _, status, usage = os.wait4(follower.pid, 0)  # its CPU time: what the load does not change
+    follower.returncode = os.waitstatus_to_exitcode(status)
+    follower_cpu = usage.ru_utime + usage.ru_stime
     channel.close()
     # An update made before the follower could read the new container is folded into its Created
     # record (containerd's create event carries no labels): check that is all that is missing.
     folded = unexplained = 0
     odd: list[str] = []
+    reasons: dict[str, int] = {}
     with ctrledger.open(work / "burst.db") as store:
+        for entry in store.audit(namespace=ns):
+            reasons[entry.reason] = reasons.get(entry.reason, 0) + 1
         for i in range(n):
             entries = list(store.history(f"b{i}", namespace=ns))
             kinds = [e.kind for e in entries]
@@ -157,6 +162,8 @@ def burst(cd: Containerd, work: Path, n: int) -> dict[str, object]:
         counts.get("LabelsChanged", 0) + folded == n) and len(counts) == 3
     return {"events": 3 * n, "recorded": counts, "follower_log_tail": log_lines[-3:], "complete": complete,
             "updates_folded_into_created": folded, "unexplained": unexplained, "odd": odd[:5],
+            "reasons": reasons, "follower_cpu_s": round(follower_cpu, 2),
+            "follower_cpu_ms_per_event": round(follower_cpu / (3 * n) * 1000, 3),
             "lag_ms_by_decile": [round(pct([lags[j] for j in range(len(lags)) if j * 10 // len(lags) == d], 99), 1)
                                  for d in range(10)],
             "sent_s": round(sent, 2),

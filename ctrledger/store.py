@@ -843,7 +843,8 @@ class Store:
     ) -> builtins.list[tuple[str, ...]]:
         """``observe`` for many ``(id, state, at)`` of one namespace, appended in one transaction
         when no other writer interferes (a sync of thousands of containers); returns each one's
-        event kinds. Every record is checked before anything is written.
+        event kinds. Every record is checked before anything is written. An item may carry its
+        own audit reason as a fourth element, ``(id, state, at, reason)`` (None: ``reason``).
 
         ``request_id``: the call's idempotency key (see ``create``); observing is idempotent
         anyway (a retry finds the state reached and writes nothing).
@@ -856,9 +857,11 @@ class Store:
             raise InvalidArgument(f"observe_many takes a sequence of (id, state, at) triples, not "
                                   f"{type(states).__name__}: invalid argument")
         for item in states:
-            if not isinstance(item, tuple) or len(item) != 3:
-                raise InvalidArgument(f"observe takes (id, state, at) triples, not {item!r}: invalid argument")
-            cid, state, at = item
+            if not isinstance(item, tuple) or len(item) not in (3, 4):
+                raise InvalidArgument(f"observe takes (id, state, at) triples or (id, state, at, reason), not "
+                                      f"{item!r}: invalid argument")
+            cid, state, at = item[:3]
+            why = text_or_none(item[3], "reason") if len(item) == 4 else None
             if not isinstance(cid, str) or not cid:
                 raise InvalidArgument(f"observe: a container ID is required, not {cid!r}: invalid argument")
             check_storable(cid, "observe: id")  # also when absent: it is looked up
@@ -875,8 +878,10 @@ class Store:
                        "extensions": dict(state.extensions), "updated_at": None, "version": 0,
                        "created_at": _observed_time(state.created_at, "created_at")})
             when = _observed_time(at, "at") or self._clock()
-            audit = base if correlation_id is not None else Audit(
-                base.actor, base.reason, self._new_correlation_id(), (), base.client)  # one operation per item
+            audit = base if correlation_id is not None and why is None else Audit(
+                base.actor, base.reason if why is None else why,
+                base.correlation_id if correlation_id is not None else self._new_correlation_id(),  # one per item
+                (), base.client)
             prepared.append((cid, record, when, audit))
         self._sync()
         with self._rm.connection():  # the current state, as of the last write (same transaction as the log)
@@ -1116,6 +1121,7 @@ class Store:
         expected_version: int | None = None,
         correlation_id: str | None = None,
         request_id: str | None = None,
+        client: str | None = None,
     ) -> Container:
         """Set the container's resources to ``resources`` (CRI ``UpdateContainerResources``).
 
@@ -1128,7 +1134,7 @@ class Store:
                 f"expected ctrledger.Resources, not {type(resources).__name__}: invalid argument"
             )
         when = _parse_at(at)
-        audit = self._audit(actor, reason, correlation_id, ())
+        audit = self._audit(actor, reason, correlation_id, (), client)
         now = self._clock()
         return self._command(
             ns, id, "update resources of", expected_version,

@@ -124,3 +124,19 @@ def test_observe_many_follows_one_id_through_a_batch(store: ctrledger.Store) -> 
     assert [e.kind for e in store.history("web-1")] == ["Created", "LabelsChanged", "Deleted", "Created"]
     assert store.get("web-1").image == "x"
     assert store.observe_many(batch[-2:]) == [(), ()]
+
+
+def test_observe_many_takes_a_reason_per_item(store: ctrledger.Store) -> None:
+    batch = [("web-1", make("web-1"), T0, None), ("db-1", make("db-1"), T0, "seen in its event only"),
+             ("web-1", None, None)]
+    assert store.observe_many(batch, reason="observed") == [("Created",), ("Created",), ("Deleted",)]
+    # one container's events in order (the batch appends them container by container)
+    assert sorted((r.id, r.version, r.kind, r.reason) for r in store.audit()) == [
+        ("db-1", 1, "Created", "seen in its event only"), ("web-1", 1, "Created", "observed"),
+        ("web-1", 2, "Deleted", "observed")]
+    head = store.position
+    with pytest.raises(ctrledger.InvalidArgument, match="reason must be a string"):
+        store.observe_many([("x", make("x"), None, 7)])  # type: ignore[list-item]
+    with pytest.raises(ctrledger.InvalidArgument, match="triples"):
+        store.observe_many([("x", make("x"), None, None, None)])  # type: ignore[list-item]
+    assert store.position == head

@@ -172,11 +172,12 @@ def test_status_calls_record_the_client_they_are_given(store: ctrledger.Store) -
     store.started("web-1", pid=1, client="grpc ctr[42] uid=0")
     store.paused("web-1", client="grpc ctr[43] uid=0")
     store.resumed("web-1")
+    store.update_resources("web-1", Resources(cpu_shares=512), client="grpc crictl[45] uid=0")
     store.exited("web-1", exit_code=0, client="grpc ctr[44] uid=0")
     default = next(iter(store.audit(id="web-1"))).client
     assert [(r.kind, r.client) for r in store.audit(id="web-1")] == [
         ("Created", default), ("Started", "grpc ctr[42] uid=0"), ("Paused", "grpc ctr[43] uid=0"),
-        ("Resumed", default), ("Exited", "grpc ctr[44] uid=0")]
+        ("Resumed", default), ("ResourcesUpdated", "grpc crictl[45] uid=0"), ("Exited", "grpc ctr[44] uid=0")]
 
 
 # -- refusals: the right category and message, and nothing written --------------------------------
