@@ -832,7 +832,8 @@ class Store:
 
     def observe_many(
         self,
-        states: Sequence[tuple[str, Container | None, datetime | str | None]],
+        states: Sequence[tuple[str, Container | None, datetime | str | None]
+                         | tuple[str, Container | None, datetime | str | None, str | None]],
         *,
         namespace: str | None = "default",
         actor: str | None = "containerd",

@@ -75,8 +75,11 @@ SEEN_IN_EVENT = "seen in its event only (gone before it could be read)"
 ACTOR = "containerd"
 TOPICS = ('topic~="^/containers/"', 'topic~="^/tasks/"', 'topic~="^/namespaces/"')
 UNKNOWN_EXIT = 255  # CRI's exit code for a task that vanished unseen (reason "Unknown")
-_BATCH = 1000
-_LATENCY = 0.015  # seconds a read container event may wait for others to be written with it
+_BATCH = 1000  # observations written in one commit at most
+# Seconds a batch gathers events before it is written (if the writer is free then): a commit
+# costs ~0.65 ms of CPU beside ~0.2 ms per event, so one per event would take a third of the
+# follower's CPU in a burst; 10 ms puts a few events in each commit and adds 5 ms on average.
+_GATHER = 0.010
 _CHUNK = 200  # containers a reconcile's list reader hands over at once
 
 _PAYLOADS: dict[str, type[message.Message]] = {
@@ -111,25 +114,51 @@ class Stats:
     namespaces: set[str] = field(default_factory=set)
 
 
+_Item = tuple[str, Container | None, datetime | None, str | None]  # id, state, at, reason (None: the call's)
+
+
 class _Pending:
-    """Container observations read but not yet written, in order, and the last state of each
-    (what the ledger will hold once they are written)."""
+    """Container observations read but not yet committed: the batch being gathered (one
+    namespace, in the events' order) and the batch the writer is committing; and the last
+    state of each container in them (what the ledger will hold once they are written), which
+    the next events are judged against instead of the ledger."""
 
     def __init__(self) -> None:
         self.namespace = ""
-        self.items: list[tuple[str, Container | None, datetime | None]] = []
-        self.states: dict[str, tuple[Container | None, datetime | None]] = {}
-        self.since = 0.0
+        self.items: list[_Item] = []
+        self.number = 0  # of the batch being gathered
+        self.since = 0.0  # when its first item was added (time.monotonic)
+        self._states: dict[tuple[str, str], tuple[Container | None, datetime | None, int]] = {}
 
-    def add(self, item: tuple[str, Container | None, datetime | None]) -> None:
+    def add(self, ns: str, item: _Item) -> None:
         if not self.items:
             self.since = time.monotonic()
         self.items.append(item)
-        self.states[item[0]] = (item[1], item[2])
+        self._states[(ns, item[0])] = (item[1], item[2], self.number)
+
+    def get(self, ns: str, cid: str) -> tuple[Container | None, datetime | None] | None:
+        """The pending last word on ``cid`` (state, time), None if nothing is pending for it."""
+        found = self._states.get((ns, cid))
+        return None if found is None else found[:2]
+
+    def due(self, now: float) -> float | None:
+        """Seconds until the gathered batch is due to be written (<= 0: now); None if empty."""
+        return self.since + _GATHER - now if self.items else None
+
+    def take(self) -> tuple[str, list[_Item], int]:
+        """The gathered batch (namespace, items, number), handed to the writer; a new one begins."""
+        batch = (self.namespace, self.items, self.number)
+        self.items = []
+        self.number += 1
+        return batch
+
+    def written(self, number: int) -> None:
+        """Batch ``number`` is committed (or abandoned): the ledger holds its word from now on."""
+        self._states = {k: v for k, v in self._states.items() if v[2] > number}
 
     def clear(self) -> None:
         self.items = []
-        self.states = {}
+        self._states = {}
 
 
 class _Gone(Exception):
@@ -173,6 +202,12 @@ class Follower:
         self._last_read: dict[tuple[str, str], Future[cpb.Container | None]] = {}
         self._reads_lock = threading.Lock()
         self._channel: grpc.Channel | None = None
+        # Group commit: one thread commits a batch of observations while the events that
+        # arrive meanwhile are read and judged (against ``_pending``), to be the next batch.
+        self._pending = _Pending()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="ctrledger-follow-write")
+        self._writing: tuple[Future[int], int, str] | None = None  # the batch being committed: number, namespace
+        self._wake: Callable[[], None] | None = None  # tells the event loop a commit is done
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -210,6 +245,7 @@ class Follower:
                 log.exception("follow %s: unexpected error; reconciling again in %.1fs", self.address, wait)
             finally:
                 first = False
+                self._finish_writes()
                 self._close_channel()
             if self._stop.wait(wait):
                 break
@@ -253,9 +289,10 @@ class Follower:
         # events wait in the queue and are applied after the reconcile (idempotently).
         call = events.Subscribe(epb.SubscribeRequest(filters=list(TOPICS)))
         self._call = call
-        inbox: queue.Queue[epb.Envelope | BaseException] = queue.Queue()
+        inbox: queue.Queue[epb.Envelope | BaseException | None] = queue.Queue()
         self._fetched.clear()
         self._last_read.clear()
+        self._wake = lambda: inbox.put(None)
         reader = threading.Thread(target=_pump, args=(call, inbox, self.prefetch), name="ctrledger-follow-events",
                                   daemon=True)
         reader.start()
@@ -266,9 +303,13 @@ class Follower:
             self.on_ready(self)
         next_relist = time.monotonic() + self.relist
         while not self._stop.is_set():
-            batch, ended = _drain(inbox, timeout=max(0.0, min(0.5, next_relist - time.monotonic())))
-            if batch:
-                self.apply(batch)
+            now = time.monotonic()
+            due = self._pending.due(now)
+            timeout = min(0.5, next_relist - now, 0.5 if due is None or self._writing is not None else due)
+            batch, ended = _drain(inbox, timeout=max(0.0, timeout))
+            for env in batch:
+                self._event(env)
+            self._write_if_due()
             if ended is not None:
                 raise ended
             if time.monotonic() >= next_relist:
@@ -282,6 +323,7 @@ class Follower:
         ``namespaces``); returns the number of events written."""
         if self._channel is None:
             self._connect()
+        self._write(wait=True)  # the ledger it compares with includes every event read so far
         names = sorted(set(namespaces) if namespaces is not None else self._containerd_namespaces()
                        | set(self.store.namespaces()) | set(self.only or ()))
         written = 0
@@ -336,7 +378,10 @@ class Follower:
                 written += self._reconcile_task(ns, cid, tasks.get(cid), reason)
         return written
 
-    def _observe(self, ns: str, batch: list[tuple[str, Container | None, datetime | None]], reason: str) -> int:
+    def _observe(self, ns: str, batch: Sequence[_Item | tuple[str, Container | None, datetime | None]],
+                 reason: str) -> int:
+        """Write ``batch`` in one commit (``reason`` for the items without one of their own);
+        the number of events written."""
         if not batch:
             return 0
         try:
@@ -346,10 +391,73 @@ class Follower:
             for item in batch:
                 try:
                     kinds.append(self.store.observe(*item[:2], at=item[2], namespace=ns, actor=ACTOR,
-                                                    reason=reason, client="follow"))
+                                                    reason=item[3] if len(item) == 4 else reason,
+                                                    client="follow"))
                 except ctrledger.InvalidArgument as e:
                     log.warning("cannot record %s/%s: %s", ns, item[0], e)
         return sum(len(k) for k in kinds)
+
+    # -- group commit -----------------------------------------------------------------
+
+    def _write(self, wait: bool = False) -> None:
+        """Hand the gathered observations to the writer (once the batch before them is
+        committed: one commit at a time, in order); with ``wait``, return once they are
+        committed too. A write error is raised here (``Unavailable``: to the session, which
+        reconnects and reconciles) or logged (any other refusal)."""
+        if self._pending.items:
+            self._written(wait=True)
+            ns, items, number = self._pending.take()
+            future = self._writer.submit(self._observe, ns, items, "")
+            self._writing = (future, number, ns)
+            wake = self._wake
+            if wake is not None:
+                future.add_done_callback(lambda _: wake())
+        if wait:
+            self._written(wait=True)
+
+    def _write_if_due(self) -> None:
+        """Hand the gathered batch to the writer if it has gathered long enough and the writer
+        is free (it tells the event loop when it is: the loop waits no longer than that)."""
+        due = self._pending.due(time.monotonic())
+        if due is not None and due <= 0 and self._written(wait=False):
+            self._write()
+
+    def _written(self, wait: bool) -> bool:
+        """Account for the batch being committed if it is done (``wait``: once it is); True
+        when the writer is free."""
+        if self._writing is None:
+            return True
+        future, number, ns = self._writing
+        if not wait and not future.done():
+            return False
+        self._writing = None
+        try:
+            exc = future.exception()
+        finally:
+            self._pending.written(number)
+        if exc is None:
+            self.stats.writes += future.result()
+        elif isinstance(exc, ctrledger.StoreError) and not isinstance(exc, ctrledger.Unavailable):
+            self.stats.errors += 1
+            self.stats.last_error = f"container events in {ns}: {exc}"
+            log.warning("cannot record container events in %s: %s", ns, exc)
+        else:
+            raise exc
+        return True
+
+    def _finish_writes(self) -> None:
+        """At the end of a session: commit what was read (when stopping, or after a broken
+        stream), or give it up to the next reconcile if the store refuses."""
+        try:
+            self._write(wait=True)
+        except Exception as e:  # noqa: BLE001 - the reconcile that starts the next session makes up for it
+            self.stats.errors += 1
+            self.stats.last_error = _describe(e)
+            log.warning("could not record the last events read (the next reconcile will): %s", e)
+        finally:
+            self._writing = None
+            self._pending.clear()
+            self._wake = None
 
     def _reconcile_task(self, ns: str, cid: str, task: ttypes.Process | None, reason: str) -> int:
         """Bring the container's status to its task's (None: it has no task)."""
@@ -395,61 +503,56 @@ class Follower:
     # -- events ---------------------------------------------------------------------
 
     def apply(self, batch: list[epb.Envelope]) -> None:
-        """Record what these envelopes say (in order); what is already recorded writes nothing.
-
-        Container events are written together (one ``observe_many``, one commit) until a task
-        or namespace event, another namespace, or ``_LATENCY`` after the first of them was
-        read: a burst is written in a few commits, and none waits long for the rest. What is
-        read but not yet written is an overlay on the ledger (``_Pending``), so a later event
-        of the same container is judged against it without a commit in between.
-        """
+        """Record what these envelopes say (in order) and return once it is committed; what is
+        already recorded writes nothing."""
         if self._channel is None:
             self._connect()
-        pending = _Pending()
-
-        def flush() -> None:
-            if pending.items:
-                self.stats.writes += self._observe(pending.namespace, pending.items, "")
-            pending.clear()
-
         for env in batch:
-            self.stats.events += 1
-            ns = env.namespace
-            if env.topic.startswith("/namespaces/"):
-                flush()
-                self._namespace_event(env)
-                continue
-            if not self._follows(ns):
-                continue
-            if ns not in self._known:  # a namespace created implicitly: no event said so
-                flush()
-                self.reconcile(NEW_NAMESPACE, [ns])
-            try:
-                if env.topic.startswith("/containers/"):
-                    if ns != pending.namespace:
-                        flush()
-                        pending.namespace = ns
-                    found = self._container_event(env, pending)
-                    if found is None:
-                        continue
-                    item, why = found
-                    if why:
-                        flush()
-                        self.stats.writes += self._observe(ns, [item], why)
-                        continue
-                    pending.add(item)
-                    if len(pending.items) >= _BATCH or time.monotonic() - pending.since >= _LATENCY:
-                        flush()
-                elif env.topic.startswith("/tasks/"):
-                    flush()
-                    self._task_event(env)
-            except ctrledger.StoreError as e:
-                if isinstance(e, ctrledger.Unavailable):
-                    raise
-                self.stats.errors += 1
-                self.stats.last_error = f"{env.topic} in {ns}: {e}"
-                log.warning("cannot record %s: %s", env.topic, e)
-        flush()
+            self._event(env)
+        self._write(wait=True)
+
+    def _event(self, env: epb.Envelope) -> None:
+        """Record one event. A container event joins the batch being gathered, which goes to
+        the writer once it has gathered ``_GATHER`` seconds and the writer is free, or at
+        ``_BATCH`` observations, or when an event of another namespace comes (a batch is one
+        namespace's): group commit, while one batch is committed the events that arrive
+        meanwhile are read and judged (against what is pending rather than the ledger) and
+        become the next. A task or namespace event, or a reconcile, first waits for everything
+        pending to be committed (they read the ledger)."""
+        self.stats.events += 1
+        ns = env.namespace
+        pending = self._pending
+        if env.topic.startswith("/namespaces/"):
+            self._write(wait=True)
+            self._namespace_event(env)
+            return
+        if not self._follows(ns):
+            return
+        if ns not in self._known:  # a namespace created implicitly: no event said so
+            self.reconcile(NEW_NAMESPACE, [ns])
+        try:
+            if env.topic.startswith("/containers/"):
+                if ns != pending.namespace:
+                    self._write()
+                    pending.namespace = ns
+                found = self._container_event(env, pending)
+                if found is None:
+                    return
+                item, why = found
+                pending.add(ns, (*item, why or None))
+                if len(pending.items) >= _BATCH:
+                    self._write()
+                else:
+                    self._write_if_due()
+            elif env.topic.startswith("/tasks/"):
+                self._write(wait=True)
+                self._task_event(env)
+        except ctrledger.StoreError as e:
+            if isinstance(e, ctrledger.Unavailable):
+                raise
+            self.stats.errors += 1
+            self.stats.last_error = f"{env.topic} in {ns}: {e}"
+            log.warning("cannot record %s: %s", env.topic, e)
 
     def _namespace_event(self, env: epb.Envelope) -> None:
         payload = payload_of(env)
@@ -533,9 +636,10 @@ class Follower:
 
     def _deleted_since(self, ns: str, cid: str, at: datetime, pending: _Pending) -> bool:
         """The ledger's last word on ``cid`` (or the pending one's) is a deletion at or after ``at``."""
-        if cid in pending.states:
-            _, when = pending.states[cid]
-            return when is not None and when >= at
+        word = pending.get(ns, cid)
+        if word is not None:
+            state, when = word
+            return state is None and when is not None and when >= at
         last = None
         try:
             for entry in self.store.history(cid, namespace=ns):
@@ -546,8 +650,9 @@ class Follower:
 
     def _known_record(self, ns: str, cid: str, pending: _Pending) -> Container | None:
         """The container as the ledger will hold it once ``pending`` is written (None: absent)."""
-        if cid in pending.states:
-            state, when = pending.states[cid]
+        word = pending.get(ns, cid)
+        if word is not None:
+            state, when = word
             return None if state is None else replace(state, updated_at=when)
         try:
             return self.store.get(cid, namespace=ns)
@@ -560,8 +665,9 @@ class Follower:
     ) -> tuple[tuple[str, Container | None, datetime | None], str] | None:
         if isinstance(payload, cev.ContainerCreate):
             last = None
-            if payload.id in pending.states:
-                last = pending.states[payload.id][1]
+            word = pending.get(ns, payload.id)
+            if word is not None:
+                last = word[1]
             else:
                 try:
                     for entry in self.store.history(payload.id, namespace=ns):
@@ -744,7 +850,7 @@ def _ns(namespace: str) -> tuple[tuple[str, str], ...]:
     return (("containerd-namespace", namespace),)
 
 
-def _pump(call: Iterator[epb.Envelope], inbox: queue.Queue[epb.Envelope | BaseException],
+def _pump(call: Iterator[epb.Envelope], inbox: queue.Queue[epb.Envelope | BaseException | None],
           prefetch: Callable[[epb.Envelope], None]) -> None:
     try:
         for env in call:
@@ -758,10 +864,10 @@ def _pump(call: Iterator[epb.Envelope], inbox: queue.Queue[epb.Envelope | BaseEx
 
 
 def _drain(
-    inbox: queue.Queue[epb.Envelope | BaseException], timeout: float,
+    inbox: queue.Queue[epb.Envelope | BaseException | None], timeout: float,
 ) -> tuple[list[epb.Envelope], BaseException | None]:
-    """What the stream has delivered (waiting up to ``timeout`` for the first), and how it
-    ended if it did."""
+    """What the stream has delivered (waiting up to ``timeout`` for the first, or for a
+    ``None``: the writer's word that a commit is done), and how it ended if it did."""
     try:
         first = inbox.get(timeout=timeout)
     except queue.Empty:
@@ -774,6 +880,8 @@ def _drain(
             break
     out: list[epb.Envelope] = []
     for item in items:
+        if item is None:
+            continue
         if isinstance(item, BaseException):
             return out, item if isinstance(item, (grpc.RpcError, _Gone)) else _Gone(f"event stream failed: {item!r}")
         out.append(item)
