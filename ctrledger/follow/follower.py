@@ -38,7 +38,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -198,7 +198,6 @@ class Follower:
         self._known: set[str] = set()
         self._call: Any = None
         self._fetched: dict[int, Future[cpb.Container | None]] = {}
-        self._fetchers = ThreadPoolExecutor(4, thread_name_prefix="ctrledger-follow-get")
         self._last_read: dict[tuple[str, str], Future[cpb.Container | None]] = {}
         self._reads_lock = threading.Lock()
         self._channel: grpc.Channel | None = None
@@ -399,6 +398,28 @@ class Follower:
 
     # -- group commit -----------------------------------------------------------------
 
+    def _commit(self, ns: str, items: list[_Item]) -> int:
+        """The writer's work: ``items`` in one commit. Beside a proxy, first without what the
+        proxy recorded since it was observed: an observation older than the ledger's last change
+        of the container would take the ledger back (the proxy cannot record these containers
+        meanwhile: ``Claims.writing``)."""
+        if self.claims is None:
+            return self._observe(ns, items, "")
+        with self.claims.writing({(ns, item[0]) for item in items}):
+            return self._observe(ns, [item for item in items if not self._superseded(ns, item)], "")
+
+    def _superseded(self, ns: str, item: _Item) -> bool:
+        """The ledger holds a change of ``item``'s container later than the item's time."""
+        cid, state, at = item[:3]
+        if at is None:
+            return False
+        try:
+            have = self.store.get(cid, namespace=ns)
+        except ctrledger.NotFound:
+            return False
+        last = have.updated_at if state is not None else have.created_at
+        return last is not None and last > at
+
     def _write(self, wait: bool = False) -> None:
         """Hand the gathered observations to the writer (once the batch before them is
         committed: one commit at a time, in order); with ``wait``, return once they are
@@ -407,7 +428,7 @@ class Follower:
         if self._pending.items:
             self._written(wait=True)
             ns, items, number = self._pending.take()
-            future = self._writer.submit(self._observe, ns, items, "")
+            future = self._writer.submit(self._commit, ns, items)
             self._writing = (future, number, ns)
             wake = self._wake
             if wake is not None:
@@ -564,26 +585,47 @@ class Follower:
 
     def prefetch(self, env: epb.Envelope) -> None:
         """Start reading the container of a create or update event as soon as the event arrives
-        (the event stream's reader calls this; a few reads run at once, but those of one
-        container one after the other, in the events' order), so the state read is as close to
-        the event as it can be: the payloads lack the spec, and a create's its labels."""
+        (the event stream's reader calls this; the reads are asynchronous calls, many at once,
+        but those of one container one after the other, in the events' order), so the state
+        read is as close to the event as it can be: the payloads lack the spec, and a create's
+        its labels."""
         if not env.topic.startswith(("/containers/create", "/containers/update")) or not self._follows(env.namespace):
             return
         payload = payload_of(env)
         if isinstance(payload, (cev.ContainerCreate, cev.ContainerUpdate)):
-            key = (env.namespace, payload.id)
+            key, ns, cid = (env.namespace, payload.id), env.namespace, payload.id
+            read: Future[cpb.Container | None] = Future()
             with self._reads_lock:
                 before = self._last_read.get(key)
-                read = self._fetchers.submit(self._read, env.namespace, payload.id, before)
                 self._last_read[key] = read
             read.add_done_callback(lambda done: self._forget_read(key, done))  # the next read need not wait
             self._fetched[id(env)] = read
+            if before is None:
+                self._start_read(ns, cid, read)
+            else:
+                before.add_done_callback(lambda _: self._start_read(ns, cid, read))
 
-    def _read(self, ns: str, cid: str, after: Future[cpb.Container | None] | None = None) -> cpb.Container | None:
-        """The container as containerd holds it now (once ``after``, an earlier read of it, is
-        done); None if it is gone."""
-        if after is not None:
-            wait([after])
+    def _start_read(self, ns: str, cid: str, read: Future[cpb.Container | None]) -> None:
+        """Send ``Containers/Get`` for ``cid``; its answer (None: not found) settles ``read``."""
+        def done(call: Any) -> None:
+            try:
+                read.set_result(call.result().container)
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.NOT_FOUND:
+                    read.set_result(None)
+                else:
+                    read.set_exception(e)
+            except Exception as e:  # noqa: BLE001 - a cancelled call, a closed channel: the event reads again
+                read.set_exception(e)
+
+        try:
+            self._containers.Get.future(cpb.GetContainerRequest(id=cid), metadata=_ns(ns),
+                                        timeout=30).add_done_callback(done)
+        except Exception as e:  # noqa: BLE001 - as above
+            read.set_exception(e)
+
+    def _read(self, ns: str, cid: str) -> cpb.Container | None:
+        """The container as containerd holds it now; None if it is gone."""
         try:
             found: cpb.Container = self._containers.Get(cpb.GetContainerRequest(id=cid), metadata=_ns(ns),
                                                         timeout=30).container
@@ -624,8 +666,8 @@ class Follower:
         wire: cpb.Container | None
         try:
             wire = started.result() if started is not None else self._read(env.namespace, payload.id)
-        except grpc.RpcError:
-            wire = self._read(env.namespace, payload.id)  # the early read failed: once more, now
+        except Exception:  # noqa: BLE001 - the early read failed (its call, or the channel): once more, now
+            wire = self._read(env.namespace, payload.id)
         if wire is None:  # deleted before it could be read: record what the event says
             return self._from_payload(env.namespace, payload, at, known, pending)
         state = observed_container(wire)
