@@ -297,6 +297,80 @@ def test_follower_sigkilled_during_a_burst(tmp_path: Path, containerd: Container
                 follower.wait()
 
 
+class _CountingStore:
+    """A store that counts the follower's batched writes, and can fail one (a disk error)."""
+
+    def __init__(self, store: ctrledger.Store, fail_at: int | None = None) -> None:
+        self.store = store
+        self.batches: list[int] = []
+        self.fail_at = fail_at
+
+    def observe_many(self, states: list[object], **kwargs: object) -> object:
+        self.batches.append(len(states))
+        if len(self.batches) == self.fail_at:
+            raise ctrledger.Unavailable("storage error: disk I/O error (injected)")
+        return self.store.observe_many(states, **kwargs)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+
+def _burst(cd: Containerd, ns: str, n: int) -> None:
+    """n containers created, labelled twice, every third deleted, as fast as one client goes."""
+    with grpc.insecure_channel(f"unix://{cd.socket}") as ch:
+        stub = cgrpc.ContainersStub(ch)
+        md = (("containerd-namespace", ns),)
+        for i in range(n):
+            c = cpb.Container(id=f"c{i}", runtime=cpb.Container.Runtime(name="io.containerd.runc.v2"))
+            c.spec.type_url, c.spec.value = SPEC_URL, b"{}"
+            stub.Create(cpb.CreateContainerRequest(container=c), metadata=md)
+            for v in ("1", "2"):
+                stub.Update(cpb.UpdateContainerRequest(container=cpb.Container(id=f"c{i}", labels={"k": v}),
+                                                       update_mask={"paths": ["labels.k"]}), metadata=md)
+            if i % 3 == 2:
+                stub.Delete(cpb.DeleteContainerRequest(id=f"c{i}"), metadata=md)
+
+
+def test_a_burst_is_written_in_batches_in_each_containers_order(store: ctrledger.Store,
+                                                                 containerd: Containerd) -> None:
+    ns = "batched"
+    counting = _CountingStore(store)
+    with following(counting, containerd, ns) as f:  # type: ignore[arg-type]
+        _burst(containerd, ns, 30)
+        deleted = {f"c{i}" for i in range(2, 30, 3)}
+        wait_until(lambda: ledger_state(store, ns) == containerd_state(containerd, ns)
+                   and {e.id for e in store.audit(namespace=ns, kinds=["Deleted"])} == deleted)
+        assert f.stats.errors == 0, f.stats.last_error
+    events = list(store.audit(namespace=ns))
+    # fewer commits than changes: several observations share one (a batch is one observe_many)
+    assert len(counting.batches) < len(events) and max(counting.batches) > 1, counting.batches
+    for i in range(30):
+        entries = list(store.history(f"c{i}", namespace=ns))
+        kinds = [e.kind for e in entries]
+        # in containerd's order: an update read with its create may be folded into the Created record
+        assert kinds[0] == "Created" and set(kinds[1:]) <= {"LabelsChanged", "Deleted"}, kinds
+        assert ("Deleted" in kinds) == (i % 3 == 2) and "Deleted" not in kinds[:-1], kinds
+        assert [e.recorded_at for e in entries] == sorted(e.recorded_at for e in entries)
+    head = store.position
+    again = Follower(store, containerd.socket, namespaces=[ns])  # idempotent: reconciling writes nothing
+    try:
+        assert again.reconcile() == 0
+    finally:
+        again.close()
+    assert store.position == head
+
+
+def test_a_failed_batch_is_made_up_for_by_the_reconcile(store: ctrledger.Store, containerd: Containerd) -> None:
+    ns = "batch-fails"
+    failing = _CountingStore(store, fail_at=3)  # the third batch of the burst fails
+    with following(failing, containerd, ns) as f:  # type: ignore[arg-type]
+        _burst(containerd, ns, 12)
+        wait_until(lambda: f.stats.errors >= 1 and f.stats.connects >= 2, what="the follower to start over")
+        wait_until(lambda: ledger_state(store, ns) == containerd_state(containerd, ns), timeout=20)
+        assert "injected" in f.stats.last_error
+    assert AFTER_GAP in {e.reason for e in store.audit(namespace=ns)}
+
+
 def test_namespaces_two_explicit_and_implicit(store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
     with following(store, containerd) as f:
         containerd.ctr("namespaces", "create", "alpha")
@@ -374,6 +448,56 @@ def test_proxy_recording_after_the_answer_records_the_same_once_flushed(
         assert proxy.errors == 0
     with pytest.raises(ctrledger.InvalidArgument, match="record must be one of"):
         Proxy(store, containerd.socket, address=f"unix://{tmp_path}/p2.sock", record="later")
+
+
+class _StalledStore:
+    """A store whose ``observe`` waits for ``go`` (a store stalled on its disk, say)."""
+
+    def __init__(self, store: ctrledger.Store) -> None:
+        self.store = store
+        self.go = threading.Event()
+
+    def observe(self, *args: object, **kwargs: object) -> object:
+        assert self.go.wait(30)
+        return self.store.observe(*args, **kwargs)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+
+def test_proxy_after_the_answer_waits_for_room_when_its_queue_is_full(
+    tmp_path: Path, store: ctrledger.Store, containerd: Containerd
+) -> None:
+    ns = "proxy-full"
+    stalled = _StalledStore(store)
+    with Proxy(stalled, containerd.socket, address=f"unix://{tmp_path}/proxy.sock",  # type: ignore[arg-type]
+               follow=False, record="after-answer", queue_size=2) as proxy, \
+            grpc.insecure_channel(f"unix://{proxy.path}") as ch:
+        stub = cgrpc.ContainersStub(ch)
+
+        def create(i: int) -> None:
+            c = cpb.Container(id=f"q{i}", runtime=cpb.Container.Runtime(name="io.containerd.runc.v2"))
+            c.spec.type_url, c.spec.value = SPEC_URL, b"{}"
+            stub.Create(cpb.CreateContainerRequest(container=c), metadata=(("containerd-namespace", ns),), timeout=30)
+
+        # q0 is being recorded (stalled), q1 and q2 fill the queue: answered at once
+        for i in range(3):
+            create(i)
+        wait_until(lambda: proxy._queue.full(), what="the queue to fill")
+        late = threading.Thread(target=create, args=(3,))
+        late.start()
+        late.join(1.0)
+        assert late.is_alive()  # containerd accepted q3, but its answer waits for room
+        assert containerd_state(containerd, ns).keys() == {"q0", "q1", "q2", "q3"}
+        assert not list(store.audit(namespace=ns))
+        stalled.go.set()
+        late.join(10)
+        assert not late.is_alive()
+        proxy.flush()
+        assert [(e.id, e.kind) for e in store.audit(namespace=ns)] == [(f"q{i}", "Created") for i in range(4)]
+        assert proxy.errors == 0
+    with pytest.raises(ctrledger.InvalidArgument, match="queue_size must be a positive integer"):
+        Proxy(store, containerd.socket, address=f"unix://{tmp_path}/p2.sock", queue_size=0)
 
 
 def test_proxy_passes_streams_and_unknown_services_through(tmp_path: Path, store: ctrledger.Store,

@@ -32,7 +32,10 @@ When a call is recorded (``record=``):
   in the order containerd answered them (``Proxy.flush`` waits for it; ``stop`` records
   everything answered before it returns). Faster for the caller; but a caller may read the
   ledger a few milliseconds before its change is there, and a proxy killed between the answer
-  and the record loses the caller's name for a call the caller saw succeed.
+  and the record loses the caller's name for a call the caller saw succeed. The calls waiting
+  to be recorded are bounded (``queue_size``, 1,024 by default): when that many wait (the store
+  is stalled, or slower than the callers), a call's answer waits for room in the queue, so
+  nothing is ever dropped and memory stays bounded; the callers then see before-answer latency.
 
 A process exit is not a call: the follower (run beside the proxy by default) records it from
 containerd's events, along with every change made directly against containerd's own socket,
@@ -115,15 +118,20 @@ class Proxy:
     address="unix:///run/ctrledger/containerd.sock"): ...``.
 
     ``follow``: also run a :class:`Follower` on the upstream (default), so changes made
-    directly against containerd are recorded too.
+    directly against containerd are recorded too. ``record``: when an accepted call is
+    recorded (module docstring); ``queue_size``: with ``"after-answer"``, how many answered
+    calls may wait to be recorded before an answer waits for room.
     """
 
     def __init__(
         self, store: ctrledger.Store, upstream: str, *, address: str, group: str | None = None,
-        max_workers: int = 64, follow: bool = True, record: str = "before-answer",
+        max_workers: int = 64, follow: bool = True, record: str = "before-answer", queue_size: int = 1024,
     ) -> None:
         if record not in RECORD_MODES:
             raise ctrledger.InvalidArgument(f"record must be one of {', '.join(RECORD_MODES)}, not {record!r}: "
+                                            "invalid argument")
+        if not isinstance(queue_size, int) or isinstance(queue_size, bool) or queue_size < 1:
+            raise ctrledger.InvalidArgument(f"queue_size must be a positive integer, not {queue_size!r}: "
                                             "invalid argument")
         self.record_before_answer = record == "before-answer"
         self.store = store
@@ -157,7 +165,8 @@ class Proxy:
         }
         self.follower = Follower(store, upstream, claims=self.claims) if follow else None
         self._follow_thread: threading.Thread | None = None
-        self._queue: queue.Queue[_Record | None] = queue.Queue()
+        # bounded: a full queue makes the call wait for room (backpressure), never drops a record
+        self._queue: queue.Queue[_Record | None] = queue.Queue(maxsize=queue_size)
         self._recorder = threading.Thread(target=self._recording, name="ctrledger-proxy-record", daemon=True)
         self._stopped = threading.Event()
 
@@ -226,7 +235,7 @@ class Proxy:
             if caller is not None and self.record_before_answer:
                 self._record(recorder, raw, answer, ns, caller, method)
             elif caller is not None:
-                self._queue.put((recorder, raw, answer, ns, caller, method, target))
+                self._queue.put((recorder, raw, answer, ns, caller, method, target))  # waits while full
                 queued = True
         finally:
             if target and not queued:
