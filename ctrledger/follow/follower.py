@@ -7,10 +7,13 @@ envelope. Because the stream replays nothing, every (re)connect begins with a re
 the namespaces, containers and tasks are listed and the ledger brought to what containerd
 holds (reason ``observed at sync`` the first time, ``observed after a gap`` after that).
 
-Everything the follower writes goes through ``Store.observe`` (metadata) or the status calls
-(``started``/``exited``/``paused``/``resumed``), each after comparing with the ledger: a
+Everything the follower writes goes through ``Store.observe_many`` (metadata) or the status
+calls (``started``/``exited``/``paused``/``resumed``), each after comparing with the ledger: a
 duplicate event (containerd issue 2299), a replayed stream or a second reconcile writes
-nothing.
+nothing. Container events are written in batches (group commit: one thread commits a batch
+while the next is gathered; see ``Follower._event``), so a burst costs a few commits, not one
+per event; a batch that fails to commit ends the session, and the reconcile that starts the
+next one records what it held.
 
 Mapping:
 
