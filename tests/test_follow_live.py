@@ -209,6 +209,36 @@ def test_oom_killed(store: ctrledger.Store, containerd: Containerd, root: Path) 
         assert store.list("status.reason==OOMKilled", namespace=ns)[0].id == "hog"
 
 
+def test_an_oom_published_after_the_exit_still_names_it(store: ctrledger.Store, containerd: Containerd) -> None:
+    from google.protobuf import any_pb2
+
+    from ctrledger.wire.containerd.events import task_pb2 as tev
+
+    ns = "oom-late"
+    for cid in ("late", "killed"):
+        store.create(ctrledger.Container(id=cid, runtime=ctrledger.Runtime("io.containerd.runc.v2"),
+                                         spec=ctrledger.Payload(SPEC_URL, b"{}")), namespace=ns)
+        store.started(cid, pid=42, namespace=ns)
+
+    def env(topic: str, event: object) -> epb.Envelope:
+        e = epb.Envelope(namespace=ns, topic=topic, event=any_pb2.Any(
+            type_url=f"containerd.events.{type(event).__name__}", value=event.SerializeToString()))  # type: ignore[attr-defined]
+        e.timestamp.GetCurrentTime()
+        return e
+
+    f = Follower(store, containerd.socket, namespaces=[ns])
+    f._known.add(ns)  # as if reconciled already: containerd has none of these (a reconcile would end them)
+    try:
+        # containerd sometimes publishes the OOM just after the exit: it is still the exit's reason
+        f.apply([env("/tasks/exit", tev.TaskExit(container_id="late", id="late", pid=42, exit_status=137)),
+                 env("/tasks/oom", tev.TaskOOM(container_id="late"))])
+        f.apply([env("/tasks/exit", tev.TaskExit(container_id="killed", id="killed", pid=42, exit_status=137))])
+    finally:
+        f.close()
+    assert (status(store, "late", ns).exit_code, status(store, "late", ns).reason) == (137, "OOMKilled")
+    assert (status(store, "killed", ns).exit_code, status(store, "killed", ns).reason) == (137, "Error")
+
+
 def test_pause_resume_and_exec_is_not_an_exit(store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
     ns = "pause"
     with following(store, containerd, ns):

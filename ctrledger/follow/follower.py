@@ -40,6 +40,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -83,6 +84,7 @@ _BATCH = 1000  # observations written in one commit at most
 # costs ~0.65 ms of CPU beside ~0.2 ms per event, so one per event would take a third of the
 # follower's CPU in a burst; 10 ms puts a few events in each commit and adds 5 ms on average.
 _GATHER = 0.010
+_OOM_LATE = 0.1  # seconds a SIGKILLed task's exit waits for a /tasks/oom containerd publishes after it
 _CHUNK = 200  # containers a reconcile's list reader hands over at once
 
 _PAYLOADS: dict[str, type[message.Message]] = {
@@ -210,6 +212,9 @@ class Follower:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="ctrledger-follow-write")
         self._writing: tuple[Future[int], int, str] | None = None  # the batch being committed: number, namespace
         self._wake: Callable[[], None] | None = None  # tells the event loop a commit is done
+        self._ahead: deque[epb.Envelope] = deque()  # events read, not yet recorded (in order)
+        self._inbox: queue.Queue[epb.Envelope | BaseException | None] | None = None
+        self._ended: BaseException | None = None  # how the stream ended, once read
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -295,6 +300,7 @@ class Follower:
         self._fetched.clear()
         self._last_read.clear()
         self._wake = lambda: inbox.put(None)
+        self._inbox, self._ended = inbox, None
         reader = threading.Thread(target=_pump, args=(call, inbox, self.prefetch), name="ctrledger-follow-events",
                                   daemon=True)
         reader.start()
@@ -309,11 +315,13 @@ class Follower:
             due = self._pending.due(now)
             timeout = min(0.5, next_relist - now, 0.5 if due is None or self._writing is not None else due)
             batch, ended = _drain(inbox, timeout=max(0.0, timeout))
-            for env in batch:
-                self._event(env)
+            self._ahead.extend(batch)
+            self._ended = self._ended or ended
+            while self._ahead:
+                self._event(self._ahead.popleft())
             self._write_if_due()
-            if ended is not None:
-                raise ended
+            if self._ended is not None:
+                raise self._ended
             if time.monotonic() >= next_relist:
                 self._relist_namespaces()
                 next_relist = time.monotonic() + self.relist
@@ -481,7 +489,8 @@ class Follower:
         finally:
             self._writing = None
             self._pending.clear()
-            self._wake = None
+            self._wake = self._inbox = None
+            self._ahead.clear()  # read but not recorded: the next session's reconcile makes up for them
 
     def _reconcile_task(self, ns: str, cid: str, task: ttypes.Process | None, reason: str) -> int:
         """Bring the container's status to its task's (None: it has no task)."""
@@ -531,8 +540,9 @@ class Follower:
         already recorded writes nothing."""
         if self._channel is None:
             self._connect()
-        for env in batch:
-            self._event(env)
+        self._ahead.extend(batch)
+        while self._ahead:
+            self._event(self._ahead.popleft())
         self._write(wait=True)
 
     def _event(self, env: epb.Envelope) -> None:
@@ -753,6 +763,8 @@ class Follower:
                         and payload.pid != status.pid):
                     return  # the exit of an earlier run, replayed (a reconcile may date this run's start
                     # after its exit: it saw the task running, and the exit came before it recorded that)
+                if payload.exit_status == 137 and (ns, cid) not in self._oom and self._oom_follows(ns, cid):
+                    self._oom.add((ns, cid))
                 self._exited(ns, cid, payload.exit_status, exited_at, "")
                 self.stats.writes += 1
             return
@@ -783,6 +795,27 @@ class Follower:
                 return
             self.store.resumed(cid, **kw)
         self.stats.writes += 1
+
+    def _oom_follows(self, ns: str, cid: str) -> bool:
+        """Whether a ``/tasks/oom`` of ``cid`` comes among the next events (taken out of them),
+        waiting up to ``_OOM_LATE`` for more: containerd publishes a task's OOM and its exit from
+        two places of the shim, and the OOM is sometimes the later (about one run in ten here)."""
+        deadline = time.monotonic() + _OOM_LATE
+        seen = 0
+        while True:
+            for i in range(seen, len(self._ahead)):
+                env = self._ahead[i]
+                if (env.topic == "/tasks/oom" and env.namespace == ns
+                        and getattr(payload_of(env), "container_id", "") == cid):
+                    del self._ahead[i]
+                    return True
+            seen = len(self._ahead)
+            left = deadline - time.monotonic()
+            if self._inbox is None or self._ended is not None or left <= 0:
+                return False
+            batch, ended = _drain(self._inbox, timeout=left)
+            self._ahead.extend(batch)
+            self._ended = ended
 
     def _exited(self, ns: str, cid: str, code: int, at: datetime | None, reason: str) -> None:
         oom = (ns, cid) in self._oom
