@@ -35,7 +35,7 @@ from eventsourcing.persistence import Transcoder
 
 from ..domain.model import Audit, Payload, Resources, Runtime, Status
 
-__all__ = ["MsgPackTranscoder", "pack_plain", "packb", "unpackb"]
+__all__ = ["MsgPackTranscoder", "micros", "pack_plain", "packb", "unpack_plain", "unpackb"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DATETIME, _UUID, _PAYLOAD, _RUNTIME, _AUDIT, _TUPLE, _RESOURCES, _STATUS = 1, 2, 3, 4, 5, 6, 7, 8
@@ -66,13 +66,17 @@ def pack_plain(obj: Any) -> bytes:
     return data
 
 
+def micros(ts: datetime) -> int:
+    """An aware datetime as its integer microseconds since the epoch (exact): how it is stored."""
+    delta = ts - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
 def _default(obj: Any) -> msgpack.ExtType:
     if isinstance(obj, datetime):
         if obj.tzinfo is None:
             raise TypeError(f"cannot encode a naive datetime: {obj!r}")
-        delta = obj - _EPOCH
-        micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-        return msgpack.ExtType(_DATETIME, pack_plain(micros))
+        return msgpack.ExtType(_DATETIME, pack_plain(micros(obj)))
     if isinstance(obj, tuple):
         return msgpack.ExtType(_TUPLE, packb(list(obj)))
     if isinstance(obj, Payload):
@@ -139,6 +143,21 @@ def packb(obj: Any) -> bytes:
 def unpackb(data: bytes) -> Any:
     """Decode what ``packb`` encoded."""
     return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+
+
+def _plain_hook(code: int, data: bytes) -> Any:
+    if code == _DATETIME or code == _AUDIT:
+        return msgpack.unpackb(data)
+    if code == _TUPLE:
+        return tuple(unpack_plain(data))
+    return _ext_hook(code, data)
+
+
+def unpack_plain(data: bytes) -> Any:
+    """Decode what ``packb`` encoded, with a datetime as its int microseconds since the epoch and
+    an Audit as its list ``[actor, reason, correlation_id, fieldpaths, client]`` (no objects
+    built for the two values every event carries: the bulk build's decoding)."""
+    return msgpack.unpackb(data, ext_hook=_plain_hook, raw=False, strict_map_key=False)
 
 
 class MsgPackTranscoder(Transcoder):

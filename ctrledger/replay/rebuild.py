@@ -39,9 +39,9 @@ from typing import Any, Protocol, runtime_checkable
 from eventsourcing.persistence import Mapper
 
 from ..errors import FailedPrecondition
-from ..persistence.log import decode_event
+from ..persistence.log import log_head
 from ..persistence.sqlite import read_only_connection, write_transaction
-from ..projections.bulk import BulkBuilder, bulk_capable, create_stage, install, installed_columns
+from ..projections.bulk import BulkBuilder, bulk_capable, create_tables, view_tables
 from ..projections.current import no_gc, tracked_position
 from ..projections.runner import View, read_log
 from ..projections.schema import ensure_schema
@@ -269,24 +269,27 @@ def _rebuild(store: Any, scratch: Path, progress: Progress | None, batch: int) -
     remove_database(scratch)  # an interrupted bulk build is not resumed: it starts over
     with closing(read_only(store.path)) as log:
         log.execute("BEGIN")
-        upto = int(log.execute("SELECT COALESCE(MAX(rowid), 0) FROM stored_events").fetchone()[0])
-        with closing(open_bulk_scratch(scratch)) as target:
+        upto = log_head(log)
+        with closing(open_bulk_scratch(scratch, log)) as target:
             events = build_bulk(log, target, views, store.mapper, upto, progress=progress, batch=batch)
         log.execute("COMMIT")
     try:
-        events += _swap_bulk(store, views, scratch, upto)
+        events += _swap(store, views, scratch, upto)
     finally:
         remove_database(scratch)
     return events
 
 
-def open_bulk_scratch(path: str | os.PathLike[str]) -> sqlite3.Connection:
-    """A scratch file for a bulk build: no journal, no syncs (it is rebuilt from scratch if anything fails)."""
+def open_bulk_scratch(path: str | os.PathLike[str], like: sqlite3.Connection) -> sqlite3.Connection:
+    """A scratch file for a bulk build, with the page size of the store ``like`` (so its b-trees are
+    copied as they are): no journal, no syncs (it is built again from scratch if anything fails)."""
     conn = sqlite3.connect(os.fspath(path), isolation_level=None, timeout=30)
+    conn.execute(f"PRAGMA page_size={int(like.execute('PRAGMA page_size').fetchone()[0])}")
     conn.execute("PRAGMA journal_mode=OFF")
     conn.execute("PRAGMA synchronous=OFF")
-    conn.execute("PRAGMA cache_size=-16384")  # 16 MiB: rows are only appended
+    conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: also what SQLite's sorter buffers, per sort
     conn.execute("CREATE TABLE IF NOT EXISTS ctrledger_meta (key TEXT PRIMARY KEY, value TEXT)")
+    conn.execute("CREATE TABLE IF NOT EXISTS ctrledger_tracking (view TEXT PRIMARY KEY, position INTEGER NOT NULL)")
     return conn
 
 
@@ -297,88 +300,43 @@ def build_bulk(
     mapper: Mapper[Any],
     upto: int,
     *,
-    after: int = 0,
     progress: Progress | None = None,
     batch: int = BATCH,
 ) -> int:
-    """Stage the rows of ``views`` for the events of ``log`` after ``after`` up to ``upto`` in
-    ``target`` (``projections.bulk``: one pass over the log in position order, each event decoded
-    once). Records ``rebuild_events`` in ``target``'s ``ctrledger_meta`` after each batch; returns
-    the number of events."""
+    """Build the tables of ``views`` for the events of ``log`` up to ``upto`` (the head of ``log``'s
+    read transaction) in ``target``, with the store's DDL and the views' tracking positions at ``upto``
+    (``projections.bulk``: one pass over the log in stream order, each event decoded once). Records
+    ``rebuild_events`` in ``target``'s ``ctrledger_meta`` after each batch; returns the number of events."""
     names = [view.name for view in views]
-    create_stage(target, names)
-    builder = BulkBuilder(target, names)
-    total = int(log.execute("SELECT COUNT(*) FROM stored_events WHERE rowid > ? AND rowid <= ?",
-                            (after, upto)).fetchone()[0])
+    tables = view_tables(names)
+    ddl = log.execute(
+        f"SELECT type, tbl_name, sql FROM sqlite_master WHERE tbl_name IN ({', '.join('?' * len(tables))}) "
+        "AND sql IS NOT NULL ORDER BY type = 'index', name", tables).fetchall()
+    missing = set(tables) - {t for kind, t, _ in ddl if kind == "table"}
+    if missing:
+        raise FailedPrecondition(f"the store has no table {sorted(missing)} to rebuild: failed precondition")
+    indexes = create_tables(target, ddl)
+    builder = BulkBuilder(target, names, mapper)
+    total = int(log.execute("SELECT COUNT(*) FROM stored_events WHERE rowid <= ?", (upto,)).fetchone()[0])
+    # Stream order (the log's unique index): a container's events one after the other. The read
+    # transaction's snapshot ends at ``upto``.
     cursor = log.execute(
         "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
-        "WHERE rowid > ? AND rowid <= ? ORDER BY rowid", (after, upto))
+        "ORDER BY originator_id, originator_version")
     done = 0
-    with no_gc():  # the state holds ~10 objects per container, none in a cycle: a full collection is wasted
+    with no_gc():  # nothing built here is in a cycle: a full collection is wasted
         while rows := cursor.fetchmany(batch):
             with write_transaction(target) as cur:
-                builder.apply([decode_event(mapper, r[0], r[1], r[2], r[3], r[4]) for r in rows],
-                              [r[0] for r in rows])
+                builder.apply(rows)
                 done += len(rows)
                 _set_meta(cur, "rebuild_events", str(done))
             if progress is not None:
                 progress(done, total)
-        with write_transaction(target):
-            builder.finish()
+        with write_transaction(target) as cur:
+            builder.finish(indexes)
+            cur.executemany("INSERT INTO ctrledger_tracking(view, position) VALUES (?, ?)",
+                            [(name, upto) for name in names if upto > 0])  # an empty log: no position
     return done
-
-
-def _checked_and_caught_up(
-    cur: sqlite3.Cursor, store: Replayable, views: Sequence[View], upto: int, counts: dict[str, int]
-) -> int:
-    """The end of a swap, in its transaction: every live table holds the rows copied into it
-    (else ``FailedPrecondition``, and the swap rolls back), then the events written since
-    ``upto`` are applied; returns how many."""
-    for table, want in counts.items():
-        got = cur.execute(f"SELECT COUNT(*) FROM main.{table}").fetchone()[0]
-        if got != want:
-            raise FailedPrecondition(f"copying {table} gave {got} rows, not {want}: failed precondition")
-    caught_up = 0
-    for events, positions in read_log(cur, store.mapper, upto):
-        for view in views:
-            view.process(cur, events, positions)
-        caught_up += len(events)
-    return caught_up
-
-
-def _swap_bulk(store: Replayable, views: Sequence[View], scratch: Path, upto: int) -> int:
-    """Install the staged rows in the live tables, set the tracking positions to ``upto`` and apply
-    the events since, in one transaction on the live file (readers see the old model until it commits)."""
-    names = [view.name for view in views]
-    tables = [t for view in views for t in view.tables]
-    caught_up = 0
-    with store.synced() as conn:
-        for table in tables:
-            live, new = set(_columns(conn, "main", table)), installed_columns(table)
-            if live != new:
-                raise FailedPrecondition(
-                    f"table {table} has columns {sorted(live)} in the store but the rebuild writes {sorted(new)}: "
-                    "failed precondition")
-        cache = conn.execute("PRAGMA cache_size").fetchone()[0]
-        threads = conn.execute("PRAGMA threads").fetchone()[0]
-        # 32 MiB for the copy and the index builds; each of the sorter's threads (SQLite's sorter may use a
-        # helper thread for each ORDER BY) buffers up to as much, so this bounds the swap's memory too.
-        conn.execute("PRAGMA cache_size=-32768")
-        conn.execute("PRAGMA threads=2")
-        conn.execute("ATTACH DATABASE ? AS rebuilt", (str(scratch),))
-        try:
-            with write_transaction(conn) as cur:
-                counts = install(cur, tables, "rebuilt")
-                marks = ", ".join("?" * len(names))
-                cur.execute(f"DELETE FROM main.ctrledger_tracking WHERE view IN ({marks})", names)
-                cur.executemany("INSERT INTO main.ctrledger_tracking(view, position) VALUES (?, ?)",
-                                [(name, upto) for name in names if upto > 0])  # an empty log: no position
-                caught_up = _checked_and_caught_up(cur, store, views, upto, counts)
-        finally:
-            conn.execute("DETACH DATABASE rebuilt")
-            conn.execute(f"PRAGMA cache_size={int(cache)}")
-            conn.execute(f"PRAGMA threads={int(threads)}")
-    return caught_up
 
 
 def _rebuild_by_event(store: Any, views: list[View], scratch: Path, progress: Progress | None, batch: int) -> int:
@@ -407,6 +365,24 @@ def _rebuild_by_event(store: Any, views: list[View], scratch: Path, progress: Pr
         raise
     remove_database(scratch)
     return events
+
+
+def _checked_and_caught_up(
+    cur: sqlite3.Cursor, store: Replayable, views: Sequence[View], upto: int, counts: dict[str, int]
+) -> int:
+    """The end of a swap, in its transaction: every live table holds the rows copied into it
+    (else ``FailedPrecondition``, and the swap rolls back), then the events written since
+    ``upto`` are applied; returns how many."""
+    for table, want in counts.items():
+        got = cur.execute(f"SELECT COUNT(*) FROM main.{table}").fetchone()[0]
+        if got != want:
+            raise FailedPrecondition(f"copying {table} gave {got} rows, not {want}: failed precondition")
+    caught_up = 0
+    for events, positions in read_log(cur, store.mapper, upto):
+        for view in views:
+            view.process(cur, events, positions)
+        caught_up += len(events)
+    return caught_up
 
 
 def _check_scratch(target: sqlite3.Connection, views: Sequence[View], upto: int) -> None:
