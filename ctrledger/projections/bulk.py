@@ -33,8 +33,10 @@ compare them (``verify_projections`` rebuilds with the views).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from eventsourcing.persistence import Mapper
@@ -50,15 +52,20 @@ from ..domain.container import (
     SpecUpdated,
     Touched,
 )
-from ..errors import DataLoss
+from ..errors import DataLoss, FailedPrecondition
 from ..persistence.log import decode_event
+from ..persistence.sqlite import write_transaction
 from ..persistence.transcoder import packb, unpackb
-from .current import CurrentStateView, from_micros
+from .current import CurrentStateView, from_micros, no_gc
+from .runner import View, read_log
 from .statuscols import STATUS_COLUMN_TYPES, STATUS_COLUMNS, columns_of, status_of
 from .temporal import AuditView, TemporalView
 
-__all__ = ["BulkBuilder", "bulk_capable", "create_tables", "view_tables"]
+__all__ = [
+    "BULK_BATCH", "BulkBuilder", "build_in_bulk", "bulk_capable", "create_tables", "install_built", "view_tables",
+]
 
+BULK_BATCH = 20_000  # events read, applied and committed at a time
 FLUSH_ROWS = 20_000
 FLUSH_CONTAINERS = 1_000  # a containers row carries its spec (kilobytes): a few at a time
 
@@ -68,26 +75,64 @@ FLUSH_CONTAINERS = 1_000  # a containers row carries its spec (kilobytes): a few
 
 _DEFAULT_STATUS = tuple(default for _, default in STATUS_COLUMN_TYPES.values())
 
-_CONTAINERS = ("namespace", "id", "version", "incarnation", "image", "runtime_name", "runtime_options",
-               "spec_type_url", "spec_value", "snapshotter", "snapshot_key", "sandbox", "labels", "extensions",
-               "created_at", "updated_at", *STATUS_COLUMNS)
-_VERSIONS = ("namespace", "id", "version", "incarnation", "from_pos", "to_pos", "from_time", "to_time", "image",
-             "runtime_name", "runtime_options", "spec_pos", "snapshotter", "snapshot_key", "sandbox", "labels",
-             "extensions", "created_at", "updated_at", *STATUS_COLUMNS)
-_SPANS_COLS = ("namespace", "key", "value", "id", "from_pos", "to_pos", "from_time", "to_time")
+# Each table's columns: those every row gives, then groups that a row gives only when they are not
+# their usual value (an open version has no end yet; most containers have no runtime options and their
+# status is the default). A row leaves a group out by writing it as SQL literals instead of parameters:
+# a None or a bytes parameter costs the sqlite3 module ~0.3 µs each (its adapter lookup); a literal, nothing.
+_Group = tuple[tuple[str, ...], tuple[Any, ...]]  # (columns, their usual values)
+_OPEN: _Group = (("to_pos", "to_time"), (None, None))
+_NO_OPTIONS: _Group = (("runtime_options",), (None,))
+_STATUS_GROUP: _Group = (STATUS_COLUMNS, _DEFAULT_STATUS)
+
+_CONTAINERS = ("namespace", "id", "version", "incarnation", "image", "runtime_name", "spec_type_url", "spec_value",
+               "snapshotter", "snapshot_key", "sandbox", "labels", "extensions", "created_at", "updated_at")
+_VERSIONS = ("namespace", "id", "version", "incarnation", "from_pos", "from_time", "image", "runtime_name",
+             "spec_pos", "snapshotter", "snapshot_key", "sandbox", "labels", "extensions", "created_at", "updated_at")
+_SPANS_COLS = ("namespace", "key", "value", "id", "from_pos", "from_time")
 _AUDIT = ("position", "recorded_at", "namespace", "id", "version", "kind", "actor", "reason", "correlation_id",
           "fieldpaths", "client")
 
-# table -> (its columns as written, the staging table its rows go through first (None: written directly),
-#           the key order the staged rows are copied in)
-_TABLES: dict[str, tuple[tuple[str, ...], str | None, str]] = {
-    "containers": (_CONTAINERS, None, ""),
-    "labels": (("namespace", "id", "key", "value"), None, ""),
-    "namespaces": (("name",), None, ""),
-    "versions": (_VERSIONS, None, ""),
-    "label_spans": (_SPANS_COLS, "bulk_label_spans", "namespace, key, value, id, from_pos"),
-    "audit": (_AUDIT, "bulk_audit", "position"),
+# table -> (the columns every row gives, its optional groups (bit i of a row's variant: it gives group i),
+#           the staging table its rows go through first (None: written directly), the key order they are
+#           copied in from there)
+_TABLES: dict[str, tuple[tuple[str, ...], tuple[_Group, ...], str | None, str]] = {
+    "containers": (_CONTAINERS, (_NO_OPTIONS, _STATUS_GROUP), None, ""),
+    "labels": (("namespace", "id", "key", "value"), (), None, ""),
+    "namespaces": (("name",), (), None, ""),
+    "versions": (_VERSIONS, (_OPEN, _NO_OPTIONS, _STATUS_GROUP), None, ""),
+    "label_spans": (_SPANS_COLS, (_OPEN,), "bulk_label_spans", "namespace, key, value, id, from_pos"),
+    "audit": (_AUDIT, (), "bulk_audit", "position"),
 }
+
+
+def _blob(value: Any) -> bytearray:
+    """``packb(value)``, as the bytearray the sqlite3 module binds without its adapter lookup (a BLOB
+    either way)."""
+    return bytearray(packb(value))
+
+
+def _columns(table: str) -> tuple[str, ...]:
+    fixed, groups = _TABLES[table][:2]
+    return fixed + tuple(c for columns, _ in groups for c in columns)
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return str(int(value))
+
+
+def _insert(table: str, variant: int) -> str:
+    """The INSERT of ``table``'s rows of ``variant`` (see ``_TABLES``)."""
+    fixed, groups, staged, _ = _TABLES[table]
+    values = ["?"] * len(fixed)
+    for i, (columns, usual) in enumerate(groups):
+        values += ["?"] * len(columns) if variant >> i & 1 else [_literal(v) for v in usual]
+    return f"INSERT INTO {staged or table}({', '.join(_columns(table))}) VALUES ({', '.join(values)})"
+
+
 _OF_VIEW = {
     CurrentStateView.name: ("containers", "labels", "namespaces"),
     TemporalView.name: ("versions", "label_spans"),
@@ -109,10 +154,10 @@ def create_tables(target: sqlite3.Connection, ddl: Sequence[tuple[str, str, str]
         if kind == "table":
             target.execute(f'DROP TABLE IF EXISTS "{table}"')
             target.execute(sql)
-            staged = _TABLES[table][1] if table in _TABLES else None
+            staged = _TABLES[table][2] if table in _TABLES else None
             if staged is not None:
                 target.execute(f"DROP TABLE IF EXISTS {staged}")
-                target.execute(f"CREATE TABLE {staged} ({', '.join(_TABLES[table][0])})")
+                target.execute(f"CREATE TABLE {staged} ({', '.join(_columns(table))})")
         else:
             indexes.append(sql)
     return indexes
@@ -138,12 +183,14 @@ class BulkBuilder:
         self._s: list[Any] | None = None  # the state of the stream being read (None: no live container)
         self._fieldpaths: dict[tuple[str, ...], str] = {}
         self._classes: dict[str, type] = {}
-        self._rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in self.tables}
-        self._sql = {}
+        # rows by (table, variant), each variant's own INSERT
+        self._rows: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
         for table in self.tables:
-            columns, staged = _TABLES[table][:2]
-            self._sql[table] = (f"INSERT INTO {staged or table}({', '.join(columns)}) "
-                                f"VALUES ({', '.join('?' * len(columns))})")
+            for variant in range(1 << len(_TABLES[table][1])):
+                self._rows[table, variant] = []
+        self._sql = {key: _insert(*key) for key in self._rows}
+        self._audit = self._rows.get(("audit", 0))
+        self._spans = (self._rows["label_spans", 0], self._rows["label_spans", 1]) if self.temporal else None
         self._handlers = {
             Created: self._created,
             LabelsChanged: self._labels_changed,
@@ -161,7 +208,7 @@ class BulkBuilder:
         """Apply stored events ``(position, stream, version, topic, state)``, each exactly once, each
         stream's in version order and the streams one after the other (``ORDER BY`` the stream)."""
         handlers = self._handlers
-        audit = self._rows.get("audit")
+        audit = self._audit
         to_plain = self.mapper.to_plain_state  # type: ignore[attr-defined]
         for pos, stream, version, topic, state in rows:
             if stream != self._stream:
@@ -194,9 +241,9 @@ class BulkBuilder:
             elif cls in STATUS_EVENT_CLASSES:
                 self._status_changed(decode_event(self.mapper, pos, stream, version, topic, state), pos, version,
                                      ts)
-        for table, buffered in self._rows.items():
-            if len(buffered) >= (FLUSH_CONTAINERS if table == "containers" else FLUSH_ROWS):
-                self._flush(table)
+        for key, buffered in self._rows.items():
+            if len(buffered) >= (FLUSH_CONTAINERS if key[0] == "containers" else FLUSH_ROWS):
+                self._flush(key)
 
     def finish(self, indexes: Sequence[str]) -> None:
         """Write what is still open (the last stream), the namespaces, the staged tables in key order,
@@ -204,22 +251,22 @@ class BulkBuilder:
         self._end_stream()
         self._stream = None
         if self.current:
-            self._rows["namespaces"].extend((n,) for n in sorted(self.namespaces))
-        for table in self._rows:
-            self._flush(table)
+            self._rows["namespaces", 0].extend((n,) for n in sorted(self.namespaces))
+        for key in self._rows:
+            self._flush(key)
         for table in self.tables:
-            columns, staged, order = _TABLES[table]
+            _, _, staged, order = _TABLES[table]
             if staged is not None:
-                cols = ", ".join(columns)
+                cols = ", ".join(_columns(table))
                 self.conn.execute(f"INSERT INTO {table}({cols}) SELECT {cols} FROM {staged} ORDER BY {order}")
                 self.conn.execute(f"DROP TABLE {staged}")
         for sql in indexes:
             self.conn.execute(sql)
 
-    def _flush(self, table: str) -> None:
-        rows = self._rows[table]
+    def _flush(self, key: tuple[str, int]) -> None:
+        rows = self._rows[key]
         if rows:
-            self.conn.executemany(self._sql[table], rows)
+            self.conn.executemany(self._sql[key], rows)
             rows.clear()
 
     # -- writing ------------------------------------------------------------------------------------
@@ -232,11 +279,17 @@ class BulkBuilder:
         self._s = None
         if self.current:
             ns, cid = self._key
-            self._rows["containers"].append((
-                ns, cid, s[_VER], s[_INC], s[_IMAGE], s[_RT_NAME], s[_RT_OPTS], s[_SPEC_URL], s[_SPEC_VALUE],
-                s[_SNAPSHOTTER], s[_SNAPSHOT_KEY], s[_SANDBOX], s[_LABELS], s[_EXT], s[_CREATED], s[_UPDATED],
-                *s[_STATUS]))
-            self._rows["labels"].extend((ns, cid, k, v) for k, (v, _, _) in sorted(s[_SPANS].items()))
+            row = (ns, cid, s[_VER], s[_INC], s[_IMAGE], s[_RT_NAME], s[_SPEC_URL], s[_SPEC_VALUE], s[_SNAPSHOTTER],
+                   s[_SNAPSHOT_KEY], s[_SANDBOX], s[_LABELS], s[_EXT], s[_CREATED], s[_UPDATED])
+            variant = 0
+            if s[_RT_OPTS] is not None:
+                row += (s[_RT_OPTS],)
+                variant |= 1
+            if s[_STATUS] is not _DEFAULT_STATUS:
+                row += s[_STATUS]
+                variant |= 2
+            self._rows["containers", variant].append(row)
+            self._rows["labels", 0].extend((ns, cid, k, v) for k, (v, _, _) in sorted(s[_SPANS].items()))
         self._close(s, None, None)
         self._close_spans(s[_SPANS], list(s[_SPANS]), None, None)
 
@@ -245,20 +298,36 @@ class BulkBuilder:
         if not self.temporal:
             return
         ns, cid = self._key
-        self._rows["versions"].append((
-            ns, cid, s[_VER], s[_INC], s[_FROM_POS], pos, s[_FROM_TIME], ts, s[_IMAGE], s[_RT_NAME], s[_RT_OPTS],
-            s[_SPEC_POS], s[_SNAPSHOTTER], s[_SNAPSHOT_KEY], s[_SANDBOX], s[_LABELS], s[_EXT], s[_CREATED],
-            s[_UPDATED], *s[_STATUS]))
+        row = (ns, cid, s[_VER], s[_INC], s[_FROM_POS], s[_FROM_TIME], s[_IMAGE], s[_RT_NAME], s[_SPEC_POS],
+               s[_SNAPSHOTTER], s[_SNAPSHOT_KEY], s[_SANDBOX], s[_LABELS], s[_EXT], s[_CREATED], s[_UPDATED])
+        variant = 0
+        if pos is not None:
+            row += (pos, ts)
+            variant = 1
+        if s[_RT_OPTS] is not None:
+            row += (s[_RT_OPTS],)
+            variant |= 2
+        if s[_STATUS] is not _DEFAULT_STATUS:
+            row += s[_STATUS]
+            variant |= 4
+        self._rows["versions", variant].append(row)
 
     def _close_spans(self, spans: dict[str, tuple[str, int, int]], keys: Iterable[str], pos: int | None,
                      ts: int | None) -> None:
         if not self.temporal:
             return
         ns, cid = self._key
-        out = self._rows["label_spans"]
-        for k in keys:
-            value, from_pos, from_time = spans[k]
-            out.append((ns, k, value, cid, from_pos, pos, from_time, ts))
+        assert self._spans is not None
+        if pos is None:
+            out = self._spans[0]
+            for k in keys:
+                value, from_pos, from_time = spans[k]
+                out.append((ns, k, value, cid, from_pos, from_time))
+        else:
+            out = self._spans[1]
+            for k in keys:
+                value, from_pos, from_time = spans[k]
+                out.append((ns, k, value, cid, from_pos, from_time, pos, ts))
 
     def _next(self, pos: int, version: int, ts: int, touch: bool = True) -> list[Any] | None:
         """Close the open version of the stream and start the next (the caller then changes it)."""
@@ -287,7 +356,7 @@ class BulkBuilder:
         self._s = [
             incarnation, version, d["image"], runtime.name,
             None if runtime.options is None else packb(runtime.options), pos, spec.type_url, spec.value,
-            d["snapshotter"], d["snapshot_key"], d["sandbox"], packb(labels), packb(dict(d["extensions"])), ts, ts,
+            d["snapshotter"], d["snapshot_key"], d["sandbox"], _blob(labels), _blob(dict(d["extensions"])), ts, ts,
             pos, ts, _DEFAULT_STATUS, {k: (v, pos, ts) for k, v in labels.items()},
         ]
 
@@ -302,7 +371,7 @@ class BulkBuilder:
             spans.pop(k, None)
         for k, v in changed.items():
             spans[k] = (v, pos, ts)
-        s[_LABELS] = packb({k: v for k, (v, _, _) in spans.items()})
+        s[_LABELS] = _blob({k: v for k, (v, _, _) in spans.items()})
 
     def _image_changed(self, d: dict[str, Any], pos: int, version: int, ts: int) -> None:
         s = self._next(pos, version, ts)
@@ -328,7 +397,7 @@ class BulkBuilder:
         for k in d["removed"]:
             extensions.pop(k, None)
         extensions.update(d["set"])
-        s[_EXT] = packb(extensions)
+        s[_EXT] = _blob(extensions)
 
     def _touched(self, d: dict[str, Any], pos: int, version: int, ts: int) -> None:
         self._next(pos, version, ts)
@@ -344,6 +413,117 @@ class BulkBuilder:
         if s is not None:
             columns = columns_of(e.next_status(status_of(s[_STATUS], from_micros(s[_CREATED]))))
             s[_STATUS] = tuple(columns[c] for c in STATUS_COLUMNS)
+
+
+# -- building into a scratch file, and installing it ----------------------------------------------------
+
+
+def open_scratch(path: str | os.PathLike[str], like: sqlite3.Connection) -> sqlite3.Connection:
+    """A scratch file for a bulk build, with the page size of the store ``like`` (so its b-trees are
+    copied as they are): no journal, no syncs (it is built again from scratch if anything fails)."""
+    conn = sqlite3.connect(os.fspath(path), isolation_level=None, timeout=30)
+    conn.execute(f"PRAGMA page_size={int(like.execute('PRAGMA page_size').fetchone()[0])}")
+    conn.execute("PRAGMA journal_mode=OFF")
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: also what SQLite's sorter buffers, per sort
+    conn.execute("CREATE TABLE IF NOT EXISTS ctrledger_meta (key TEXT PRIMARY KEY, value TEXT)")
+    conn.execute("CREATE TABLE IF NOT EXISTS ctrledger_tracking (view TEXT PRIMARY KEY, position INTEGER NOT NULL)")
+    return conn
+
+
+def build_in_bulk(
+    log: sqlite3.Connection,
+    scratch: str | os.PathLike[str],
+    views: Sequence[View],
+    mapper: Mapper[Any],
+    upto: int,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    batch: int = BULK_BATCH,
+    each_batch: Callable[[sqlite3.Cursor, int], None] | None = None,
+) -> int:
+    """Build the tables of ``views`` from the events of ``log`` up to position ``upto`` in a new
+    file ``scratch``, with the store's own DDL (read from ``log``, a connection to the store's file in a
+    read transaction) and the views' tracking positions at ``upto``: one pass over the log in stream
+    order. After each batch (in its transaction on the scratch file) ``each_batch(cursor, events done)``,
+    then ``progress(done, total)``. Returns the number of events."""
+    names = [view.name for view in views]
+    tables = view_tables(names)
+    ddl = log.execute(
+        f"SELECT type, tbl_name, sql FROM sqlite_master WHERE tbl_name IN ({', '.join('?' * len(tables))}) "
+        "AND sql IS NOT NULL ORDER BY type = 'index', name", tables).fetchall()
+    missing = set(tables) - {t for kind, t, _ in ddl if kind == "table"}
+    if missing:
+        raise FailedPrecondition(f"the store has no table {sorted(missing)} to build: failed precondition")
+    head = int(log.execute("SELECT COALESCE(MAX(rowid), 0) FROM stored_events").fetchone()[0])
+    total = int(log.execute("SELECT COUNT(*) FROM stored_events WHERE rowid <= ?", (upto,)).fetchone()[0])
+    # Stream order (the log's unique index): a container's events one after the other.
+    cursor = log.execute("SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
+                         "ORDER BY originator_id, originator_version")
+    done = 0
+    target = open_scratch(scratch, log)
+    try:
+        indexes = create_tables(target, ddl)
+        builder = BulkBuilder(target, names, mapper)
+        with no_gc():  # nothing built here is in a cycle: a full collection is wasted
+            while rows := cursor.fetchmany(batch):
+                if head > upto:  # (the unique index has no position: events after upto are left out here)
+                    rows = [r for r in rows if r[0] <= upto]
+                with write_transaction(target) as cur:
+                    builder.apply(rows)
+                    done += len(rows)
+                    if each_batch is not None:
+                        each_batch(cur, done)
+                if progress is not None:
+                    progress(done, total)
+            with write_transaction(target) as cur:
+                builder.finish(indexes)
+                cur.executemany("INSERT INTO ctrledger_tracking(view, position) VALUES (?, ?)",
+                                [(name, upto) for name in names if upto > 0])  # an empty log: no position
+    finally:
+        target.close()
+    return done
+
+
+def _table_columns(conn: sqlite3.Connection, schema: str, table: str) -> list[str]:
+    return [r[1] for r in conn.execute(f"PRAGMA {schema}.table_info({table})")]
+
+
+def install_built(conn: sqlite3.Connection, scratch: str | os.PathLike[str], views: Sequence[View],
+                  mapper: Mapper[Any], upto: int) -> int:
+    """Replace the tables and tracking positions of ``views`` in ``conn``'s file (at ``upto``) with those
+    built in ``scratch``, and apply the events appended since ``upto``, in one ``BEGIN IMMEDIATE``
+    transaction on ``conn`` (readers see the old tables until it commits). Each table is emptied and
+    refilled with ``INSERT ... SELECT *`` from an identical table: SQLite transfers its b-trees and
+    indexes as they are. Returns the number of events applied since ``upto``."""
+    names = [view.name for view in views]
+    tables = [t for view in views for t in view.tables]
+    caught_up = 0
+    conn.execute("ATTACH DATABASE ? AS rebuilt", (os.fspath(scratch),))
+    try:
+        with write_transaction(conn) as cur:
+            for table in tables:
+                live, new = _table_columns(conn, "main", table), _table_columns(conn, "rebuilt", table)
+                if live != new:
+                    raise FailedPrecondition(f"table {table} has columns {live} in the store but {new} in the "
+                                             "rebuilt model: failed precondition")
+                cur.execute(f"DELETE FROM main.{table}")
+                cur.execute(f"INSERT INTO main.{table} SELECT * FROM rebuilt.{table}")
+                want = cur.execute(f"SELECT COUNT(*) FROM rebuilt.{table}").fetchone()[0]
+                got = cur.execute(f"SELECT COUNT(*) FROM main.{table}").fetchone()[0]
+                if got != want:
+                    raise FailedPrecondition(f"copying {table} gave {got} rows, not {want}: failed precondition")
+            marks = ", ".join("?" * len(names))
+            cur.execute(f"DELETE FROM main.ctrledger_tracking WHERE view IN ({marks})", names)
+            cur.execute(f"INSERT INTO main.ctrledger_tracking(view, position) SELECT view, position "
+                        f"FROM rebuilt.ctrledger_tracking WHERE view IN ({marks})", names)
+            for events, positions in read_log(cur, mapper, upto):
+                for view in views:
+                    view.process(cur, events, positions)
+                caught_up += len(events)
+    finally:
+        conn.execute("DETACH DATABASE rebuilt")
+    return caught_up
 
 
 def bulk_capable(views: Iterable[Any]) -> bool:

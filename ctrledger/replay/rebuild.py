@@ -41,7 +41,7 @@ from eventsourcing.persistence import Mapper
 from ..errors import FailedPrecondition
 from ..persistence.log import log_head
 from ..persistence.sqlite import read_only_connection, write_transaction
-from ..projections.bulk import BulkBuilder, bulk_capable, create_tables, view_tables
+from ..projections.bulk import BULK_BATCH, build_in_bulk, bulk_capable, install_built
 from ..projections.current import no_gc, tracked_position
 from ..projections.runner import View, read_log
 from ..projections.schema import ensure_schema
@@ -242,11 +242,11 @@ def _columns(conn: sqlite3.Connection, schema: str, table: str) -> list[str]:
     return [r[1] for r in conn.execute(f"PRAGMA {schema}.table_info({table})")]
 
 
-def rebuild(source: Source, progress: Progress | None = None, *, batch: int = BATCH) -> int:
+def rebuild(source: Source, progress: Progress | None = None, *, batch: int | None = None) -> int:
     """Rebuild every read model of ``store`` from its log and swap it in (see the module docstring).
 
-    ``progress(done, total)`` is called after each batch (``progress.TerminalProgress``
-    draws a bar). Returns the number of log events the new read model was built from,
+    ``progress(done, total)`` is called after each batch of ``batch`` events (``BULK_BATCH`` in
+    bulk, ``BATCH`` event by event; ``progress.TerminalProgress`` draws a bar). Returns the number of log events the new read model was built from,
     counting those applied before an interruption. Safe to interrupt at any point: a
     ``KeyboardInterrupt`` leaves the live model as it was and removes the scratch file.
     """
@@ -261,82 +261,28 @@ def rebuild(source: Source, progress: Progress | None = None, *, batch: int = BA
         raise
 
 
-def _rebuild(store: Any, scratch: Path, progress: Progress | None, batch: int) -> int:
+def _rebuild(store: Any, scratch: Path, progress: Progress | None, batch: int | None) -> int:
     views = list(store.views)
     if not bulk_capable(views):
-        return _rebuild_by_event(store, views, scratch, progress, batch)
+        return _rebuild_by_event(store, views, scratch, progress, batch or BATCH)
     synced(store)
     remove_database(scratch)  # an interrupted bulk build is not resumed: it starts over
-    with closing(read_only(store.path)) as log:
+
+    def done_so_far(cur: sqlite3.Cursor, done: int) -> None:
+        _set_meta(cur, "rebuild_events", str(done))
+
+    with closing(read_only(store.path)) as log:  # a failure here leaves the scratch file (pending_rebuild)
         log.execute("BEGIN")
         upto = log_head(log)
-        with closing(open_bulk_scratch(scratch, log)) as target:
-            events = build_bulk(log, target, views, store.mapper, upto, progress=progress, batch=batch)
+        events = build_in_bulk(log, scratch, views, store.mapper, upto, progress=progress,
+                               batch=batch or BULK_BATCH, each_batch=done_so_far)
         log.execute("COMMIT")
     try:
-        events += _swap(store, views, scratch, upto)
+        with store.synced() as conn:
+            events += install_built(conn, scratch, views, store.mapper, upto)
     finally:
         remove_database(scratch)
     return events
-
-
-def open_bulk_scratch(path: str | os.PathLike[str], like: sqlite3.Connection) -> sqlite3.Connection:
-    """A scratch file for a bulk build, with the page size of the store ``like`` (so its b-trees are
-    copied as they are): no journal, no syncs (it is built again from scratch if anything fails)."""
-    conn = sqlite3.connect(os.fspath(path), isolation_level=None, timeout=30)
-    conn.execute(f"PRAGMA page_size={int(like.execute('PRAGMA page_size').fetchone()[0])}")
-    conn.execute("PRAGMA journal_mode=OFF")
-    conn.execute("PRAGMA synchronous=OFF")
-    conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: also what SQLite's sorter buffers, per sort
-    conn.execute("CREATE TABLE IF NOT EXISTS ctrledger_meta (key TEXT PRIMARY KEY, value TEXT)")
-    conn.execute("CREATE TABLE IF NOT EXISTS ctrledger_tracking (view TEXT PRIMARY KEY, position INTEGER NOT NULL)")
-    return conn
-
-
-def build_bulk(
-    log: sqlite3.Connection,
-    target: sqlite3.Connection,
-    views: Sequence[View],
-    mapper: Mapper[Any],
-    upto: int,
-    *,
-    progress: Progress | None = None,
-    batch: int = BATCH,
-) -> int:
-    """Build the tables of ``views`` for the events of ``log`` up to ``upto`` (the head of ``log``'s
-    read transaction) in ``target``, with the store's DDL and the views' tracking positions at ``upto``
-    (``projections.bulk``: one pass over the log in stream order, each event decoded once). Records
-    ``rebuild_events`` in ``target``'s ``ctrledger_meta`` after each batch; returns the number of events."""
-    names = [view.name for view in views]
-    tables = view_tables(names)
-    ddl = log.execute(
-        f"SELECT type, tbl_name, sql FROM sqlite_master WHERE tbl_name IN ({', '.join('?' * len(tables))}) "
-        "AND sql IS NOT NULL ORDER BY type = 'index', name", tables).fetchall()
-    missing = set(tables) - {t for kind, t, _ in ddl if kind == "table"}
-    if missing:
-        raise FailedPrecondition(f"the store has no table {sorted(missing)} to rebuild: failed precondition")
-    indexes = create_tables(target, ddl)
-    builder = BulkBuilder(target, names, mapper)
-    total = int(log.execute("SELECT COUNT(*) FROM stored_events WHERE rowid <= ?", (upto,)).fetchone()[0])
-    # Stream order (the log's unique index): a container's events one after the other. The read
-    # transaction's snapshot ends at ``upto``.
-    cursor = log.execute(
-        "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
-        "ORDER BY originator_id, originator_version")
-    done = 0
-    with no_gc():  # nothing built here is in a cycle: a full collection is wasted
-        while rows := cursor.fetchmany(batch):
-            with write_transaction(target) as cur:
-                builder.apply(rows)
-                done += len(rows)
-                _set_meta(cur, "rebuild_events", str(done))
-            if progress is not None:
-                progress(done, total)
-        with write_transaction(target) as cur:
-            builder.finish(indexes)
-            cur.executemany("INSERT INTO ctrledger_tracking(view, position) VALUES (?, ?)",
-                            [(name, upto) for name in names if upto > 0])  # an empty log: no position
-    return done
 
 
 def _rebuild_by_event(store: Any, views: list[View], scratch: Path, progress: Progress | None, batch: int) -> int:
@@ -367,24 +313,6 @@ def _rebuild_by_event(store: Any, views: list[View], scratch: Path, progress: Pr
     return events
 
 
-def _checked_and_caught_up(
-    cur: sqlite3.Cursor, store: Replayable, views: Sequence[View], upto: int, counts: dict[str, int]
-) -> int:
-    """The end of a swap, in its transaction: every live table holds the rows copied into it
-    (else ``FailedPrecondition``, and the swap rolls back), then the events written since
-    ``upto`` are applied; returns how many."""
-    for table, want in counts.items():
-        got = cur.execute(f"SELECT COUNT(*) FROM main.{table}").fetchone()[0]
-        if got != want:
-            raise FailedPrecondition(f"copying {table} gave {got} rows, not {want}: failed precondition")
-    caught_up = 0
-    for events, positions in read_log(cur, store.mapper, upto):
-        for view in views:
-            view.process(cur, events, positions)
-        caught_up += len(events)
-    return caught_up
-
-
 def _check_scratch(target: sqlite3.Connection, views: Sequence[View], upto: int) -> None:
     result = target.execute("PRAGMA quick_check").fetchone()[0]
     if result != "ok":
@@ -399,28 +327,5 @@ def _check_scratch(target: sqlite3.Connection, views: Sequence[View], upto: int)
 
 def _swap(store: Replayable, views: Sequence[View], scratch: Path, upto: int) -> int:
     """Copy the scratch tables over the live ones, and apply the events since ``upto``, in one transaction."""
-    names = [view.name for view in views]
-    tables = [t for view in views for t in view.tables]
-    caught_up = 0
     with store.synced() as conn:
-        conn.execute("ATTACH DATABASE ? AS rebuilt", (str(scratch),))
-        try:
-            with write_transaction(conn) as cur:
-                for table in tables:
-                    live, new = _columns(conn, "main", table), _columns(conn, "rebuilt", table)
-                    if live != new:
-                        raise FailedPrecondition(
-                            f"table {table} has columns {live} in the store but {new} in the rebuilt model: "
-                            "failed precondition")
-                    cur.execute(f"DELETE FROM main.{table}")
-                    cur.execute(f"INSERT INTO main.{table} SELECT * FROM rebuilt.{table}")
-                marks = ", ".join("?" * len(names))
-                cur.execute(f"DELETE FROM main.ctrledger_tracking WHERE view IN ({marks})", names)
-                cur.execute(
-                    f"INSERT INTO main.ctrledger_tracking(view, position) SELECT view, position "
-                    f"FROM rebuilt.ctrledger_tracking WHERE view IN ({marks})", names)
-                counts = {t: cur.execute(f"SELECT COUNT(*) FROM rebuilt.{t}").fetchone()[0] for t in tables}
-                caught_up = _checked_and_caught_up(cur, store, views, upto, counts)
-        finally:
-            conn.execute("DETACH DATABASE rebuilt")
-    return caught_up
+        return install_built(conn, scratch, views, store.mapper, upto)
