@@ -13,7 +13,10 @@ over all of them, as ``benchmarks/history.py`` builds them):
 2. ``export`` it to an archive;
 3. ``import_`` the archive into a fresh store (log, hashes and every read model);
 4. ``export`` that store (the figure reported as *export*);
-5. ``rebuild`` its read models (build into a scratch file, check, swap in).
+5. ``rebuild`` its read models (build into a scratch file, check, swap in);
+
+and, before 3, *catch-up*: open a copy of the bare log, whose views are all behind by the
+whole log (they catch up on open, in bulk).
 
 Steps 2 to 5 each run in a subprocess of their own, which reports its peak RSS (the
 kernel's high-water mark of the process, ``VmHWM``; ``resource.getrusage`` where there is
@@ -26,7 +29,8 @@ on the next run (building the 1M-event log takes minutes; it is the same log eve
 a fixed seed).
 
 Targets (from the project's issue): export >= 150k events/s, import >= 25k events/s,
-rebuild >= 30k events/s, each with peak RSS <= 300 MB, and RSS flat as the log grows.
+rebuild >= 30k events/s, catch-up >= 30k events/s (the rebuild's rate), each with peak RSS
+<= 300 MB, and RSS flat as the log grows. Each is printed beside its figure.
 The load of the machine (``os.getloadavg``) is printed before and after each step.
 """
 
@@ -37,6 +41,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -130,6 +135,9 @@ def step(name: str, a: str, b: str) -> dict[str, Any]:
     elif name == "rebuild":
         with ctrledger.open(a) as store:
             events = rebuild(store)
+    elif name == "catch-up":  # a copy of the bare log: every view is behind by the whole log
+        with ctrledger.open(b) as store:
+            events = store.position
     else:
         raise SystemExit(f"unknown step {name}")
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
@@ -177,6 +185,10 @@ def run_size(events: int, directory: Path, fixtures: Path | None = None) -> dict
         out["export_bare_log"] = measure("export-log", log, archive)
     else:
         out["build_s"] = "reused"
+    caught_up = directory / f"{events}-caught-up.db"
+    shutil.copyfile(log, caught_up)
+    out["catch_up"] = measure("catch-up", log, caught_up)
+    caught_up.unlink()
     out["import"] = measure("import", archive, store)
     out["export"] = measure("export", store, again)
     out["rebuild"] = measure("rebuild", store, store)
@@ -209,14 +221,18 @@ def main() -> int:
         results = [run_size(n, Path(d), fixtures) for n in sizes]
     print(json.dumps(results, indent=2))
     big, small = results[-1], results[0]
-    targets = [
-        ("export >= 150k events/s", big["export"]["events_per_s"] >= 150_000),
-        ("import >= 25k events/s", big["import"]["events_per_s"] >= 25_000),
-        ("rebuild >= 30k events/s", big["rebuild"]["events_per_s"] >= 30_000),
-        *((f"{s} peak RSS <= 300 MB", big[s]["peak_rss_mb"] <= 300) for s in ("export", "import", "rebuild")),
-        *((f"{s} RSS flat (largest <= 1.25x smallest + 20 MB)",
-           big[s]["peak_rss_mb"] <= 1.25 * small[s]["peak_rss_mb"] + 20) for s in ("export", "import", "rebuild")),
-    ]
+    rate = {"export": 150_000, "import": 25_000, "rebuild": 30_000, "catch_up": 30_000}
+    targets: list[tuple[str, bool]] = []
+    for step_name, want in rate.items():
+        got = big[step_name]
+        targets.append((f"{step_name} >= {want // 1000}k events/s at {big['events']:,}: {got['events_per_s']:,}/s "
+                        f"(CPU {got['cpu_events_per_s']:,}/s, load {got['load_before_after'][1][0]})",
+                        got["events_per_s"] >= want))
+    for step_name in rate:
+        peak, first = big[step_name]["peak_rss_mb"], small[step_name]["peak_rss_mb"]
+        targets.append((f"{step_name} peak RSS <= 300 MB: {peak} MB", peak <= 300))
+        targets.append((f"{step_name} RSS flat (largest <= 1.25x smallest + 20 MB): {first} -> {peak} MB",
+                        peak <= 1.25 * first + 20))
     for name, ok in targets:
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
     if args.json:

@@ -66,6 +66,31 @@ def test_a_lost_read_model_is_caught_up_on_open(store: ctrledger.Store, db_path:
         assert again.get("c4", namespace="ns1").image == "again"
 
 
+def test_views_far_behind_the_log_catch_up_in_bulk_to_the_rows_the_views_write(
+    store: ctrledger.Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ctrledger.projections import bulk
+
+    busy_history(store)
+    store.close()
+    before = dump(db_path)
+    conn = sqlite3.connect(db_path)  # the history views lost (a handle with history=False wrote it all)
+    conn.executescript("DELETE FROM versions; DELETE FROM label_spans; DELETE FROM audit; "
+                       "DELETE FROM ctrledger_tracking WHERE view != 'current';")
+    conn.close()
+    built: list[list[str]] = []
+    real = bulk.build_in_bulk
+    monkeypatch.setattr(bulk, "CATCH_UP_MIN", 10)  # (10k by default: this log is short)
+    monkeypatch.setattr(bulk, "build_in_bulk",
+                        lambda log, scratch, views, *a, **k: built.append([v.name for v in views]) or real(
+                            log, scratch, views, *a, **k))
+    with ctrledger.open(db_path) as again:
+        assert built == [["temporal", "audit"]]  # the current view was up to date: left as it was
+        assert dump(db_path) == before
+        assert [h.kind for h in again.history("c4", namespace="ns1")] == ["Created", "Deleted", "Created"]
+    assert not [p for p in db_path.parent.iterdir() if ".catch-up-" in p.name]  # no scratch file left
+
+
 def test_a_lagging_view_catches_up_inside_the_next_append(store: ctrledger.Store, db_path: Path) -> None:
     busy_history(store)
     wipe(db_path, tracking="UPDATE ctrledger_tracking SET position = 0;")

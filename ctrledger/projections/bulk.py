@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ from ..domain.container import (
 )
 from ..errors import DataLoss, FailedPrecondition
 from ..persistence.log import decode_event
-from ..persistence.sqlite import write_transaction
+from ..persistence.sqlite import read_only_connection, write_transaction
 from ..persistence.transcoder import packb, unpackb
 from .current import CurrentStateView, from_micros, no_gc
 from .runner import View, read_log
@@ -62,7 +63,8 @@ from .statuscols import STATUS_COLUMN_TYPES, STATUS_COLUMNS, columns_of, status_
 from .temporal import AuditView, TemporalView
 
 __all__ = [
-    "BULK_BATCH", "BulkBuilder", "build_in_bulk", "bulk_capable", "create_tables", "install_built", "view_tables",
+    "BULK_BATCH", "BulkBuilder", "build_in_bulk", "bulk_capable", "catch_up_in_bulk", "create_tables",
+    "install_built", "view_tables",
 ]
 
 BULK_BATCH = 20_000  # events read, applied and committed at a time
@@ -490,12 +492,13 @@ def _table_columns(conn: sqlite3.Connection, schema: str, table: str) -> list[st
 
 
 def install_built(conn: sqlite3.Connection, scratch: str | os.PathLike[str], views: Sequence[View],
-                  mapper: Mapper[Any], upto: int) -> int:
+                  mapper: Mapper[Any], upto: int, through: int | None = None) -> int:
     """Replace the tables and tracking positions of ``views`` in ``conn``'s file (at ``upto``) with those
     built in ``scratch``, and apply the events appended since ``upto``, in one ``BEGIN IMMEDIATE``
     transaction on ``conn`` (readers see the old tables until it commits). Each table is emptied and
     refilled with ``INSERT ... SELECT *`` from an identical table: SQLite transfers its b-trees and
-    indexes as they are. Returns the number of events applied since ``upto``."""
+    indexes as they are. Returns the number of events applied since ``upto`` (up to ``through``, when
+    given)."""
     names = [view.name for view in views]
     tables = [t for view in views for t in view.tables]
     caught_up = 0
@@ -517,13 +520,51 @@ def install_built(conn: sqlite3.Connection, scratch: str | os.PathLike[str], vie
             cur.execute(f"DELETE FROM main.ctrledger_tracking WHERE view IN ({marks})", names)
             cur.execute(f"INSERT INTO main.ctrledger_tracking(view, position) SELECT view, position "
                         f"FROM rebuilt.ctrledger_tracking WHERE view IN ({marks})", names)
-            for events, positions in read_log(cur, mapper, upto):
+            for events, positions in read_log(cur, mapper, upto, None if through is None else through + 1):
                 for view in views:
                     view.process(cur, events, positions)
                 caught_up += len(events)
     finally:
         conn.execute("DETACH DATABASE rebuilt")
     return caught_up
+
+
+CATCH_UP_MIN = 10_000  # a view at least this far behind may catch up in bulk ...
+CATCH_UP_SHARE = 4  # ... when it lags by at least 1/4 of the log (a bulk build reads the whole log, ~8x faster)
+
+
+def catch_up_in_bulk(conn: sqlite3.Connection, views: Sequence[View], mapper: Mapper[Any], *,
+                     through: int | None = None) -> int:
+    """Bring the views that are far behind the log (``CATCH_UP_MIN``, ``CATCH_UP_SHARE``: a view that
+    was added or reset, or left behind by handles that did not keep it) up to it by building their
+    tables anew in bulk and installing them (``install_built``), instead of event by event. ``conn``
+    is the read model's connection to its file; ``through``: apply nothing after this position.
+    Returns the number of events the views caught up by (summed over them); 0 when none was that far
+    behind (``runner.catch_up`` then applies what is missing, event by event)."""
+    head = int(conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM stored_events").fetchone()[0])
+    limit = head if through is None else min(head, through)
+    tracked = dict(conn.execute("SELECT view, position FROM ctrledger_tracking").fetchall())
+    lagging = [v for v in views if bulk_capable([v]) and limit - int(tracked.get(v.name, 0)) >= CATCH_UP_MIN
+               and (limit - int(tracked.get(v.name, 0))) * CATCH_UP_SHARE >= limit]
+    if not lagging:
+        return 0
+    path = next(row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main")
+    fd, name = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=os.path.basename(path) + ".catch-up-")
+    os.close(fd)
+    scratch = Path(name)
+    try:
+        log = read_only_connection(path)
+        try:
+            log.execute("BEGIN")
+            head = int(log.execute("SELECT COALESCE(MAX(rowid), 0) FROM stored_events").fetchone()[0])
+            upto = head if through is None else min(head, through)
+            build_in_bulk(log, scratch, lagging, mapper, upto)
+        finally:
+            log.close()
+        install_built(conn, scratch, lagging, mapper, upto, through)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return sum(limit - int(tracked.get(v.name, 0)) for v in lagging)
 
 
 def bulk_capable(views: Iterable[Any]) -> bool:

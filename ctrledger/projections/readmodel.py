@@ -30,6 +30,7 @@ from ..errors import FailedPrecondition, Unavailable
 from ..persistence import integrity
 from ..persistence.log import Log
 from ..persistence.sqlite import lenient_text, read_only_connection, readonly_uri, write_transaction
+from .bulk import catch_up_in_bulk
 from .current import CurrentStateReader, CurrentStateView, from_micros
 from .runner import InlineRunner, View, catch_up
 from .schema import SCHEMA_VERSION, ensure_schema, schema_version
@@ -195,7 +196,7 @@ class ReadModel:
             return
         self.log.pull()
         with self.connection() as conn:
-            catch_up(conn, self.views, self.log.mapper, through=self._through(conn))
+            self._catch_up(conn)
 
     def catch_up_if_behind(self) -> None:
         """Another handle on this file may have written with history=False, leaving the
@@ -214,8 +215,14 @@ class ReadModel:
                 if behind is not None:
                     raise self._behind_error(behind)
             elif self._behind(conn) is not None:
-                catch_up(conn, self.views, self.log.mapper, through=self._through(conn))
+                self._catch_up(conn)
             self._checked_at = seen
+
+    def _catch_up(self, conn: sqlite3.Connection) -> None:
+        """A view far behind the log is built anew in bulk; then what any view lacks, event by event."""
+        through = self._through(conn)
+        catch_up_in_bulk(conn, self.views, self.log.mapper, through=through)
+        catch_up(conn, self.views, self.log.mapper, through=through)
 
     def _through(self, conn: sqlite3.Connection) -> int | None:
         """The last position the views may apply: an embedded log's last hashed event."""
