@@ -175,6 +175,7 @@ class BulkBuilder:
             raise ValueError(f"no bulk build for the view(s) {sorted(unknown)}")
         self.conn = conn
         self.mapper = mapper
+        self._decode = mapper.plain_decoder()  # type: ignore[attr-defined]
         self.current = CurrentStateView.name in self.views
         self.temporal = TemporalView.name in self.views
         self.audited = AuditView.name in self.views
@@ -211,7 +212,7 @@ class BulkBuilder:
         stream's in version order and the streams one after the other (``ORDER BY`` the stream)."""
         handlers = self._handlers
         audit = self._audit
-        to_plain = self.mapper.to_plain_state  # type: ignore[attr-defined]
+        to_plain = self._decode
         for pos, stream, version, topic, state in rows:
             if stream != self._stream:
                 self._end_stream()
@@ -225,12 +226,15 @@ class BulkBuilder:
             ts = d["timestamp"]
             if audit is not None:
                 a = d["audit"]
-                fieldpaths = tuple(a[3])
-                paths = self._fieldpaths.get(fieldpaths)
-                if paths is None:
-                    paths = json.dumps(a[3])
-                    if len(self._fieldpaths) < 4096:  # a few combinations recur: encode each once
-                        self._fieldpaths[fieldpaths] = paths
+                if a[3]:
+                    fieldpaths = tuple(a[3])
+                    paths = self._fieldpaths.get(fieldpaths)
+                    if paths is None:
+                        paths = json.dumps(a[3])
+                        if len(self._fieldpaths) < 4096:  # a few combinations recur: encode each once
+                            self._fieldpaths[fieldpaths] = paths
+                else:
+                    paths = "[]"
                 audit.append((pos, ts, self._key[0], self._key[1], version, cls.__name__, a[0], a[1], a[2], paths,
                               a[4]))
             handler = handlers.get(cls)
