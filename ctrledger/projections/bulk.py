@@ -149,9 +149,14 @@ def view_tables(views: Iterable[str]) -> list[str]:
 
 def create_tables(target: sqlite3.Connection, ddl: Sequence[tuple[str, str, str]]) -> list[str]:
     """Create the views' tables in ``target`` from the store's own DDL (``(type, table, sql)`` rows of
-    its ``sqlite_master``), without their indexes, and the staging tables; returns the index DDL,
-    for ``BulkBuilder.finish`` to run after the load (so the tables are exactly the store's)."""
-    indexes = []
+    its ``sqlite_master``, tables first) and the staging tables; returns the DDL of the indexes left
+    for ``BulkBuilder.finish`` to create after the load (so the tables are exactly the store's).
+
+    The indexes of ``containers`` and ``versions`` are created at once: their rows arrive in stream
+    order, which is (nearly) their indexes' order too, so each entry is appended, and a build after
+    the load would read the whole table (``containers`` carries the specs) once per index. The others'
+    entries would land at random: those are sorted once, after the load."""
+    later = []
     for kind, table, sql in ddl:
         if kind == "table":
             target.execute(f'DROP TABLE IF EXISTS "{table}"')
@@ -160,9 +165,11 @@ def create_tables(target: sqlite3.Connection, ddl: Sequence[tuple[str, str, str]
             if staged is not None:
                 target.execute(f"DROP TABLE IF EXISTS {staged}")
                 target.execute(f"CREATE TABLE {staged} ({', '.join(_columns(table))})")
+        elif table in ("containers", "versions"):
+            target.execute(sql)
         else:
-            indexes.append(sql)
-    return indexes
+            later.append(sql)
+    return later
 
 
 class BulkBuilder:

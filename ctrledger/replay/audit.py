@@ -10,10 +10,11 @@ checksum that does not match, a truncated file) is reported with its byte offset
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from ..persistence import integrity
 from ..persistence.integrity import Checkpoint, Problem, VerifyReport
-from .archive import ArchiveError, ArchiveReader
+from .archive import ArchiveError, ArchiveReader, Chunk
 
 __all__ = ["is_archive", "verify_archive_log"]
 
@@ -29,8 +30,16 @@ def is_archive(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def verify_archive_log(path: str | os.PathLike[str], checkpoint: Checkpoint | None = None) -> VerifyReport:
-    """Check an archive's events against its recorded chain hashes (and a checkpoint)."""
+def verify_archive_log(
+    path: str | os.PathLike[str], checkpoint: Checkpoint | None = None, *,
+    visit: Callable[[Chunk], None] | None = None, unreadable: bool = True,
+) -> VerifyReport:
+    """Check an archive's events against its recorded chain hashes (and a checkpoint).
+
+    ``visit(chunk)`` is called with each chunk as it is read (a caller's own checks, in the same
+    pass). A frame that cannot be read is a problem of the report, or with ``unreadable=False``
+    the ``ArchiveError`` itself, raised.
+    """
     problems: list[Problem] = []
     first = last = leaves = 0
     first_gap: int | None = None
@@ -50,6 +59,8 @@ def verify_archive_log(path: str | os.PathLike[str], checkpoint: Checkpoint | No
                 problems.append(Problem(0, "incomplete", "the archive does not start at the log's first event, "
                                                          "so it cannot be compared with a checkpoint"))
             for chunk in reader.chunks():
+                if visit is not None:
+                    visit(chunk)
                 for position, stream, version, topic, state, *_ in chunk.rows:
                     leaf = integrity.event_leaf(stream, int(version), topic, bytes(state))
                     chain = integrity.chain_hash(chain, int(position), leaf)
@@ -78,6 +89,8 @@ def verify_archive_log(path: str | os.PathLike[str], checkpoint: Checkpoint | No
                         f"(position {last}): an event was changed, removed, added or moved",
                     ))
     except ArchiveError as e:
+        if not unreadable:
+            raise
         problems.append(Problem(0, "unreadable", f"{e} (byte offset {e.offset})"))
     if checkpoint is not None and from_start and not any(p.kind == "unreadable" for p in problems):
         found = integrity.compare_with_checkpoint(checkpoint, at_size, leaves, last, first_gap)

@@ -47,7 +47,7 @@ from ..persistence.sqlite import write_transaction
 from ..projections.bulk import bulk_capable
 from ..projections.current import tracked_position
 from ..projections.runner import View
-from .archive import ArchiveReader, ArchiveWriter, Chunk, verify_archive
+from .archive import ArchiveReader, ArchiveWriter, Chunk
 from .log import append_stored, chain_at, check_streams, log_head, log_id, root_at
 from .rebuild import Progress, Replayable, Source, read_only, rebuild, require_embedded_log, source_of, synced
 
@@ -261,13 +261,14 @@ def import_(
     started = time.perf_counter()
     rm = source_of(into)
     require_embedded_log(rm, "import")
+    streams = _StreamCheck()
     if verify:
-        verify_archive(path)
-        # What 'ctrledger verify --archive' checks (the events against their chain, counts,
-        # the Merkle root), before anything is committed.
+        # In one pass, before anything is committed: every frame (an ArchiveError names its byte
+        # offset), what 'ctrledger verify --archive' checks (the events against their chain, counts,
+        # the Merkle root), and that each stream continues and each topic is known (``_StreamCheck``).
         from .audit import verify_archive_log
 
-        report = verify_archive_log(path)
+        report = verify_archive_log(path, visit=streams, unreadable=False)
         if not report.ok:
             raise InvalidArgument(
                 f"archive {os.fspath(path)} fails verification: {report.first_problem}; nothing was imported: "
@@ -299,7 +300,7 @@ def import_(
                 skip, done = 0, 0
                 _check_start(conn, header, head, reader.path)
                 if verify:  # with the full check: refuse a collision anywhere in it before any write
-                    _check_all_streams(conn, reader)
+                    streams.against(conn)
             # An empty read model (a new store) is built once from the whole log after the events are
             # in (``rebuild``, in bulk), instead of event by event in each chunk's transaction. Without
             # the full check, each good chunk is imported with its read models, for use before a bad one.
@@ -343,17 +344,30 @@ def import_(
                          skip > 0, False, time.perf_counter() - started)
 
 
-def _check_all_streams(conn: sqlite3.Connection, reader: ArchiveReader) -> None:
-    """Refuse an archive whose events would not continue their streams in this store.
+class _StreamCheck:
+    """Refuses an archive whose events would not continue their streams in this store.
 
-    One pass over the archive (memory: one entry per stream), then one look at the store:
-    the per-chunk check alone would notice a collision only after earlier chunks were written.
-    An event of a topic this ctrledger has no class for is refused here too, before any write.
+    Fed every chunk in one pass over the archive (memory: one entry per stream), then
+    ``against`` looks at the store once: the per-chunk check alone would notice a collision
+    only after earlier chunks were written. An event of a topic this ctrledger has no class
+    for is refused here too, before any write.
     """
-    first: dict[str, tuple[int, int]] = {}
-    following: dict[str, int] = {}
-    topics: set[str] = set()
-    for chunk in reader.chunks():
+
+    def __init__(self) -> None:
+        self.first: dict[str, tuple[int, int]] = {}
+        self.following: dict[str, int] = {}
+        self.topics: set[str] = set()
+        self.problem: FailedPrecondition | None = None  # the first, raised by ``against``
+
+    def __call__(self, chunk: Chunk) -> None:
+        if self.problem is None:
+            try:
+                self._check(chunk)
+            except FailedPrecondition as e:
+                self.problem = e  # reported after the archive's own checks, as a separate pass would
+
+    def _check(self, chunk: Chunk) -> None:
+        first, following, topics = self.first, self.following, self.topics
         for position, oid, stream_version, topic, *_ in chunk.rows:
             if topic not in topics:
                 if not known_topic(topic):
@@ -369,7 +383,13 @@ def _check_all_streams(conn: sqlite3.Connection, reader: ArchiveReader) -> None:
                 )
             first.setdefault(oid, (int(stream_version), int(position)))
             following[oid] = int(stream_version) + 1
-    check_streams(conn.cursor(), [(oid, v) for oid, (v, _) in first.items()], [p for _, p in first.values()])
+
+    def against(self, conn: sqlite3.Connection) -> None:
+        """Refuse the archive if a stream in it does not continue (in it, or the store's stream)."""
+        if self.problem is not None:
+            raise self.problem
+        check_streams(conn.cursor(), [(oid, v) for oid, (v, _) in self.first.items()],
+                      [p for _, p in self.first.values()])
 
 
 def _writer(path: str) -> sqlite3.Connection:
