@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -89,6 +92,25 @@ def test_views_far_behind_the_log_catch_up_in_bulk_to_the_rows_the_views_write(
         assert dump(db_path) == before
         assert [h.kind for h in again.history("c4", namespace="ns1")] == ["Created", "Deleted", "Created"]
     assert not [p for p in db_path.parent.iterdir() if ".catch-up-" in p.name]  # no scratch file left
+
+
+def test_a_catch_up_scratch_file_of_a_killed_process_is_removed_by_the_next(
+    store: ctrledger.Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ctrledger.projections import bulk
+
+    busy_history(store)
+    store.close()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = db_path.parent / f"{db_path.name}.catch-up-{int(gone.stdout)}-1"  # its process has ended
+    orphan.write_bytes(b"half a build")
+    alive = db_path.parent / f"{db_path.name}.catch-up-{os.getpid()}-1"  # a running process's: kept
+    alive.write_bytes(b"in use")
+    monkeypatch.setattr(bulk, "CATCH_UP_MIN", 10)
+    wipe(db_path, tracking="DELETE FROM ctrledger_tracking;")
+    with ctrledger.open(db_path) as again:
+        assert again.get("c4", namespace="ns1").image == "again"
+    assert not orphan.exists() and alive.exists()
 
 
 def test_a_lagging_view_catches_up_inside_the_next_append(store: ctrledger.Store, db_path: Path) -> None:

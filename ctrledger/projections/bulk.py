@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import tempfile
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -292,8 +292,9 @@ class BulkBuilder:
         self._s = None
         if self.current:
             ns, cid = self._key
-            row = (ns, cid, s[_VER], s[_INC], s[_IMAGE], s[_RT_NAME], s[_SPEC_URL], s[_SPEC_VALUE], s[_SNAPSHOTTER],
-                   s[_SNAPSHOT_KEY], s[_SANDBOX], s[_LABELS], s[_EXT], s[_CREATED], s[_UPDATED])
+            row: tuple[Any, ...] = (
+                ns, cid, s[_VER], s[_INC], s[_IMAGE], s[_RT_NAME], s[_SPEC_URL], s[_SPEC_VALUE], s[_SNAPSHOTTER],
+                s[_SNAPSHOT_KEY], s[_SANDBOX], s[_LABELS], s[_EXT], s[_CREATED], s[_UPDATED])
             variant = 0
             if s[_RT_OPTS] is not None:
                 row += (s[_RT_OPTS],)
@@ -311,8 +312,9 @@ class BulkBuilder:
         if not self.temporal:
             return
         ns, cid = self._key
-        row = (ns, cid, s[_VER], s[_INC], s[_FROM_POS], s[_FROM_TIME], s[_IMAGE], s[_RT_NAME], s[_SPEC_POS],
-               s[_SNAPSHOTTER], s[_SNAPSHOT_KEY], s[_SANDBOX], s[_LABELS], s[_EXT], s[_CREATED], s[_UPDATED])
+        row: tuple[Any, ...] = (
+            ns, cid, s[_VER], s[_INC], s[_FROM_POS], s[_FROM_TIME], s[_IMAGE], s[_RT_NAME], s[_SPEC_POS],
+            s[_SNAPSHOTTER], s[_SNAPSHOT_KEY], s[_SANDBOX], s[_LABELS], s[_EXT], s[_CREATED], s[_UPDATED])
         variant = 0
         if pos is not None:
             row += (pos, ts)
@@ -560,9 +562,9 @@ def catch_up_in_bulk(conn: sqlite3.Connection, views: Sequence[View], mapper: Ma
     if not lagging:
         return 0
     path = next(row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main")
-    fd, name = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=os.path.basename(path) + ".catch-up-")
-    os.close(fd)
-    scratch = Path(name)
+    _remove_orphans(path)
+    scratch = Path(f"{path}.catch-up-{os.getpid()}-{threading.get_ident()}")  # one per process and thread
+    scratch.unlink(missing_ok=True)
     try:
         log = read_only_connection(path)
         try:
@@ -576,6 +578,20 @@ def catch_up_in_bulk(conn: sqlite3.Connection, views: Sequence[View], mapper: Ma
     finally:
         scratch.unlink(missing_ok=True)
     return sum(limit - int(tracked.get(v.name, 0)) for v in lagging)
+
+
+def _remove_orphans(path: str) -> None:
+    """Delete the catch-up scratch files of ``path`` left by processes that no longer run (killed)."""
+    for found in Path(path).parent.glob(Path(path).name + ".catch-up-*"):
+        pid = found.name.rsplit(".catch-up-", 1)[1].split("-")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            found.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # another user's process: it runs
 
 
 def bulk_capable(views: Iterable[Any]) -> bool:

@@ -2,17 +2,17 @@
 
 ``rebuild(store)`` runs in two steps:
 
-1. **Build, in bulk.** The log is read once, in position order, and applied to an
-   in-memory state per container (``projections.bulk``); each row is written once, when it
-   is final, with ``executemany`` into unindexed staging tables of a scratch SQLite file
-   beside the store (``<store>.rebuild``, no journal, no syncs). The live read model is not
-   touched: readers keep answering from it. The scratch file records how many events it
-   has applied (``pending_rebuild``), but an interrupted build is not resumed: the state it
-   needs lived in memory, so the next rebuild deletes the file and starts over.
-2. **Swap.** In one ``BEGIN IMMEDIATE`` transaction on the live file, with the scratch file
-   attached, each view table's secondary indexes are dropped, the table is emptied and
-   refilled from the staged rows in primary-key order, its indexes are created again, the
-   row counts are compared, the tracking positions set, and the events appended since the
+1. **Build, in bulk** (``projections.bulk.build_in_bulk``). The log is read once, in stream
+   order, and applied to the state of one container at a time; each row is written once,
+   when it is final, into a scratch SQLite file beside the store (``<store>.rebuild``, no
+   journal, no syncs) holding the views' tables with the store's own definitions and
+   indexes. The live read model is not touched: readers keep answering from it. The
+   scratch file records how many events it has applied (``pending_rebuild``), but an
+   interrupted build is not resumed: the next rebuild deletes the file and starts over.
+2. **Swap** (``projections.bulk.install_built``). In one ``BEGIN IMMEDIATE`` transaction on
+   the live file, with the scratch file attached, each view table is emptied and refilled
+   from its twin (SQLite transfers the b-trees and their indexes as they are), the row
+   counts are compared, the tracking positions set, and the events appended since the
    build started are applied. Readers on other connections see the old model until this
    commits, then the new one; a failure rolls it back and the old model stays in use. The
    scratch file is then deleted.
@@ -42,12 +42,12 @@ from ..errors import FailedPrecondition
 from ..persistence.log import log_head
 from ..persistence.sqlite import read_only_connection, write_transaction
 from ..projections.bulk import BULK_BATCH, build_in_bulk, bulk_capable, install_built
-from ..projections.current import no_gc, tracked_position
+from ..projections.current import tracked_position
 from ..projections.runner import View, read_log
 from ..projections.schema import ensure_schema
 
 __all__ = [
-    "Progress", "Replayable", "Source", "build_bulk", "build_views", "pending_rebuild", "rebuild",
+    "Progress", "Replayable", "Source", "build_views", "pending_rebuild", "rebuild",
     "require_embedded_log",
     "scratch_path", "source_of", "synced",
 ]
@@ -246,8 +246,8 @@ def rebuild(source: Source, progress: Progress | None = None, *, batch: int | No
     """Rebuild every read model of ``store`` from its log and swap it in (see the module docstring).
 
     ``progress(done, total)`` is called after each batch of ``batch`` events (``BULK_BATCH`` in
-    bulk, ``BATCH`` event by event; ``progress.TerminalProgress`` draws a bar). Returns the number of log events the new read model was built from,
-    counting those applied before an interruption. Safe to interrupt at any point: a
+    bulk, ``BATCH`` event by event; ``progress.TerminalProgress`` draws a bar). Returns the number
+    of log events the new read model was built from, counting those applied before an interruption. Safe to interrupt at any point: a
     ``KeyboardInterrupt`` leaves the live model as it was and removes the scratch file.
     """
     store = source_of(source)
