@@ -247,8 +247,9 @@ def rebuild(source: Source, progress: Progress | None = None, *, batch: int | No
 
     ``progress(done, total)`` is called after each batch of ``batch`` events (``BULK_BATCH`` in
     bulk, ``BATCH`` event by event; ``progress.TerminalProgress`` draws a bar). Returns the number
-    of log events the new read model was built from, counting those applied before an interruption. Safe to interrupt at any point: a
-    ``KeyboardInterrupt`` leaves the live model as it was and removes the scratch file.
+    of log events the new read model was built from, counting those applied before an interruption.
+    Safe to interrupt at any point: a ``KeyboardInterrupt`` leaves the live model as it was and removes
+    the scratch file.
     """
     store = source_of(source)
     scratch = scratch_path(store)
