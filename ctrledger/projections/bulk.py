@@ -113,6 +113,18 @@ def _blob(value: Any) -> bytearray:
     return bytearray(packb(value))
 
 
+def _optional(row: tuple[Any, ...], variant: int, bit: int, s: list[Any]) -> tuple[int, tuple[Any, ...]]:
+    """``row`` extended with the state's runtime options and status where they are not their usual
+    values, and ``variant`` with bits ``bit`` and ``bit + 1`` set to say so (see ``_TABLES``)."""
+    if s[_RT_OPTS] is not None:
+        row += (s[_RT_OPTS],)
+        variant |= 1 << bit
+    if s[_STATUS] is not _DEFAULT_STATUS:
+        row += s[_STATUS]
+        variant |= 2 << bit
+    return variant, row
+
+
 def _columns(table: str) -> tuple[str, ...]:
     fixed, groups = _TABLES[table][:2]
     return fixed + tuple(c for columns, _ in groups for c in columns)
@@ -295,13 +307,7 @@ class BulkBuilder:
             row: tuple[Any, ...] = (
                 ns, cid, s[_VER], s[_INC], s[_IMAGE], s[_RT_NAME], s[_SPEC_URL], s[_SPEC_VALUE], s[_SNAPSHOTTER],
                 s[_SNAPSHOT_KEY], s[_SANDBOX], s[_LABELS], s[_EXT], s[_CREATED], s[_UPDATED])
-            variant = 0
-            if s[_RT_OPTS] is not None:
-                row += (s[_RT_OPTS],)
-                variant |= 1
-            if s[_STATUS] is not _DEFAULT_STATUS:
-                row += s[_STATUS]
-                variant |= 2
+            variant, row = _optional(row, 0, 0, s)
             self._rows["containers", variant].append(row)
             self._rows["labels", 0].extend((ns, cid, k, v) for k, (v, _, _) in sorted(s[_SPANS].items()))
         self._close(s, None, None)
@@ -315,16 +321,9 @@ class BulkBuilder:
         row: tuple[Any, ...] = (
             ns, cid, s[_VER], s[_INC], s[_FROM_POS], s[_FROM_TIME], s[_IMAGE], s[_RT_NAME], s[_SPEC_POS],
             s[_SNAPSHOTTER], s[_SNAPSHOT_KEY], s[_SANDBOX], s[_LABELS], s[_EXT], s[_CREATED], s[_UPDATED])
-        variant = 0
         if pos is not None:
             row += (pos, ts)
-            variant = 1
-        if s[_RT_OPTS] is not None:
-            row += (s[_RT_OPTS],)
-            variant |= 2
-        if s[_STATUS] is not _DEFAULT_STATUS:
-            row += s[_STATUS]
-            variant |= 4
+        variant, row = _optional(row, pos is not None, 1, s)
         self._rows["versions", variant].append(row)
 
     def _close_spans(self, spans: dict[str, tuple[str, int, int]], keys: Iterable[str], pos: int | None,
