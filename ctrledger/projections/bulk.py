@@ -10,18 +10,20 @@ number of containers. Each row is written once, when it is final, with ``execute
 
 * a version row when the next event of its stream closes it (or at the stream's end, open);
   in stream order these come in the ``versions`` table's key order;
-* at the stream's end, its ``containers`` row and its ``labels`` (key order too);
-* a label span when it is closed, and an audit row per event: these are keyed by label and
-  by log position, so they are appended to unindexed staging tables and copied into their
-  tables sorted by key at the end (``finish``);
+* at the stream's end, its ``containers`` row (key order too);
+* a label span when it is closed (the live labels are the spans still open at the stream's
+  end), and an audit row per event: these are keyed by label and by log position, so they
+  are appended to unindexed staging tables and copied into their tables sorted by key at
+  the end (``finish``);
 * ``namespaces`` at the end.
 
 The target is a scratch database holding the views' tables with the store's own DDL
-(``create_tables``), their secondary indexes created after the load (``finish``): one
-sort each instead of a random insert per row. The finished tables are then copied into the
-store's file as they are (``rebuild``'s swap: SQLite's transfer of whole b-trees).
+(``create_tables``); the indexes whose entries arrive in order are kept while loading, the
+others created after the load (``finish``): one sort each instead of a random insert per
+row. The finished tables are then copied into the store's file as they are
+(``install_built``: SQLite's transfer of whole b-trees).
 
-Events are decoded to plain values (``LedgerMapper.to_plain_state``: no event objects;
+Events are decoded to plain values (``LedgerMapper.plain_decoder``: no event objects;
 upcast and shape-checked like every decoded event); a status event is decoded whole,
 since its next status is the event's own pure step. Every value is computed by the same
 steps the views take (the labels map updated in the same order and packed with the same
@@ -99,7 +101,6 @@ _AUDIT = ("position", "recorded_at", "namespace", "id", "version", "kind", "acto
 #           copied in from there)
 _TABLES: dict[str, tuple[tuple[str, ...], tuple[_Group, ...], str | None, str]] = {
     "containers": (_CONTAINERS, (_NO_OPTIONS, _STATUS_GROUP), None, ""),
-    "labels": (("namespace", "id", "key", "value"), (), None, ""),
     "namespaces": (("name",), (), None, ""),
     "versions": (_VERSIONS, (_OPEN, _NO_OPTIONS, _STATUS_GROUP), None, ""),
     "label_spans": (_SPANS_COLS, (_OPEN,), "bulk_label_spans", "namespace, key, value, id, from_pos"),
@@ -148,8 +149,8 @@ def _insert(table: str, variant: int) -> str:
 
 
 _OF_VIEW = {
-    CurrentStateView.name: ("containers", "labels", "namespaces"),
-    TemporalView.name: ("versions", "label_spans"),
+    CurrentStateView.name: ("containers", "label_spans", "namespaces"),
+    TemporalView.name: ("versions",),
     AuditView.name: ("audit",),
 }
 
@@ -212,7 +213,7 @@ class BulkBuilder:
                 self._rows[table, variant] = []
         self._sql = {key: _insert(*key) for key in self._rows}
         self._audit = self._rows.get(("audit", 0))
-        self._spans = (self._rows["label_spans", 0], self._rows["label_spans", 1]) if self.temporal else None
+        self._spans = (self._rows["label_spans", 0], self._rows["label_spans", 1]) if self.current else None
         self._handlers = {
             Created: self._created,
             LabelsChanged: self._labels_changed,
@@ -309,7 +310,6 @@ class BulkBuilder:
                 s[_SNAPSHOT_KEY], s[_SANDBOX], s[_LABELS], s[_EXT], s[_CREATED], s[_UPDATED])
             variant, row = _optional(row, 0, 0, s)
             self._rows["containers", variant].append(row)
-            self._rows["labels", 0].extend((ns, cid, k, v) for k, (v, _, _) in sorted(s[_SPANS].items()))
         self._close(s, None, None)
         self._close_spans(s[_SPANS], list(s[_SPANS]), None, None)
 
@@ -328,7 +328,7 @@ class BulkBuilder:
 
     def _close_spans(self, spans: dict[str, tuple[str, int, int]], keys: Iterable[str], pos: int | None,
                      ts: int | None) -> None:
-        if not self.temporal:
+        if not self.current:  # the spans are the current view's (its live labels are the open ones)
             return
         ns, cid = self._key
         assert self._spans is not None
