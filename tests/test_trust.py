@@ -59,6 +59,24 @@ def test_an_event_inserted_with_sql_stays_a_finding_after_reopening(db_path: Pat
     assert not report.ok and report.first_problem is not None and report.first_problem.position == position
 
 
+def test_a_catch_up_in_bulk_leaves_out_an_event_inserted_with_sql(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ctrledger.projections import bulk
+
+    _populated(db_path)
+    position = _forge_insert(db_path)
+    conn = sqlite3.connect(db_path)  # every view lost: they catch up on open, in bulk (the threshold lowered)
+    conn.executescript("DELETE FROM containers; DELETE FROM label_spans; DELETE FROM namespaces; "
+                       "DELETE FROM versions; DELETE FROM audit; DELETE FROM ctrledger_tracking;")
+    conn.close()
+    monkeypatch.setattr(bulk, "CATCH_UP_MIN", 2)
+    with ctrledger.open(db_path) as store:
+        assert [c.id for c in store.list()] == [f"c{i}" for i in range(6)]  # not "forged"
+        assert [a.position for a in store.audit()] == list(range(1, position))
+        assert store.position == position - 1
+
+
 def test_an_edit_with_its_hashes_deleted_stays_a_finding_after_reopening(db_path: Path) -> None:
     _populated(db_path)
     conn = sqlite3.connect(db_path)
