@@ -289,6 +289,16 @@ class Store:
         with self._rm.connection():
             return self._rm.past.list_at(ns, flt, point)
 
+    def list_versions(self, *filters: str, namespace: str | None = "default") -> builtins.list[tuple[str, int]]:
+        """``(id, version)`` of each container ``list(*filters, namespace=)`` returns now, in the
+        same order, without building the records: for a caller that keeps records by version
+        (a version of a container never changes), such as ``ctrledger serve``'s encodings."""
+        ns = validate_namespace(namespace)
+        flt = parse_filters(filters)
+        self._sync()
+        with self._rm.connection():
+            return self._rm.current.versions(ns, flt)
+
     def scan(
         self, *filters: str, namespace: str | None = "default", as_of: Point | None = None, after: str = ""
     ) -> Iterator[Container]:

@@ -174,6 +174,10 @@ class WireStore:
         r = self._call("List", cpb.ListContainersRequest(filters=list(filters)), namespace)
         return [self._back(c, namespace) for c in r.containers]
 
+    def list_versions(self, *filters: str, namespace: Any = "default") -> list[tuple[str, int]]:
+        """The store's ``list_versions`` has no RPC of its own: what List answers, as (id, version)."""
+        return [(c.id, c.version) for c in self.list(*filters, namespace=namespace)]
+
     def update(self, container: Container, *fieldpaths: str, namespace: Any = "default", actor: str | None = None,
                reason: str | None = None) -> Container:
         request = cpb.UpdateContainerRequest(container=_to_wire(container))

@@ -1074,6 +1074,7 @@ def test_list_filters(containerd_list_set: Any, filters: tuple[str, ...], ids: l
     got = containerd_list_set.list(*filters)
     assert [c.id for c in got] == ids
     assert got == [containerd_list_set.get(i) for i in ids]
+    assert containerd_list_set.list_versions(*filters) == [(c.id, c.version) for c in got]
 
 
 def test_list_filters_issue_example(store: Any) -> None:
@@ -1098,6 +1099,22 @@ def test_list_rejects_bad_filters(store: Any, filters: tuple[str, ...], message:
     with pytest.raises(InvalidArgument) as ei:
         store.list(*filters)
     check_error(ei, Err(InvalidArgument, message))
+    with pytest.raises(InvalidArgument) as ei:
+        store.list_versions(*filters)
+    check_error(ei, Err(InvalidArgument, message))
+
+
+def test_list_versions_follow_every_change(store: Any) -> None:
+    store.create(base("a"))
+    store.create(base("b", labels={"x": "1"}))
+    store.update(Container(id="b", labels={"x": "2"}), "labels.x")
+    store.delete("a")
+    store.create(base("a"))  # a new incarnation continues the stream: a higher version
+    assert store.list_versions() == [(c.id, c.version) for c in store.list()] == [("a", 3), ("b", 2)]
+    assert store.list_versions("labels.x==2") == [("b", 2)]
+    assert store.list_versions(namespace="empty") == []
+    with pytest.raises(FailedPrecondition):
+        store.list_versions(namespace="")
 
 
 def test_list_does_not_show_deleted(store: Any) -> None:

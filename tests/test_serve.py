@@ -287,6 +287,35 @@ def test_bad_input_on_the_wire_is_refused_and_writes_nothing(server: Server, stu
     assert stub.Get(cpb.GetContainerRequest(id="web-1"), metadata=MD).container.labels == {"a": "1"}
 
 
+def test_list_answers_from_kept_encodings_and_reads_only_what_changed(
+    server: Server, stub: cgrpc.ContainersStub, store: ctrledger.Store, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """List asks the store which versions it holds; when each is encoded already (by a Get, a
+    List, a write through the server), the answer is those bytes and no record is read."""
+    for i in range(5):
+        store.create(make(f"k{i}", labels={"i": str(i)}))
+    reads: list[tuple[str, ...]] = []
+    real = store.list
+    monkeypatch.setattr(store, "list", lambda *f, **kw: reads.append(f) or real(*f, **kw))
+
+    def listed(*filters: str) -> bytes:
+        return stub.List(cpb.ListContainersRequest(filters=list(filters)), metadata=MD).SerializeToString()
+
+    first = listed()
+    assert len(reads) == 1  # nothing kept yet: the records were read (and their encodings kept)
+    assert listed() == first and len(reads) == 1  # all kept: answered without reading a record
+    assert cpb.ListContainersResponse.FromString(listed("labels.i==3")).containers[0].id == "k3"
+    assert len(reads) == 1
+    store.update(ctrledger.Container(id="k2", labels={"i": "twenty"}), "labels.i")  # not through the server
+    after = cpb.ListContainersResponse.FromString(listed())
+    assert [c.labels["i"] for c in after.containers] == ["0", "1", "twenty", "3", "4"] and len(reads) == 2
+    stub.Update(cpb.UpdateContainerRequest(container=wire_container("k4", i="forty")), metadata=MD)  # kept
+    store.delete("k0")
+    after = cpb.ListContainersResponse.FromString(listed())
+    assert [c.id for c in after.containers] == ["k1", "k2", "k3", "k4"] and len(reads) == 2
+    assert after.containers[3].labels["i"] == "forty"
+
+
 def test_liststream_across_pages_sends_each_record_once_in_order(
     server: Server, stub: cgrpc.ContainersStub, store: ctrledger.Store,
 ) -> None:

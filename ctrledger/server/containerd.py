@@ -100,9 +100,14 @@ class ContainerdServices:
 
     def list(self, request: cpb.ListContainersRequest, context: grpc.ServicerContext) -> bytes:
         ns = namespace_of(context)
-        found = self.store.list(*request.filters, namespace=ns)
+        # Which versions the answer holds (two columns, no records built): when every one is
+        # encoded already, that is the answer; else the records are read (and encoded once).
+        keys = self.store.list_versions(*request.filters, namespace=ns)
         assert ns is not None
-        return self.encoded.many(ns, found)
+        kept = self.encoded.kept(ns, keys)
+        if kept is not None:
+            return kept
+        return self.encoded.many(ns, self.store.list(*request.filters, namespace=ns))
 
     def list_stream(self, request: cpb.ListContainersRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
         ns = namespace_of(context)

@@ -122,6 +122,21 @@ class EncodedRecords:
         """``records`` as repeated field 1: a ListContainersResponse."""
         return b"".join(self.each(namespace, records))
 
+    def kept(self, namespace: str, keys: Iterable[tuple[str, int]]) -> bytes | None:
+        """The records ``(id, version)`` as repeated field 1 (a ListContainersResponse), if every
+        one is kept; else None (the caller reads the records)."""
+        out: list[bytes] = []
+        items = self._items
+        with self._lock:
+            for cid, version in keys:
+                key = (namespace, cid, version)
+                data = items.get(key)
+                if data is None:
+                    return None
+                items.move_to_end(key)
+                out.append(data)
+        return b"".join(out)
+
     def each(self, namespace: str, records: Iterable[Container]) -> list[bytes]:
         """Each of ``records`` as field 1 of its own message: a page of ListStream messages."""
         out: list[bytes] = []
