@@ -390,9 +390,10 @@ class SQLiteLog(_AppLog):
         commit with whatever other threads append now.
 
         The writer that takes the commit lock appends every pending operation in one
-        transaction, each in its own savepoint (an operation that loses its race, or that a
-        read model refuses, is rolled back alone), commits once (one fsync for all of them),
-        and only then are they acknowledged. A commit that fails fails every operation in it.
+        transaction and commits once (one fsync for all of them); only then are they
+        acknowledged. An operation that loses its race, or that a read model refuses, is left
+        out alone: the group is run again with each operation in its own savepoint. A commit
+        that fails fails every operation in it.
         """
         self.check_writable()
         stored = [self.mapper.to_stored_event(e) for e in events]
@@ -415,25 +416,23 @@ class SQLiteLog(_AppLog):
         except sqlite3.Error as e:
             _fail(group, Unavailable(f"storage error: {e}"))
             return
-        # A savepoint per operation only when several share the commit (its sub-journal costs a
-        # copy of every page the operation touches); a lone operation rolls back the transaction.
+        # Most groups have no failing operation: they run in one go. A savepoint per operation
+        # costs a copy of every page it touches (its sub-journal), so it is paid only when an
+        # operation of the group failed: then the group starts again, each operation in its own
+        # savepoint, and only the failing one is rolled back. A lone operation rolls back the
+        # transaction.
         alone = len(group) == 1
         try:
             cur = conn.cursor()
-            for job in group:
-                if not alone:
+            if alone:
+                group[0].error = self._try(cur, group[0])
+            elif any(self._try(cur, job) is not None for job in group):  # stops at the first failure
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                cur = conn.cursor()
+                for job in group:
                     cur.execute("SAVEPOINT op")
-                try:
-                    self._insert(cur, job)
-                except sqlite3.IntegrityError:
-                    job.error = StreamTaken()
-                except (sqlite3.Error, RuntimeError) as e:
-                    # RuntimeError: a read model refused to apply an event twice (its tracking is
-                    # ahead of the log, i.e. the file was tampered with or restored inconsistently).
-                    job.error = Unavailable(f"storage error: {e}")
-                except StoreError as e:  # a read model could not read an event it had to catch up on
-                    job.error = e
-                if not alone:
+                    job.error = self._try(cur, job)
                     if job.error is not None:
                         cur.execute("ROLLBACK TO op")
                     cur.execute("RELEASE op")
@@ -449,6 +448,20 @@ class SQLiteLog(_AppLog):
                 raise
         for job in group:
             job.done = True
+
+    def _try(self, cur: sqlite3.Cursor, job: _Append) -> BaseException | None:
+        """Insert ``job``'s events on ``cur``; the error that refused it, or None."""
+        try:
+            self._insert(cur, job)
+        except sqlite3.IntegrityError:
+            return StreamTaken()
+        except (sqlite3.Error, RuntimeError) as e:
+            # RuntimeError: a read model refused to apply an event twice (its tracking is
+            # ahead of the log, i.e. the file was tampered with or restored inconsistently).
+            return Unavailable(f"storage error: {e}")
+        except StoreError as e:  # a read model could not read an event it had to catch up on
+            return e
+        return None
 
     def _insert(self, cur: sqlite3.Cursor, job: _Append) -> None:
         positions: list[int] = []
