@@ -47,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def burst(cd: Containerd, work: Path, n: int) -> dict[str, object]:
                              stdout=subprocess.PIPE, text=True)
     assert plain.stdout is not None and plain.stdout.readline().strip() == "subscribed"
     channel = grpc.insecure_channel(f"unix://{cd.socket}")
-    stub = cgrpc.ContainersStub(channel)
+    stub = cgrpc.ContainersStub(channel)  # type: ignore[no-untyped-call]
     md = ns_md(ns)
 
     def one(i: int) -> None:
@@ -183,7 +184,7 @@ def burst(cd: Containerd, work: Path, n: int) -> dict[str, object]:
 def sync(cd: Containerd, work: Path, n: int) -> dict[str, object]:
     ns = "sync"
     channel = grpc.insecure_channel(f"unix://{cd.socket}")
-    stub = cgrpc.ContainersStub(channel)
+    stub = cgrpc.ContainersStub(channel)  # type: ignore[no-untyped-call]
     t0 = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: stub.Create(cpb.CreateContainerRequest(container=container(i, "s")),
@@ -221,7 +222,7 @@ def proxy(cd: Containerd, work: Path, gets: int, runs: int) -> dict[str, object]
     targets = {"direct": cd.socket, **{m: proxies[m].path for m in modes}}
     try:
         channels = {k: grpc.insecure_channel(f"unix://{a}") for k, a in targets.items()}
-        stubs = {k: cgrpc.ContainersStub(ch) for k, ch in channels.items()}
+        stubs = {k: cgrpc.ContainersStub(ch) for k, ch in channels.items()}  # type: ignore[no-untyped-call]
         stubs["direct"].Create(cpb.CreateContainerRequest(container=container(0, "g")), metadata=ns_md(ns))
         request = cpb.GetContainerRequest(id="g0")
         get_ms: dict[str, list[float]] = {k: [] for k in targets}
@@ -332,8 +333,10 @@ def main() -> int:
         try:
             report: dict[str, object] = {"load_average_at_start": os.getloadavg()}
             gets = 500 if args.quick else 2000
-            for name, run in (("burst", lambda: burst(cd, work, n_burst)), ("sync", lambda: sync(cd, work, n_sync)),
-                              ("proxy", lambda: proxy(cd, work, gets, runs))):
+            phases: tuple[tuple[str, Callable[[], object]], ...] = (
+                ("burst", lambda: burst(cd, work, n_burst)), ("sync", lambda: sync(cd, work, n_sync)),
+                ("proxy", lambda: proxy(cd, work, gets, runs)))
+            for name, run in phases:
                 report[name] = run()
                 report[f"load_average_after_{name}"] = os.getloadavg()
         finally:

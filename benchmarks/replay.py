@@ -87,7 +87,7 @@ def build_log(path: Path, events: int, seed: int = 42) -> None:
 
     def add(agg: ContainerAggregate) -> None:
         for e in agg.collect_events():
-            s = mapper.to_stored_event(e)  # type: ignore[arg-type]
+            s = mapper.to_stored_event(e)
             batch.append((s.originator_id, s.originator_version, s.topic, s.state))
         if len(batch) >= 10_000:
             flush()

@@ -1,4 +1,4 @@
-"""ruff and mypy (strict on ctrledger/) are part of the suite, so CI runs them with the tests."""
+"""ruff and mypy (strict on ctrledger/ and benchmarks/) are part of the suite, so CI runs them with the tests."""
 
 from __future__ import annotations
 
