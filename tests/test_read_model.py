@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -133,19 +134,28 @@ def test_a_newer_schema_is_refused_with_a_clear_error(db_path: Path) -> None:
         ctrledger.open(db_path)
 
 
+def _rebuilt_as_written(operations: list[tuple[object, ...]],
+                        runner: Callable[[ctrledger.Store, tuple[object, ...]], None],
+                        then: Callable[[ctrledger.Store], None] = lambda store: None) -> None:
+    """Run ``operations``, rebuild, check the tables equal those the inline views wrote, then
+    ``then`` on the still open store."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "l.db"
+        with ctrledger.open(path, clock=StepClock()) as store:
+            for op in operations:
+                runner(store, op)
+            inline = dump(path)
+            rebuild(store)
+            assert dump(path) == inline
+            then(store)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(operations=history_ops)
 def test_batched_projection_equals_event_by_event_projection(operations: list[tuple[object, ...]]) -> None:
     """Rebuild applies the log in batches (a different code path from the one-write-at-a-time
     handlers): the tables must come out identical, row for row."""
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "l.db"
-        with ctrledger.open(path, clock=StepClock()) as store:
-            for op in operations:
-                run(store, op)
-            inline = dump(path)
-            rebuild(store)
-            assert dump(path) == inline
+    _rebuilt_as_written(operations, run)
 
 
 every_kind = st.lists(
@@ -193,15 +203,10 @@ def run_any(store: ctrledger.Store, op: tuple[object, ...]) -> None:
 def test_a_bulk_rebuild_equals_the_views_applied_event_by_event(operations: list[tuple[object, ...]]) -> None:
     """Every kind of event: the bulk rebuild (``projections.bulk``) gives the tables the inline views
     wrote, row for row, and ``verify_projections`` (which applies the views event by event) agrees."""
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "l.db"
-        with ctrledger.open(path, clock=StepClock()) as store:
-            for op in operations:
-                run_any(store, op)
-            inline = dump(path)
-            rebuild(store)
-            assert dump(path) == inline
-            assert store.verify_projections().ok
+    def projections_verify(store: ctrledger.Store) -> None:
+        assert store.verify_projections().ok
+
+    _rebuilt_as_written(operations, run_any, projections_verify)
 
 
 # -- schema 5: one label b-tree ------------------------------------------------------------------

@@ -35,19 +35,13 @@ from ..domain.container import (
 )
 from ..domain.filters import Filter
 from ..domain.model import Container, Payload, Runtime
-from ..persistence.transcoder import packb, unpackb
+from ..persistence.transcoder import micros, packb, unpackb
 from .sqlfilter import compile_filter, register_functions
 from .statuscols import STATUS_COLUMNS, columns_of, status_of
 
 __all__ = ["CurrentStateReader", "CurrentStateView", "advance_tracking", "from_micros", "micros", "row_to_container"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def micros(ts: datetime) -> int:
-    """An aware datetime as integer microseconds since the epoch (exact)."""
-    d = ts - _EPOCH
-    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
 
 
 def from_micros(us: int) -> datetime:
@@ -304,14 +298,13 @@ class CurrentStateReader:
 
     def versions(self, namespace: str, flt: Filter) -> builtins.list[tuple[str, int]]:
         """(id, version) of the containers ``list`` returns, in its order: two columns, no record built."""
-        sql, params = self.list_query(namespace, flt)
-        sql = sql.replace(f"SELECT {_COLUMNS} FROM", "SELECT id, version FROM", 1)
-        return [(str(r[0]), int(r[1])) for r in self.conn.execute(sql, params).fetchall()]
+        rows = self.conn.execute(*self.list_query(namespace, flt, "id, version")).fetchall()
+        return [(str(r[0]), int(r[1])) for r in rows]
 
     @staticmethod
-    def list_query(namespace: str, flt: Filter) -> tuple[str, tuple[Any, ...]]:
+    def list_query(namespace: str, flt: Filter, columns: str = _COLUMNS) -> tuple[str, tuple[Any, ...]]:
         where, params = compile_filter(flt, namespace)
-        return (f"SELECT {_COLUMNS} FROM containers WHERE namespace=? AND ({where}) ORDER BY id",
+        return (f"SELECT {columns} FROM containers WHERE namespace=? AND ({where}) ORDER BY id",
                 (namespace, *params))
 
     def scan(
