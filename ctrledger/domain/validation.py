@@ -124,6 +124,8 @@ def validate_namespace(namespace: object) -> str:
 
     ``None`` or ``""`` is ``FailedPrecondition``; a malformed name ``InvalidArgument``.
     """
+    if type(namespace) is str and namespace in _valid_namespaces:  # every call checks one: remember
+        return namespace
     if namespace is None or namespace == "":
         raise FailedPrecondition("namespace is required: failed precondition")
     if not isinstance(namespace, str):
@@ -134,7 +136,14 @@ def validate_namespace(namespace: object) -> str:
     problem = identifier_problem(namespace)
     if problem is not None:
         raise InvalidArgument(f"namespace validation: {problem}: invalid argument")
+    if type(namespace) is str:
+        if len(_valid_namespaces) >= 4096:
+            _valid_namespaces.clear()
+        _valid_namespaces.add(namespace)
     return namespace
+
+
+_valid_namespaces: set[str] = set()
 
 
 def _label_problem(labels: Mapping[str, str]) -> str | None:

@@ -107,7 +107,7 @@ def _default(obj: Any) -> msgpack.ExtType:
 
 def _ext_hook(code: int, data: bytes) -> Any:
     if code == _DATETIME:
-        return _EPOCH + timedelta(microseconds=msgpack.unpackb(data))
+        return _EPOCH + timedelta(0, 0, msgpack.unpackb(data))
     if code == _TUPLE:
         return tuple(unpackb(data))
     if code == _PAYLOAD:

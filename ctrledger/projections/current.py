@@ -35,6 +35,7 @@ from ..domain.container import (
 )
 from ..domain.filters import Filter
 from ..domain.model import Container, Payload, Runtime
+from ..persistence.sqlite import fetch
 from ..persistence.transcoder import micros, packb, unpackb
 from .sqlfilter import compile_filter, register_functions
 from .statuscols import STATUS_COLUMNS, columns_of, status_of
@@ -45,7 +46,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def from_micros(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
+    return _EPOCH + timedelta(0, 0, us)  # positional: a third faster than microseconds=
 
 
 def advance_tracking(cur: sqlite3.Cursor, view: str, position: int) -> None:
@@ -259,6 +260,9 @@ def row_to_container(row: Sequence[Any], spec: Payload) -> Container:
     )
 
 
+_GET = f"SELECT {_COLUMNS} FROM containers WHERE namespace=? AND id=?"
+
+
 def _row_to_container(row: Sequence[Any]) -> Container:
     return row_to_container(row, Payload.trusted(row[5], row[6]))
 
@@ -271,9 +275,7 @@ class CurrentStateReader:
         register_functions(conn)
 
     def get(self, namespace: str, container_id: str) -> Container | None:
-        row = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM containers WHERE namespace=? AND id=?", (namespace, container_id)
-        ).fetchone()
+        row = fetch(self.conn, _GET, (namespace, container_id), one=True)
         return None if row is None else _row_to_container(row)
 
     def get_many(self, namespace: str, container_ids: Sequence[str]) -> dict[str, Container]:
@@ -282,17 +284,18 @@ class CurrentStateReader:
         ids = list(container_ids)
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            rows = self.conn.execute(
+            rows = fetch(
+                self.conn,
                 f"SELECT {_COLUMNS} FROM containers WHERE namespace=? AND id IN ({', '.join('?' * len(chunk))})",
                 (namespace, *chunk),
-            ).fetchall()
+            )
             for row in rows:
                 c = _row_to_container(row)
                 found[c.id] = c
         return found
 
     def list(self, namespace: str, flt: Filter) -> list[Container]:
-        rows = self.conn.execute(*self.list_query(namespace, flt)).fetchall()
+        rows = fetch(self.conn, *self.list_query(namespace, flt))
         with no_gc():  # building 100k records trips the cyclic GC for nothing: none has cycles
             return [_row_to_container(r) for r in rows]
 
@@ -329,7 +332,7 @@ class CurrentStateReader:
                 position = self.position()
                 start = position if start is None else start
                 moved = position != start and then is not None
-                rows = [] if moved else self.conn.execute(paged, (*params, after, batch)).fetchall()
+                rows = [] if moved else fetch(self.conn, paged, (*params, after, batch))
             finally:
                 self.conn.execute("COMMIT")
             if moved:

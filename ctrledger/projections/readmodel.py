@@ -144,13 +144,11 @@ class ReadModel:
 
     # -- transactions and connections -------------------------------------------------------------
 
-    @contextmanager
-    def connection(self) -> Iterator[sqlite3.Connection]:
-        """The read model's own connection, held exclusively for the block (for replay and tools)."""
-        self.check_open()
-        with self._lock:
-            self.check_open()
-            yield self._conn
+    def connection(self) -> _Held:
+        """The read model's own connection, held exclusively for the block (for replay and tools).
+
+        A plain context manager, not a generator: every get and list takes it."""
+        return _Held(self)
 
     @contextmanager
     def synced(self) -> Iterator[sqlite3.Connection]:
@@ -246,3 +244,24 @@ class ReadModel:
         event = self.log.mapper.to_domain_event(StoredEvent("", 0, topic, state))
         spec: Payload = event.spec  # type: ignore[attr-defined]
         return spec
+
+
+class _Held:
+    """``ReadModel.connection()``: its lock held for the block, the store open at both ends."""
+
+    __slots__ = ("_rm",)
+
+    def __init__(self, rm: ReadModel) -> None:
+        self._rm = rm
+
+    def __enter__(self) -> sqlite3.Connection:
+        rm = self._rm
+        rm.check_open()
+        rm._lock.acquire()
+        if rm._closed:
+            rm._lock.release()
+            raise Unavailable("the store is closed")
+        return rm._conn
+
+    def __exit__(self, *exc: object) -> None:
+        self._rm._lock.release()
