@@ -217,21 +217,23 @@ def test_a_hand_edited_text_value_changes_the_digest_and_is_named(db_path: Path)
 
 def test_text_that_is_not_utf8_in_a_row_is_read_with_its_bytes_kept(db_path: Path) -> None:
     # Reads decode text in the driver (fast) and fall back to the lenient decoder for a row
-    # the driver cannot decode: get, get_many (through list with id filters), list and scan.
+    # the driver cannot decode: get, list and scan.
     import sqlite3
 
     with ctrledger.open(db_path) as store:
         store.create(make("x"))
         store.create(make("y"))
     conn = sqlite3.connect(db_path)
-    conn.execute("UPDATE containers SET image=CAST(x'ff' AS TEXT) WHERE id='x'")
+    conn.execute("UPDATE containers SET spec_type_url=CAST(x'ff' AS TEXT) WHERE id='x'")
     conn.commit()
     conn.close()
     with ctrledger.open(db_path) as store:
-        assert store.get("x").image == "\udcff"
-        assert [c.image for c in store.list()] == ["\udcff", make("y").image]
-        assert [c.image for c in store.scan()] == ["\udcff", make("y").image]
-        assert store.get("y").image == make("y").image  # the connection's fast path is back
+        assert store.get("x").spec.type_url == "\udcff"
+        spec = make("y").spec
+        assert spec is not None
+        assert [c.spec.type_url for c in store.list() if c.spec] == ["\udcff", spec.type_url]
+        assert [c.spec.type_url for c in store.scan() if c.spec] == ["\udcff", spec.type_url]
+        assert store.get("y").spec == spec  # the connection's fast path is back
 
 
 def test_an_export_refuses_a_chunk_its_reader_could_not_read(

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ctrledger
-from ctrledger import Container, Payload
+from ctrledger import Container, Payload, Resources, Runtime
+from ctrledger.projections.schema import SCHEMA_VERSION
 from ctrledger.replay import rebuild
 
 from .conftest import StepClock, make
@@ -212,10 +213,19 @@ def test_a_bulk_rebuild_equals_the_views_applied_event_by_event(operations: list
 # -- schema 5: one label b-tree ------------------------------------------------------------------
 
 
+def _as_schema_5(path: Path) -> None:
+    """Turn a read model into what ctrledger with schema 5 wrote: no ``containers.record``."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("ALTER TABLE containers DROP COLUMN record")
+    conn.execute("UPDATE ctrledger_meta SET value='5' WHERE key='read_model_schema'")
+    conn.close()
+
+
 def _as_schema_4(path: Path, *, history: bool) -> None:
     """Turn a read model into what ctrledger with schema 4 wrote: a ``labels`` table of the live
     labels beside the spans (with history), or without the temporal views at all (``history=False``:
     no spans, no versions, no audit)."""
+    _as_schema_5(path)
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("CREATE TABLE labels (namespace TEXT NOT NULL, id TEXT NOT NULL, key TEXT NOT NULL, "
                  "value TEXT NOT NULL, PRIMARY KEY (namespace, id, key)) WITHOUT ROWID")
@@ -238,7 +248,7 @@ def test_a_schema_4_read_model_is_migrated_to_one_label_index(tmp_path: Path, hi
         digest = store.digest()
     spans = dump(path)["label_spans"]
     _as_schema_4(path, history=history)
-    assert ctrledger.migrate(path)["read_model_schema"] == 5
+    assert ctrledger.migrate(path)["read_model_schema"] == SCHEMA_VERSION
     conn = sqlite3.connect(path)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     conn.close()
@@ -247,5 +257,35 @@ def test_a_schema_4_read_model_is_migrated_to_one_label_index(tmp_path: Path, hi
     assert dump(path)["label_spans"] == spans
     with ctrledger.open(path) as store:
         assert {(ns, f): store.list(f, namespace=ns) for ns, f in want} == want
+        assert store.digest() == digest
+        assert store.verify_projections().ok
+
+
+# -- schema 6: the packed record -------------------------------------------------------------------
+
+
+def test_a_schema_5_read_model_gets_its_packed_records_from_its_columns(tmp_path: Path) -> None:
+    # Every field the record packs differs from its default somewhere: labels, extensions,
+    # runtime options, a snapshot key, a sandbox, a status that ran, exited and was resized.
+    path = tmp_path / "l.db"
+    with ctrledger.open(path, clock=StepClock()) as store:
+        busy_history(store)
+        store.create(make("opt", runtime=Runtime("io.containerd.runc.v2", Payload("t/o", b"\x01")),
+                          snapshot_key="k", sandbox="sb", snapshotter="overlayfs"), namespace="ns0")
+        store.started("opt", pid=42, namespace="ns0")
+        store.update_resources("opt", Resources(memory_limit_in_bytes=1 << 24), namespace="ns0")
+        store.exited("opt", exit_code=3, reason="Error", message="bye", namespace="ns0")
+        store.started("c0", pid=7, namespace="ns0")
+        want = {ns: store.list(namespace=ns) for ns in ("ns0", "ns1", "ns2")}
+        digest = store.digest()
+    records = {row[:2]: row[2] for row in sqlite3.connect(path).execute("SELECT namespace, id, record FROM containers")}
+    _as_schema_5(path)
+    assert ctrledger.migrate(path)["read_model_schema"] == SCHEMA_VERSION
+    conn = sqlite3.connect(path)
+    assert {row[:2]: row[2] for row in conn.execute("SELECT namespace, id, record FROM containers")} == records
+    conn.close()
+    with ctrledger.open(path) as store:
+        assert {ns: store.list(namespace=ns) for ns in want} == want
+        assert store.get("opt", namespace="ns0").status.exit_code == 3
         assert store.digest() == digest
         assert store.verify_projections().ok

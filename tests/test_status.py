@@ -534,13 +534,15 @@ def test_a_schema_2_read_model_is_migrated_and_equals_a_rebuild(tmp_path: Path) 
         store.create(make("web-2"))
         store.update(ctrledger.Container(id="web-1", labels={"a": "2"}), "labels.a")
         store.delete("web-2")
-    # Turn the read model into what ctrledger with schema 2 wrote: no status columns, version 2.
+    # Turn the read model into what ctrledger with schema 2 wrote: no status columns, no packed
+    # record (schema 6), version 2.
     conn = sqlite3.connect(path, isolation_level=None)
     for index in ("idx_containers_namespace_status_state_id", "idx_containers_status_reason",
                   "idx_containers_status_exit_code", "idx_containers_status_pid"):
         conn.execute(f"DROP INDEX {index}")
     for table in ("containers", "versions"):
-        for column in [r[1] for r in conn.execute(f"PRAGMA table_info({table})") if r[1].startswith("status_")]:
+        for column in [r[1] for r in conn.execute(f"PRAGMA table_info({table})")
+                       if r[1].startswith("status_") or r[1] == "record"]:
             conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     conn.execute("UPDATE ctrledger_meta SET value='2' WHERE key='read_model_schema'")
     conn.close()

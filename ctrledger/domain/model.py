@@ -79,7 +79,7 @@ class Payload:
     def trusted(cls, type_url: str, value: bytes) -> Payload:
         """A Payload from values already checked (the store's own reads): no validation."""
         obj = object.__new__(cls)
-        obj.__dict__.update(type_url=type_url, value=value)
+        object.__setattr__(obj, "__dict__", {"type_url": type_url, "value": value})
         return obj
 
     def __post_init__(self) -> None:
@@ -257,7 +257,7 @@ class Container:
         """A record from fields the store owns and has checked (its own reads): every field
         given, dicts not shared with anyone. Skips ``__init__``; the read path builds many."""
         obj = object.__new__(cls)
-        obj.__dict__.update(fields)
+        object.__setattr__(obj, "__dict__", fields)  # the call's own keyword dict: no copy
         return obj
 
     def __post_init__(self) -> None:

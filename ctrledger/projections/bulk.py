@@ -59,9 +59,9 @@ from ..errors import DataLoss, FailedPrecondition
 from ..persistence.log import decode_event
 from ..persistence.sqlite import read_only_connection, write_transaction
 from ..persistence.transcoder import packb, unpackb
-from .current import CurrentStateView, from_micros, no_gc
+from .current import CurrentStateView, from_micros, no_gc, pack_record
 from .runner import View, read_log
-from .statuscols import STATUS_COLUMN_TYPES, STATUS_COLUMNS, columns_of, status_of
+from .statuscols import DEFAULT_STATUS, STATUS_COLUMNS, columns_of, status_of
 from .temporal import AuditView, TemporalView
 
 __all__ = [
@@ -77,7 +77,6 @@ FLUSH_CONTAINERS = 1_000  # a containers row carries its spec (kilobytes): a few
 (_INC, _VER, _IMAGE, _RT_NAME, _RT_OPTS, _SPEC_POS, _SPEC_URL, _SPEC_VALUE, _SNAPSHOTTER, _SNAPSHOT_KEY,
  _SANDBOX, _LABELS, _EXT, _CREATED, _UPDATED, _FROM_POS, _FROM_TIME, _STATUS, _SPANS) = range(19)
 
-_DEFAULT_STATUS = tuple(default for _, default in STATUS_COLUMN_TYPES.values())
 
 # Each table's columns: those every row gives, then groups that a row gives only when they are not
 # their usual value (an open version has no end yet; most containers have no runtime options and their
@@ -86,10 +85,11 @@ _DEFAULT_STATUS = tuple(default for _, default in STATUS_COLUMN_TYPES.values())
 _Group = tuple[tuple[str, ...], tuple[Any, ...]]  # (columns, their usual values)
 _OPEN: _Group = (("to_pos", "to_time"), (None, None))
 _NO_OPTIONS: _Group = (("runtime_options",), (None,))
-_STATUS_GROUP: _Group = (STATUS_COLUMNS, _DEFAULT_STATUS)
+_STATUS_GROUP: _Group = (STATUS_COLUMNS, DEFAULT_STATUS)
 
 _CONTAINERS = ("namespace", "id", "version", "incarnation", "image", "runtime_name", "spec_type_url", "spec_value",
-               "snapshotter", "snapshot_key", "sandbox", "labels", "extensions", "created_at", "updated_at")
+               "snapshotter", "snapshot_key", "sandbox", "labels", "extensions", "created_at", "updated_at",
+               "record")
 _VERSIONS = ("namespace", "id", "version", "incarnation", "from_pos", "from_time", "image", "runtime_name",
              "spec_pos", "snapshotter", "snapshot_key", "sandbox", "labels", "extensions", "created_at", "updated_at")
 _SPANS_COLS = ("namespace", "key", "value", "id", "from_pos", "from_time")
@@ -120,7 +120,7 @@ def _optional(row: tuple[Any, ...], variant: int, bit: int, s: list[Any]) -> tup
     if s[_RT_OPTS] is not None:
         row += (s[_RT_OPTS],)
         variant |= 1 << bit
-    if s[_STATUS] is not _DEFAULT_STATUS:
+    if s[_STATUS] is not DEFAULT_STATUS:
         row += s[_STATUS]
         variant |= 2 << bit
     return variant, row
@@ -307,7 +307,10 @@ class BulkBuilder:
             ns, cid = self._key
             row: tuple[Any, ...] = (
                 ns, cid, s[_VER], s[_INC], s[_IMAGE], s[_RT_NAME], s[_SPEC_URL], s[_SPEC_VALUE], s[_SNAPSHOTTER],
-                s[_SNAPSHOT_KEY], s[_SANDBOX], s[_LABELS], s[_EXT], s[_CREATED], s[_UPDATED])
+                s[_SNAPSHOT_KEY], s[_SANDBOX], s[_LABELS], s[_EXT], s[_CREATED], s[_UPDATED],
+                bytearray(pack_record((s[_IMAGE], s[_RT_NAME], s[_RT_OPTS], s[_SNAPSHOTTER], s[_SNAPSHOT_KEY],
+                                       s[_SANDBOX], unpackb(s[_LABELS]), unpackb(s[_EXT]), s[_CREATED], s[_UPDATED],
+                                       *s[_STATUS]))))
             variant, row = _optional(row, 0, 0, s)
             self._rows["containers", variant].append(row)
         self._close(s, None, None)
@@ -371,7 +374,7 @@ class BulkBuilder:
             incarnation, version, d["image"], runtime.name,
             None if runtime.options is None else packb(runtime.options), pos, spec.type_url, spec.value,
             d["snapshotter"], d["snapshot_key"], d["sandbox"], _blob(labels), _blob(dict(d["extensions"])), ts, ts,
-            pos, ts, _DEFAULT_STATUS, {k: (v, pos, ts) for k, v in labels.items()},
+            pos, ts, DEFAULT_STATUS, {k: (v, pos, ts) for k, v in labels.items()},
         ]
 
     def _labels_changed(self, d: dict[str, Any], pos: int, version: int, ts: int) -> None:

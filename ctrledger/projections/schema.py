@@ -29,6 +29,11 @@ Version history (``ctrledger_meta.read_model_schema``):
   A version-4 database whose temporal view is at the current view's position has those
   spans already and only loses ``labels``; otherwise (history was off for a while) the
   current-state view's tables are emptied and it catches up from the log at open.
+* 6: ``containers.record``, the row's fields packed in one blob (``current.RECORD_FIELDS``), which
+  get, list and scan read instead of 20 columns: the sqlite3 module pays ~2k instructions for each
+  column it returns, so a get went from 139k to ~100k instructions and a list-all from 78k to ~45k
+  per container (callgrind). The columns stay, for filters and SQL. A version-5 database gets the
+  column, filled from the columns; nothing needs to catch up.
 
 A database written by a newer ctrledger (a higher version) is refused with a clear
 error rather than misread; an older one is upgraded by the steps in ``MIGRATIONS``.
@@ -49,7 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "ensure_schema", "schema_version"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def _create_clustered(
@@ -172,9 +177,23 @@ def _one_label_index_v5(db: sqlite_utils.Database) -> None:
     db.execute("DROP TABLE IF EXISTS labels")
 
 
+def _packed_record_v6(db: sqlite_utils.Database) -> None:
+    from ..persistence.transcoder import unpackb
+    from .current import RECORD_FIELDS, pack_record
+
+    if "record" not in db.table("containers").columns_dict:
+        db.execute("ALTER TABLE containers ADD COLUMN record BLOB")
+    rows = db.execute(
+        f"SELECT namespace, id, {', '.join(RECORD_FIELDS)} FROM containers WHERE record IS NULL").fetchall()
+    db.conn.executemany("UPDATE containers SET record=? WHERE namespace=? AND id=?",
+                        [(pack_record((*row[2:8], unpackb(row[8]), unpackb(row[9]), *row[10:])), row[0], row[1])
+                         for row in rows])
+
+
 # version reached -> step from the version before it
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     1: _create_v1, 2: _create_v2, 3: _add_status_v3, 4: _partial_indexes_v4, 5: _one_label_index_v5,
+    6: _packed_record_v6,
 }
 
 

@@ -32,7 +32,7 @@ from typing import Any, Final
 from ..domain.model import RESOURCE_FIELDS, Resources, Status
 from ..persistence.transcoder import packb, unpackb
 
-__all__ = ["STATUS_COLUMNS", "STATUS_COLUMN_TYPES", "columns_of", "status_of"]
+__all__ = ["DEFAULT_STATUS", "STATUS_COLUMNS", "STATUS_COLUMN_TYPES", "columns_of", "status_of"]
 
 #: name -> (SQL type, NOT NULL default or None)
 STATUS_COLUMN_TYPES: Final[dict[str, tuple[type, object]]] = {
@@ -48,6 +48,8 @@ STATUS_COLUMN_TYPES: Final[dict[str, tuple[type, object]]] = {
     "status_runs": (int, 0),
 }
 STATUS_COLUMNS: Final = tuple(STATUS_COLUMN_TYPES)
+#: the column values of a container never started (each column's default)
+DEFAULT_STATUS: Final = tuple(default for _, default in STATUS_COLUMN_TYPES.values())
 
 _EMPTY_RESOURCES: Final = Resources()
 
@@ -86,17 +88,17 @@ def status_of(values: Sequence[Any], created_at: datetime) -> Status:
     """A ``Status`` from the column values (in ``STATUS_COLUMNS`` order), without re-validating."""
     _state, pid, started, finished, exit_code, reason, message, paused, resources, runs = values
     obj = object.__new__(Status)
-    obj.__dict__.update(
-        state=_state,
-        pid=pid or 0,
-        created_at=created_at,
-        started_at=None if started is None else _EPOCH + timedelta(0, 0, started),
-        finished_at=None if finished is None else _EPOCH + timedelta(0, 0, finished),
-        exit_code=exit_code or 0,
-        reason=reason,
-        message=message,
-        paused=bool(paused),
-        resources=_EMPTY_RESOURCES if resources is None else Resources(**unpackb(resources)),
-        runs=runs,
-    )
+    object.__setattr__(obj, "__dict__", {  # a literal, handed over: no keyword arguments, no copy
+        "state": _state,
+        "pid": pid or 0,
+        "created_at": created_at,
+        "started_at": None if started is None else _EPOCH + timedelta(0, 0, started),
+        "finished_at": None if finished is None else _EPOCH + timedelta(0, 0, finished),
+        "exit_code": exit_code or 0,
+        "reason": reason,
+        "message": message,
+        "paused": bool(paused),
+        "resources": _EMPTY_RESOURCES if resources is None else Resources(**unpackb(resources)),
+        "runs": runs,
+    })
     return obj
