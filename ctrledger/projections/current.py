@@ -275,9 +275,10 @@ def row_to_container(row: Sequence[Any], spec: Payload) -> Container:
 
 
 # ``containers.record``: the row's fields packed in one blob, in this order, then the status
-# values (``STATUS_COLUMNS`` order); labels and extensions as maps. The columns stay, for filters and SQL; a read takes the
-# blob: the sqlite3 module pays ~2k instructions for every column it hands back (a get of 24
-# columns spent half its SQL time there), one blob and its unpacking far less.
+# values (``STATUS_COLUMNS`` order); labels and extensions as maps. The columns stay, for
+# filters and SQL; a read takes the blob: the sqlite3 module pays ~2k instructions for every
+# column it hands back (a get of 24 columns spent half its SQL time there), one blob and its
+# unpacking far less.
 RECORD_FIELDS: tuple[str, ...] = ("image", "runtime_name", "runtime_options", "snapshotter", "snapshot_key",
                                   "sandbox", "labels", "extensions", "created_at", "updated_at", *STATUS_COLUMNS)
 (_R_IMAGE, _R_RT_NAME, _R_RT_OPTS, _R_SNAPSHOTTER, _R_SNAPSHOT_KEY, _R_SANDBOX, _R_LABELS, _R_EXT,
