@@ -61,13 +61,28 @@ class LedgerApplication(Application[str]):
             pass  # another node took it, or the storage is busy: the next one will do
 
     def load(self, stream: str) -> ContainerAggregate | None:
-        """The aggregate of a stream, or None if the stream has no events."""
+        """The aggregate of a stream, or None if the stream has no events.
+
+        A stream's last ``SNAPSHOT_EVERY`` events are read first, newest first: when they
+        reach its first version (most streams are shorter than that), they are the whole
+        stream, decoded and projected without a snapshot. eventsourcing's repository would ask
+        the snapshot store first, one more read transaction on every cold load. A longer
+        stream loads from its latest snapshot, through the repository (its recent events
+        read twice, decoded once).
+        """
         from eventsourcing.application import AggregateNotFoundError
 
-        try:
-            agg: Any = self.repository.get(stream, projector_func=_project)
-        except AggregateNotFoundError:
+        recent = self.recorder.select_events(stream, desc=True, limit=SNAPSHOT_EVERY)  # not decoded yet
+        if not recent:
             return None
+        agg: Any
+        if recent[-1].originator_version == ContainerAggregate.INITIAL_VERSION:
+            agg = _project(None, map(self.mapper.to_domain_event, reversed(recent)))
+        else:
+            try:
+                agg = self.repository.get(stream, projector_func=_project)
+            except AggregateNotFoundError:
+                return None
         assert isinstance(agg, ContainerAggregate)
         return agg
 
