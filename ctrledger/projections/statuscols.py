@@ -84,8 +84,21 @@ def columns_of(status: Status) -> dict[str, Any]:
     }
 
 
+# The fields of a status never started, but its ``created_at`` (the container's).
+_FRESH: Final = {"state": "CREATED", "pid": 0, "created_at": None, "started_at": None, "finished_at": None,
+                 "exit_code": 0, "reason": "", "message": "", "paused": False, "resources": _EMPTY_RESOURCES,
+                 "runs": 0}
+
+
 def status_of(values: Sequence[Any], created_at: datetime) -> Status:
-    """A ``Status`` from the column values (in ``STATUS_COLUMNS`` order), without re-validating."""
+    """A ``Status`` from the column values (in ``STATUS_COLUMNS`` order; none: ``DEFAULT_STATUS``),
+    without re-validating."""
+    if not values:
+        obj = object.__new__(Status)
+        fresh = dict(_FRESH)
+        fresh["created_at"] = created_at
+        object.__setattr__(obj, "__dict__", fresh)
+        return obj
     _state, pid, started, finished, exit_code, reason, message, paused, resources, runs = values
     obj = object.__new__(Status)
     object.__setattr__(obj, "__dict__", {  # a literal, handed over: no keyword arguments, no copy
