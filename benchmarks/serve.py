@@ -38,6 +38,11 @@ Two more columns, in the same interleaved chunks, say where a ratio is limited:
 
 Each of the two is shown as its ratio to containerd (higher is better for ctrledger), a ceiling
 for the ctrledger ratio in that row.
+
+``--compare DIR``: also serve from the code in DIR (a checkout of another commit, e.g.
+``git archive main | tar -x -C DIR``): its ``ctrledger serve`` and its wire floor join the same
+interleaved chunks, as two more columns (``base``, ``base floor``): an A/B of two versions of the
+server in one run, each with its ratio to the same containerd.
 """
 
 from __future__ import annotations
@@ -283,6 +288,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2,000 containers instead of 20,000")
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--compare", type=Path, default=None, metavar="DIR",
+                        help="also serve from the code in DIR (another commit's tree): an A/B in one run")
     parser.add_argument("--floor", metavar="SOCKET", default=None, help=argparse.SUPPRESS)  # the wire-floor process
     args = parser.parse_args()
     n = args.n or (2000 if args.quick else 20000)
@@ -309,12 +316,24 @@ def main() -> int:
         wait_for(d / "containerd.sock", cd)
         wait_for(d / "ctrledger.sock", ledger)
         wait_for(d / "floor.sock", floor)
+        if args.compare:
+            base = args.compare.resolve()
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "ctrledger", "serve", "--db", str(d / "base.db"), "--address",
+                 f"unix://{d}/base.sock"], cwd=base, stderr=open(d / "base.log", "wb")))
+            wait_for(d / "base.sock", procs[-1])
+            procs.append(subprocess.Popen(
+                [sys.executable, str(base / "benchmarks" / "serve.py"), "--floor", str(d / "base-floor.sock"),
+                 "--n", str(n)], cwd=base, stderr=open(d / "base-floor.log", "wb")))
+            wait_for(d / "base-floor.sock", procs[-1])
         time.sleep(0.5)
         version = subprocess.run([containerd, "--version"], capture_output=True, text=True).stdout.strip()
         direct = Direct(d / "direct.db")
         targets: list[Any] = [Target("containerd", f"unix:{d}/containerd.sock"),
                               Target("ctrledger", f"unix:{d}/ctrledger.sock"), Target("floor", f"unix:{d}/floor.sock"),
                               direct]
+        if args.compare:
+            targets += [Target("base", f"unix:{d}/base.sock"), Target("base floor", f"unix:{d}/base-floor.sock")]
         try:
             results = run(targets, n)
         finally:
@@ -386,7 +405,7 @@ def run(targets: list[Target], n: int) -> dict[str, Any]:
     print("events ...", file=sys.stderr)
     ev_ids = rng.sample(ids, min(300, n))
     res["event_lag_ms"] = {}
-    for t in targets[:2]:  # containerd and ctrledger serve
+    for t in [*targets[:2], *(t for t in targets if t.name == "base")]:  # containerd and the servers
         lags = event_lags(t, ev_ids)
         res["event_lag_ms"][t.name] = {"p50": 1000 * pct(lags, 50), "p99": 1000 * pct(lags, 99), "n": len(lags)}
     return res
@@ -397,8 +416,10 @@ def report(r: dict[str, Any]) -> None:
     load = r.get("load_average")
     print(f"\n{r.get('containerd_version', '')}; ctrledger serve; {r['n']:,} containers, 5 labels, 2 KB spec"
           + (f"; load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}" if load else "") + "\n")
+    ceilings = [k for k in ("store", "floor", "base", "base floor") if k in r["get_ms"]]
+    titles = {"store": "store alone", "floor": "wire floor", "base": "base", "base floor": "base floor"}
     print(f"{'op':28} {'containerd':>12} {'ctrledger':>12} {'ratio':>8}  {'target':17} "
-          f"{'store alone':>12} {'ratio':>8} {'wire floor':>12} {'ratio':>8}")
+          + " ".join(f"{titles[k]:>12} {'ratio':>8}" for k in ceilings))
     rows: list[str] = []
 
     def faster(name: str, key: str, unit: str, target: float, higher_better: bool) -> None:
@@ -409,7 +430,7 @@ def report(r: dict[str, Any]) -> None:
         got = ratio(led)
         line = (f"{name:28} {r[key][c]:>10,.1f}{unit:<2} {r[key][led]:>10,.1f}{unit:<2} {got:>7.2f}x  "
                 f"{f'>= {target:g}x':8} {'PASS' if got >= target else 'FAIL':8}")
-        for other in ("store", "floor"):  # the ceilings: a free wire, a free store
+        for other in ceilings:  # the ceilings (a free wire, a free store), and the base's columns
             if other in r[key]:
                 line += f" {r[key][other]:>10,.2f}{unit:<2} {ratio(other):>7.2f}x"
         rows.append(line)
@@ -427,7 +448,8 @@ def report(r: dict[str, Any]) -> None:
     ev = r["event_lag_ms"]
     ok = ev[led]["p99"] <= 10
     print(f"{'event lag p50 / p99':28} {ev[c]['p50']:>5.1f}/{ev[c]['p99']:<5.1f}ms "
-          f"{ev[led]['p50']:>5.1f}/{ev[led]['p99']:<5.1f}ms {'':8}  p99<=10ms {'PASS' if ok else 'FAIL'}")
+          f"{ev[led]['p50']:>5.1f}/{ev[led]['p99']:<5.1f}ms {'':8}  p99<=10ms {'PASS' if ok else 'FAIL'}"
+          + (f"   base {ev['base']['p50']:.1f}/{ev['base']['p99']:.1f} ms" if "base" in ev else ""))
 
 
 if __name__ == "__main__":
