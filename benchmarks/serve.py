@@ -37,7 +37,9 @@ Two more columns, in the same interleaved chunks, say where a ratio is limited:
   nothing.
 
 Each of the two is shown as its ratio to containerd (higher is better for ctrledger), a ceiling
-for the ctrledger ratio in that row.
+for the ctrledger ratio in that row. One more column, **floor, no front**: the same floor process
+called on its gRPC server's private socket, past the unix front: the floor's column minus this
+one is what the front (accept, peer credentials, the relay) costs.
 
 ``--compare DIR``: also serve from the code in DIR (a checkout of another commit, e.g.
 ``git archive main | tar -x -C DIR``): its ``ctrledger serve`` and its wire floor join the same
@@ -190,10 +192,12 @@ def floor_server(path: str, n: int) -> None:
     server.add_insecure_port(f"unix:{private}/grpc.sock")
     server.start()
     front = UnixFront(path, f"{private}/grpc.sock")
+    os.symlink(f"{private}/grpc.sock", f"{path}.direct")  # the "floor, no front" column: past the front
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stop.wait()
     front.close()
+    os.unlink(f"{path}.direct")
     server.stop(0).wait()
     shutil.rmtree(private, ignore_errors=True)
 
@@ -316,6 +320,7 @@ def main() -> int:
         wait_for(d / "containerd.sock", cd)
         wait_for(d / "ctrledger.sock", ledger)
         wait_for(d / "floor.sock", floor)
+        wait_for(d / "floor.sock.direct", floor)
         if args.compare:
             base = args.compare.resolve()
             procs.append(subprocess.Popen(
@@ -331,7 +336,7 @@ def main() -> int:
         direct = Direct(d / "direct.db")
         targets: list[Any] = [Target("containerd", f"unix:{d}/containerd.sock"),
                               Target("ctrledger", f"unix:{d}/ctrledger.sock"), Target("floor", f"unix:{d}/floor.sock"),
-                              direct]
+                              direct, Target("no front", f"unix:{d}/floor.sock.direct")]
         if args.compare:
             targets += [Target("base", f"unix:{d}/base.sock"), Target("base floor", f"unix:{d}/base-floor.sock")]
         try:
@@ -416,8 +421,9 @@ def report(r: dict[str, Any]) -> None:
     load = r.get("load_average")
     print(f"\n{r.get('containerd_version', '')}; ctrledger serve; {r['n']:,} containers, 5 labels, 2 KB spec"
           + (f"; load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}" if load else "") + "\n")
-    ceilings = [k for k in ("store", "floor", "base", "base floor") if k in r["get_ms"]]
-    titles = {"store": "store alone", "floor": "wire floor", "base": "base", "base floor": "base floor"}
+    ceilings = [k for k in ("store", "floor", "no front", "base", "base floor") if k in r["get_ms"]]
+    titles = {"store": "store alone", "floor": "wire floor", "no front": "no front", "base": "base",
+              "base floor": "base floor"}
     print(f"{'op':28} {'containerd':>12} {'ctrledger':>12} {'ratio':>8}  {'target':17} "
           + " ".join(f"{titles[k]:>12} {'ratio':>8}" for k in ceilings))
     rows: list[str] = []
