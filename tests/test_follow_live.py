@@ -59,8 +59,11 @@ def store(tmp_path: Path) -> Iterator[ctrledger.Store]:
 def wait_until(check: Callable[[], object], timeout: float = 10.0, what: str = "the ledger to catch up") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():
-            return
+        try:
+            if check():
+                return
+        except ctrledger.NotFound:  # the follower has not recorded the container yet
+            pass
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
 
