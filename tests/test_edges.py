@@ -236,6 +236,33 @@ def test_text_that_is_not_utf8_in_a_row_is_read_with_its_bytes_kept(db_path: Pat
         assert store.get("y").spec == spec  # the connection's fast path is back
 
 
+def test_a_write_to_a_container_whose_row_was_deleted_by_hand_is_refused_clearly(db_path: Path) -> None:
+    import sqlite3
+
+    with ctrledger.open(db_path) as store:
+        for cid in ("x", "y", "z", "w"):
+            store.create(make(cid, labels={"a": "1"}))
+    conn = sqlite3.connect(db_path)
+    conn.execute("DELETE FROM containers")
+    conn.commit()
+    conn.close()
+    with ctrledger.open(db_path) as store:
+        head = store.log.head()
+        writes = {
+            "x": lambda: store.update(ctrledger.Container(id="x", image="i:2"), "image"),
+            "y": lambda: store.update(ctrledger.Container(id="y", labels={"b": "2"}), "labels.b"),
+            "z": lambda: store.started("z", pid=1),
+            "w": lambda: store.delete("w"),
+        }
+        for cid, write in writes.items():
+            with pytest.raises(ctrledger.Unavailable, match=f"no row for container '{cid}'.*ctrledger rebuild"):
+                write()
+        assert store.log.head() == head  # nothing was written
+        store.rebuild()
+        writes["x"]()
+        assert store.get("x").image == "i:2"
+
+
 def test_an_export_refuses_a_chunk_its_reader_could_not_read(
     db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -176,15 +176,13 @@ class CurrentStateView:
         open_spans(cur, ns, cid, pos, ts, e.labels)
 
     def _labels(self, cur: sqlite3.Cursor, e: ContainerEvent) -> dict[str, str]:
-        ns, cid = self._key(e)
-        row = cur.execute("SELECT labels FROM containers WHERE namespace=? AND id=?", (ns, cid)).fetchone()
-        labels: dict[str, str] = unpackb(row[0])
+        labels: dict[str, str] = _read_record(cur, *self._key(e), "labels")
         return labels
 
     def _labels_changed(self, cur: sqlite3.Cursor, e: LabelsChanged, pos: int) -> None:
         ns, cid = self._key(e)
         ts = micros(e.timestamp)
-        record = _read_record(cur, ns, cid)
+        record: list[Any] = _read_record(cur, ns, cid)
         labels: dict[str, str] = record[_R_LABELS]
         close_spans(cur, ns, cid, pos, ts, {k: labels[k] for k in (*e.removed, *e.set) if k in labels})
         for key in e.removed:
@@ -195,7 +193,7 @@ class CurrentStateView:
 
     def _extensions_changed(self, cur: sqlite3.Cursor, e: ExtensionsChanged, pos: int) -> None:
         ns, cid = self._key(e)
-        record = _read_record(cur, ns, cid)
+        record: list[Any] = _read_record(cur, ns, cid)
         extensions: dict[str, Payload] = record[_R_EXT]
         for key in e.removed:
             extensions.pop(key, None)
@@ -211,7 +209,7 @@ class CurrentStateView:
         # The status after the event, from the status before it (the row) and the event
         # alone: the same pure step the aggregate applies. ``updated_at`` stays.
         ns, cid = self._key(e)
-        record = _read_record(cur, ns, cid)
+        record: list[Any] = _read_record(cur, ns, cid)
         columns = columns_of(e.next_status(status_of(record[_R_STATUS:], from_micros(record[_R_CREATED]))))
         record[_R_STATUS:] = columns.values()
         cur.execute(
@@ -299,10 +297,14 @@ def pack_record(values: Sequence[Any]) -> bytes:
     return packb(values)
 
 
-def _read_record(cur: sqlite3.Cursor, ns: str, cid: str) -> list[Any]:
-    row = cur.execute("SELECT record FROM containers WHERE namespace=? AND id=?", (ns, cid)).fetchone()
-    record: list[Any] = unpackb(row[0])
-    return record
+def _read_record(cur: sqlite3.Cursor, ns: str, cid: str, column: str = "record") -> Any:
+    """The row's ``column`` (unpacked) of a container an event changes; the log says it is live, so
+    no row means the read model was changed outside ctrledger (the write is refused, nothing applied)."""
+    row = cur.execute(f"SELECT {column} FROM containers WHERE namespace=? AND id=?", (ns, cid)).fetchone()
+    if row is None:
+        raise RuntimeError(f"the read model has no row for container {cid!r} in namespace {ns!r}, which the "
+                           "log holds: it was changed outside ctrledger; `ctrledger rebuild` rebuilds it")
+    return unpackb(row[0])
 
 
 def _row_to_container(row: Sequence[Any]) -> Container:
