@@ -25,7 +25,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from ..domain.container import (
     STATUS_EVENT_CLASSES,
@@ -100,6 +100,8 @@ class TemporalView:
             "UPDATE versions SET to_pos=?, to_time=? WHERE namespace=? AND id=? AND version=?",
             (pos, micros(e.timestamp), ns, cid, e.originator_version - 1),
         )
+        if cur.rowcount != 1:
+            _no_version(ns, cid, e.originator_version - 1)
 
     def _next(
         self, cur: sqlite3.Cursor, e: ContainerEvent, pos: int, *, touch: bool = True, **changed: Any
@@ -116,6 +118,8 @@ class TemporalView:
             (e.originator_version, pos, micros(e.timestamp), *((micros(e.timestamp),) if touch else ()),
              *(changed[c] for c in _COPY if c in changed), ns, cid, e.originator_version - 1),
         )
+        if cur.rowcount != 1:
+            _no_version(ns, cid, e.originator_version - 1)
         self._close_version(cur, e, pos)
 
     def _previous_blob(self, cur: sqlite3.Cursor, e: ContainerEvent, column: str) -> Any:
@@ -124,6 +128,8 @@ class TemporalView:
             f"SELECT {column} FROM versions WHERE namespace=? AND id=? AND version=?",
             (ns, cid, e.originator_version - 1),
         ).fetchone()
+        if row is None:
+            _no_version(ns, cid, e.originator_version - 1)
         return unpackb(row[0])
 
     # -- handlers ---------------------------------------------------------
@@ -168,7 +174,16 @@ class TemporalView:
             f"SELECT created_at, {', '.join(STATUS_COLUMNS)} FROM versions WHERE namespace=? AND id=? AND version=?",
             (ns, cid, e.originator_version - 1),
         ).fetchone()
+        if row is None:
+            _no_version(ns, cid, e.originator_version - 1)
         self._next(cur, e, pos, touch=False, **columns_of(e.next_status(status_of(row[1:], from_micros(row[0])))))
+
+
+def _no_version(ns: str, cid: str, version: int) -> NoReturn:
+    """The version an event follows is not in ``versions``: the read model was changed outside
+    ctrledger (the write is refused, nothing applied)."""
+    raise RuntimeError(f"the read model has no version {version} of container {cid!r} in namespace {ns!r}, "
+                       "which the log holds: it was changed outside ctrledger; `ctrledger rebuild` rebuilds it")
 
 
 class AuditView:
