@@ -200,16 +200,55 @@ def test_task_exit_code_and_kill(store: ctrledger.Store, containerd: Containerd,
         assert kinds(store, "sleeper", ns) == ["Created", "Started", "Exited", "Deleted"]
 
 
+@contextmanager
+def published_ooms(cd: Containerd, ns: str) -> Iterator[set[str]]:
+    """The containers containerd publishes a ``/tasks/oom`` for, as a subscriber of its own sees them."""
+    from ctrledger.wire.containerd.events import task_pb2 as tev
+
+    seen: set[str] = set()
+    with grpc.insecure_channel(f"unix://{cd.socket}") as ch:
+        call = egrpc.EventsStub(ch).Subscribe(
+            epb.SubscribeRequest(filters=[f'namespace=={ns},topic=="/tasks/oom"']))
+
+        def collect() -> None:
+            try:
+                for env in call:
+                    oom = tev.TaskOOM()
+                    oom.ParseFromString(env.event.value)
+                    seen.add(oom.container_id)
+            except grpc.RpcError:
+                pass
+
+        t = threading.Thread(target=collect, daemon=True)
+        t.start()
+        time.sleep(0.2)
+        try:
+            yield seen
+        finally:
+            call.cancel()
+            t.join(5)
+
+
 def test_oom_killed(store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
+    # containerd does not always publish the OOM of a task the kernel OOM-killed (one run in eight
+    # here): then nothing says it was one, and the exit is recorded as CRI records it, "Error".
+    # The ledger must say OOMKilled exactly when containerd published the OOM; up to four runs,
+    # until one was published.
     ns = "oom"
-    with following(store, containerd, ns):
-        done = containerd.ctr("run", "--memory-limit", "16777216", "--rootfs", str(root), "hog", "/bin/sh", "-c",
-                              "dd if=/dev/zero of=/dev/shm/fill bs=1M count=64", namespace=ns, check=False)
-        assert done.returncode == 137
-        wait_until(lambda: status(store, "hog", ns).state == "EXITED")
-        s = status(store, "hog", ns)
-        assert (s.exit_code, s.reason) == (137, "OOMKilled")
-        assert store.list("status.reason==OOMKilled", namespace=ns)[0].id == "hog"
+    with following(store, containerd, ns), published_ooms(containerd, ns) as ooms:
+        for attempt in range(4):
+            hog = f"hog{attempt}"
+            done = containerd.ctr("run", "--memory-limit", "16777216", "--rootfs", str(root), hog, "/bin/sh", "-c",
+                                  "dd if=/dev/zero of=/dev/shm/fill bs=1M count=64", namespace=ns, check=False)
+            assert done.returncode == 137
+            wait_until(lambda hog=hog: status(store, hog, ns).state == "EXITED")
+            time.sleep(0.3)  # the OOM, when containerd publishes it after the exit, has reached the subscriber
+            s = status(store, hog, ns)
+            assert (s.exit_code, s.reason) == (137, "OOMKilled" if hog in ooms else "Error"), (hog, ooms)
+            if hog in ooms:
+                break
+        assert ooms, "containerd published no OOM in four OOM kills"
+        assert [c.id for c in store.list("status.reason==OOMKilled", namespace=ns)] == sorted(ooms)
 
 
 def test_an_oom_published_after_the_exit_still_names_it(store: ctrledger.Store, containerd: Containerd) -> None:

@@ -84,7 +84,7 @@ _BATCH = 1000  # observations written in one commit at most
 # costs ~0.65 ms of CPU beside ~0.2 ms per event, so one per event would take a third of the
 # follower's CPU in a burst; 10 ms puts a few events in each commit and adds 5 ms on average.
 _GATHER = 0.010
-_OOM_LATE = 0.1  # seconds a SIGKILLed task's exit waits for a /tasks/oom containerd publishes after it
+_OOM_LATE = 0.5  # seconds after a SIGKILLed task's exit was published to wait for a /tasks/oom published after it
 _CHUNK = 200  # containers a reconcile's list reader hands over at once
 
 _PAYLOADS: dict[str, type[message.Message]] = {
@@ -763,7 +763,8 @@ class Follower:
                         and payload.pid != status.pid):
                     return  # the exit of an earlier run, replayed (a reconcile may date this run's start
                     # after its exit: it saw the task running, and the exit came before it recorded that)
-                if payload.exit_status == 137 and (ns, cid) not in self._oom and self._oom_follows(ns, cid):
+                if (payload.exit_status == 137 and (ns, cid) not in self._oom
+                        and self._oom_follows(ns, cid, at)):
                     self._oom.add((ns, cid))
                 self._exited(ns, cid, payload.exit_status, exited_at, "")
                 self.stats.writes += 1
@@ -796,12 +797,17 @@ class Follower:
             self.store.resumed(cid, **kw)
         self.stats.writes += 1
 
-    def _oom_follows(self, ns: str, cid: str) -> bool:
+    def _oom_follows(self, ns: str, cid: str, published: datetime | None) -> bool:
         """Whether a ``/tasks/oom`` of ``cid`` comes among the next events (taken out of them),
-        waiting up to ``_OOM_LATE`` for more: containerd publishes a task's OOM and its exit from
-        two places of the shim, and the OOM is sometimes the later (about one run in ten here)."""
-        deadline = time.monotonic() + _OOM_LATE
-        seen = 0
+        waiting for more until ``_OOM_LATE`` after the exit was ``published``: containerd
+        publishes a task's OOM and its exit from two places of the shim, and the OOM is
+        sometimes the later (one run in ten on a quiet machine, more under load). The wait
+        is counted from the exit's publication, not from now: exits read late (a follower
+        behind, many tasks killed at once) wait little or not at all, and what has arrived
+        meanwhile is looked at first."""
+        wait = _OOM_LATE if published is None else _OOM_LATE - (time.time() - published.timestamp())
+        deadline = time.monotonic() + min(max(wait, 0.0), _OOM_LATE)
+        seen, looked = 0, False
         while True:
             for i in range(seen, len(self._ahead)):
                 env = self._ahead[i]
@@ -811,9 +817,10 @@ class Follower:
                     return True
             seen = len(self._ahead)
             left = deadline - time.monotonic()
-            if self._inbox is None or self._ended is not None or left <= 0:
+            if self._inbox is None or self._ended is not None or (left <= 0 and looked):
                 return False
-            batch, ended = _drain(self._inbox, timeout=left)
+            batch, ended = _drain(self._inbox, timeout=max(left, 0.0))
+            looked = True
             self._ahead.extend(batch)
             self._ended = ended
 
