@@ -215,25 +215,43 @@ def test_a_hand_edited_text_value_changes_the_digest_and_is_named(db_path: Path)
         assert not result.ok and "audit" in result.differences
 
 
-def test_text_that_is_not_utf8_in_a_row_is_read_with_its_bytes_kept(db_path: Path) -> None:
-    # Reads decode text in the driver (fast) and fall back to the lenient decoder for a row
-    # the driver cannot decode: get, list and scan.
+def test_a_damaged_packed_record_is_data_loss_naming_the_container(db_path: Path) -> None:
+    # A read decodes one packed blob per container: a blob edited outside ctrledger is DataLoss
+    # naming the container (not the decoder's own error), the other containers stay readable,
+    # and verify_projections names the table.
     import sqlite3
 
     with ctrledger.open(db_path) as store:
         store.create(make("x"))
         store.create(make("y"))
     conn = sqlite3.connect(db_path)
-    conn.execute("UPDATE containers SET spec_type_url=CAST(x'ff' AS TEXT) WHERE id='x'")
+    conn.execute("UPDATE containers SET record=x'c1ff' WHERE id='x'")
     conn.commit()
     conn.close()
     with ctrledger.open(db_path) as store:
-        assert store.get("x").spec.type_url == "\udcff"
-        spec = make("y").spec
-        assert spec is not None
-        assert [c.spec.type_url for c in store.list() if c.spec] == ["\udcff", spec.type_url]
-        assert [c.spec.type_url for c in store.scan() if c.spec] == ["\udcff", spec.type_url]
-        assert store.get("y").spec == spec  # the connection's fast path is back
+        for read in (lambda: store.get("x"), lambda: store.list(), lambda: list(store.scan())):
+            with pytest.raises(ctrledger.DataLoss, match="row of container \"x\" in namespace \"default\" is damaged"):
+                read()
+        assert store.get("y").id == "y"
+        result = store.verify_projections()
+        assert not result.ok and "containers" in result.differences
+        store.rebuild()
+        assert [c.id for c in store.list()] == ["x", "y"]
+
+
+def test_text_that_is_not_utf8_in_a_version_row_is_read_with_its_bytes_kept(db_path: Path) -> None:
+    import sqlite3
+
+    with ctrledger.open(db_path) as store:
+        store.create(make("x"))
+        at = ctrledger.Position(store.position)
+    conn = sqlite3.connect(db_path)
+    conn.execute("UPDATE versions SET image=CAST(x'ff' AS TEXT) WHERE id='x'")
+    conn.commit()
+    conn.close()
+    with ctrledger.open(db_path) as store:
+        assert store.get("x", as_of=at).image == "\udcff"
+        assert [c.image for c in store.list(as_of=at)] == ["\udcff"]
 
 
 @pytest.mark.parametrize("table", ["containers", "versions"])

@@ -174,8 +174,8 @@ def test_the_regen_flag_rewrites_expectations(pytester: pytest.Pytester) -> None
 def test_a_drifted_read_model_fails_the_golden_check(ctrledger_golden_log: GoldenLog) -> None:
     with ctrledger_golden_log.replay(GOLDEN / "replay-busy.ctrlarchive") as store:
         with sqlite3.connect(store.path) as conn:
-            # A column reads return (the image is in the packed record: filters alone see its column).
-            conn.execute("UPDATE containers SET spec_type_url='drifted' WHERE id='c1'")
+            # The spec's bytes, which reads take from their column (the rest is in the packed record).
+            conn.execute("UPDATE containers SET spec_value=x'00' WHERE id='c1'")
         with pytest.raises(AssertionError, match="answers differ"):
             ctrledger_golden_log.check(store, GOLDEN / "replay-busy.expected.json", points=[Position(6), Position(15)])
 

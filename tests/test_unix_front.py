@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -150,10 +151,18 @@ def _forwarder(listen: str, backend: str, name: str) -> socket.socket:
     return sock
 
 
+def _other_token(front: UnixFront) -> str:
+    while (token := secrets.token_hex(6)) == front._token:
+        pass
+    return token
+
+
 @pytest.mark.parametrize("forged", [
-    pytest.param(lambda front: "ctrledger-0123456789ab-1", id="another-token"),
+    # Abstract names are one namespace for the whole machine: each forged name is new, so two test
+    # runs at once do not take each other's (the forwarder could not bind it: a timeout, not a refusal).
+    pytest.param(lambda front: f"ctrledger-{_other_token(front)}-1", id="another-token"),
     pytest.param(lambda front: f"ctrledger-{front._token}-999999", id="the-token-and-a-number-not-given-out"),
-    pytest.param(lambda front: "forged", id="not-the-front-s-format"),
+    pytest.param(lambda front: f"forged-{secrets.token_hex(8)}", id="not-the-front-s-format"),
 ])
 def test_a_forged_abstract_name_is_refused(tmp_path: Path, forged: Callable[[UnixFront], str]) -> None:
     with ctrledger.open(tmp_path / "l.db", synchronous="NORMAL") as store:

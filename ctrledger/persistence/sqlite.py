@@ -40,7 +40,6 @@ __all__ = [
     "LedgerSQLiteFactory",
     "LedgerSQLiteRecorder",
     "SYNCHRONOUS_MODES",
-    "fetch",
     "lenient_text",
     "read_only_connection",
     "readonly_uri",
@@ -55,28 +54,6 @@ def lenient_text(raw: bytes) -> str:
     """A ``text_factory`` for reading: text that is not UTF-8 (a hand-edited or damaged row)
     comes back with its bytes kept, so it is reported as changed, not as a driver error."""
     return raw.decode("utf-8", "surrogateescape")
-
-
-_UNDECODABLE = "Could not decode to UTF-8"
-
-
-def fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = (), *, one: bool = False) -> Any:
-    """``conn.execute(sql, params)``'s rows (or its first row, or None, with ``one``), with
-    text decoded by the driver itself: ``lenient_text`` costs a Python call per text cell,
-    which a hot read (a get, a list of 100k) feels. A row with text that is not UTF-8 makes
-    the driver fail; then the query runs again with ``conn``'s own (lenient) text factory."""
-    factory = conn.text_factory
-    conn.text_factory = str
-    try:
-        cur = conn.execute(sql, params)
-        return cur.fetchone() if one else cur.fetchall()
-    except sqlite3.OperationalError as e:
-        if _UNDECODABLE not in str(e):
-            raise
-    finally:
-        conn.text_factory = factory
-    cur = conn.execute(sql, params)
-    return cur.fetchone() if one else cur.fetchall()
 
 
 

@@ -308,9 +308,9 @@ class BulkBuilder:
             row: tuple[Any, ...] = (
                 ns, cid, s[_VER], s[_INC], s[_IMAGE], s[_RT_NAME], s[_SPEC_URL], s[_SPEC_VALUE], s[_SNAPSHOTTER],
                 s[_SNAPSHOT_KEY], s[_SANDBOX], s[_LABELS], s[_EXT], s[_CREATED], s[_UPDATED],
-                bytearray(pack_record((s[_IMAGE], s[_RT_NAME], s[_RT_OPTS], s[_SNAPSHOTTER], s[_SNAPSHOT_KEY],
-                                       s[_SANDBOX], unpackb(s[_LABELS]), unpackb(s[_EXT]), s[_CREATED], s[_UPDATED],
-                                       *s[_STATUS]))))
+                bytearray(pack_record((cid, s[_VER], s[_SPEC_URL], s[_IMAGE], s[_RT_NAME], s[_RT_OPTS], s[_SNAPSHOTTER],
+                                       s[_SNAPSHOT_KEY], s[_SANDBOX], unpackb(s[_LABELS]), unpackb(s[_EXT]),
+                                       s[_CREATED], s[_UPDATED], *s[_STATUS]))))
             variant, row = _optional(row, 0, 0, s)
             self._rows["containers", variant].append(row)
         self._close(s, None, None)

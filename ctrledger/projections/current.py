@@ -35,7 +35,8 @@ from ..domain.container import (
 )
 from ..domain.filters import Filter
 from ..domain.model import Container, Payload, Runtime
-from ..persistence.sqlite import fetch
+from ..domain.validation import go_quote
+from ..errors import DataLoss
 from ..persistence.transcoder import micros, packb, unpackb
 from .sqlfilter import compile_filter, register_functions
 from .statuscols import DEFAULT_STATUS, STATUS_COLUMNS, columns_of, status_of
@@ -106,7 +107,7 @@ class CurrentStateView:
             LabelsChanged: self._labels_changed,
             ImageChanged: lambda c, e, p: self._touch(c, e, "image=?, ", (e.image,), {_R_IMAGE: e.image}),
             SpecUpdated: lambda c, e, p: self._touch(c, e, "spec_type_url=?, spec_value=?, ",
-                                                     (e.spec.type_url, e.spec.value)),
+                                                     (e.spec.type_url, e.spec.value), {_R_SPEC_URL: e.spec.type_url}),
             SnapshotKeyChanged: lambda c, e, p: self._touch(c, e, "snapshot_key=?, ", (e.snapshot_key,),
                                                             {_R_SNAPSHOT_KEY: e.snapshot_key}),
             ExtensionsChanged: self._extensions_changed,
@@ -150,6 +151,7 @@ class CurrentStateView:
             for i, value in fields.items():
                 record[i] = value
         record[_R_UPDATED] = ts
+        record[_R_VERSION] = event.originator_version
         cur.execute(
             f"UPDATE containers SET {sets}version=?, updated_at=?, record=? WHERE namespace=? AND id=?",
             (*params, event.originator_version, ts, pack_record(record), ns, cid),
@@ -169,8 +171,9 @@ class CurrentStateView:
             (
                 ns, cid, e.originator_version, e.incarnation, e.image, e.runtime.name, options,
                 e.spec.type_url, e.spec.value, e.snapshotter, e.snapshot_key, e.sandbox, labels, extensions, ts, ts,
-                pack_record((e.image, e.runtime.name, options, e.snapshotter, e.snapshot_key, e.sandbox,
-                             dict(e.labels), dict(e.extensions), ts, ts, *DEFAULT_STATUS)),
+                pack_record((cid, e.originator_version, e.spec.type_url, e.image, e.runtime.name, options,
+                             e.snapshotter, e.snapshot_key, e.sandbox, dict(e.labels), dict(e.extensions), ts, ts,
+                             *DEFAULT_STATUS)),
             ),
         )
         open_spans(cur, ns, cid, pos, ts, e.labels)
@@ -212,6 +215,7 @@ class CurrentStateView:
         record: list[Any] = _read_record(cur, ns, cid)
         columns = columns_of(e.next_status(status_of(record[_R_STATUS:], from_micros(record[_R_CREATED]))))
         record[_R_STATUS:] = columns.values()
+        record[_R_VERSION] = e.originator_version
         cur.execute(
             f"UPDATE containers SET {''.join(f'{c}=?, ' for c in columns)}version=?, record=? "
             "WHERE namespace=? AND id=?",
@@ -278,12 +282,13 @@ def row_to_container(row: Sequence[Any], spec: Payload) -> Container:
 # filters and SQL; a read takes the blob: the sqlite3 module pays ~2k instructions for every
 # column it hands back (a get of 24 columns spent half its SQL time there), one blob and its
 # unpacking far less.
-RECORD_FIELDS: tuple[str, ...] = ("image", "runtime_name", "runtime_options", "snapshotter", "snapshot_key",
-                                  "sandbox", "labels", "extensions", "created_at", "updated_at", *STATUS_COLUMNS)
-(_R_IMAGE, _R_RT_NAME, _R_RT_OPTS, _R_SNAPSHOTTER, _R_SNAPSHOT_KEY, _R_SANDBOX, _R_LABELS, _R_EXT,
- _R_CREATED, _R_UPDATED) = range(10)
-_R_STATUS = 10
-_RECORD_COLUMNS = "id, version, spec_type_url, spec_value, record"
+RECORD_FIELDS: tuple[str, ...] = (
+    "id", "version", "spec_type_url", "image", "runtime_name", "runtime_options", "snapshotter", "snapshot_key",
+    "sandbox", "labels", "extensions", "created_at", "updated_at", *STATUS_COLUMNS)
+(_R_ID, _R_VERSION, _R_SPEC_URL, _R_IMAGE, _R_RT_NAME, _R_RT_OPTS, _R_SNAPSHOTTER, _R_SNAPSHOT_KEY, _R_SANDBOX,
+ _R_LABELS, _R_EXT, _R_CREATED, _R_UPDATED) = range(13)
+_R_STATUS = 13
+_RECORD_COLUMNS = "spec_value, record"  # the spec's bytes stay a column: kilobytes, changed by few events
 _GET = f"SELECT {_RECORD_COLUMNS} FROM containers WHERE namespace=? AND id=?"
 
 
@@ -308,13 +313,13 @@ def _read_record(cur: sqlite3.Cursor, ns: str, cid: str, column: str = "record")
 
 
 def _row_to_container(row: Sequence[Any]) -> Container:
-    """A record from a row of ``_RECORD_COLUMNS``.
+    """A record from a row of ``_RECORD_COLUMNS``: two columns (each costs the driver ~2k instructions).
 
     ``Container.trusted`` and ``Payload.trusted``, inlined: a list builds 100k of these, and
     a call with keyword arguments costs more than the dict literal handed over here."""
-    cid, version, spec_type_url, spec_value, record = row
-    (image, runtime_name, runtime_options, snapshotter, snapshot_key, sandbox, labels, extensions,
-     created_at, updated_at, *status) = unpackb(record)
+    spec_value, record = row
+    (cid, version, spec_type_url, image, runtime_name, runtime_options, snapshotter, snapshot_key, sandbox, labels,
+     extensions, created_at, updated_at, *status) = unpackb(record)
     created = _EPOCH + timedelta(0, 0, created_at)
     spec = _new(Payload)
     _set(spec, "__dict__", {"type_url": spec_type_url, "value": spec_value})
@@ -348,8 +353,8 @@ class CurrentStateReader:
         register_functions(conn)
 
     def get(self, namespace: str, container_id: str) -> Container | None:
-        row = fetch(self.conn, _GET, (namespace, container_id), one=True)
-        return None if row is None else _row_to_container(row)
+        row = self.conn.execute(_GET, (namespace, container_id)).fetchone()
+        return None if row is None else self._records(namespace, (row,))[0]
 
     def get_many(self, namespace: str, container_ids: Sequence[str]) -> dict[str, Container]:
         """The live containers among ``container_ids``, by ID (a few queries, not one per ID)."""
@@ -357,20 +362,36 @@ class CurrentStateReader:
         ids = list(container_ids)
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            rows = fetch(
-                self.conn,
+            rows = self.conn.execute(
                 f"SELECT {_RECORD_COLUMNS} FROM containers WHERE namespace=? AND id IN ({', '.join('?' * len(chunk))})",
                 (namespace, *chunk),
-            )
-            for row in rows:
-                c = _row_to_container(row)
+            ).fetchall()
+            for c in self._records(namespace, rows):
                 found[c.id] = c
         return found
 
     def list(self, namespace: str, flt: Filter) -> list[Container]:
-        rows = fetch(self.conn, *self.list_query(namespace, flt))
+        rows = self.conn.execute(*self.list_query(namespace, flt)).fetchall()
         with no_gc():  # building 100k records trips the cyclic GC for nothing: none has cycles
+            return self._records(namespace, rows)
+
+    def _records(self, namespace: str, rows: Sequence[Sequence[Any]]) -> builtins.list[Container]:
+        """The records of ``rows``; ``DataLoss`` naming the container whose row cannot be read
+        (a packed record edited outside ctrledger), not the decoder's own error."""
+        try:
             return [_row_to_container(r) for r in rows]
+        except Exception:
+            for r in rows:
+                try:
+                    _row_to_container(r)
+                except Exception as e:
+                    found = self.conn.execute("SELECT id FROM containers WHERE namespace=? AND record=?",
+                                              (namespace, r[1])).fetchone()
+                    which = "a container" if found is None else f"container {go_quote(str(found[0]))}"
+                    raise DataLoss(
+                        f"the read model's row of {which} in namespace {go_quote(namespace)} is damaged: it cannot "
+                        f"be read ({type(e).__name__}: {e}); `ctrledger rebuild` rebuilds it: data loss") from e
+            raise
 
     def versions(self, namespace: str, flt: Filter) -> builtins.list[tuple[str, int]]:
         """(id, version) of the containers ``list`` returns, in its order: two columns, no record built."""
@@ -405,17 +426,18 @@ class CurrentStateReader:
                 position = self.position()
                 start = position if start is None else start
                 moved = position != start and then is not None
-                rows = [] if moved else fetch(self.conn, paged, (*params, after, batch))
+                rows = [] if moved else self.conn.execute(paged, (*params, after, batch)).fetchall()
             finally:
                 self.conn.execute("COMMIT")
             if moved:
                 assert then is not None
                 yield from then(start, after)
                 return
-            yield from map(_row_to_container, rows)
+            page = self._records(namespace, rows)
+            yield from page
             if len(rows) < batch:
                 return
-            after = rows[-1][0]
+            after = page[-1].id
 
     def namespaces(self) -> builtins.list[str]:
         """Every namespace that has ever held a container, sorted bytewise."""

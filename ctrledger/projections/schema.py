@@ -29,10 +29,11 @@ Version history (``ctrledger_meta.read_model_schema``):
   A version-4 database whose temporal view is at the current view's position has those
   spans already and only loses ``labels``; otherwise (history was off for a while) the
   current-state view's tables are emptied and it catches up from the log at open.
-* 6: ``containers.record``, the row's fields packed in one blob (``current.RECORD_FIELDS``), which
-  get, list and scan read instead of 20 columns: the sqlite3 module pays ~2k instructions for each
-  column it returns, so a get went from 139k to ~100k instructions and a list-all from 78k to ~45k
-  per container (callgrind). The columns stay, for filters and SQL. A version-5 database gets the
+* 6: ``containers.record``, every field of the row but the spec's bytes packed in one blob
+  (``current.RECORD_FIELDS``), which get, list and scan read with the spec's bytes instead of
+  24 columns: the sqlite3 module pays ~2k instructions for each column it returns. A get went
+  from 139k to ~85k instructions and a list from 78k to ~48k per container (callgrind; see
+  docs/benchmarks.md). The columns stay, for filters and SQL. A version-5 database gets the
   column, filled from the columns; nothing needs to catch up.
 
 A database written by a newer ctrledger (a higher version) is refused with a clear
@@ -43,7 +44,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import FailedPrecondition
 from ..persistence.sqlite import write_transaction
@@ -185,9 +186,14 @@ def _packed_record_v6(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE containers ADD COLUMN record BLOB")
     rows = db.execute(
         f"SELECT namespace, id, {', '.join(RECORD_FIELDS)} FROM containers WHERE record IS NULL").fetchall()
+    labels, extensions = RECORD_FIELDS.index("labels"), RECORD_FIELDS.index("extensions")
+
+    def record(values: list[Any]) -> bytes:  # the column values, but the maps unpacked
+        values[labels], values[extensions] = unpackb(values[labels]), unpackb(values[extensions])
+        return pack_record(values)
+
     db.conn.executemany("UPDATE containers SET record=? WHERE namespace=? AND id=?",
-                        [(pack_record((*row[2:8], unpackb(row[8]), unpackb(row[9]), *row[10:])), row[0], row[1])
-                         for row in rows])
+                        [(record(list(row[2:])), row[0], row[1]) for row in rows])
 
 
 # version reached -> step from the version before it
