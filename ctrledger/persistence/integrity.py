@@ -151,27 +151,33 @@ def chain_hash(previous: bytes, position: int, leaf: bytes) -> bytes:
 
 def _write_hashes(db: Sql, seq: int, previous: bytes, leaves: Iterable[tuple[int, bytes]]) -> tuple[int, bytes]:
     """The chain and Merkle rows of events ``(position, leaf)`` that follow the ``seq``-th hashed
-    event (chain hash ``previous``), in order, in two statements; returns the new ``(seq, chain)``."""
-    hashes: list[tuple[int, int, bytes, bytes]] = []
-    nodes: list[tuple[int, int, bytes]] = []
-    made: dict[tuple[int, int], bytes] = {}  # the nodes of this batch, so a left sibling is read at most once
+    event (chain hash ``previous``), in order, in two statements; returns the new ``(seq, chain)``.
+
+    The nodes completed in this batch are kept on a stack (the right edge of the tree, levels
+    decreasing upwards): a node's left sibling is its top when it was completed in this batch,
+    else it is read from the table (once per level at most). The rows' hashes are bound as
+    ``bytearray`` (a BLOB either way), which the sqlite3 module takes without an adapter lookup."""
+    sha = hashlib.sha256
+    hashes: list[tuple[int, int, bytearray, bytearray]] = []
+    nodes: list[tuple[int, int, bytearray]] = []
+    stack: list[tuple[int, bytes]] = []  # (level, hash) of the subtrees completed in this batch, not yet joined
     for position, leaf in leaves:
+        previous = sha(previous + position.to_bytes(8, "big") + leaf).digest()
+        hashes.append((seq + 1, position, bytearray(leaf), bytearray(previous)))
+        idx, level, h = seq, 0, leaf
         seq += 1
-        previous = chain_hash(previous, position, leaf)
-        hashes.append((seq, position, leaf, previous))
-        idx, level, h = seq - 1, 0, leaf
-        nodes.append((0, idx, h))
+        nodes.append((0, idx, bytearray(leaf)))
         while idx & 1:
-            left = made.get((level, idx - 1))
-            if left is None:
+            if stack and stack[-1][0] == level:
+                left = stack.pop()[1]
+            else:  # completed before this batch
                 found = db.one("SELECT hash FROM {merkle_nodes} WHERE level=? AND idx=?", (level, idx - 1))
                 assert found is not None
                 left = bytes(found[0])
-            h = node_hash(left, h)
+            h = sha(b"\x01" + left + h).digest()
             level, idx = level + 1, idx >> 1
-            made[(level, idx)] = h
-            nodes.append((level, idx, h))
-        made[(0, seq - 1)] = leaf
+            nodes.append((level, idx, bytearray(h)))
+        stack.append((level, h))
     db.many("INSERT INTO {event_hashes}(seq, position, leaf, chain) VALUES (?,?,?,?)", hashes)
     nodes.sort()  # each level's new nodes in key order: appended to the b-tree, not interleaved
     db.many("INSERT INTO {merkle_nodes}(level, idx, hash) VALUES (?,?,?)", nodes)
@@ -212,8 +218,14 @@ def unhashed_refusal(position: int, last_hashed: int) -> FailedPrecondition:
     )
 
 
-def append_hashes(db: Sql, rows: Iterable[tuple[int, str, int, str, bytes]]) -> None:
+def append_hashes(
+    db: Sql, rows: Iterable[tuple[int, str, int, str, bytes]], leaves: Sequence[bytes] | None = None
+) -> None:
     """Hash and chain newly appended events (position, stream, version, topic, state), in order.
+
+    ``leaves``: the events' leaf hashes (``event_leaf``), when the caller has computed them
+    already (an import, whose check of the archive computed every leaf); else they are computed
+    here.
 
     Runs inside the append transaction. Opening or writing never hashes an event that was
     not appended by this function: an event without a hash before the new ones (added
@@ -236,8 +248,11 @@ def append_hashes(db: Sql, rows: Iterable[tuple[int, str, int, str, bytes]]) -> 
         missing = first_unhashed(db, last, start)
         if missing is not None:
             raise unhashed_refusal(missing, last)
-    _write_hashes(db, seq, previous, ((position, event_leaf(stream, version, topic, state))
-                                      for position, stream, version, topic, state in rows))
+    if leaves is None:
+        leaves = [event_leaf(stream, version, topic, state) for _, stream, version, topic, state in rows]
+    elif len(leaves) != len(rows):
+        raise ValueError(f"{len(leaves)} leaf hashes for {len(rows)} events")
+    _write_hashes(db, seq, previous, zip([r[0] for r in rows], leaves, strict=True))
 
 
 def hash_missing(db: Sql, before: int | None = None) -> tuple[int, int, bytes]:

@@ -227,13 +227,15 @@ def append_stored(
     *,
     extra_columns: Sequence[str] = (),
     decode: Callable[[Sequence[StoredRow], Sequence[int]], list[Any]] | None = None,
+    leaves: Sequence[bytes] | None = None,
 ) -> list[int]:
     """Append already-stored events (an import, a replay, a test's history) to a local log file.
 
     ``rows`` are inserted at positions ``start + 1 ...`` in the caller's write transaction on
-    ``cur``, hashed and chained exactly as the recorder does, decoded once (``decode``, else
-    the mapper) and handed to ``hooks`` (the read models), as a normal append does. Whatever
-    fails rolls back with the caller's transaction. Returns the positions.
+    ``cur``, hashed and chained exactly as the recorder does (``leaves``: their leaf hashes, when
+    the caller has them already), decoded once (``decode``, else the mapper) and handed to
+    ``hooks`` (the read models), as a normal append does. Whatever fails rolls back with the
+    caller's transaction. Returns the positions.
     """
     positions = list(range(start + 1, start + 1 + len(rows)))
     if not rows:
@@ -245,7 +247,7 @@ def append_stored(
     )
     if _has_table(cur, "event_hashes"):
         integrity.append_hashes(
-            integrity.Sql(cur), [(p, r[0], r[1], r[2], r[3]) for p, r in zip(positions, rows, strict=True)])
+            integrity.Sql(cur), [(p, r[0], r[1], r[2], r[3]) for p, r in zip(positions, rows, strict=True)], leaves)
     if hooks:
         events = decode(rows, positions) if decode is not None else [
             decode_event(mapper, p, r[0], r[1], r[2], r[3]) for p, r in zip(positions, rows, strict=True)]

@@ -32,13 +32,14 @@ def is_archive(path: str | os.PathLike[str]) -> bool:
 
 def verify_archive_log(
     path: str | os.PathLike[str], checkpoint: Checkpoint | None = None, *,
-    visit: Callable[[Chunk], None] | None = None, unreadable: bool = True,
+    visit: Callable[[Chunk, list[bytes]], None] | None = None, unreadable: bool = True,
 ) -> VerifyReport:
     """Check an archive's events against its recorded chain hashes (and a checkpoint).
 
-    ``visit(chunk)`` is called with each chunk as it is read (a caller's own checks, in the same
-    pass). A frame that cannot be read is a problem of the report, or with ``unreadable=False``
-    the ``ArchiveError`` itself, raised.
+    ``visit(chunk, leaves)`` is called with each chunk and its events' leaf hashes as they are
+    read (a caller's own checks in the same pass; an import keeps the leaves). A frame that
+    cannot be read is a problem of the report, or with ``unreadable=False`` the ``ArchiveError``
+    itself, raised.
     """
     problems: list[Problem] = []
     first = last = leaves = 0
@@ -58,13 +59,14 @@ def verify_archive_log(
             if checkpoint is not None and not from_start:
                 problems.append(Problem(0, "incomplete", "the archive does not start at the log's first event, "
                                                          "so it cannot be compared with a checkpoint"))
+            event_leaf, chain_hash, push_leaf = integrity.event_leaf, integrity.chain_hash, integrity.push_leaf
             for chunk in reader.chunks():
-                if visit is not None:
-                    visit(chunk)
+                hashed: list[bytes] = []
                 for position, stream, version, topic, state, *_ in chunk.rows:
-                    leaf = integrity.event_leaf(stream, int(version), topic, bytes(state))
-                    chain = integrity.chain_hash(chain, int(position), leaf)
-                    integrity.push_leaf(frontier, leaf)
+                    leaf = event_leaf(stream, int(version), topic, bytes(state))
+                    hashed.append(leaf)
+                    chain = chain_hash(chain, int(position), leaf)
+                    push_leaf(frontier, leaf)
                     leaves += 1
                     if last and int(position) != last + 1 and first_gap is None:
                         first_gap = last + 1  # a gap: an event removed, or (PostgreSQL) a position never used
@@ -72,6 +74,8 @@ def verify_archive_log(
                     last = int(position)
                     if checkpoint is not None and from_start and leaves == checkpoint.size:
                         at_size = [h for _, h in frontier]
+                if visit is not None:
+                    visit(chunk, hashed)
                 if chunk.chain is not None and chunk.chain != chain:
                     problems.append(Problem(
                         chunk.first, "content changed",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import closing
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from eventsourcing.persistence import Mapper
 
@@ -262,18 +263,32 @@ def import_(
     rm = source_of(into)
     require_embedded_log(rm, "import")
     streams = _StreamCheck()
-    if verify:
-        # In one pass, before anything is committed: every frame (an ArchiveError names its byte
-        # offset), what 'ctrledger verify --archive' checks (the events against their chain, counts,
-        # the Merkle root), and that each stream continues and each topic is known (``_StreamCheck``).
-        from .audit import verify_archive_log
+    with _Leaves(os.path.dirname(os.path.abspath(rm.path))) as leaves:
+        if verify:
+            # In one pass, before anything is committed: every frame (an ArchiveError names its byte
+            # offset), what 'ctrledger verify --archive' checks (the events against their chain, counts,
+            # the Merkle root), and that each stream continues and each topic is known (``_StreamCheck``).
+            # The leaf hashes it computes are kept for the append (``_Leaves``).
+            from .audit import verify_archive_log
 
-        report = verify_archive_log(path, visit=streams, unreadable=False)
-        if not report.ok:
-            raise InvalidArgument(
-                f"archive {os.fspath(path)} fails verification: {report.first_problem}; nothing was imported: "
-                "invalid argument"
-            )
+            def visit(chunk: Chunk, hashed: list[bytes]) -> None:
+                streams(chunk)
+                leaves.add(chunk, hashed)
+
+            report = verify_archive_log(path, visit=visit, unreadable=False)
+            if not report.ok:
+                raise InvalidArgument(
+                    f"archive {os.fspath(path)} fails verification: {report.first_problem}; nothing was imported: "
+                    "invalid argument"
+                )
+        return _import(path, rm, streams, leaves if verify else None, verify, progress, txn_events, started)
+
+
+def _import(
+    path: str | os.PathLike[str], rm: Replayable, streams: _StreamCheck, leaves: _Leaves | None, verify: bool,
+    progress: Progress | None, txn_events: int, started: float,
+) -> ImportSummary:
+    """The import after the archive's check (``import_``): the chunks appended, then the read models."""
     with ArchiveReader(path) as reader:
         header = reader.header
         complete = bool(header.get("complete"))
@@ -301,6 +316,9 @@ def import_(
                 _check_start(conn, header, head, reader.path)
                 if verify:  # with the full check: refuse a collision anywhere in it before any write
                     streams.against(conn)
+            # Checked whole against the store's streams just now, and the log cannot move during the
+            # import (each group checks the head): the chunks need no check of their own against it.
+            checked = verify and found is None
             # An empty read model (a new store) is built once from the whole log after the events are
             # in (``rebuild``, in bulk), instead of event by event in each chunk's transaction. Without
             # the full check, each good chunk is imported with its read models, for use before a bad one.
@@ -318,7 +336,7 @@ def import_(
                 nonlocal head, preserved, done, first, chunks, events
                 size = sum(len(c.rows) for c in group)
                 head, preserved, done = _import_group(conn, [] if bulk else views, rm.mapper, reader, group, head,
-                                                      preserved, done)
+                                                      preserved, done, leaves, checked)
                 first = head - size + 1 if first is None else first
                 chunks += len(group)
                 events += size
@@ -342,6 +360,62 @@ def import_(
             )
     return ImportSummary(reader.archive_id, events, chunks, first, None if first is None else head, preserved,
                          skip > 0, False, time.perf_counter() - started)
+
+
+class _Leaves:
+    """The leaf hashes of the archive's events, as its check computed them, kept for the append.
+
+    32 bytes an event in an unnamed temporary file beside the store (removed when closed, or when
+    the process ends however it ends), so memory does not grow with the archive; in memory only
+    each chunk's checksum and place. A chunk is given its leaves only if it is the chunk that was
+    checked (its checksum, over its whole body, is the one recorded): an archive changed between
+    the check and the append is refused, not imported unchecked.
+    """
+
+    SIZE = 32
+
+    def __init__(self, directory: str) -> None:
+        self._directory = directory
+        self._file: IO[bytes] | None = None
+        self._chunks: dict[int, tuple[bytes, int, int]] = {}  # seq -> (checksum, offset, events)
+        self._end = 0
+        self._unavailable = False  # no temporary file could be made: the append computes the leaves
+
+    def __enter__(self) -> _Leaves:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def add(self, chunk: Chunk, leaves: list[bytes]) -> None:
+        if self._file is None:
+            if self._unavailable:
+                return
+            try:
+                self._file = tempfile.TemporaryFile(dir=self._directory, prefix=".ctrledger-import-")
+            except OSError:
+                self._unavailable = True
+                return
+        self._file.seek(self._end)
+        self._file.write(b"".join(leaves))
+        self._chunks[chunk.seq] = (chunk.checksum, self._end, len(leaves))
+        self._end += self.SIZE * len(leaves)
+
+    def of(self, chunk: Chunk, path: str) -> list[bytes] | None:
+        """The leaves of ``chunk`` (None: they were not kept, compute them)."""
+        if self._file is None:
+            return None
+        found = self._chunks.get(chunk.seq)
+        if found is None or found[0] != chunk.checksum or found[2] != len(chunk.rows):
+            raise FailedPrecondition(
+                f"the archive {path} changed while it was imported: chunk #{chunk.seq} (at byte {chunk.offset}) "
+                "is not the one checked; import it again: failed precondition"
+            )
+        _, offset, count = found
+        self._file.seek(offset)
+        data = self._file.read(self.SIZE * count)
+        return [data[i : i + self.SIZE] for i in range(0, len(data), self.SIZE)]
 
 
 class _StreamCheck:
@@ -407,10 +481,12 @@ def _writer(path: str) -> sqlite3.Connection:
 
 def _import_group(
     conn: sqlite3.Connection, views: Sequence[View], mapper: Mapper[Any], reader: ArchiveReader,
-    group: Sequence[Chunk], head: int, preserved: bool, done: int,
+    group: Sequence[Chunk], head: int, preserved: bool, done: int, leaves: _Leaves | None = None,
+    checked: bool = False,
 ) -> tuple[int, bool, int]:
     """Import whole chunks in one transaction (applying them to ``views``); return the new head, whether
-    positions are kept, events done."""
+    positions are kept, events done. ``leaves``: the leaf hashes the archive's check computed;
+    ``checked``: the streams were checked against the store for the whole archive."""
     with write_transaction(conn) as cur:
         now = log_head(cur)
         if now != head:
@@ -421,8 +497,10 @@ def _import_group(
         for chunk in group:
             source_positions = [int(r[0]) for r in chunk.rows]
             rows = [r[1:] for r in chunk.rows]
-            check_streams(cur, rows, source_positions)
-            positions = append_stored(cur, rows, head, views, mapper, extra_columns=chunk.extra_columns)
+            if not checked:
+                check_streams(cur, rows, source_positions)
+            positions = append_stored(cur, rows, head, views, mapper, extra_columns=chunk.extra_columns,
+                                      leaves=None if leaves is None else leaves.of(chunk, reader.path))
             if preserved and positions != source_positions:
                 preserved = False  # the source log had holes: positions were renumbered
             if preserved and chunk.chain is not None:

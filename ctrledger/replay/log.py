@@ -130,12 +130,13 @@ def append_stored(
     mapper: Mapper[Any],
     *,
     extra_columns: Sequence[str] = (),
+    leaves: Sequence[bytes] | None = None,
 ) -> list[int]:
     """The log's ``append_stored`` with ``views`` applied inline; undecodable events are refused
     as ``FailedPrecondition`` (an archive this ctrledger cannot read)."""
     hooks = [InlineRunner(views, mapper)] if views else []
     return log.append_stored(cur, rows, start, hooks, mapper, extra_columns=extra_columns,
-                             decode=lambda r, p: decode(mapper, r, p))
+                             decode=lambda r, p: decode(mapper, r, p), leaves=leaves)
 
 
 class BareLog:
