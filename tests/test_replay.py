@@ -242,6 +242,49 @@ def test_an_interrupted_import_resumes_after_the_last_whole_chunk(
     assert digest(empty) == digest(source)
 
 
+def test_an_archive_changed_after_its_check_is_refused_at_the_changed_chunk(
+    empty: ctrledger.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The append reuses the leaf hashes the archive's check computed: a chunk that is not the one
+    # checked must not get them (its content would be stored under the checked chunk's hashes). Here
+    # the file is replaced, between the check and the append, by a forgery with the same header (so
+    # the same archive id) whose chunk #1 differs and is framed consistently.
+    from ctrledger.replay import exchange
+    from ctrledger.replay.archive import ArchiveWriter
+
+    archive = tmp_path / "log.ctrlarchive"
+    with deterministic_store(tmp_path / "source.db") as source:
+        busy_history(source)
+        export(source, archive, chunk_events=5)
+        want = digest(source)
+    good = archive.read_bytes()
+    forged = tmp_path / "forged.ctrlarchive"
+    with ArchiveReader(archive) as reader, open(forged, "wb") as out:
+        writer = ArchiveWriter(out, reader.header)
+        for chunk in reader.chunks():
+            rows = [list(r) for r in chunk.rows]
+            if chunk.seq == 1:
+                rows[0][4] = rows[1][4]
+            writer.write_chunk(rows, chunk.chain)
+        assert reader.trailer is not None
+        writer.finish(reader.trailer["chain"], reader.trailer.get("root"))
+    assert writer.archive_id == reader.archive_id
+
+    def swapped(path: Path) -> ArchiveReader:  # the append's reader opens the forgery
+        Path(path).write_bytes(forged.read_bytes())
+        return ArchiveReader(path)
+
+    monkeypatch.setattr(exchange, "ArchiveReader", swapped)
+    with pytest.raises(FailedPrecondition, match=r"changed while it was imported: chunk #1 "):
+        import_(archive, into=empty, txn_events=1)
+    monkeypatch.undo()
+    with ctrledger.open(empty.path) as again:
+        assert again.position == 5 and ctrledger.verify(again).ok  # chunk #0 only, hashed as checked
+    archive.write_bytes(good)
+    assert import_(archive, into=empty).resumed
+    assert digest(empty) == want
+
+
 # -- corrupt and truncated archives ---------------------------------------------------------------
 
 
