@@ -442,7 +442,7 @@ class _StreamCheck:
 
     def _check(self, chunk: Chunk) -> None:
         first, following, topics = self.first, self.following, self.topics
-        for position, oid, stream_version, topic, *_ in chunk.rows:
+        for position, oid, stream_version, topic, *_ in chunk.rows:  # ints: the reader checked them
             if topic not in topics:
                 if not known_topic(topic):
                     raise FailedPrecondition(
@@ -450,13 +450,15 @@ class _StreamCheck:
                         "which this ctrledger cannot decode (written by a newer one?): nothing was imported: "
                         "failed precondition")
                 topics.add(topic)
-            if oid in following and stream_version != following[oid]:
+            expected = following.get(oid)
+            if expected is None:
+                first[oid] = (stream_version, position)
+            elif stream_version != expected:
                 raise FailedPrecondition(
                     f"event {oid!r} version {stream_version} (position {position}) does not follow version "
-                    f"{following[oid] - 1} of its stream: failed precondition"
+                    f"{expected - 1} of its stream: failed precondition"
                 )
-            first.setdefault(oid, (int(stream_version), int(position)))
-            following[oid] = int(stream_version) + 1
+            following[oid] = stream_version + 1
 
     def against(self, conn: sqlite3.Connection) -> None:
         """Refuse the archive if a stream in it does not continue (in it, or the store's stream)."""
