@@ -10,9 +10,12 @@ from a corrupt or truncated one, nor from one holding an event this ctrledger ca
 decode), then appends it chunk by chunk: each chunk is one ``BEGIN IMMEDIATE``
 transaction that inserts the events, hashes and chains them, and records the progress
 in ``ctrledger_imports``; a crash leaves whole chunks only, and running the import again
-continues after the last one. The read models are fed in each chunk's transaction, except
-when they are empty (a new store): then they are built once, in bulk, after the last chunk
-(``rebuild``), which is several times faster than applying the events one by one.
+continues after the last one. The append hashes with the leaves the check computed
+(``_Leaves``: kept in a temporary file, each chunk's tied to its checksum, so a chunk that
+is not the one checked is refused instead). The read models are fed in each chunk's
+transaction, except when they are empty (a new store): then they are built once, in bulk,
+after the last chunk (``rebuild``), which is several times faster than applying the events
+one by one.
 
 Positions:
 
@@ -397,8 +400,13 @@ class _Leaves:
             except OSError:
                 self._unavailable = True
                 return
-        self._file.seek(self._end)
-        self._file.write(b"".join(leaves))
+        try:
+            self._file.seek(self._end)
+            self._file.write(b"".join(leaves))
+        except OSError:  # a full disk, say: the append hashes the events itself
+            self._file.close()
+            self._file, self._unavailable = None, True
+            return
         self._chunks[chunk.seq] = (chunk.checksum, self._end, len(leaves))
         self._end += self.SIZE * len(leaves)
 
@@ -413,8 +421,13 @@ class _Leaves:
                 "is not the one checked; import it again: failed precondition"
             )
         _, offset, count = found
-        self._file.seek(offset)
-        data = self._file.read(self.SIZE * count)
+        try:
+            self._file.seek(offset)
+            data = self._file.read(self.SIZE * count)
+        except OSError:
+            return None
+        if len(data) != self.SIZE * count:
+            return None
         return [data[i : i + self.SIZE] for i in range(0, len(data), self.SIZE)]
 
 
