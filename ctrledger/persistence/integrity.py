@@ -157,12 +157,11 @@ def _write_hashes(db: Sql, seq: int, previous: bytes, leaves: Iterable[tuple[int
     decreasing upwards): a node's left sibling is its top when it was completed in this batch,
     else it is read from the table (once per level at most). The rows' hashes are bound as
     ``bytearray`` (a BLOB either way), which the sqlite3 module takes without an adapter lookup."""
-    sha = hashlib.sha256
     hashes: list[tuple[int, int, bytearray, bytearray]] = []
     nodes: list[tuple[int, int, bytearray]] = []
     stack: list[tuple[int, bytes]] = []  # (level, hash) of the subtrees completed in this batch, not yet joined
     for position, leaf in leaves:
-        previous = sha(previous + position.to_bytes(8, "big") + leaf).digest()
+        previous = chain_hash(previous, position, leaf)
         hashes.append((seq + 1, position, bytearray(leaf), bytearray(previous)))
         idx, level, h = seq, 0, leaf
         seq += 1
@@ -174,7 +173,7 @@ def _write_hashes(db: Sql, seq: int, previous: bytes, leaves: Iterable[tuple[int
                 found = db.one("SELECT hash FROM {merkle_nodes} WHERE level=? AND idx=?", (level, idx - 1))
                 assert found is not None
                 left = bytes(found[0])
-            h = sha(b"\x01" + left + h).digest()
+            h = node_hash(left, h)
             level, idx = level + 1, idx >> 1
             nodes.append((level, idx, bytearray(h)))
         stack.append((level, h))
