@@ -4,6 +4,7 @@
 Usage::
 
     python benchmarks/follow.py [--quick] [--burst N] [--sync N] [--runs N] [--json FILE]
+                                [--parts burst,sync,proxy] [--baseline SRC] [--rounds N]
 
 Starts a containerd in a temporary directory (CRI disabled; tests/live_containerd.py) and:
 
@@ -13,8 +14,14 @@ Starts a containerd in a temporary directory (CRI disabled; tests/live_container
   ledger's audit table every millisecond and notes when each event becomes readable; the lag
   is that time minus containerd's envelope timestamp (which the follower records as the
   event's time). A plain subscriber, in a process of its own, notes when each event reaches
-  it: containerd's own delivery lag under the same load, the baseline. Checks that every
-  change was recorded (N Created, N LabelsChanged, N Deleted, nothing else).
+  it: containerd's own delivery lag under the same load, the baseline; each event's lag at
+  the follower less its lag at the plain subscriber (``over_plain``) is what the follower
+  adds, without containerd's own delays, which a loaded machine adds to both. Checks that
+  every change was recorded (N Created, N LabelsChanged, N Deleted, nothing else).
+  ``--baseline SRC --rounds R``: R bursts with this tree's follower and R with the follower
+  of the source tree SRC (a checkout of another commit, e.g. ``git archive main | tar -x -C
+  SRC``), alternated and the order swapped each round, each in a namespace of its own: an
+  A/B on one machine at one time.
 * **sync**: N existing containers (20,000 by default) in namespace ``sync``; the time for a
   fresh ledger's initial sync (``Follower.reconcile``).
 * **proxy**: two in-process proxies (``ctrledger serve --upstream``), one per record mode
@@ -82,13 +89,18 @@ def ns_md(ns: str) -> tuple[tuple[str, str], ...]:
     return (("containerd-namespace", ns),)
 
 
-def burst(cd: Containerd, work: Path, n: int) -> dict[str, object]:
-    ns = "burst"
+def burst(cd: Containerd, work: Path, n: int, src: Path | None = None, ns: str = "burst") -> dict[str, object]:
+    """``src``: run the follower from this source tree (a checkout of another commit) instead
+    of this one's: the A/B comparison of ``--baseline``."""
+    db = work / f"{ns}.db"
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
     # The follower in a process of its own, as it runs in production (and not sharing a GIL
     # with this client's threads).
     follower = subprocess.Popen([sys.executable, "-m", "ctrledger", "follow", "--address", cd.socket,
-                                 "--db", str(work / "burst.db"), "--namespace", ns], stderr=subprocess.PIPE,
-                                text=True)
+                                 "--db", str(db), "--namespace", ns], stderr=subprocess.PIPE,
+                                text=True, env=env, cwd=str(src or ROOT))
     assert follower.stderr is not None
     line = follower.stderr.readline()
     assert "ctrledger follow:" in line, line
@@ -96,7 +108,7 @@ def burst(cd: Containerd, work: Path, n: int) -> dict[str, object]:
     threading.Thread(target=lambda: log_lines.extend(follower.stderr), daemon=True).start()  # type: ignore[arg-type]
     # The reader in a process of its own too: in this one it would wait for the GIL behind the
     # client's threads and see the changes late.
-    reader = subprocess.Popen([sys.executable, __file__, "--poll", str(work / "burst.db"), str(work / "seen.json")],
+    reader = subprocess.Popen([sys.executable, __file__, "--poll", str(db), str(work / "seen.json")],
                               stdout=subprocess.PIPE, text=True)
     assert reader.stdout is not None and reader.stdout.readline().strip() == "polling"
     # The baseline: a plain subscriber (its own process too) notes when each event reaches it.
@@ -118,7 +130,7 @@ def burst(cd: Containerd, work: Path, n: int) -> dict[str, object]:
         list(pool.map(one, range(n)))
     sent = time.monotonic() - t0
     deadline = time.monotonic() + 120
-    progress = sqlite3.connect(f"file:{work / 'burst.db'}?mode=ro", uri=True, isolation_level=None)
+    progress = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
 
     def counts_now() -> tuple[int, int]:
         row = progress.execute("SELECT count(*), sum(kind = 'Deleted') FROM audit").fetchone()
@@ -135,7 +147,8 @@ def burst(cd: Containerd, work: Path, n: int) -> dict[str, object]:
     for helper in (reader, plain):
         helper.terminate()
         helper.wait(30)
-    delivered = json.loads((work / "plain.json").read_text())
+    plain_at = {int(at): lag for at, lag in json.loads((work / "plain.json").read_text())}
+    delivered = list(plain_at.values())
     polled = json.loads((work / "seen.json").read_text())
     seen = {int(p): t for p, (t, _, _) in polled.items()}
     recorded = {int(p): (at, kind) for p, (_, at, kind) in polled.items()}
@@ -149,7 +162,7 @@ def burst(cd: Containerd, work: Path, n: int) -> dict[str, object]:
     folded = unexplained = 0
     odd: list[str] = []
     reasons: dict[str, int] = {}
-    with ctrledger.open(work / "burst.db") as store:
+    with ctrledger.open(db) as store:
         for entry in store.audit(namespace=ns):
             reasons[entry.reason] = reasons.get(entry.reason, 0) + 1
         for i in range(n):
@@ -162,12 +175,16 @@ def burst(cd: Containerd, work: Path, n: int) -> dict[str, object]:
                 unexplained += 1
                 odd.append(f"b{i}: {kinds} {[e.reason for e in entries]}")
     lags = [(seen[p] - at / 1e6) * 1000 for p, (at, _) in recorded.items()]
+    # The same event's lag at the follower less its lag at the plain subscriber: what the
+    # follower adds, without containerd's own delays (a loaded machine delays both).
+    over_plain = [(seen[p] - at / 1e6) * 1000 - plain_at[at] for p, (at, _) in recorded.items() if at in plain_at]
     counts: dict[str, int] = {}
     for _, kind in recorded.values():
         counts[kind] = counts.get(kind, 0) + 1
     complete = counts.get("Created") == n and counts.get("Deleted") == n and unexplained == 0 and (
         counts.get("LabelsChanged", 0) + folded == n) and len(counts) == 3
-    return {"events": 3 * n, "recorded": counts, "follower_log_tail": log_lines[-3:], "complete": complete,
+    return {"follower_src": str(src or ROOT), "load_average": os.getloadavg(), "events": 3 * n,
+            "recorded": counts, "follower_log_tail": log_lines[-3:], "complete": complete,
             "updates_folded_into_created": folded, "unexplained": unexplained, "odd": odd[:5],
             "reasons": reasons, "follower_cpu_s": round(follower_cpu, 2),
             "follower_cpu_ms_per_event": round(follower_cpu / (3 * n) * 1000, 3),
@@ -178,7 +195,37 @@ def burst(cd: Containerd, work: Path, n: int) -> dict[str, object]:
             "plain_subscriber": {"events": len(delivered), "lag_ms_p50": round(pct(delivered, 50), 2),
                                  "lag_ms_p99": round(pct(delivered, 99), 2), "lag_ms_max": round(max(delivered), 2)},
             "lag_ms_p50": round(pct(lags, 50), 2), "lag_ms_p99": round(pct(lags, 99), 2),
-            "lag_ms_max": round(max(lags), 2), "target_ok": complete and pct(lags, 99) <= 50}
+            "lag_ms_max": round(max(lags), 2),
+            "paired_with_plain": len(over_plain), "over_plain_ms_p50": round(pct(over_plain, 50), 2),
+            "over_plain_ms_p99": round(pct(over_plain, 99), 2),
+            "target_ok": complete and pct(lags, 99) <= 50}
+
+
+def bursts(cd: Containerd, work: Path, n: int, rounds: int, baseline: str | None) -> object:
+    """One burst (``rounds`` 1, no baseline), or ``rounds`` of them, alternating this tree's
+    follower with the baseline's (the order swapped each round), each burst in a namespace of its
+    own; then the p99 of each run and their medians side by side."""
+    if rounds == 1 and baseline is None:
+        return burst(cd, work, n)
+    trees: list[tuple[str, Path | None]] = [("this", None)]
+    if baseline is not None:
+        trees.append(("baseline", Path(baseline).resolve()))
+    runs: dict[str, list[dict[str, object]]] = {name: [] for name, _ in trees}
+    for r in range(rounds):
+        for name, src in (trees if r % 2 == 0 else trees[::-1]):
+            runs[name].append(burst(cd, work, n, src, ns=f"burst-{name}-{r}"))
+    out: dict[str, object] = {}
+    for name, results in runs.items():
+        p99 = [float(str(x["lag_ms_p99"])) for x in results]
+        out[name] = {"lag_ms_p99_runs": p99, "lag_ms_p99_median": statistics.median(p99),
+                     "lag_ms_p50_runs": [x["lag_ms_p50"] for x in results],
+                     "plain_p99_runs": [x["plain_subscriber"]["lag_ms_p99"] for x in results],  # type: ignore[index]
+                     "over_plain_p99_runs": [x["over_plain_ms_p99"] for x in results],
+                     "over_plain_p50_runs": [x["over_plain_ms_p50"] for x in results],
+                     "cpu_ms_per_event_runs": [x["follower_cpu_ms_per_event"] for x in results],
+                     "complete_runs": [x["complete"] for x in results],
+                     "load_average_runs": [x["load_average"] for x in results], "runs": results}
+    return out
 
 
 def sync(cd: Containerd, work: Path, n: int) -> dict[str, object]:
@@ -288,20 +335,22 @@ def poll(db: str, out: str) -> int:
 def subscribe(socket_path: str, ns: str, out: str) -> int:
     """``--subscribe SOCKET NS OUT``: a plain subscriber to NS's container events; until
     SIGTERM, note each one's lag (arrival minus containerd's envelope timestamp, in ms), then
-    write the list to OUT. What containerd's delivery costs under the same load."""
+    write the list of ``[timestamp in µs, lag]`` to OUT. What containerd's delivery costs under the same load."""
     from ctrledger.wire.containerd.services.events.v1 import events_pb2 as epb
     from ctrledger.wire.containerd.services.events.v1 import events_pb2_grpc as egrpc
 
     channel = grpc.insecure_channel(f"unix://{socket_path}")
     call = egrpc.EventsStub(channel).Subscribe(  # type: ignore[no-untyped-call]
         epb.SubscribeRequest(filters=[f'namespace=={ns},topic~="^/containers/"']))
-    lags: list[float] = []
+    lags: list[list[float]] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: call.cancel())
     time.sleep(0.05)  # let the subscription reach containerd
     print("subscribed", flush=True)
     try:
         for env in call:
-            lags.append((time.time() - env.timestamp.seconds - env.timestamp.nanos / 1e9) * 1000)
+            now = time.time()
+            lags.append([env.timestamp.seconds * 1_000_000 + env.timestamp.nanos // 1000,
+                         (now - env.timestamp.seconds - env.timestamp.nanos / 1e9) * 1000])
     except grpc.RpcError:
         pass  # cancelled: done
     Path(out).write_text(json.dumps(lags))
@@ -319,7 +368,14 @@ def main() -> int:
     parser.add_argument("--sync", type=int, default=None)
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--parts", default="burst,sync,proxy",
+                        help="comma-separated parts to run (burst, sync, proxy)")
+    parser.add_argument("--baseline", default=None, metavar="SRC",
+                        help="also run the burst with the follower from the source tree SRC (another commit's "
+                             "checkout), alternating with this tree's --rounds times: an A/B in one run")
+    parser.add_argument("--rounds", type=int, default=1, help="bursts (or A/B pairs) to run")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     why = missing()
     if why is not None:
         print(f"cannot run: {why}", file=sys.stderr)
@@ -334,9 +390,11 @@ def main() -> int:
             report: dict[str, object] = {"load_average_at_start": os.getloadavg()}
             gets = 500 if args.quick else 2000
             phases: tuple[tuple[str, Callable[[], object]], ...] = (
-                ("burst", lambda: burst(cd, work, n_burst)), ("sync", lambda: sync(cd, work, n_sync)),
-                ("proxy", lambda: proxy(cd, work, gets, runs)))
+                ("burst", lambda: bursts(cd, work, n_burst, args.rounds, args.baseline)),
+                ("sync", lambda: sync(cd, work, n_sync)), ("proxy", lambda: proxy(cd, work, gets, runs)))
             for name, run in phases:
+                if name not in parts:
+                    continue
                 report[name] = run()
                 report[f"load_average_after_{name}"] = os.getloadavg()
         finally:
