@@ -21,6 +21,7 @@ import pytest
 
 import ctrledger
 from ctrledger.follow import AFTER_GAP, AT_SYNC, NEW_NAMESPACE, Follower, Proxy
+from ctrledger.wire.containerd.events import container_pb2 as cev
 from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as cpb
 from ctrledger.wire.containerd.services.containers.v1 import containers_pb2_grpc as cgrpc
 from ctrledger.wire.containerd.services.events.v1 import events_pb2 as epb
@@ -370,15 +371,22 @@ def test_follower_sigkilled_during_a_burst(tmp_path: Path, containerd: Container
 
 
 class _CountingStore:
-    """A store that counts the follower's batched writes, and can fail one (a disk error)."""
+    """A store that counts the follower's batched writes, and can fail one (a disk error) or
+    hold the first until ``release`` is set (a slow disk); ``called`` is set at the first."""
 
-    def __init__(self, store: ctrledger.Store, fail_at: int | None = None) -> None:
+    def __init__(self, store: ctrledger.Store, fail_at: int | None = None,
+                 release: threading.Event | None = None) -> None:
         self.store = store
         self.batches: list[int] = []
         self.fail_at = fail_at
+        self.release = release
+        self.called = threading.Event()
 
     def observe_many(self, states: list[object], **kwargs: object) -> object:
         self.batches.append(len(states))
+        self.called.set()
+        if self.release is not None and len(self.batches) == 1:
+            assert self.release.wait(30)
         if len(self.batches) == self.fail_at:
             raise ctrledger.Unavailable("storage error: disk I/O error (injected)")
         return self.store.observe_many(states, **kwargs)  # type: ignore[arg-type]
@@ -389,10 +397,15 @@ class _CountingStore:
 
 def _burst(cd: Containerd, ns: str, n: int) -> None:
     """n containers created, labelled twice, every third deleted, as fast as one client goes."""
+    _burst_from(cd, ns, 0, n)
+
+
+def _burst_from(cd: Containerd, ns: str, first: int, end: int) -> None:
+    """``_burst`` for containers ``first`` to ``end`` - 1."""
     with grpc.insecure_channel(f"unix://{cd.socket}") as ch:
         stub = cgrpc.ContainersStub(ch)
         md = (("containerd-namespace", ns),)
-        for i in range(n):
+        for i in range(first, end):
             c = cpb.Container(id=f"c{i}", runtime=cpb.Container.Runtime(name="io.containerd.runc.v2"))
             c.spec.type_url, c.spec.value = SPEC_URL, b"{}"
             stub.Create(cpb.CreateContainerRequest(container=c), metadata=md)
@@ -430,6 +443,53 @@ def test_a_burst_is_written_in_batches_in_each_containers_order(store: ctrledger
     finally:
         again.close()
     assert store.position == head
+
+
+def test_an_event_in_a_quiet_moment_goes_to_the_writer_at_once(store: ctrledger.Store,
+                                                              containerd: Containerd) -> None:
+    """Classic group commit: no gathering window; with the writer free, the event that has
+    been judged is handed to it there and then (the event loop is not running here: nothing
+    else would hand it over later)."""
+    ns = "quiet"
+    counting = _CountingStore(store)
+    f = Follower(counting, containerd.socket, namespaces=[ns])  # type: ignore[arg-type]
+    try:
+        f.reconcile()  # connects; the namespace is known from now on
+        _burst(containerd, ns, 1)  # c0: created, labelled twice
+        env = epb.Envelope(topic="/containers/create", namespace=ns)
+        env.timestamp.GetCurrentTime()
+        env.event.type_url = "containerd.events.ContainerCreate"
+        env.event.value = cev.ContainerCreate(id="c0").SerializeToString()
+        f._event(env)
+        assert counting.called.wait(10), "the event's batch was not handed to the writer"
+        f.apply([])  # waits for that commit
+        assert counting.batches == [1]
+        assert store.get("c0", namespace=ns).labels == {"k": "2"}
+    finally:
+        f.close()
+
+
+def test_what_arrives_during_a_commit_is_the_next_batch(store: ctrledger.Store, containerd: Containerd) -> None:
+    """One commit at a time; the events judged while it runs are written together, in one
+    commit, as soon as it ends."""
+    ns = "during"
+    release = threading.Event()
+    counting = _CountingStore(store, release=release)
+    with following(counting, containerd, ns) as f:  # type: ignore[arg-type]
+        try:
+            _burst(containerd, ns, 1)
+            assert counting.called.wait(10)  # the first commit has begun, and holds
+            _burst_from(containerd, ns, 1, 5)  # 4 more containers: 13 events, c2 deleted
+            # c0's two updates and the 13: each judged, none written while the commit runs
+            wait_until(lambda: len(f._pending.items) == 15, what="the follower to judge the events")
+            assert counting.batches == [1]
+        finally:
+            release.set()
+        wait_until(lambda: ledger_state(store, ns) == containerd_state(containerd, ns)
+                   and len(counting.batches) == 2)
+        assert f.stats.errors == 0, f.stats.last_error
+    assert counting.batches == [1, 15]  # the 15 in one commit, as soon as the first ended
+    assert kinds(store, "c2", ns) == ["Created", "LabelsChanged", "LabelsChanged", "Deleted"]
 
 
 def test_a_failed_batch_is_made_up_for_by_the_reconcile(store: ctrledger.Store, containerd: Containerd) -> None:

@@ -80,10 +80,6 @@ ACTOR = "containerd"
 TOPICS = ('topic~="^/containers/"', 'topic~="^/tasks/"', 'topic~="^/namespaces/"')
 UNKNOWN_EXIT = 255  # CRI's exit code for a task that vanished unseen (reason "Unknown")
 _BATCH = 1000  # observations written in one commit at most
-# Seconds a batch gathers events before it is written (if the writer is free then): a commit
-# costs ~0.65 ms of CPU beside ~0.2 ms per event, so one per event would take a third of the
-# follower's CPU in a burst; 10 ms puts a few events in each commit and adds 5 ms on average.
-_GATHER = 0.010
 _OOM_LATE = 0.5  # seconds after a SIGKILLed task's exit was published to wait for a /tasks/oom published after it
 _CHUNK = 200  # containers a reconcile's list reader hands over at once
 
@@ -132,12 +128,9 @@ class _Pending:
         self.namespace = ""
         self.items: list[_Item] = []
         self.number = 0  # of the batch being gathered
-        self.since = 0.0  # when its first item was added (time.monotonic)
         self._states: dict[tuple[str, str], tuple[Container | None, datetime | None, int]] = {}
 
     def add(self, ns: str, item: _Item) -> None:
-        if not self.items:
-            self.since = time.monotonic()
         self.items.append(item)
         self._states[(ns, item[0])] = (item[1], item[2], self.number)
 
@@ -145,10 +138,6 @@ class _Pending:
         """The pending last word on ``cid`` (state, time), None if nothing is pending for it."""
         found = self._states.get((ns, cid))
         return None if found is None else found[:2]
-
-    def due(self, now: float) -> float | None:
-        """Seconds until the gathered batch is due to be written (<= 0: now); None if empty."""
-        return self.since + _GATHER - now if self.items else None
 
     def take(self) -> tuple[str, list[_Item], int]:
         """The gathered batch (namespace, items, number), handed to the writer; a new one begins."""
@@ -311,15 +300,14 @@ class Follower:
             self.on_ready(self)
         next_relist = time.monotonic() + self.relist
         while not self._stop.is_set():
-            now = time.monotonic()
-            due = self._pending.due(now)
-            timeout = min(0.5, next_relist - now, 0.5 if due is None or self._writing is not None else due)
-            batch, ended = _drain(inbox, timeout=max(0.0, timeout))
+            # Woken by an event, or by the writer's word that a commit is done (then what
+            # gathered meanwhile goes to it).
+            batch, ended = _drain(inbox, timeout=max(0.0, min(0.5, next_relist - time.monotonic())))
             self._ahead.extend(batch)
             self._ended = self._ended or ended
             while self._ahead:
                 self._event(self._ahead.popleft())
-            self._write_if_due()
+            self._write_if_free()
             if self._ended is not None:
                 raise self._ended
             if time.monotonic() >= next_relist:
@@ -447,11 +435,12 @@ class Follower:
         if wait:
             self._written(wait=True)
 
-    def _write_if_due(self) -> None:
-        """Hand the gathered batch to the writer if it has gathered long enough and the writer
-        is free (it tells the event loop when it is: the loop waits no longer than that)."""
-        due = self._pending.due(time.monotonic())
-        if due is not None and due <= 0 and self._written(wait=False):
+    def _write_if_free(self) -> None:
+        """Hand the gathered batch to the writer if the writer is free (when it is not, it
+        wakes the event loop once its commit is done): classic group commit, a batch is what
+        gathered while the commit before it ran, and an event in a quiet moment is committed
+        at once, alone."""
+        if self._pending.items and self._written(wait=False):
             self._write()
 
     def _written(self, wait: bool) -> bool:
@@ -547,12 +536,11 @@ class Follower:
 
     def _event(self, env: epb.Envelope) -> None:
         """Record one event. A container event joins the batch being gathered, which goes to
-        the writer once it has gathered ``_GATHER`` seconds and the writer is free, or at
-        ``_BATCH`` observations, or when an event of another namespace comes (a batch is one
-        namespace's): group commit, while one batch is committed the events that arrive
-        meanwhile are read and judged (against what is pending rather than the ledger) and
-        become the next. A task or namespace event, or a reconcile, first waits for everything
-        pending to be committed (they read the ledger)."""
+        the writer as soon as the writer is free, or at ``_BATCH`` observations, or when an
+        event of another namespace comes (a batch is one namespace's): group commit, while one
+        batch is committed the events that arrive meanwhile are read and judged (against what
+        is pending rather than the ledger) and become the next. A task or namespace event, or a
+        reconcile, first waits for everything pending to be committed (they read the ledger)."""
         self.stats.events += 1
         ns = env.namespace
         pending = self._pending
@@ -577,7 +565,7 @@ class Follower:
                 if len(pending.items) >= _BATCH:
                     self._write()
                 else:
-                    self._write_if_due()
+                    self._write_if_free()
             elif env.topic.startswith("/tasks/"):
                 self._write(wait=True)
                 self._task_event(env)
