@@ -81,12 +81,12 @@ TOPICS = ('topic~="^/containers/"', 'topic~="^/tasks/"', 'topic~="^/namespaces/"
 UNKNOWN_EXIT = 255  # CRI's exit code for a task that vanished unseen (reason "Unknown")
 _BATCH = 1000  # observations written in one commit at most
 # Seconds from the start of one commit to the start of the next, at least. An event after a
-# quiet moment is committed at once; in a burst, what arrives meanwhile gathers. Each commit
-# costs the follower ~0.4 ms of CPU (sqlite's commit, most of it, beside ~0.1 ms per change):
-# committing whenever the writer is free (no spacing) made batches of 1.3 changes in the
-# 6,000-event burst and took 1.2-1.3 ms of CPU per event, which under load delayed the event
-# stream's reader (p99 lag 37-94 ms over containerd's own, against 21-77 ms with 5 ms here).
-_SPACING = 0.005
+# quiet moment is committed at once; in a burst, what arrives meanwhile gathers. A commit costs
+# the follower ~0.4 ms of CPU (sqlite's commit, most of it; ~0.1 ms per change in it). In the
+# 6,000-event burst (benchmarks/follow.py, 2 cores under load), committing whenever the writer
+# was free made batches of 1.3 and 1.1-1.3 ms of CPU per event; 5 ms gave p50 7 ms but p99
+# <= 50 ms in 5 of 15 bursts; 10 ms, p50 10 ms and p99 <= 50 ms in 11 of 18 (docs/benchmarks.md).
+_SPACING = 0.010
 _OOM_LATE = 0.5  # seconds after a SIGKILLed task's exit was published to wait for a /tasks/oom published after it
 _CHUNK = 200  # containers a reconcile's list reader hands over at once
 
