@@ -24,7 +24,8 @@ Starts a containerd in a temporary directory (CRI disabled; tests/live_container
   A/B on one machine at one time.
 * **sync**: N existing containers (20,000 by default) in namespace ``sync``; the time for a
   fresh ledger's initial sync (``Follower.reconcile``).
-* **proxy**: two in-process proxies (``ctrledger serve --upstream``), one per record mode
+* **proxy**: two proxies (each ``ctrledger serve --upstream`` in its own process, as deployed;
+  ``--proxy-in-process`` runs them in this one), one per record mode
   (``before-answer``, the default, and ``after-answer``), each with a store of its own, and
   containerd directly: Containers/Get on one container, and ``ctr run --rm --rootfs DIR job
   /bin/true`` (40 runs each), the three interleaved call by call and run by run, the order
@@ -256,17 +257,49 @@ def sync(cd: Containerd, work: Path, n: int) -> dict[str, object]:
             "per_container_ms": round(took / n * 1000, 3)}
 
 
-def proxy(cd: Containerd, work: Path, gets: int, runs: int) -> dict[str, object]:
-    """Both record modes in one run: a proxy of each (own store, own socket) and containerd
-    directly, interleaved call by call (Get) and run by run (``ctr run --rm``), the order
-    rotated each round, so drifting load weighs on the three alike."""
+class _ServedProxy:
+    """``ctrledger serve --upstream`` in a process of its own, as it is deployed (an in-process
+    proxy would share the benchmark's interpreter and its GIL)."""
+
+    def __init__(self, cd: Containerd, work: Path, mode: str) -> None:
+        self.db, self.path = work / f"proxy-{mode}.db", str(work / f"proxy-{mode}.sock")
+        self._log = open(work / f"proxy-{mode}.log", "w")  # noqa: SIM115 - closed in stop()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "ctrledger", "serve", "--db", str(self.db), "--address", f"unix://{self.path}",
+             "--upstream", cd.socket, "--no-follow", "--record", mode], stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.path):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"ctrledger serve --upstream did not start: see {self._log.name}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM: calls in flight finish and what containerd answered is recorded, then it exits."""
+        self._process.terminate()
+        self._process.wait(60)
+        self._log.close()
+
+
+def proxy(cd: Containerd, work: Path, gets: int, runs: int, in_process: bool = False) -> dict[str, object]:
+    """Both record modes in one run: a proxy of each (own store, own socket; each its own
+    ``ctrledger serve --upstream`` process unless ``in_process``) and containerd directly,
+    interleaved call by call (Get) and run by run (``ctr run --rm``), the order rotated each
+    round, so drifting load weighs on the three alike."""
     ns = "proxy"
     root = rootfs(work / "rootfs")
     modes = ("before-answer", "after-answer")
-    stores = {m: ctrledger.open(work / f"proxy-{m}.db") for m in modes}
-    proxies = {m: Proxy(stores[m], cd.socket, address=f"unix://{work}/proxy-{m}.sock", follow=False,
-                        record=m).start() for m in modes}
-    targets = {"direct": cd.socket, **{m: proxies[m].path for m in modes}}
+    stores: dict[str, ctrledger.Store] = {}
+    proxies: dict[str, Proxy] = {}
+    served: dict[str, _ServedProxy] = {}
+    if in_process:
+        stores = {m: ctrledger.open(work / f"proxy-{m}.db") for m in modes}
+        proxies = {m: Proxy(stores[m], cd.socket, address=f"unix://{work}/proxy-{m}.sock", follow=False,
+                            record=m).start() for m in modes}
+        paths = {m: proxies[m].path for m in modes}
+    else:
+        served = {m: _ServedProxy(cd, work, m) for m in modes}
+        paths = {m: served[m].path for m in modes}
+    targets = {"direct": cd.socket, **paths}
     try:
         channels = {k: grpc.insecure_channel(f"unix://{a}") for k, a in targets.items()}
         stubs = {k: cgrpc.ContainersStub(ch) for k, ch in channels.items()}  # type: ignore[no-untyped-call]
@@ -291,6 +324,15 @@ def proxy(cd: Containerd, work: Path, gets: int, runs: int) -> dict[str, object]
                 run_ms[k].append((time.perf_counter() - t) * 1000)
         for p in proxies.values():
             p.flush()
+        for sp in served.values():
+            sp.stop()
+        recorded = {}
+        for m in modes:
+            if m in stores:
+                recorded[m] = sum(1 for _ in stores[m].audit(namespace=ns))
+            else:
+                with ctrledger.open(served[m].db) as st:
+                    recorded[m] = sum(1 for _ in st.audit(namespace=ns))
         d50, dm = statistics.median(get_ms["direct"]), statistics.median(run_ms["direct"])
         out: dict[str, object] = {}
         for m in modes:
@@ -301,11 +343,15 @@ def proxy(cd: Containerd, work: Path, gets: int, runs: int) -> dict[str, object]
                       "ctr_run": {"direct_ms_median": round(dm, 1), "proxy_ms_median": round(pm, 1),
                                   "added_pct": round((pm / dm - 1) * 100, 1), "target_ok": pm <= 1.2 * dm,
                                   "runs": runs},
-                      "recorded_by_proxy": sum(1 for _ in stores[m].audit(namespace=ns))}
+                      "recorded_by_proxy": recorded[m],
+                      "proxy": "in this process" if in_process else "its own process (ctrledger serve --upstream)"}
         return out
     finally:
         for p in proxies.values():
             p.stop(grace=1.0)
+        for sp in served.values():
+            if sp._process.poll() is None:
+                sp.stop()
         for st in stores.values():
             st.close()
 
@@ -374,6 +420,8 @@ def main() -> int:
                         help="also run the burst with the follower from the source tree SRC (another commit's "
                              "checkout), alternating with this tree's --rounds times: an A/B in one run")
     parser.add_argument("--rounds", type=int, default=1, help="bursts (or A/B pairs) to run")
+    parser.add_argument("--proxy-in-process", action="store_true",
+                        help="run the proxies in this process (default: each its own ctrledger serve --upstream)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     why = missing()
@@ -391,7 +439,8 @@ def main() -> int:
             gets = 500 if args.quick else 2000
             phases: tuple[tuple[str, Callable[[], object]], ...] = (
                 ("burst", lambda: bursts(cd, work, n_burst, args.rounds, args.baseline)),
-                ("sync", lambda: sync(cd, work, n_sync)), ("proxy", lambda: proxy(cd, work, gets, runs)))
+                ("sync", lambda: sync(cd, work, n_sync)),
+                ("proxy", lambda: proxy(cd, work, gets, runs, args.proxy_in_process)))
             for name, run in phases:
                 if name not in parts:
                     continue
