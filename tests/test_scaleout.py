@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -192,3 +193,65 @@ def test_an_embedded_log_of_a_newer_schema_is_refused(target: str) -> None:
 def test_a_url_without_host_or_database_is_an_invalid_argument(url: str) -> None:
     with pytest.raises(ctrledger.InvalidArgument, match="names a host and a database"):
         ctrledger.open(url)
+
+
+def _append_trace(node: ctrledger.Store, trace: Path, write: object) -> list[str]:
+    """The client's protocol messages (libpq trace) while ``write`` runs on ``node``."""
+    pool: Any = node._log._app.recorder.datastore.pool  # type: ignore[attr-defined]
+    with trace.open("w") as out:
+        traced: list[Any] = []
+        getconn = pool.getconn
+
+        def tracing(*args: Any, **kwargs: Any) -> Any:
+            conn = getconn(*args, **kwargs)
+            conn.pgconn.trace(out.fileno())
+            traced.append(conn)
+            return conn
+
+        pool.getconn = tracing
+        try:
+            write()  # type: ignore[operator]
+        finally:
+            pool.getconn = getconn
+            for conn in traced:
+                conn.pgconn.untrace()
+    return [line.split("\t", 4)[3] + " " + (line.split("\t", 4)[4] if line.count("\t") >= 4 else "")
+            for line in trace.read_text().splitlines() if line.split("\t")[1:2] == ["F"]]
+
+
+def test_an_append_waits_for_the_server_once_and_never_inside_its_transaction(schema: str, tmp_path: Path) -> None:
+    # The events table's lock is held from LOCK TABLE to the end of the transaction: a Sync
+    # (the client waiting for the server's reply) between BEGIN and COMMIT would hold every
+    # other node's append for a round trip.
+    with ctrledger.open(postgres_url(schema, tmp_path / "n.db"), follow=False) as node:
+        node.create(make("warm"))
+        sent = _append_trace(node, tmp_path / "trace", lambda: node.create(make("traced", labels={"a": "b"})))
+    begins = [i for i, m in enumerate(sent) if m.startswith("Parse") and '"BEGIN"' in m]
+    commits = [i for i, m in enumerate(sent) if m.startswith("Parse") and '"COMMIT"' in m]
+    assert len(begins) == len(commits) == 1, sent
+    inside = sent[begins[0]:commits[0]]
+    assert any("ctrledger_append(" in m for m in inside), inside
+    assert not [m for m in inside if m.startswith("Sync")], inside
+
+
+def test_a_log_without_the_append_function_is_appended_to_as_before(schema: str, tmp_path: Path) -> None:
+    # A log created by an older ctrledger, opened without creating (mode 'w'), has no
+    # ctrledger_append: appends take eventsourcing's path and the hashing call, and the
+    # chain stays one chain across both kinds of append.
+    url = postgres_url(schema, tmp_path / "a.db")
+    with ctrledger.open(url, follow=False) as node:
+        node.create(make("new-1"))
+    with psycopg.connect(POSTGRES_URL.split("?")[0], autocommit=True) as admin:
+        admin.execute(f'DROP FUNCTION "{schema}".ctrledger_append')
+    with ctrledger.open(postgres_url(schema, tmp_path / "b.db"), follow=False, mode="w") as old:
+        old.create(make("old-1"), request_id="req-old")
+        again = old.create(make("old-1"), request_id="req-old")  # a retry finds the first attempt
+        assert again.id == "old-1"
+        old.update(make("new-1", labels={"k": "v"}), "labels.k")
+        assert ctrledger.verify(old).ok
+    with ctrledger.open(url) as node:  # creates the function again
+        node.create(make("new-2"))
+        assert sorted(c.id for c in node.list()) == ["new-1", "new-2", "old-1"]
+        assert node.get("new-1").labels == {"k": "v"}
+        report = ctrledger.verify(node)
+        assert report.ok, report

@@ -6,6 +6,13 @@ transaction (the events table is locked EXCLUSIVE there, so the order is decided
 the chain is computed in the same place, as in SQLite). Its integrity tables live in
 the same schema as the events.
 
+An append is one round trip: ``BEGIN; SET LOCAL lock_timeout; SELECT ctrledger_append(…);
+COMMIT`` sent as one pipeline. The function (APPEND_EVENTS_FUNCTION) takes the lock, notifies,
+inserts, extends the chain and records the request id, so the lock is held for the server's
+own work and the commit's WAL flush, never for a round trip to the client. A log created by
+an older ctrledger and opened without creating (mode ``'w'``) may lack the function: the
+recorder then appends as before (eventsourcing's insert, then the hashing call).
+
 Notification ids (log positions) come from a ``bigserial``: a failed insert consumes
 one, so positions may have gaps. Nothing here assumes they do not.
 """
@@ -15,9 +22,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import PersistenceError, StoredEvent
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError, PersistenceError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
+from eventsourcing.utils import retry
 from psycopg import Cursor
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 from psycopg.sql import SQL
 
@@ -97,6 +107,37 @@ $body$
 """
 
 
+# One append, whole, on the server: lock, notify, insert, hash, record the request id. Called
+# between BEGIN and COMMIT in one pipeline (LedgerPostgresRecorder.insert_events), so the
+# events table's lock is held for no round trip. The statements and their order are those of
+# eventsourcing's append (LOCK TABLE ... IN EXCLUSIVE MODE, NOTIFY, INSERT ... RETURNING)
+# followed by this module's (ctrledger_append_hashes, the requests row): the same errors
+# (unique violations, CL001/CL002) in the same cases.
+APPEND_EVENTS_FUNCTION = """
+CREATE OR REPLACE FUNCTION "{s}".ctrledger_append(
+    events "{s}"."{type}"[], leaves bytea[], request_id text, request_stream text, request_version bigint)
+RETURNS bigint[] LANGUAGE plpgsql AS $body$
+DECLARE
+    ids bigint[];
+BEGIN
+    LOCK TABLE "{s}"."{events}" IN EXCLUSIVE MODE;
+    NOTIFY "{channel}";
+    WITH inserted AS (
+        INSERT INTO "{s}"."{events}" (originator_id, originator_version, topic, state)
+        SELECT originator_id, originator_version, topic, state FROM unnest(events)
+        RETURNING notification_id
+    ) SELECT array_agg(notification_id) INTO ids FROM inserted;
+    PERFORM "{s}".ctrledger_append_hashes(ids, leaves);
+    IF request_id IS NOT NULL THEN
+        INSERT INTO "{s}".ctrledger_requests(request_id, stream, version, position)
+            VALUES (request_id, request_stream, request_version, ids[array_length(ids, 1)]);
+    END IF;
+    RETURN ids;
+END
+$body$
+"""
+
+
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
     """Application recorder that hashes and chains events in the append transaction."""
 
@@ -107,8 +148,15 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                                  for s in (*integrity.CREATE_STATEMENTS, requests.CREATE_STATEMENT)]
         statements.append(SQL(APPEND_FUNCTION.replace("{s}", self.datastore.schema).replace(
             "{events}", events_table_name)))
+        schema = self.datastore.schema
+        statements.append(SQL(APPEND_EVENTS_FUNCTION.replace("{s}", schema).replace("{events}", events_table_name)
+                              .replace("{type}", self.stored_event_type_name).replace("{channel}", self.channel_name)))
         self.sql_create_statements.extend(statements)
-        self._append_call = SQL(f'SELECT "{self.datastore.schema}".ctrledger_append_hashes(%s, %s)')
+        self._append_call = SQL(f'SELECT "{schema}".ctrledger_append_hashes(%s, %s)')
+        self._append_events_call = SQL(
+            f'SELECT "{schema}".ctrledger_append(%s::"{schema}"."{self.stored_event_type_name}"[], '
+            "%s::bytea[], %s::text, %s::text, %s::bigint) AS ids")
+        self._one_trip = True  # False once the log is found without ctrledger_append (an older log)
 
     def create_table(self) -> None:
         # Nodes starting together would race on CREATE TYPE / CREATE FUNCTION ("tuple
@@ -139,9 +187,59 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                             last.originator_version, ids[-1])
         return ids
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as eventsourcing's insert_events
+    def _insert_in_one_trip(self, stored_events: Sequence[StoredEvent], request_id: str | None) -> Sequence[int] | None:
+        """BEGIN, SET LOCAL lock_timeout, ctrledger_append, COMMIT: one pipeline, one round trip.
+
+        ``None`` when the log has no ``ctrledger_append`` (nothing was written): the caller
+        appends the older way."""
+        if not stored_events:
+            return []
+        leaves = [integrity.event_leaf(str(s.originator_id), s.originator_version, s.topic, s.state)
+                  for s in stored_events]
+        events = [self.construct_pg_stored_event(s.originator_id, s.originator_version, s.topic, s.state)
+                  for s in stored_events]
+        last = stored_events[-1]
+        params = (events, leaves, request_id, str(last.originator_id), last.originator_version)
+        with self.datastore.get_connection() as conn:
+            assert conn.autocommit
+            call = conn.cursor()
+            try:
+                with conn.pipeline(), conn.cursor() as control:
+                    control.execute("BEGIN")
+                    control.execute(self.lock_table_statements[0], prepare=True)  # SET LOCAL lock_timeout
+                    call.execute(self._append_events_call, params, prepare=True)
+                    control.execute("COMMIT")
+            except psycopg.errors.UndefinedFunction:
+                self._rollback(conn)
+                return None
+            except BaseException:
+                self._rollback(conn)
+                raise
+            row = call.fetchone()
+            assert row is not None
+            ids: list[int] = row["ids"]
+            return ids
+
+    @staticmethod
+    def _rollback(conn: Any) -> None:
+        # An error inside the pipeline leaves the explicit transaction aborted (the server skips
+        # the COMMIT): end it before the connection goes back to the pool.
+        if conn.pgconn.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                pass  # the connection is gone: the server rolls back by itself
+
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         try:
-            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            ids: Sequence[int] | None = None
+            if self._one_trip:
+                ids = self._insert_in_one_trip(stored_events, kwargs.get("request_id"))
+                if ids is None:
+                    self._one_trip = False
+            if ids is None:
+                ids = super().insert_events(stored_events, **kwargs)
             return ids
         except PersistenceError as e:
             # APPEND_FUNCTION refuses an append after an event without a hash (CL001) or onto a
