@@ -30,6 +30,7 @@ from psycopg import Cursor
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 from psycopg.sql import SQL
+from psycopg.types.numeric import Int8
 
 from ..errors import FailedPrecondition
 from . import integrity, requests
@@ -115,7 +116,8 @@ $body$
 # (unique violations, CL001/CL002) in the same cases.
 APPEND_EVENTS_FUNCTION = """
 CREATE OR REPLACE FUNCTION "{s}".ctrledger_append(
-    events "{s}"."{type}"[], leaves bytea[], request_id text, request_stream text, request_version bigint)
+    streams text[], versions bigint[], topics text[], states bytea[], leaves bytea[],
+    request_id text, request_stream text, request_version bigint)
 RETURNS bigint[] LANGUAGE plpgsql AS $body$
 DECLARE
     ids bigint[];
@@ -124,7 +126,7 @@ BEGIN
     NOTIFY "{channel}";
     WITH inserted AS (
         INSERT INTO "{s}"."{events}" (originator_id, originator_version, topic, state)
-        SELECT originator_id, originator_version, topic, state FROM unnest(events)
+        SELECT * FROM unnest(streams, versions, topics, states)
         RETURNING notification_id
     ) SELECT array_agg(notification_id) INTO ids FROM inserted;
     PERFORM "{s}".ctrledger_append_hashes(ids, leaves);
@@ -150,12 +152,14 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "{events}", events_table_name)))
         schema = self.datastore.schema
         statements.append(SQL(APPEND_EVENTS_FUNCTION.replace("{s}", schema).replace("{events}", events_table_name)
-                              .replace("{type}", self.stored_event_type_name).replace("{channel}", self.channel_name)))
+                              .replace("{channel}", self.channel_name)))
         self.sql_create_statements.extend(statements)
         self._append_call = SQL(f'SELECT "{schema}".ctrledger_append_hashes(%s, %s)')
+        # Columns as plain arrays, bound in binary: no composite literal to build and parse, no
+        # hex text for the events' bytes.
         self._append_events_call = SQL(
-            f'SELECT "{schema}".ctrledger_append(%s::"{schema}"."{self.stored_event_type_name}"[], '
-            "%s::bytea[], %s::text, %s::text, %s::bigint) AS ids")
+            f'SELECT "{schema}".ctrledger_append(%b::text[], %b::bigint[], %b::text[], %b::bytea[], %b::bytea[], '
+            "%s::text, %s::text, %s::bigint) AS ids")
         self._one_trip = True  # False once the log is found without ctrledger_append (an older log)
 
     def create_table(self) -> None:
@@ -197,10 +201,10 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             return []
         leaves = [integrity.event_leaf(str(s.originator_id), s.originator_version, s.topic, s.state)
                   for s in stored_events]
-        events = [self.construct_pg_stored_event(s.originator_id, s.originator_version, s.topic, s.state)
-                  for s in stored_events]
         last = stored_events[-1]
-        params = (events, leaves, request_id, str(last.originator_id), last.originator_version)
+        params = ([str(s.originator_id) for s in stored_events], [Int8(s.originator_version) for s in stored_events],
+                  [s.topic for s in stored_events], [s.state for s in stored_events], leaves,
+                  request_id, str(last.originator_id), Int8(last.originator_version))
         with self.datastore.get_connection() as conn:
             assert conn.autocommit
             call = conn.cursor()
