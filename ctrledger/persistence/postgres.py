@@ -197,8 +197,6 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
         ``None`` when the log has no ``ctrledger_append`` (nothing was written): the caller
         appends the older way."""
-        if not stored_events:
-            return []
         leaves = [integrity.event_leaf(str(s.originator_id), s.originator_version, s.topic, s.state)
                   for s in stored_events]
         last = stored_events[-1]
@@ -238,7 +236,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         try:
             ids: Sequence[int] | None = None
-            if self._one_trip:
+            if self._one_trip and stored_events:  # nothing to append: eventsourcing's path, as before
                 ids = self._insert_in_one_trip(stored_events, kwargs.get("request_id"))
                 if ids is None:
                     self._one_trip = False
