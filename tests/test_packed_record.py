@@ -1,0 +1,302 @@
+"""The packed record (read-model schema 6) against its columns, and the cold load's short path.
+
+Every containers row carries its fields twice: the columns (for filters and SQL) and
+``record`` (what get, list and scan read). These tests run every kind of write, on both
+backends, with history on and off, event by event and in bulk, and check after each step
+that the record is exactly what its columns say, and that a read through the record
+returns what a read through the columns (the schema-5 read path) returned.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ctrledger
+from ctrledger import Container, Payload, Resources, Runtime
+from ctrledger.domain.container import ContainerAggregate
+from ctrledger.persistence.application import _project
+from ctrledger.persistence.snapshots import SNAPSHOT_EVERY
+from ctrledger.persistence.transcoder import unpackb
+from ctrledger.projections.current import _COLUMNS, RECORD_FIELDS, _row_to_container, pack_record, row_to_container
+from ctrledger.replay import rebuild
+
+from .conftest import StepClock, make
+
+NAMESPACES = ("ns0", "ns1")
+NAMES = ("a", "b", "c")
+_LABELS, _EXT = RECORD_FIELDS.index("labels"), RECORD_FIELDS.index("extensions")
+
+
+def rm_path(store: ctrledger.Store) -> Path:
+    return Path(store.read_model.path)
+
+
+def check_records(path: Path) -> int:
+    """Every row's record is the one its columns give, and reads through either agree; the rows."""
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(f"SELECT namespace, id, record, {', '.join(RECORD_FIELDS)} FROM containers").fetchall()
+        for ns, cid, record, *values in rows:
+            values[_LABELS], values[_EXT] = unpackb(values[_LABELS]), unpackb(values[_EXT])
+            assert record is not None, (ns, cid)
+            assert unpackb(record) == unpackb(pack_record(values)), (ns, cid, unpackb(record), values)
+            assert record == pack_record(values), (ns, cid)
+        for row in conn.execute(f"SELECT spec_value, record, {_COLUMNS} FROM containers"):
+            cols = row[2:]
+            old = row_to_container(cols, Payload.trusted(cols[5], cols[6]))
+            new = _row_to_container(row[:2])
+            assert new == old
+            assert new.__dict__.keys() == old.__dict__.keys()
+            assert new.status.__dict__ == old.status.__dict__
+    finally:
+        conn.close()
+    return len(rows)
+
+
+def one_op(store: ctrledger.Store, rnd: random.Random) -> None:
+    ns, name = rnd.choice(NAMESPACES), rnd.choice(NAMES)
+    kind = rnd.choice(["create", "create", "create", "create_full", "create_full", "start", "start", "pause",
+                       "resume", "labels", "label_rm", "image", "spec", "snapshot", "ext",
+                       "ext_rm", "touch", "delete", "start", "exit", "pause", "resume", "resources",
+                       "resources_zero", "observe_same", "observe_changed", "observe_replaced", "observe_absent",
+                       "observe_many_twice"])
+    try:
+        if kind == "create":
+            store.create(make(name, labels={"env": rnd.choice("ab")}), namespace=ns)
+        elif kind == "create_full":
+            store.create(make(name, runtime=Runtime("io.containerd.runc.v2", Payload("t/o", b"\x01")),
+                              snapshot_key="k", sandbox="sb", snapshotter="overlayfs",
+                              labels={"x": "1", "y": "2"}, extensions={"e": Payload("t/e", b"v")}), namespace=ns)
+        elif kind == "labels":
+            store.update(Container(id=name, labels={rnd.choice("xyz"): rnd.choice("12")}),
+                         f"labels.{rnd.choice('xyz')}", namespace=ns)
+        elif kind == "label_rm":
+            store.update(Container(id=name, labels={}), "labels", namespace=ns)
+        elif kind == "image":
+            store.update(Container(id=name, image=f"img:{rnd.randint(0, 3)}"), "image", namespace=ns)
+        elif kind == "spec":
+            store.update(Container(id=name, spec=Payload("t/s", bytes([rnd.randint(0, 3)]))), "spec", namespace=ns)
+        elif kind == "snapshot":
+            store.update(Container(id=name, snapshot_key=f"k{rnd.randint(0, 2)}"), "snapshotkey", namespace=ns)
+        elif kind == "ext":
+            store.update(Container(id=name, extensions={rnd.choice("ef"): Payload("t/e", b"w")}),
+                         "extensions", namespace=ns)
+        elif kind == "ext_rm":
+            store.update(Container(id=name, extensions={}), "extensions", namespace=ns)
+        elif kind == "touch":
+            store.update(store.get(name, namespace=ns), "image", namespace=ns)
+        elif kind == "delete":
+            store.delete(name, namespace=ns)
+        elif kind == "start":
+            store.started(name, pid=rnd.randint(1, 99), namespace=ns)
+        elif kind == "exit":
+            store.exited(name, exit_code=rnd.choice([0, 1, 137]), reason=rnd.choice(["", "Error", "OOMKilled"]),
+                         message=rnd.choice(["", "m"]), namespace=ns)
+        elif kind == "pause":
+            store.paused(name, namespace=ns)
+        elif kind == "resume":
+            store.resumed(name, namespace=ns)
+        elif kind == "resources":
+            store.update_resources(name, Resources(cpu_quota=rnd.randint(1, 3) * 1000), namespace=ns)
+        elif kind == "resources_zero":  # back to the empty resources: the status may equal the defaults again
+            store.update_resources(name, Resources(), namespace=ns)
+        elif kind.startswith("observe"):
+            live = store.get(name, namespace=ns) if kind != "observe_absent" else None
+            if kind == "observe_absent":
+                store.observe(name, None, namespace=ns)
+            elif kind == "observe_same":
+                store.observe(name, live, namespace=ns)
+            elif kind == "observe_changed":
+                store.observe(name, Container(**{**live.__dict__, "image": "obs", "labels": {"o": "1"}}),
+                              namespace=ns)
+            elif kind == "observe_replaced":  # another snapshotter: deleted and created again, in one append
+                store.observe(name, Container(**{**live.__dict__, "snapshotter": "other"}), namespace=ns)
+            else:
+                store.observe_many([(name, Container(**{**live.__dict__, "image": "o1"}), None),
+                                    (name, Container(**{**live.__dict__, "image": "o2", "labels": {}}), None)],
+                                   namespace=ns)
+    except (ctrledger.NotFound, ctrledger.AlreadyExists, ctrledger.FailedPrecondition, ctrledger.InvalidArgument):
+        pass
+
+
+def expected_from_log(store: ctrledger.Store) -> dict[tuple[str, str], Container]:
+    out = {}
+    for ns in NAMESPACES:
+        for name in NAMES:
+            agg = store._log.load(f"{ns}/{name}")
+            if agg is not None and not agg.deleted:
+                out[ns, name] = agg.to_container()
+    return out
+
+
+def reads(store: ctrledger.Store) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for ns in NAMESPACES:
+        for f in ("", "labels.env==a", "labels.x", "image==obs", "status.state==RUNNING"):
+            try:
+                out[f"list {ns} {f}"] = store.list(f, namespace=ns)
+            except ctrledger.InvalidArgument:
+                pass
+        out[f"scan {ns}"] = list(store.scan(namespace=ns))
+        for name in NAMES:
+            try:
+                out[f"get {ns} {name}"] = store.get(name, namespace=ns)
+            except ctrledger.NotFound:
+                out[f"get {ns} {name}"] = None
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_record_agrees_with_its_columns_after_every_kind_of_write(
+        target: str, tmp_path: Path, seed: int) -> None:
+    rnd = random.Random(seed)
+    with ctrledger.open(target, clock=StepClock(), follow=False) as store:
+        for step in range(120):
+            one_op(store, rnd)
+            if step % 10 == 0:
+                check_records(rm_path(store))
+        check_records(rm_path(store))
+        want = reads(store)
+        for (ns, name), c in expected_from_log(store).items():
+            got = store.get(name, namespace=ns)
+            assert (got.labels, got.image, got.spec, got.extensions, got.version, got.status, got.snapshot_key) == (
+                c.labels, c.image, c.spec, c.extensions, c.version, c.status, c.snapshot_key)
+        digest = store.digest()
+        rebuild(store)  # in bulk
+        check_records(rm_path(store))
+        assert store.digest() == digest
+        assert reads(store) == want
+        assert store.verify_projections().ok
+    # history off for a while, then on: the history views catch up behind the current one
+    with ctrledger.open(target, clock=StepClock(), follow=False, history=False) as store:
+        for _ in range(60):
+            one_op(store, rnd)
+        check_records(rm_path(store))
+    with ctrledger.open(target, clock=StepClock(), follow=False) as store:
+        for _ in range(20):
+            one_op(store, rnd)
+        check_records(rm_path(store))
+        want = reads(store)
+        digest = store.digest()
+        rebuild(store)
+        assert store.digest() == digest
+        assert reads(store) == want
+        assert store.verify_projections().ok
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_lost_read_model_caught_up_in_bulk_has_the_records_the_views_write(
+        target: str, tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ctrledger.projections import bulk
+
+    monkeypatch.setattr(bulk, "CATCH_UP_MIN", 1)
+    rnd = random.Random(100 + seed)
+    with ctrledger.open(target, clock=StepClock(), follow=False, history=False) as store:
+        for _ in range(150):
+            one_op(store, rnd)
+        want = reads(store)
+        path = rm_path(store)
+    conn = sqlite3.connect(path, isolation_level=None)
+    inline = conn.execute("SELECT namespace, id, record FROM containers ORDER BY 1, 2").fetchall()
+    for table in ("containers", "label_spans", "namespaces"):
+        conn.execute(f"DELETE FROM {table}")
+    conn.execute("DELETE FROM ctrledger_tracking WHERE view='current'")
+    conn.close()
+    with ctrledger.open(target, clock=StepClock(), follow=False) as store:  # current in bulk; history too
+        assert sqlite3.connect(path).execute(
+            "SELECT namespace, id, record FROM containers ORDER BY 1, 2").fetchall() == inline
+        check_records(path)
+        assert reads(store) == want
+        assert store.verify_projections().ok
+
+
+def test_a_schema_5_file_written_with_history_off_migrates_and_catches_up(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    rnd = random.Random(7)
+    with ctrledger.open(path, clock=StepClock()) as store:
+        for _ in range(40):
+            one_op(store, rnd)
+    with ctrledger.open(path, clock=StepClock(), history=False) as store:
+        for _ in range(60):
+            one_op(store, rnd)
+        want = reads(store)
+    conn = sqlite3.connect(path, isolation_level=None)
+    records = conn.execute("SELECT namespace, id, record FROM containers ORDER BY 1, 2").fetchall()
+    conn.execute("ALTER TABLE containers DROP COLUMN record")
+    conn.execute("UPDATE ctrledger_meta SET value='5' WHERE key='read_model_schema'")
+    conn.close()
+    with ctrledger.open(path, clock=StepClock()) as store:
+        assert sqlite3.connect(path).execute(
+            "SELECT namespace, id, record FROM containers ORDER BY 1, 2").fetchall() == records
+        check_records(path)
+        assert reads(store) == want
+        for _ in range(30):
+            one_op(store, rnd)
+        check_records(path)
+        assert store.verify_projections().ok
+
+
+# -- the cold load: the last SNAPSHOT_EVERY events first ----------------------------------------------
+
+
+def _events(store: ctrledger.Store, stream: str) -> list[Any]:
+    return store._log.events_of(stream)
+
+
+@pytest.mark.parametrize("n", [1, 2, SNAPSHOT_EVERY - 1, SNAPSHOT_EVERY, SNAPSHOT_EVERY + 1,
+                               2 * SNAPSHOT_EVERY - 1, 2 * SNAPSHOT_EVERY, 2 * SNAPSHOT_EVERY + 1])
+@pytest.mark.parametrize("recreated", [False, True], ids=["one-incarnation", "recreated"])
+def test_a_cold_load_of_a_stream_of_n_events_is_its_projection(
+        target: str, n: int, recreated: bool) -> None:
+    with ctrledger.open(target, clock=StepClock(), follow=False) as store:
+        store.create(make("x", labels={"i": "0"}))
+        written = 1
+        if recreated:
+            store.delete("x")
+            store.create(make("x", image="again"))
+            written = 3
+        while written < n:
+            kind = written % 3
+            if kind == 0:
+                store.update(Container(id="x", labels={"i": str(written)}), "labels.i")
+            elif kind == 1:
+                store.update(Container(id="x", image=f"i{written}"), "image")
+            else:
+                store.update_resources("x", Resources(cpu_quota=written))
+            written += 1
+        want = store.get("x")
+    with ctrledger.open(target, clock=StepClock(), follow=False) as store:
+        events = _events(store, "default/x")
+        assert len(events) == max(n, 3 if recreated else 1)
+        projected = _project(None, events)
+        loaded = store._log.load("default/x")
+        assert isinstance(loaded, ContainerAggregate)
+        assert loaded.version == projected.version == len(events)
+        assert loaded.to_container() == projected.to_container()
+        assert loaded.__dict__.keys() == projected.__dict__.keys()
+        for k in projected.__dict__:
+            if k not in ("_pending_events",):
+                assert getattr(loaded, k) == getattr(projected, k), k
+        assert store.get("x") == want
+        assert store._log.load("default/none") is None
+        store.update(Container(id="x", image="after"), "image")  # a write from the cold load
+        assert store.get("x").version == len(events) + 1
+
+
+def test_a_deleted_stream_loads_as_deleted(target: str) -> None:
+    with ctrledger.open(target, clock=StepClock(), follow=False) as store:
+        store.create(make("x"))
+        store.delete("x")
+    with ctrledger.open(target, clock=StepClock(), follow=False) as store:
+        agg = store._log.load("default/x")
+        assert agg is not None and agg.deleted
+        with pytest.raises(ctrledger.NotFound):
+            store.update(Container(id="x", image="i"), "image")
+        store.create(make("x", image="new"))
+        assert store.get("x").image == "new"
+
