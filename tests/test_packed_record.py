@@ -19,6 +19,7 @@ import pytest
 import ctrledger
 from ctrledger import Container, Payload, Resources, Runtime
 from ctrledger.domain.container import ContainerAggregate
+from ctrledger.domain.filters import parse_filters
 from ctrledger.persistence.application import _project
 from ctrledger.persistence.snapshots import SNAPSHOT_EVERY
 from ctrledger.persistence.transcoder import unpackb
@@ -300,3 +301,32 @@ def test_a_deleted_stream_loads_as_deleted(target: str) -> None:
         store.create(make("x", image="new"))
         assert store.get("x").image == "new"
 
+
+# -- a damaged record, named ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["x'c1ff'", "NULL", "x'93a178a13102'", "'text'"],
+                         ids=["undecodable", "null", "too-short", "text"])
+def test_a_damaged_record_is_data_loss_naming_its_container_in_every_read(db_path: Path, damage: str) -> None:
+    with ctrledger.open(db_path) as store:
+        for cid in ("a", "x", "y"):
+            store.create(make(cid))
+    conn = sqlite3.connect(db_path)
+    conn.execute(f"UPDATE containers SET record={damage} WHERE id='x'")
+    conn.commit()
+    conn.close()
+    with ctrledger.open(db_path) as store:
+        reads = {
+            "get": lambda: store.get("x"),
+            "list": lambda: store.list(),
+            "scan": lambda: list(store.scan()),
+            "scan in pages": lambda: list(store.read_model.current.scan("default", parse_filters([]), batch=1)),
+            "observe (get_many)": lambda: store.observe("x", make("x", image="other")),
+        }
+        for what, read in reads.items():
+            with pytest.raises(ctrledger.DataLoss, match="row of container \"x\" in namespace \"default\" is damaged"):
+                read()
+                pytest.fail(f"{what} read a damaged record")
+        assert store.get("y").id == "y"
+        store.rebuild()
+        assert [c.id for c in store.list()] == ["a", "x", "y"]
