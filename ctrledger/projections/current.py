@@ -385,7 +385,7 @@ class CurrentStateReader:
                 try:
                     _row_to_container(r)
                 except Exception as e:
-                    found = self.conn.execute("SELECT id FROM containers WHERE namespace=? AND record=?",
+                    found = self.conn.execute("SELECT id FROM containers WHERE namespace=? AND record IS ?",
                                               (namespace, r[1])).fetchone()
                     which = "a container" if found is None else f"container {go_quote(str(found[0]))}"
                     raise DataLoss(
