@@ -330,3 +330,38 @@ def test_a_damaged_record_is_data_loss_naming_its_container_in_every_read(db_pat
         assert store.get("y").id == "y"
         store.rebuild()
         assert [c.id for c in store.list()] == ["a", "x", "y"]
+
+
+def test_a_status_back_to_the_defaults_packs_no_status_values_on_both_paths(target: str) -> None:
+    with ctrledger.open(target, clock=StepClock(), follow=False) as store:
+        store.create(make("x"))
+        store.update_resources("x", Resources(cpu_quota=1000, unified={"a": "b"}))
+        store.update_resources("x", Resources())  # the status equals a container never started again
+        assert store.get("x").version == 3
+        path = rm_path(store)
+        record = sqlite3.connect(path).execute("SELECT record FROM containers").fetchone()[0]
+        assert len(unpackb(record)) == len(RECORD_FIELDS) - 10  # no status values
+        check_records(path)
+        want, digest = store.get("x"), store.digest()
+        assert want.status == ctrledger.Status(created_at=want.created_at)
+        rebuild(store)
+        assert sqlite3.connect(path).execute("SELECT record FROM containers").fetchone()[0] == record
+        assert store.get("x") == want and store.digest() == digest
+        store.started("x", pid=5)
+        check_records(path)
+        assert store.get("x").status.pid == 5 and store.get("x").status.runs == 1
+
+
+def test_a_rebuild_with_history_off_gives_the_records_the_views_wrote(target: str) -> None:
+    rnd = random.Random(11)
+    with ctrledger.open(target, clock=StepClock(), follow=False, history=False) as store:
+        for _ in range(150):
+            one_op(store, rnd)
+        path = rm_path(store)
+        check_records(path)
+        want, digest = reads(store), store.digest()
+        inline = sqlite3.connect(path).execute("SELECT namespace, id, record FROM containers ORDER BY 1, 2").fetchall()
+        rebuild(store)
+        assert sqlite3.connect(path).execute(
+            "SELECT namespace, id, record FROM containers ORDER BY 1, 2").fetchall() == inline
+        assert reads(store) == want and store.digest() == digest
