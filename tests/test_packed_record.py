@@ -365,3 +365,25 @@ def test_a_rebuild_with_history_off_gives_the_records_the_views_wrote(target: st
         assert sqlite3.connect(path).execute(
             "SELECT namespace, id, record FROM containers ORDER BY 1, 2").fetchall() == inline
         assert reads(store) == want and store.digest() == digest
+
+
+def test_a_schema_5_file_with_a_damaged_text_column_migrates_and_the_row_is_data_loss(tmp_path: Path) -> None:
+    # Text that is not UTF-8 (edited by hand) in a schema-5 row: the migration cannot pack it
+    # into a record; the store still opens (the other rows read), the row is DataLoss naming it,
+    # and a rebuild repairs it (before, the open itself failed and so did `ctrledger rebuild`).
+    path = tmp_path / "l.db"
+    with ctrledger.open(path) as store:
+        store.create(make("x"))
+        store.create(make("y"))
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("ALTER TABLE containers DROP COLUMN record")
+    conn.execute("UPDATE ctrledger_meta SET value='5' WHERE key='read_model_schema'")
+    conn.execute("UPDATE containers SET image=CAST(x'ff' AS TEXT) WHERE id='x'")
+    conn.close()
+    with ctrledger.open(path) as store:
+        assert store.get("y").id == "y"
+        with pytest.raises(ctrledger.DataLoss, match="row of container \"x\" in namespace \"default\" is damaged"):
+            store.get("x")
+        store.rebuild()
+        assert [(c.id, c.image) for c in store.list()] == [("x", make("x").image), ("y", make("y").image)]
+        check_records(path)
