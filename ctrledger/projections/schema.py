@@ -34,7 +34,9 @@ Version history (``ctrledger_meta.read_model_schema``):
   24 columns: the sqlite3 module pays ~2k instructions for each column it returns. A get went
   from 139k to ~85k instructions and a list from 78k to ~48k per container (callgrind; see
   docs/benchmarks.md). The columns stay, for filters and SQL. A version-5 database gets the
-  column, filled from the columns; nothing needs to catch up.
+  column, filled from the columns; nothing needs to catch up. A row edited outside ctrledger
+  that cannot be packed (text that is not UTF-8) is left without a record: reads report it
+  as DataLoss naming the container, and a rebuild repairs it.
 
 A database written by a newer ctrledger (a higher version) is refused with a clear
 error rather than misread; an older one is upgraded by the steps in ``MIGRATIONS``.
@@ -179,21 +181,31 @@ def _one_label_index_v5(db: sqlite_utils.Database) -> None:
 
 
 def _packed_record_v6(db: sqlite_utils.Database) -> None:
+    from ..persistence.sqlite import lenient_text
     from ..persistence.transcoder import unpackb
     from .current import RECORD_FIELDS, pack_record
 
     if "record" not in db.table("containers").columns_dict:
         db.execute("ALTER TABLE containers ADD COLUMN record BLOB")
-    rows = db.execute(
-        f"SELECT namespace, id, {', '.join(RECORD_FIELDS)} FROM containers WHERE record IS NULL").fetchall()
+    factory, db.conn.text_factory = db.conn.text_factory, lenient_text  # a damaged row must not stop the open
+    try:
+        rows = db.execute(
+            f"SELECT namespace, id, {', '.join(RECORD_FIELDS)} FROM containers WHERE record IS NULL").fetchall()
+    finally:
+        db.conn.text_factory = factory
     labels, extensions = RECORD_FIELDS.index("labels"), RECORD_FIELDS.index("extensions")
 
-    def record(values: list[Any]) -> bytes:  # the column values, but the maps unpacked
-        values[labels], values[extensions] = unpackb(values[labels]), unpackb(values[extensions])
-        return pack_record(values)
+    def record(row: Any) -> tuple[bytes, str, str] | None:  # the column values, but the maps unpacked
+        values = list(row[2:])
+        try:
+            values[labels], values[extensions] = unpackb(values[labels]), unpackb(values[extensions])
+            row[0].encode(), row[1].encode()
+            return pack_record(values), row[0], row[1]
+        except Exception:  # a row edited outside ctrledger: left NULL, which reads report as DataLoss
+            return None
 
     db.conn.executemany("UPDATE containers SET record=? WHERE namespace=? AND id=?",
-                        [(record(list(row[2:])), row[0], row[1]) for row in rows])
+                        [update for update in map(record, rows) if update is not None])
 
 
 # version reached -> step from the version before it
