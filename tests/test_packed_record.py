@@ -387,3 +387,32 @@ def test_a_schema_5_file_with_a_damaged_text_column_migrates_and_the_row_is_data
         store.rebuild()
         assert [(c.id, c.image) for c in store.list()] == [("x", make("x").image), ("y", make("y").image)]
         check_records(path)
+
+
+@pytest.mark.parametrize("damage", ["x'c1ff'", "NULL", "x'93a178a13102'"], ids=["undecodable", "null", "too-short"])
+def test_a_write_to_a_container_whose_record_is_damaged_is_data_loss_naming_it(db_path: Path, damage: str) -> None:
+    # As a read of it: not "storage error: " with the decoder's message (or none), which says
+    # retry when only a rebuild helps; nothing is written.
+    with ctrledger.open(db_path) as store:
+        for cid in ("x", "y", "z"):
+            store.create(make(cid, labels={"a": "1"}))
+    conn = sqlite3.connect(db_path)
+    conn.execute(f"UPDATE containers SET record={damage}")
+    conn.commit()
+    conn.close()
+    with ctrledger.open(db_path) as store:
+        head = store.log.head()
+        writes = {
+            "x": lambda: store.update(Container(id="x", image="i:2"), "image"),
+            "y": lambda: store.update(Container(id="y", labels={"b": "2"}), "labels.b"),
+            "z": lambda: store.started("z", pid=1),
+        }
+        for cid, write in writes.items():
+            with pytest.raises(ctrledger.DataLoss, match=f"row of container \"{cid}\" in namespace \"default\" is "
+                                                         "damaged.*rebuild"):
+                write()
+        assert store.log.head() == head  # nothing was written
+        store.rebuild()
+        writes["x"]()
+        assert store.get("x").image == "i:2"
+        check_records(db_path)
