@@ -309,7 +309,15 @@ def _read_record(cur: sqlite3.Cursor, ns: str, cid: str, column: str = "record")
     if row is None:
         raise RuntimeError(f"the read model has no row for container {cid!r} in namespace {ns!r}, which the "
                            "log holds: it was changed outside ctrledger; `ctrledger rebuild` rebuilds it")
-    return unpackb(row[0])
+    try:
+        value = unpackb(row[0])
+        if column == "record" and (not isinstance(value, list) or len(value) not in (_R_STATUS, len(RECORD_FIELDS))):
+            raise ValueError(f"{len(value) if isinstance(value, list) else type(value).__name__} fields")
+    except Exception as e:  # as a read of it reports it (``CurrentStateReader._records``)
+        raise DataLoss(
+            f"the read model's row of container {go_quote(cid)} in namespace {go_quote(ns)} is damaged: it cannot "
+            f"be read ({type(e).__name__}: {e}); `ctrledger rebuild` rebuilds it: data loss") from e
+    return value
 
 
 def _row_to_container(row: Sequence[Any]) -> Container:
