@@ -416,3 +416,37 @@ def test_a_write_to_a_container_whose_record_is_damaged_is_data_loss_naming_it(d
         writes["x"]()
         assert store.get("x").image == "i:2"
         check_records(db_path)
+
+
+@pytest.mark.parametrize("history", [True, False], ids=["history", "history-off"])
+def test_imports_and_replays_give_the_records_the_views_write(tmp_path: Path, history: bool) -> None:
+    rnd = random.Random(21)
+    with ctrledger.open(tmp_path / "src.db", clock=StepClock(), follow=False) as src:
+        for _ in range(120):
+            one_op(src, rnd)
+        first = src.position
+        mid = reads(src)
+        src.export(tmp_path / "a.ctrlarchive")
+        for _ in range(120):
+            one_op(src, rnd)
+        src.export(tmp_path / "b.ctrlarchive", since=first)
+        src.export(tmp_path / "ns0.ctrlarchive", namespaces=["ns0"])
+        want = reads(src)
+        replayed = src.replay_to(tmp_path / "replayed.db", as_of=ctrledger.Position(first))
+    with ctrledger.open(replayed, follow=False, history=history) as store:
+        check_records(replayed)
+        assert reads(store) == mid
+    into = tmp_path / "into.db"
+    with ctrledger.open(into, follow=False, history=history) as store:
+        ctrledger.import_(tmp_path / "a.ctrlarchive", store)
+        check_records(into)
+        assert reads(store) == mid
+        ctrledger.import_(tmp_path / "b.ctrlarchive", store)  # continues the streams the first import left
+        check_records(into)
+        assert reads(store) == want
+    with ctrledger.open(tmp_path / "ns0.db", follow=False, history=history) as store:
+        ctrledger.import_(tmp_path / "ns0.ctrlarchive", store)
+        check_records(tmp_path / "ns0.db")
+        assert {k: v for k, v in reads(store).items() if " ns0" in k} == {k: v for k, v in want.items() if " ns0" in k}
+    with ctrledger.open(into, follow=False) as store:  # history (back) on: the history views catch up
+        assert store.verify_projections().ok
