@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -254,34 +255,45 @@ def test_text_that_is_not_utf8_in_a_version_row_is_read_with_its_bytes_kept(db_p
         assert [c.image for c in store.list(as_of=at)] == ["\udcff"]
 
 
-@pytest.mark.parametrize("table", ["containers", "versions"])
-def test_a_write_to_a_container_whose_row_was_deleted_by_hand_is_refused_clearly(db_path: Path, table: str) -> None:
-    # The current row, or the version the event follows: either missing means the read model was
-    # edited; the write is refused (not applied to one view and silently skipped by the other).
+def writes_refused_after(db_path: Path, damage: str, error: type[ctrledger.StoreError],
+                         message: Callable[[str], str], kinds: str = "xyzw") -> ctrledger.Store:
+    """Four containers, the read model then damaged by the SQL ``damage``: a write to each of
+    ``kinds`` (x an image update, y a label update, z a start, w a delete) is refused with
+    ``error`` matching ``message(id)``, nothing written; after a rebuild a write works again.
+    Returns the store, still open (for the caller's own checks)."""
     import sqlite3
 
     with ctrledger.open(db_path) as store:
         for cid in ("x", "y", "z", "w"):
             store.create(make(cid, labels={"a": "1"}))
     conn = sqlite3.connect(db_path)
-    conn.execute(f"DELETE FROM {table}")
+    conn.execute(damage)
     conn.commit()
     conn.close()
-    with ctrledger.open(db_path) as store:
-        head = store.log.head()
-        writes = {
-            "x": lambda: store.update(ctrledger.Container(id="x", image="i:2"), "image"),
-            "y": lambda: store.update(ctrledger.Container(id="y", labels={"b": "2"}), "labels.b"),
-            "z": lambda: store.started("z", pid=1),
-            "w": lambda: store.delete("w"),
-        }
-        for cid, write in writes.items():
-            with pytest.raises(ctrledger.Unavailable, match=f"no (row for|version 1 of) container '{cid}'.*rebuild"):
-                write()
-        assert store.log.head() == head  # nothing was written
-        store.rebuild()
-        writes["x"]()
-        assert store.get("x").image == "i:2"
+    store = ctrledger.open(db_path)
+    head = store.log.head()
+    writes = {
+        "x": lambda: store.update(ctrledger.Container(id="x", image="i:2"), "image"),
+        "y": lambda: store.update(ctrledger.Container(id="y", labels={"b": "2"}), "labels.b"),
+        "z": lambda: store.started("z", pid=1),
+        "w": lambda: store.delete("w"),
+    }
+    for cid in kinds:
+        with pytest.raises(error, match=message(cid)):
+            writes[cid]()
+    assert store.log.head() == head  # nothing was written
+    store.rebuild()
+    writes["x"]()
+    assert store.get("x").image == "i:2"
+    return store
+
+
+@pytest.mark.parametrize("table", ["containers", "versions"])
+def test_a_write_to_a_container_whose_row_was_deleted_by_hand_is_refused_clearly(db_path: Path, table: str) -> None:
+    # The current row, or the version the event follows: either missing means the read model was
+    # edited; the write is refused (not applied to one view and silently skipped by the other).
+    writes_refused_after(db_path, f"DELETE FROM {table}", ctrledger.Unavailable,
+                         lambda cid: f"no (row for|version 1 of) container '{cid}'.*rebuild").close()
 
 
 def test_an_export_refuses_a_chunk_its_reader_could_not_read(
