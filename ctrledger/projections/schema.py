@@ -32,7 +32,7 @@ Version history (``ctrledger_meta.read_model_schema``):
 * 6: ``containers.record``, every field of the row but the spec's bytes packed in one blob
   (``current.RECORD_FIELDS``), which get, list and scan read with the spec's bytes instead of
   24 columns: the sqlite3 module pays ~2k instructions for each column it returns. A get went
-  from 139k to ~85k instructions and a list from 78k to ~48k per container (callgrind; see
+  from 164k to 86k instructions and a list from 93k to 50k per container (callgrind; see
   docs/benchmarks.md). The columns stay, for filters and SQL. A version-5 database gets the
   column, filled from the columns; nothing needs to catch up. A row edited outside ctrledger
   that cannot be packed (text that is not UTF-8) is left without a record: reads report it
