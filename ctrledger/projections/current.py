@@ -278,10 +278,9 @@ def row_to_container(row: Sequence[Any], spec: Payload) -> Container:
 
 # ``containers.record``: the row's fields packed in one blob, in this order, then the status
 # values (``STATUS_COLUMNS`` order; none for a container never started); labels and
-# extensions as maps. The columns stay, for
-# filters and SQL; a read takes the blob: the sqlite3 module pays ~2k instructions for every
-# column it hands back (a get of 24 columns spent half its SQL time there), one blob and its
-# unpacking far less.
+# extensions as maps. The columns stay, for filters and SQL; a read takes the blob: the
+# sqlite3 module pays ~2k instructions for every column it hands back (a get of 24 columns
+# spent half its SQL time there), one blob and its unpacking far less.
 RECORD_FIELDS: tuple[str, ...] = (
     "id", "version", "spec_type_url", "image", "runtime_name", "runtime_options", "snapshotter", "snapshot_key",
     "sandbox", "labels", "extensions", "created_at", "updated_at", *STATUS_COLUMNS)
@@ -314,10 +313,14 @@ def _read_record(cur: sqlite3.Cursor, ns: str, cid: str, column: str = "record")
         if column == "record" and (not isinstance(value, list) or len(value) not in (_R_STATUS, len(RECORD_FIELDS))):
             raise ValueError(f"{len(value) if isinstance(value, list) else type(value).__name__} fields")
     except Exception as e:  # as a read of it reports it (``CurrentStateReader._records``)
-        raise DataLoss(
-            f"the read model's row of container {go_quote(cid)} in namespace {go_quote(ns)} is damaged: it cannot "
-            f"be read ({type(e).__name__}: {e}); `ctrledger rebuild` rebuilds it: data loss") from e
+        raise _damaged(f"container {go_quote(cid)}", ns, e) from e
     return value
+
+
+def _damaged(which: str, ns: str, e: Exception) -> DataLoss:
+    """The error of a row whose packed record cannot be read (edited outside ctrledger)."""
+    return DataLoss(f"the read model's row of {which} in namespace {go_quote(ns)} is damaged: it cannot be read "
+                    f"({type(e).__name__}: {e}); `ctrledger rebuild` rebuilds it: data loss")
 
 
 def _row_to_container(row: Sequence[Any]) -> Container:
@@ -396,9 +399,7 @@ class CurrentStateReader:
                     found = self.conn.execute("SELECT id FROM containers WHERE namespace=? AND record IS ?",
                                               (namespace, r[1])).fetchone()
                     which = "a container" if found is None else f"container {go_quote(str(found[0]))}"
-                    raise DataLoss(
-                        f"the read model's row of {which} in namespace {go_quote(namespace)} is damaged: it cannot "
-                        f"be read ({type(e).__name__}: {e}); `ctrledger rebuild` rebuilds it: data loss") from e
+                    raise _damaged(which, namespace, e) from e
             raise
 
     def versions(self, namespace: str, flt: Filter) -> builtins.list[tuple[str, int]]:

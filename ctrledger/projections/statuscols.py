@@ -84,12 +84,6 @@ def columns_of(status: Status) -> dict[str, Any]:
     }
 
 
-# The fields of a status never started, but its ``created_at`` (the container's).
-_FRESH: Final = {"state": "CREATED", "pid": 0, "created_at": None, "started_at": None, "finished_at": None,
-                 "exit_code": 0, "reason": "", "message": "", "paused": False, "resources": _EMPTY_RESOURCES,
-                 "runs": 0}
-
-
 def status_of(values: Sequence[Any], created_at: datetime) -> Status:
     """A ``Status`` from the column values (in ``STATUS_COLUMNS`` order; none: ``DEFAULT_STATUS``),
     without re-validating."""
@@ -115,3 +109,7 @@ def status_of(values: Sequence[Any], created_at: datetime) -> Status:
         "runs": runs,
     })
     return obj
+
+
+# The fields of a status never started (``DEFAULT_STATUS`` read the long way), for its fast path.
+_FRESH: Final = dict(vars(status_of(DEFAULT_STATUS, None)))  # type: ignore[arg-type]
