@@ -195,6 +195,8 @@ def burst(cd: Containerd, work: Path, n: int, src: Path | None = None, ns: str =
             "caught_up_s": round(caught_up, 2), "events_per_s_sent": round(3 * n / sent),
             "plain_subscriber": {"events": len(delivered), "lag_ms_p50": round(pct(delivered, 50), 2),
                                  "lag_ms_p99": round(pct(delivered, 99), 2), "lag_ms_max": round(max(delivered), 2)},
+            "lag_ms_p99_by_kind": {kind: round(pct([(seen[p] - at / 1e6) * 1000 for p, (at, k) in recorded.items()
+                                                    if k == kind], 99), 1) for kind in sorted(counts)},
             "lag_ms_p50": round(pct(lags, 50), 2), "lag_ms_p99": round(pct(lags, 99), 2),
             "lag_ms_max": round(max(lags), 2),
             "paired_with_plain": len(over_plain), "over_plain_ms_p50": round(pct(over_plain, 50), 2),

@@ -565,7 +565,11 @@ def test_proxy_runs_ctr_and_names_the_caller(tmp_path: Path, store: ctrledger.St
         containerd.ctr("containers", "label", "kept", "direct=1", namespace=ns)
         wait_until(lambda: store.get("kept", namespace=ns).labels == {"k": "w", "direct": "1"})
         last = [(e.kind, e.actor, e.reason) for e in store.history("kept", namespace=ns)]
-        assert last == [("Created", me, ""), ("LabelsChanged", me, "ticket 42"), ("LabelsChanged", "containerd", "")]
+        # The direct change's reason is "" from its event, or "observed after a gap" when the follower,
+        # behind on a loaded machine, reconciled the namespace first (job1's /tasks/start, handled after
+        # job1 was gone, makes it fetch the namespace) and found the change there.
+        assert last[:2] == [("Created", me, ""), ("LabelsChanged", me, "ticket 42")]
+        assert last[2:] in ([("LabelsChanged", "containerd", "")], [("LabelsChanged", "containerd", AFTER_GAP)]), last
         assert proxy.errors == 0
 
 
@@ -660,6 +664,97 @@ def test_proxy_passes_streams_and_unknown_services_through(tmp_path: Path, store
             if args != ("version",):
                 assert via.stdout == direct.stdout, args
         assert not list(store.audit(namespace=ns))  # reads record nothing
+
+
+def _wire_container(cid: str, **labels: str) -> cpb.Container:
+    c = cpb.Container(id=cid, runtime=cpb.Container.Runtime(name="io.containerd.runc.v2"), labels=labels)
+    c.spec.type_url, c.spec.value = SPEC_URL, b"{}"
+    return c
+
+
+def test_proxy_records_compressed_calls_and_never_a_refused_one(tmp_path: Path, store: ctrledger.Store,
+                                                                containerd: Containerd) -> None:
+    """The proxy only reads the bytes: a gzip-compressed call gets containerd's own answer (1.6
+    has no gzip: UNIMPLEMENTED); a call containerd refuses is relayed as containerd answered and
+    recorded by nobody, and its claim does not keep the follower waiting; a caller whose reason
+    is too long is still served, and its change recorded by the follower (as containerd)."""
+    ns = "proxy-wire"
+    me = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    md = (("containerd-namespace", ns),)
+    with Proxy(store, containerd.socket, address=f"unix://{tmp_path}/proxy.sock") as proxy, \
+            grpc.insecure_channel(f"unix://{proxy.path}") as ch, \
+            grpc.insecure_channel(f"unix://{containerd.socket}") as direct:
+        stub, plain = cgrpc.ContainersStub(ch), cgrpc.ContainersStub(direct)
+        gz = []
+        for s in (stub, plain):
+            with pytest.raises(grpc.RpcError) as info:
+                s.Create(cpb.CreateContainerRequest(container=_wire_container("z0")), metadata=md, timeout=30,
+                         compression=grpc.Compression.Gzip)
+            gz.append((info.value.code(), info.value.details()))
+        assert gz[0] == gz[1], gz
+        stub.Create(cpb.CreateContainerRequest(container=_wire_container("z1", a="1")), metadata=md, timeout=30)
+        assert [(e.kind, e.actor) for e in store.history("z1", namespace=ns)] == [("Created", me)]
+        errors = []
+        for s in (stub, plain):  # the same refusal, through the proxy and directly
+            with pytest.raises(grpc.RpcError) as info:
+                s.Create(cpb.CreateContainerRequest(container=_wire_container("z1", a="2")), metadata=md, timeout=30)
+            errors.append((info.value.code(), info.value.details()))
+        assert errors[0] == errors[1] and errors[0][0] == grpc.StatusCode.ALREADY_EXISTS
+        # the refused call's claim is gone: a change made directly is recorded at once
+        containerd.ctr("containers", "label", "z1", "direct=1", namespace=ns)
+        wait_until(lambda: store.get("z1", namespace=ns).labels == {"a": "1", "direct": "1"}, timeout=5)
+        stub.Update(cpb.UpdateContainerRequest(container=_wire_container("z1", a="3"),
+                                               update_mask={"paths": ["labels.a"]}),
+                    metadata=(*md, ("ctrledger-reason", "x" * 2000)), timeout=30)
+        wait_until(lambda: store.get("z1", namespace=ns).labels["a"] == "3")
+        assert [(e.kind, e.actor) for e in store.history("z1", namespace=ns)] == [
+            ("Created", me), ("LabelsChanged", "containerd"), ("LabelsChanged", "containerd")]
+        assert proxy.errors == 0
+
+
+def test_proxy_relays_a_connection_it_cannot_read_and_serves_the_next(tmp_path: Path, store: ctrledger.Store,
+                                                                      containerd: Containerd) -> None:
+    ns = "proxy-garbage"
+    me = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    with Proxy(store, containerd.socket, address=f"unix://{tmp_path}/proxy.sock", follow=False) as proxy:
+        import socket
+        with socket.socket(socket.AF_UNIX) as raw:
+            raw.connect(proxy.path)
+            raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            raw.settimeout(10)
+            raw.recv(65536)  # containerd's answer to what is not HTTP/2 (or its hanging up): relayed
+        with grpc.insecure_channel(f"unix://{proxy.path}") as ch:
+            cgrpc.ContainersStub(ch).Create(cpb.CreateContainerRequest(container=_wire_container("g1")),
+                                            metadata=(("containerd-namespace", ns),), timeout=30)
+        assert [(e.kind, e.actor) for e in store.history("g1", namespace=ns)] == [("Created", me)]
+
+
+def test_proxy_many_callers_at_once(tmp_path: Path, store: ctrledger.Store, containerd: Containerd) -> None:
+    """8 connections, 25 calls each, concurrently: every create and delete recorded once,
+    under the caller's name, with its own reason."""
+    ns = "proxy-many"
+    me = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    with Proxy(store, containerd.socket, address=f"unix://{tmp_path}/proxy.sock", follow=False) as proxy:
+        def client(t: int) -> None:
+            with grpc.insecure_channel(f"unix://{proxy.path}") as ch:
+                stub = cgrpc.ContainersStub(ch)
+                md = (("containerd-namespace", ns), ("ctrledger-reason", f"thread {t}"))
+                for i in range(25):
+                    stub.Create(cpb.CreateContainerRequest(container=_wire_container(f"m{t}-{i}")), metadata=md,
+                                timeout=30)
+                    if i % 5 == 0:
+                        stub.Delete(cpb.DeleteContainerRequest(id=f"m{t}-{i}"), metadata=md, timeout=30)
+
+        threads = [threading.Thread(target=client, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+        rows = [(e.id, e.kind, e.actor, e.reason) for e in store.audit(namespace=ns)]
+        assert len(rows) == 8 * (25 + 5) and {a for _, _, a, _ in rows} == {me}
+        assert all(reason == f"thread {cid[1:].split('-')[0]}" for cid, _, _, reason in rows)
+        assert ledger_state(store, ns).keys() == containerd_state(containerd, ns).keys()
+        assert len(ledger_state(store, ns)) == 8 * 20 and proxy.errors == 0
 
 
 def test_serve_upstream_command(tmp_path: Path, containerd: Containerd, root: Path) -> None:

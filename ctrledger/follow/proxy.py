@@ -1,15 +1,18 @@
-"""``ctrledger serve --upstream``: an auditing gRPC proxy in front of a real containerd.
+"""``ctrledger serve --upstream``: an auditing proxy in front of a real containerd.
 
-Every call that reaches the proxy's socket is forwarded to containerd as it came (the bytes
-of each message, the metadata, the deadline), and containerd's answer goes back unchanged:
-its messages, its status code and details, its metadata. Nothing is decoded on the way
-except what is recorded, and nothing recorded can change the answer (a failure to record is
-logged). Services and methods the proxy does not know pass through all the same, streams
-included (a generic handler with identity serializers).
+Each connection to the proxy's socket is relayed to containerd's socket byte for byte, both
+ways: containerd sees the caller's own HTTP/2 connection (its calls, metadata, deadlines,
+flow control) and the caller gets containerd's own bytes back (its messages, status codes,
+details, metadata). Nothing is re-encoded: there is no gRPC server or client in the path, so
+every service and method passes, streams included, at the cost of a byte relay. On the side,
+the proxy reads the frames as they pass (:mod:`ctrledger.follow.tap`: every header block is
+decoded, the messages of the calls below are kept) and records what containerd accepted;
+nothing recorded can change the answer (a failure to record is logged, and a connection it
+cannot read is still relayed, its calls left to the follower).
 
-After containerd accepts them, these calls are recorded with the caller's identity (the
-socket's ``SO_PEERCRED``: user, pid, process, through ``ctrledger.server``'s unix front) as
-actor and the optional ``ctrledger-reason`` metadata as reason:
+After containerd accepts them (``grpc-status: 0``), these calls are recorded with the caller's
+identity (the socket's ``SO_PEERCRED``: user, pid, process, read by ``ctrledger.server``'s unix
+front when it accepts) as actor and the optional ``ctrledger-reason`` metadata as reason:
 
 ======================================  ==============================================
 call                                    recorded
@@ -23,12 +26,12 @@ Tasks/Delete                            ``exited`` with its exit status, if not 
 
 When a call is recorded (``record=``):
 
-* ``"before-answer"`` (the default): containerd's answer goes back to the caller only after
-  the call is recorded, so every call a caller saw succeed is in the ledger under its name
-  (a proxy killed between containerd's acceptance and the record loses the caller's name for
-  that change, never the change: the follower records it as ``containerd``; the caller saw
-  its call fail, not succeed).
-* ``"after-answer"``: the answer goes back at once, and one thread records the accepted calls
+* ``"before-answer"`` (the default): the end of containerd's answer (its trailers, which
+  complete the call) goes on to the caller only after the call is recorded, so every call a
+  caller saw succeed is in the ledger under its name (a proxy killed between containerd's
+  acceptance and the record loses the caller's name for that change, never the change: the
+  follower records it as ``containerd``; the caller saw its call fail, not succeed).
+* ``"after-answer"``: the answer goes on at once, and one thread records the accepted calls
   in the order containerd answered them (``Proxy.flush`` waits for it; ``stop`` records
   everything answered before it returns). Faster for the caller; but a caller may read the
   ledger a few milliseconds before its change is there, and a proxy killed between the answer
@@ -40,72 +43,50 @@ When a call is recorded (``record=``):
 A process exit is not a call: the follower (run beside the proxy by default) records it from
 containerd's events, along with every change made directly against containerd's own socket,
 as actor ``containerd``. While the proxy records a call, the follower waits for it
-(:class:`Claims`), so the change is recorded once, under the caller's name.
+(:class:`Claims`: taken before containerd can have the whole request), so the change is
+recorded once, under the caller's name.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import shutil
-import tempfile
+import socket
 import threading
-from collections.abc import Callable, Iterator
-from concurrent import futures
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 import grpc
-from google.protobuf import descriptor_pool
 
 import ctrledger
 from ctrledger.server.app import unix_path
-from ctrledger.server.identity import Caller, UnixFront, caller_of
+from ctrledger.server.identity import Caller, Peer, UnixFront, peer_caller
 from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as cpb
+from ctrledger.wire.containerd.services.containers.v1 import containers_pb2_grpc as cgrpc
 from ctrledger.wire.containerd.services.tasks.v1 import tasks_pb2 as tpb
 
 from .claims import Claims
 from .follower import Follower, _not_before, _status
 from .observed import observed_container, observed_time
+from .tap import MAX_MESSAGE, Event, Frames, grpc_message
 
 __all__ = ["Claims", "Proxy"]
 
 log = logging.getLogger("ctrledger.follow.proxy")
 
-_MAX = 1 << 30
 _NAMESPACE = "containerd-namespace"
 _CONTAINERS = "/containerd.services.containers.v1.Containers/"
 _TASKS = "/containerd.services.tasks.v1.Tasks/"
 
 
-def _namespace(metadata: Any) -> str:
-    for key, value in metadata or ():
-        if key == _NAMESPACE:
-            return value if isinstance(value, str) else value.decode("utf-8", "replace")
-    return ""
-
-
-def _forwarded(metadata: Any) -> list[tuple[str, str | bytes]]:
-    """The caller's metadata, minus what gRPC sets itself on each hop."""
-    return [(k, v) for k, v in metadata or () if not k.startswith((":", "grpc-")) and k != "user-agent"]
-
-
-def _timeout(context: grpc.ServicerContext) -> float | None:
-    left = context.time_remaining()
-    return left if left is not None and left < 1e8 else None
-
-
-def _shape(method: str) -> tuple[bool, bool] | None:
-    """(client streaming, server streaming) of a method known to ctrledger's wire types."""
-    service, _, name = method.strip("/").partition("/")
-    try:
-        desc = descriptor_pool.Default().FindServiceByName(service)
-    except KeyError:
-        return None
-    m = desc.methods_by_name.get(name)
-    return None if m is None else (m.client_streaming, m.server_streaming)
+def _header(headers: Sequence[tuple[str, str]], name: str) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
 
 
 Recorder = Callable[[bytes, bytes, str, Caller], None]
@@ -125,7 +106,7 @@ class Proxy:
 
     def __init__(
         self, store: ctrledger.Store, upstream: str, *, address: str, group: str | None = None,
-        max_workers: int = 64, follow: bool = True, record: str = "before-answer", queue_size: int = 1024,
+        follow: bool = True, record: str = "before-answer", queue_size: int = 1024,
     ) -> None:
         if record not in RECORD_MODES:
             raise ctrledger.InvalidArgument(f"record must be one of {', '.join(RECORD_MODES)}, not {record!r}: "
@@ -138,25 +119,11 @@ class Proxy:
         self.upstream = upstream
         self.claims = Claims()
         self.errors = 0
-        self._private = tempfile.mkdtemp(prefix="ctrledger-proxy-")
-        backend = os.path.join(self._private, "grpc.sock")
-        self._up = grpc.insecure_channel(f"unix://{upstream}", options=[
-            ("grpc.max_receive_message_length", _MAX), ("grpc.max_send_message_length", _MAX)])
-        self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ctrledger-proxy"),
-            options=[("grpc.max_receive_message_length", _MAX), ("grpc.max_send_message_length", _MAX),
-                     ("grpc.so_reuseport", 0)],
-        )
-        self._grpc.add_insecure_port(f"unix:{backend}")
-        try:
-            self.front = UnixFront(unix_path(address), backend, group=group)
-        except BaseException:
-            shutil.rmtree(self._private, ignore_errors=True)
-            self._up.close()
-            raise
-        self._grpc.add_generic_rpc_handlers([_Forward(self)])
-        self._stubs: dict[tuple[str, str], Any] = {}
-        self._stubs_lock = threading.Lock()
+        self._links: set[_Link] = set()
+        self._links_lock = threading.Lock()
+        # For the one read a recorder may make itself (a task call on a container not recorded yet).
+        self._up = grpc.insecure_channel(f"unix://{upstream}")
+        self._containers = cgrpc.ContainersStub(self._up)  # type: ignore[no-untyped-call]
         self._recorders: dict[str, Recorder] = {
             _CONTAINERS + "Create": self._container_written, _CONTAINERS + "Update": self._container_written,
             _CONTAINERS + "Delete": self._container_deleted, _TASKS + "Start": self._task_started,
@@ -168,7 +135,13 @@ class Proxy:
         # bounded: a full queue makes the call wait for room (backpressure), never drops a record
         self._queue: queue.Queue[_Record | None] = queue.Queue(maxsize=queue_size)
         self._recorder = threading.Thread(target=self._recording, name="ctrledger-proxy-record", daemon=True)
+        self._started = threading.Event()
         self._stopped = threading.Event()
+        try:
+            self.front = UnixFront(unix_path(address), upstream, group=group, relay=self._relay)
+        except BaseException:
+            self._up.close()
+            raise
 
     @property
     def path(self) -> str:
@@ -176,7 +149,7 @@ class Proxy:
 
     def start(self) -> Proxy:
         self._recorder.start()
-        self._grpc.start()
+        self._started.set()
         if self.follower is not None:
             self._follow_thread = threading.Thread(target=self.follower.run, name="ctrledger-proxy-follow",
                                                    daemon=True)
@@ -184,11 +157,18 @@ class Proxy:
         return self
 
     def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting; give the calls in flight up to ``grace`` seconds to finish, then close
+        every connection; record everything answered (after-answer) before returning."""
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self._started.set()  # a connection waiting for ``start`` is closed now
         self.front.close()
-        self._grpc.stop(grace).wait()
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(link.busy() for link in self._open_links()):
+            time.sleep(0.01)
+        for link in self._open_links():
+            link.close()
         if self._recorder.is_alive():
             self._queue.put(None)  # after everything answered: all of it is recorded first
             self._recorder.join()
@@ -197,7 +177,6 @@ class Proxy:
             if self._follow_thread is not None:
                 self._follow_thread.join(timeout=10)
         self._up.close()
-        shutil.rmtree(self._private, ignore_errors=True)
 
     def wait(self) -> None:
         self._stopped.wait()
@@ -209,48 +188,51 @@ class Proxy:
                  tb: TracebackType | None) -> None:
         self.stop(grace=1.0)
 
-    # -- forwarding -----------------------------------------------------------------
+    # -- relaying -------------------------------------------------------------------
 
-    def stub(self, kind: str, method: str) -> Any:
-        key = (kind, method)
-        with self._stubs_lock:
-            found = self._stubs.get(key)
-            if found is None:
-                found = self._stubs[key] = getattr(self._up, kind)(method)
-            return found
+    def _open_links(self) -> list[_Link]:
+        with self._links_lock:
+            return list(self._links)
 
-    def unary(self, method: str, raw: bytes, context: grpc.ServicerContext) -> bytes:
-        metadata = context.invocation_metadata()
-        recorder = self._recorders.get(method)
-        if recorder is None:
-            return self._forward(method, raw, metadata, context)
-        caller = self._caller(context)
-        ns = _namespace(metadata)
-        target = _target(method, raw)
-        if target:
-            self.claims.take(ns, target)  # released once recorded, or now if nothing is to be
+    def _relay(self, conn: socket.socket, peer: Peer) -> None:
+        """The front's hand-over of a new connection: relay it to containerd."""
+        self._started.wait()  # a connection that comes before ``start`` waits for it
+        if self._stopped.is_set():
+            conn.close()
+            return
+        up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            up.connect(self.upstream)
+        except OSError as e:
+            log.warning("cannot reach containerd at %s: %s", self.upstream, e)
+            up.close()
+            conn.close()  # the caller sees containerd unreachable, as it would directly
+            return
+        link = _Link(self, peer, conn, up)
+        with self._links_lock:
+            self._links.add(link)
+        link.start()
+
+    def _closed(self, link: _Link) -> None:
+        with self._links_lock:
+            self._links.discard(link)
+
+    def _accepted(self, call: _Call, answer: bytes) -> None:
+        """containerd accepted ``call``: record it now (before-answer) or queue it (after-answer;
+        waits while the queue is full). Releases the call's claim once recorded."""
         queued = False
         try:
-            answer = self._forward(method, raw, metadata, context)
-            if caller is not None and self.record_before_answer:
-                self._record(recorder, raw, answer, ns, caller, method)
-            elif caller is not None:
-                self._queue.put((recorder, raw, answer, ns, caller, method, target))  # waits while full
+            if call.caller is None:
+                return
+            if self.record_before_answer:
+                self._record(call.handler, call.request, answer, call.namespace, call.caller, call.method)
+            else:
+                self._queue.put((call.handler, call.request, answer, call.namespace, call.caller, call.method,
+                                 call.target if call.claimed else ""))
                 queued = True
         finally:
-            if target and not queued:
-                self.claims.release(ns, target)
-        return answer
-
-    def _forward(self, method: str, raw: bytes, metadata: Any, context: grpc.ServicerContext) -> bytes:
-        try:
-            answer, call = self.stub("unary_unary", method).with_call(
-                raw, metadata=_forwarded(metadata), timeout=_timeout(context))
-        except grpc.RpcError as e:
-            _relay_error(context, e)
-        _relay_metadata(context, call)
-        result: bytes = answer
-        return result
+            if not queued:
+                call.release(self.claims)
 
     def _recording(self) -> None:
         """Record the accepted calls, one at a time, in the order containerd answered them."""
@@ -269,13 +251,6 @@ class Proxy:
     def flush(self) -> None:
         """Wait until every call containerd has answered so far is recorded."""
         self._queue.join()
-
-    def _caller(self, context: grpc.ServicerContext) -> Caller | None:
-        try:
-            return caller_of(context, self.front)
-        except Exception as e:  # noqa: BLE001 - never refuse a call containerd would take
-            log.warning("cannot tell who called: %s", e)
-            return None
 
     def _record(self, recorder: Recorder, raw: bytes, answer: bytes, ns: str, caller: Caller, method: str) -> None:
         try:
@@ -304,9 +279,8 @@ class Proxy:
         """The container's status in the ledger, recording the container first if it is missing."""
         status = _status(self.store, ns, cid)
         if status is None:
-            got = self.stub("unary_unary", _CONTAINERS + "Get")(
-                cpb.GetContainerRequest(id=cid).SerializeToString(), metadata=((_NAMESPACE, ns),), timeout=30)
-            state = observed_container(cpb.GetContainerResponse.FromString(got).container)
+            got = self._containers.Get(cpb.GetContainerRequest(id=cid), metadata=((_NAMESPACE, ns),), timeout=30)
+            state = observed_container(got.container)
             self.store.observe(cid, state, at=state.created_at, reason=caller.reason, **self._kw(ns, caller))
             status = _status(self.store, ns, cid)
         return status
@@ -358,78 +332,198 @@ def _target(method: str, raw: bytes) -> str:
         return ""
 
 
-def _relay_error(context: grpc.ServicerContext, e: grpc.RpcError) -> Any:
-    trailing = e.trailing_metadata() if hasattr(e, "trailing_metadata") else None
-    if trailing:
-        context.set_trailing_metadata(tuple(_forwarded(trailing)))
-    code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
-    details = e.details() if hasattr(e, "details") else str(e)
-    context.abort(code, details or "")
+class _Call:
+    """A call to record, as its frames pass: the request's message, the caller, the claim."""
+
+    __slots__ = ("method", "handler", "headers", "body", "answer", "answer_headers", "request", "namespace",
+                 "caller", "target", "claimed")
+
+    def __init__(self, method: str, recorder: Recorder, headers: list[tuple[str, str]]) -> None:
+        self.method, self.handler, self.headers = method, recorder, headers
+        self.body = bytearray()  # the request's DATA so far
+        self.answer = bytearray()  # the answer's DATA so far
+        self.answer_headers: list[tuple[str, str]] = []
+        self.request = b""
+        self.namespace = _header(headers, _NAMESPACE) or ""
+        self.caller: Caller | None = None
+        self.target = ""
+        self.claimed = False
+
+    def release(self, claims: Claims) -> None:
+        if self.claimed:
+            self.claimed = False
+            claims.release(self.namespace, self.target)
 
 
-def _relay_metadata(context: grpc.ServicerContext, call: Any) -> None:
-    initial = _forwarded(call.initial_metadata())
-    if initial:
-        context.send_initial_metadata(tuple(initial))
-    trailing = _forwarded(call.trailing_metadata())
-    if trailing:
-        context.set_trailing_metadata(tuple(trailing))
+class _Link:
+    """One caller's connection, relayed to its own connection to containerd; the calls on it
+    that are recorded. Two threads, one each way; each reads its direction's frames
+    (:class:`~ctrledger.follow.tap.Frames`) and holds the bytes back only where a call must
+    wait: before the frame that completes a recorded call's request (until its claim is taken)
+    and before the trailers that complete its answer (until it is recorded or queued)."""
 
+    def __init__(self, proxy: Proxy, peer: Peer, client: socket.socket, upstream: socket.socket) -> None:
+        self.proxy, self.peer, self.client, self.upstream = proxy, peer, client, upstream
+        self.calls: dict[int, _Call] = {}
+        self.open: set[int] = set()  # streams the caller opened that are not over yet
+        self.lock = threading.Lock()
+        self.tapping = True
+        self.requests = Frames(preface=True, wants=self.calls.__contains__)
+        self.answers = Frames(preface=False, wants=self.calls.__contains__)
+        self._done = threading.Barrier(2, action=self._finish)
 
-class _Forward(grpc.GenericRpcHandler):  # type: ignore[misc]
-    """Every method: unary calls ctrledger's wire knows as unary, anything else as a stream of
-    raw messages each way (which carries unary calls too: the framing is the same)."""
+    def start(self) -> None:
+        for target, name in ((self._from_caller, "ctrledger-proxy-in"), (self._from_containerd, "ctrledger-proxy-out")):
+            threading.Thread(target=target, name=name, daemon=True).start()
 
-    def __init__(self, proxy: Proxy) -> None:
-        self.proxy = proxy
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+    def busy(self) -> bool:
+        return bool(self.open)
 
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        method: str = handler_call_details.method
-        found = self._handlers.get(method)
-        if found is None:
-            found = self._handler(method)
-            if len(self._handlers) < 4096:  # method names come from callers: a bounded cache
-                self._handlers[method] = found
-        return found
+    def close(self) -> None:
+        for sock in (self.client, self.upstream):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
-    def _handler(self, method: str) -> grpc.RpcMethodHandler:
-        shape = _shape(method)
-        proxy = self.proxy
-        if shape == (False, False):
-            return grpc.unary_unary_rpc_method_handler(lambda raw, ctx: proxy.unary(method, raw, ctx))
-        if shape == (False, True):
-            return grpc.unary_stream_rpc_method_handler(lambda raw, ctx: _stream(proxy, "unary_stream", method,
-                                                                                  raw, ctx))
-        if shape == (True, False):
-            return grpc.stream_unary_rpc_method_handler(lambda it, ctx: _stream_unary(proxy, method, it, ctx))
-        return grpc.stream_stream_rpc_method_handler(lambda it, ctx: _stream(proxy, "stream_stream", method, it, ctx))
+    def _from_caller(self) -> None:
+        self._pump(self.client, self.upstream, self.requests, self._request_event)
 
+    def _from_containerd(self) -> None:
+        self._pump(self.upstream, self.client, self.answers, self._answer_event)
 
-def _stream(proxy: Proxy, kind: str, method: str, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
-    call = proxy.stub(kind, method)(request, metadata=_forwarded(context.invocation_metadata()),
-                                   timeout=_timeout(context))
-    context.add_callback(call.cancel)
-    try:
-        initial = _forwarded(call.initial_metadata())
-        if initial:
-            context.send_initial_metadata(tuple(initial))
-        yield from call
-        trailing = _forwarded(call.trailing_metadata())
-        if trailing:
-            context.set_trailing_metadata(tuple(trailing))
-    except grpc.RpcError as e:
-        if e.code() == grpc.StatusCode.CANCELLED and not context.is_active():
-            return  # our caller went away: we cancelled upstream
-        _relay_error(context, e)
+    def _pump(self, src: socket.socket, dst: socket.socket, frames: Frames,
+              judge: Callable[[Event], Callable[[], None] | None]) -> None:
+        buf = bytearray(256 * 1024)
+        view = memoryview(buf)
+        chunk, sent = view[:0], 0
 
+        def then(event: Event) -> None:
+            nonlocal sent
+            hold = judge(event)
+            if hold is not None:  # what comes before the event's frame goes on, then wait
+                cut = max(sent, event.start)
+                dst.sendall(chunk[sent:cut])
+                sent = cut
+                hold()
 
-def _stream_unary(proxy: Proxy, method: str, request: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
-    try:
-        answer, call = proxy.stub("stream_unary", method).with_call(
-            request, metadata=_forwarded(context.invocation_metadata()), timeout=_timeout(context))
-    except grpc.RpcError as e:
-        _relay_error(context, e)
-    _relay_metadata(context, call)
-    result: bytes = answer
-    return result
+        try:
+            while n := src.recv_into(buf):
+                chunk, sent = view[:n], 0
+                if self.tapping:
+                    self._read(frames, chunk, then)
+                dst.sendall(chunk[sent:])
+        except OSError:
+            pass
+        for sock, how in ((dst, socket.SHUT_WR), (src, socket.SHUT_RD)):
+            try:
+                sock.shutdown(how)
+            except OSError:
+                pass
+        self._done.wait()
+
+    def _read(self, frames: Frames, chunk: memoryview, then: Callable[[Event], None]) -> None:
+        try:
+            frames.feed(chunk, then)
+        except OSError:
+            raise
+        except Exception as e:  # noqa: BLE001 - unreadable: relay on, leave its calls to the follower
+            with self.lock:
+                if self.tapping:
+                    self.tapping = False
+                    log.warning("cannot read the calls of %s[%d] (its calls are relayed, the follower records "
+                                "them as containerd): %s", self.peer.process, self.peer.pid, e)
+                for call in self.calls.values():
+                    call.release(self.proxy.claims)
+                self.calls.clear()
+
+    def _request_event(self, event: Event) -> Callable[[], None] | None:
+        if event.kind == "headers":
+            if event.headers is None or event.stream in self.open:
+                return None
+            with self.lock:
+                self.open.add(event.stream)
+            method = next((v for k, v in event.headers if k == ":path"), "")
+            recorder = self.proxy._recorders.get(method)
+            if recorder is not None:
+                call = _Call(method, recorder, event.headers)
+                try:
+                    call.caller = peer_caller(self.peer, event.headers)
+                except Exception as e:  # noqa: BLE001 - never refuse a call containerd would take
+                    log.warning("cannot tell who called %s (the follower records it): %s", method, e)
+                else:
+                    with self.lock:
+                        self.calls[event.stream] = call
+            return None
+        if event.kind == "reset":
+            with self.lock:
+                self.open.discard(event.stream)
+            self._drop(event.stream)
+            return None
+        found = self.calls.get(event.stream)
+        if found is None or found.request:
+            return None
+        call = found
+        call.body += event.data
+        if len(call.body) > 5 + MAX_MESSAGE:
+            self._drop(event.stream)  # containerd refuses it; if not, the follower records it
+            return None
+        message = grpc_message(call.body, _header(call.headers, "grpc-encoding"))
+        if message is None:
+            if event.end_stream:
+                self._drop(event.stream)  # not one message this can read: the follower records it
+            return None
+        call.request, call.body = message, bytearray()
+        call.target = _target(call.method, message)
+        if not call.target:
+            return None
+
+        def claim() -> None:  # before containerd has the whole request
+            self.proxy.claims.take(call.namespace, call.target)
+            call.claimed = True
+        return claim
+
+    def _answer_event(self, event: Event) -> Callable[[], None] | None:
+        if event.kind == "data":
+            call = self.calls.get(event.stream)
+            if call is not None:
+                call.answer += event.data
+                if len(call.answer) > 5 + MAX_MESSAGE:
+                    self._drop(event.stream)
+            return None
+        if event.kind == "reset" or event.end_stream:
+            with self.lock:
+                self.open.discard(event.stream)
+        if event.kind == "reset":
+            self._drop(event.stream)
+            return None
+        call = self.calls.get(event.stream)
+        if call is None:
+            return None
+        if not event.end_stream:  # the answer's headers
+            call.answer_headers = event.headers or []
+            return None
+        with self.lock:
+            self.calls.pop(event.stream, None)
+        answer = grpc_message(call.answer, _header(call.answer_headers, "grpc-encoding"))
+        if _header(event.headers or [], "grpc-status") != "0" or answer is None or not call.request:
+            call.release(self.proxy.claims)
+            return None
+        return lambda: self.proxy._accepted(call, answer)
+
+    def _drop(self, stream: int) -> None:
+        with self.lock:
+            call = self.calls.pop(stream, None)
+        if call is not None:
+            call.release(self.proxy.claims)
+
+    def _finish(self) -> None:
+        for sock in (self.client, self.upstream):
+            sock.close()
+        with self.lock:
+            calls = list(self.calls.values())
+            self.calls.clear()
+            self.open.clear()
+        for call in calls:  # cut off before containerd answered: nothing to record
+            call.release(self.proxy.claims)
+        self.proxy._closed(self)

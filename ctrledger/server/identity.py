@@ -25,7 +25,7 @@ import socket
 import stat
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +33,7 @@ import grpc
 
 from .status import WireError
 
-__all__ = ["Caller", "Peer", "UnixFront", "caller_of"]
+__all__ = ["Caller", "Peer", "UnixFront", "caller_of", "peer_caller"]
 
 MAX_HEADER = 1024
 REASON, ON_BEHALF_OF, CORRELATION_ID = "ctrledger-reason", "ctrledger-on-behalf-of", "ctrledger-correlation-id"
@@ -88,31 +88,43 @@ def _header(metadata: Sequence[tuple[str, str | bytes]], name: str) -> str | Non
 def caller_of(context: grpc.ServicerContext, front: UnixFront | None) -> Caller:
     """The caller of this call: peer credentials (unix) or address (TCP), plus its headers."""
     metadata = context.invocation_metadata() or ()
-    reason = _header(metadata, REASON)
-    claim = _header(metadata, ON_BEHALF_OF)
-    correlation_id = _header(metadata, CORRELATION_ID)
     where = context.peer()
     peer = front.peer_of(where) if front is not None else None
     if peer is not None:
-        actor = peer.user
-        client = f"grpc {peer.process}[{peer.pid}] uid={peer.uid}"
-    elif where.startswith(("ipv4:", "ipv6:")):
+        return peer_caller(peer, metadata)
+    if where.startswith(("ipv4:", "ipv6:")):
         host = where.split(":", 1)[1].rsplit(":", 1)[0]
-        actor = f"tcp:{host}"
-        client = f"grpc tcp {where.split(':', 1)[1]}"
-    else:
-        raise WireError(grpc.StatusCode.PERMISSION_DENIED,
-                        "connect through ctrledger's socket: this connection has no peer credentials")
+        return _with_headers(f"tcp:{host}", f"grpc tcp {where.split(':', 1)[1]}", metadata)
+    _with_headers("", "", metadata)  # a header too long is named first, whoever calls
+    raise WireError(grpc.StatusCode.PERMISSION_DENIED,
+                    "connect through ctrledger's socket: this connection has no peer credentials")
+
+
+def peer_caller(peer: Peer, metadata: Sequence[tuple[str, str | bytes]]) -> Caller:
+    """The caller on a unix connection from ``peer``, with its call's headers (``WireError`` if one
+    is too long)."""
+    return _with_headers(peer.user, f"grpc {peer.process}[{peer.pid}] uid={peer.uid}", metadata)
+
+
+def _with_headers(actor: str, client: str, metadata: Sequence[tuple[str, str | bytes]]) -> Caller:
+    reason = _header(metadata, REASON)
+    claim = _header(metadata, ON_BEHALF_OF)
+    correlation_id = _header(metadata, CORRELATION_ID)
     if claim:
         client += f" on behalf of {claim} (claimed)"
     return Caller(actor, client, reason or None, correlation_id or None)
 
 
 class UnixFront:
-    """The public unix socket: accepts, reads peer credentials, relays to the gRPC server."""
+    """The public unix socket: accepts, reads peer credentials, relays to the gRPC server.
 
-    def __init__(self, path: str, backend: str, *, group: str | None = None) -> None:
+    ``relay``: instead, hand each accepted connection and its peer to this callable (which owns
+    the connection from then on; ``backend`` is unused)."""
+
+    def __init__(self, path: str, backend: str, *, group: str | None = None,
+                 relay: Callable[[socket.socket, Peer], None] | None = None) -> None:
         self.path = path
+        self._relay = relay
         self._backend = backend
         self._token = secrets.token_hex(6)
         self._peers: dict[str, Peer] = {}
@@ -176,6 +188,9 @@ class UnixFront:
 
     def _open(self, conn: socket.socket) -> None:
         peer = Peer.of(conn)
+        if self._relay is not None:
+            self._relay(conn, peer)
+            return
         with self._lock:
             self._count += 1
             name = f"ctrledger-{self._token}-{self._count}"
