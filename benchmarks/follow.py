@@ -189,6 +189,7 @@ def burst(cd: Containerd, work: Path, n: int, src: Path | None = None, ns: str =
             "updates_folded_into_created": folded, "unexplained": unexplained, "odd": odd[:5],
             "reasons": reasons, "follower_cpu_s": round(follower_cpu, 2),
             "follower_cpu_ms_per_event": round(follower_cpu / (3 * n) * 1000, 3),
+            "follower_user_sys_s": [round(usage.ru_utime, 2), round(usage.ru_stime, 2)],
             "lag_ms_by_decile": [round(pct([lags[j] for j in range(len(lags)) if j * 10 // len(lags) == d], 99), 1)
                                  for d in range(10)],
             "sent_s": round(sent, 2),

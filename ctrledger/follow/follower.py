@@ -198,7 +198,8 @@ class Follower:
         self._oom: set[tuple[str, str]] = set()
         self._known: set[str] = set()
         self._call: Any = None
-        self._fetched: dict[int, Future[cpb.Container | None]] = {}
+        # by id(envelope): its decoded payload and the read started for it (``prefetch``)
+        self._fetched: dict[int, tuple[message.Message, Future[cpb.Container | None]]] = {}
         self._last_read: dict[tuple[str, str], Future[cpb.Container | None]] = {}
         self._reads_lock = threading.Lock()
         self._channel: grpc.Channel | None = None
@@ -210,7 +211,7 @@ class Follower:
         self._commit_at = 0.0  # when the next commit may begin (time.monotonic)
         self._wake: Callable[[], None] | None = None  # tells the event loop a commit is done
         self._ahead: deque[epb.Envelope] = deque()  # events read, not yet recorded (in order)
-        self._inbox: queue.Queue[epb.Envelope | BaseException | None] | None = None
+        self._inbox: queue.SimpleQueue[epb.Envelope | BaseException | None] | None = None
         self._ended: BaseException | None = None  # how the stream ended, once read
 
     # -- lifecycle ------------------------------------------------------------------
@@ -293,7 +294,7 @@ class Follower:
         # events wait in the queue and are applied after the reconcile (idempotently).
         call = events.Subscribe(epb.SubscribeRequest(filters=list(TOPICS)))
         self._call = call
-        inbox: queue.Queue[epb.Envelope | BaseException | None] = queue.Queue()
+        inbox: queue.SimpleQueue[epb.Envelope | BaseException | None] = queue.SimpleQueue()
         self._fetched.clear()
         self._last_read.clear()
         self._wake = lambda: inbox.put(None)
@@ -617,7 +618,7 @@ class Follower:
                 before = self._last_read.get(key)
                 self._last_read[key] = read
             read.add_done_callback(lambda done: self._forget_read(key, done))  # the next read need not wait
-            self._fetched[id(env)] = read
+            self._fetched[id(env)] = (payload, read)
             if before is None:
                 self._start_read(ns, cid, read)
             else:
@@ -662,7 +663,8 @@ class Follower:
         self, env: epb.Envelope, pending: _Pending,
     ) -> tuple[tuple[str, Container | None, datetime | None], str] | None:
         """The observation an event makes, and its reason ("" for an ordinary event)."""
-        payload = payload_of(env)
+        fetched = self._fetched.pop(id(env), None)
+        payload, started = (payload_of(env), None) if fetched is None else fetched
         at = observed_time(env.timestamp)
         if isinstance(payload, cev.ContainerDelete):
             if self.claims is not None:
@@ -675,7 +677,6 @@ class Follower:
             return None
         if self.claims is not None:
             self.claims.wait(env.namespace, payload.id)
-        started = self._fetched.pop(id(env), None)
         known = self._known_record(env.namespace, payload.id, pending)
         if known is not None and at is not None and known.updated_at is not None and known.updated_at >= at:
             return None  # the ledger already holds a state as new (a reconcile read it since, or a duplicate)
@@ -940,7 +941,7 @@ def _ns(namespace: str) -> tuple[tuple[str, str], ...]:
     return (("containerd-namespace", namespace),)
 
 
-def _pump(call: Iterator[epb.Envelope], inbox: queue.Queue[epb.Envelope | BaseException | None],
+def _pump(call: Iterator[epb.Envelope], inbox: queue.SimpleQueue[epb.Envelope | BaseException | None],
           prefetch: Callable[[epb.Envelope], None]) -> None:
     try:
         for env in call:
@@ -954,7 +955,7 @@ def _pump(call: Iterator[epb.Envelope], inbox: queue.Queue[epb.Envelope | BaseEx
 
 
 def _drain(
-    inbox: queue.Queue[epb.Envelope | BaseException | None], timeout: float,
+    inbox: queue.SimpleQueue[epb.Envelope | BaseException | None], timeout: float,
 ) -> tuple[list[epb.Envelope], BaseException | None]:
     """What the stream has delivered (waiting up to ``timeout`` for the first, or for a
     ``None``: the writer's word that a commit is done), and how it ended if it did."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from google.protobuf import timestamp_pb2
@@ -25,4 +24,4 @@ def observed_time(ts: timestamp_pb2.Timestamp) -> datetime | None:
 def observed_container(c: cpb.Container) -> Container:
     """A container as containerd holds it, with its ``created_at`` (the store uses it to tell a
     container replaced while nobody watched from the one it knows)."""
-    return replace(container_from_wire(c), created_at=observed_time(c.created_at))
+    return container_from_wire(c, observed_time(c.created_at))

@@ -57,7 +57,8 @@ def payload_to_any(p: Payload) -> any_pb2.Any:
     return any_pb2.Any(type_url=p.type_url, value=p.value)
 
 
-def container_from_wire(c: cpb.Container) -> Container:
+def container_from_wire(c: cpb.Container, created_at: datetime | None = None) -> Container:
+    """``c`` as the store's record (``created_at``: the record's, e.g. what containerd says)."""
     runtime = Runtime(
         c.runtime.name, payload_from_any(c.runtime.options) if c.runtime.HasField("options") else None
     )
@@ -70,6 +71,7 @@ def container_from_wire(c: cpb.Container) -> Container:
         snapshotter=c.snapshotter,
         snapshot_key=c.snapshot_key,
         extensions={k: payload_from_any(v) for k, v in c.extensions.items()},
+        created_at=created_at,
     )
 
 
