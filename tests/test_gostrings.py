@@ -7,7 +7,7 @@ import pytest
 
 import ctrledger
 from ctrledger.domain import filters, validation
-from ctrledger.domain.gostrings import go_quote, is_print
+from ctrledger.domain.gostrings import go_quote, is_print, quote_runes
 
 # (name, input, what Go's strconv.Quote prints)
 CASES = [
@@ -38,6 +38,19 @@ CASES = [
 @pytest.mark.parametrize(("text", "quoted"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_go_quote(text: str, quoted: str) -> None:
     assert go_quote(text) == quoted
+
+
+def test_the_ascii_fast_path_quotes_as_the_rune_loop() -> None:
+    """Printable ASCII without a quote or backslash is returned quoted at once: the same text,
+    for every ASCII character alone, between letters, and for ASCII strings of any mix."""
+    import random
+
+    chars = [chr(i) for i in range(128)]
+    texts = [*chars, *(f"a{c}b" for c in chars), "web-1", "", "a b", "ns/x.y_z:1"]
+    rng = random.Random(7)
+    texts += ["".join(rng.choice(chars) for _ in range(rng.randrange(1, 12))) for _ in range(2000)]
+    for text in texts:
+        assert go_quote(text) == quote_runes(text), text
 
 
 def test_there_is_one_implementation() -> None:

@@ -573,3 +573,26 @@ def test_status_writes_are_idempotent_by_request_id(store: ctrledger.Store) -> N
     assert kinds == ["Created", "Started", "Paused", "Resumed", "Exited"]
     with pytest.raises(ctrledger.InvalidArgument, match="request_id"):
         store.started("web-1", pid=1, request_id="")
+
+
+def test_a_records_resources_cannot_be_changed_under_it(tmp_path: Path) -> None:
+    """Records share their resources (every never-started container its empty ones): the
+    mapping is read-only, so changing one record's cannot reach another's; copies and pickles
+    keep the values."""
+    import copy
+    import pickle
+
+    r = ctrledger.Resources(cpu_shares=2, unified={"memory.high": "1G"})
+    with pytest.raises(TypeError):
+        r.unified["memory.max"] = "2G"  # type: ignore[index]
+    assert copy.deepcopy(r) is r and copy.copy(r) is r
+    back = pickle.loads(pickle.dumps(r))
+    assert back == r and back.unified == {"memory.high": "1G"} and back.cpu_shares == 2
+    with ctrledger.open(tmp_path / "l.db") as store:
+        for cid in ("a", "b"):
+            store.create(ctrledger.Container(id=cid, runtime=ctrledger.Runtime("io.containerd.runc.v2"),
+                                             spec=ctrledger.Payload("t", b"{}")))
+        a, b = store.get("a"), store.get("b")
+        with pytest.raises(TypeError):
+            a.status.resources.unified["x"] = "y"  # type: ignore[index]
+        assert b.status.resources.unified == {} and store.get("a").status.resources == ctrledger.Resources()

@@ -194,6 +194,13 @@ _GO_ESCAPES: Final = {
 
 def go_quote(text: str) -> str:
     """Go's ``strconv.Quote`` (``%q``), which the filter parser also accepts back."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'  # printable ASCII, nothing to escape: what quote_runes gives, at once
+    return quote_runes(text)
+
+
+def quote_runes(text: str) -> str:
+    """``go_quote`` rune by rune (the general case)."""
     data = to_bytes(text)
     out = ['"']
     i = 0

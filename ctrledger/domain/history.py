@@ -192,6 +192,8 @@ def status_fields(s: Status) -> dict[str, Any]:
     }
     for name in RESOURCE_FIELDS:
         value = getattr(s.resources, name)
+        if name == "unified":
+            value = dict(value)  # a change holds plain values (the record's mapping is read-only)
         out[f"status.resources.{name}"] = value or None
     return out
 

@@ -34,6 +34,7 @@ import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Final
 
 from ..errors import InvalidArgument
@@ -106,7 +107,8 @@ class Resources:
     Zero (``0``, ``""``, empty) means "not set", as in CRI. Integers are int64 (the
     kernel's ``oom_score_adj`` range is -1000..1000); ``hugepage_limits`` is a sequence of
     ``(page_size, limit)`` pairs (``"2MB"``, a uint64 byte count); ``unified`` holds cgroup v2
-    ``key: value`` settings. Bad values are ``InvalidArgument``.
+    ``key: value`` settings, as a read-only mapping (a record's resources never change under
+    it: the records that share them stay as they were). Bad values are ``InvalidArgument``.
     """
 
     cpu_period: int = 0
@@ -153,9 +155,20 @@ class Resources:
                     f"Resources.unified: {key!r}: {value!r} is not a non-empty string key with a string value: "
                     "invalid argument"
                 )
-        object.__setattr__(self, "unified", dict(self.unified))
+        object.__setattr__(self, "unified", MappingProxyType(dict(self.unified)))
 
-    __hash__ = None  # type: ignore[assignment]  # holds a dict: not hashable
+    __hash__ = None  # type: ignore[assignment]  # holds a mapping: not hashable
+
+    # Immutable all through: a copy is the same object, and a pickle rebuilds it from its values.
+    def __copy__(self) -> Resources:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Resources:
+        return self
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (Resources, tuple(dict(v) if isinstance(v, Mapping) else v
+                                 for v in (getattr(self, name) for name in RESOURCE_FIELDS)))
 
     def to_dict(self) -> dict[str, Any]:
         """This record as JSON types only."""
@@ -167,6 +180,7 @@ class Resources:
 
 
 RESOURCE_FIELDS: Final = tuple(Resources.__dataclass_fields__)
+NO_RESOURCES: Final = Resources()  # immutable: every status without resources shares it
 
 
 def derive_state(
@@ -210,7 +224,7 @@ class Status:
     reason: str = ""
     message: str = ""
     paused: bool = False
-    resources: Resources = field(default_factory=Resources)
+    resources: Resources = field(default_factory=lambda: NO_RESOURCES)
     runs: int = 0
 
     def __post_init__(self) -> None:
@@ -228,6 +242,9 @@ class Status:
         }
 
 
+
+
+NO_STATUS: Final = Status()  # a record's status before anything is known (immutable: shared)
 
 
 @dataclass(frozen=True)
@@ -250,7 +267,7 @@ class Container:
     extensions: Mapping[str, Payload] = field(default_factory=dict)
     sandbox: str = ""
     version: int = 0
-    status: Status = field(default_factory=Status)
+    status: Status = field(default_factory=lambda: NO_STATUS)  # immutable: shared
 
     @classmethod
     def trusted(cls, **fields: Any) -> Container:

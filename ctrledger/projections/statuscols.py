@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from ..domain.model import RESOURCE_FIELDS, Resources, Status
+from ..domain.model import NO_RESOURCES, RESOURCE_FIELDS, Resources, Status
 from ..persistence.transcoder import packb, unpackb
 
 __all__ = ["DEFAULT_STATUS", "STATUS_COLUMNS", "STATUS_COLUMN_TYPES", "columns_of", "status_of"]
@@ -51,7 +51,7 @@ STATUS_COLUMNS: Final = tuple(STATUS_COLUMN_TYPES)
 #: the column values of a container never started (each column's default)
 DEFAULT_STATUS: Final = tuple(default for _, default in STATUS_COLUMN_TYPES.values())
 
-_EMPTY_RESOURCES: Final = Resources()
+_EMPTY_RESOURCES: Final = NO_RESOURCES
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
