@@ -63,7 +63,7 @@ import grpc
 
 import ctrledger
 from ctrledger.server.app import unix_path
-from ctrledger.server.identity import Caller, Peer, UnixFront, peer_caller
+from ctrledger.server.identity import Caller, Peer, UnixFront, peer_caller, relay
 from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as cpb
 from ctrledger.wire.containerd.services.containers.v1 import containers_pb2_grpc as cgrpc
 from ctrledger.wire.containerd.services.tasks.v1 import tasks_pb2 as tpb
@@ -394,33 +394,25 @@ class _Link:
 
     def _pump(self, src: socket.socket, dst: socket.socket, frames: Frames,
               judge: Callable[[Event], Callable[[], None] | None]) -> None:
-        buf = bytearray(256 * 1024)
-        view = memoryview(buf)
-        chunk, sent = view[:0], 0
+        def tap(chunk: memoryview) -> int:
+            """Read the chunk's frames; where an event must hold the bytes back, send what comes
+            before its frame, then wait (the relay sends the rest)."""
+            sent = 0
 
-        def then(event: Event) -> None:
-            nonlocal sent
-            hold = judge(event)
-            if hold is not None:  # what comes before the event's frame goes on, then wait
-                cut = max(sent, event.start)
-                dst.sendall(chunk[sent:cut])
-                sent = cut
-                hold()
+            def then(event: Event) -> None:
+                nonlocal sent
+                hold = judge(event)
+                if hold is not None:
+                    cut = max(sent, event.start)
+                    dst.sendall(chunk[sent:cut])
+                    sent = cut
+                    hold()
 
-        try:
-            while n := src.recv_into(buf):
-                chunk, sent = view[:n], 0
-                if self.tapping:
-                    self._read(frames, chunk, then)
-                dst.sendall(chunk[sent:])
-        except OSError:
-            pass
-        for sock, how in ((dst, socket.SHUT_WR), (src, socket.SHUT_RD)):
-            try:
-                sock.shutdown(how)
-            except OSError:
-                pass
-        self._done.wait()
+            if self.tapping:
+                self._read(frames, chunk, then)
+            return sent
+
+        relay(src, dst, self._done, tap)
 
     def _read(self, frames: Frames, chunk: memoryview, then: Callable[[Event], None]) -> None:
         try:

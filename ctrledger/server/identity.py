@@ -33,7 +33,7 @@ import grpc
 
 from .status import WireError
 
-__all__ = ["Caller", "Peer", "UnixFront", "caller_of", "peer_caller"]
+__all__ = ["Caller", "Peer", "UnixFront", "caller_of", "peer_caller", "relay"]
 
 MAX_HEADER = 1024
 REASON, ON_BEHALF_OF, CORRELATION_ID = "ctrledger-reason", "ctrledger-on-behalf-of", "ctrledger-correlation-id"
@@ -205,7 +205,7 @@ class UnixFront:
             raise
         done = threading.Barrier(2, action=lambda: self._finish(conn, back, name))
         for src, dst in ((conn, back), (back, conn)):
-            threading.Thread(target=_pump, args=(src, dst, done), name="ctrledger-serve-relay", daemon=True).start()
+            threading.Thread(target=relay, args=(src, dst, done), name="ctrledger-serve-relay", daemon=True).start()
 
     def _forget(self, name: str) -> None:
         with self._lock:
@@ -217,12 +217,18 @@ class UnixFront:
         self._forget(name)
 
 
-def _pump(src: socket.socket, dst: socket.socket, done: threading.Barrier) -> None:
+def relay(src: socket.socket, dst: socket.socket, done: threading.Barrier,
+          tap: Callable[[memoryview], int] | None = None) -> None:
+    """Copy ``src``'s bytes to ``dst`` until ``src`` ends, then half-close both ways and wait at
+    ``done`` (the other direction's relay). ``tap`` sees each chunk first and may send a prefix
+    of it to ``dst`` itself: it returns how many bytes it sent."""
     buf = bytearray(256 * 1024)
     view = memoryview(buf)
     try:
         while n := src.recv_into(buf):
-            dst.sendall(view[:n])
+            chunk = view[:n]
+            sent = tap(chunk) if tap is not None else 0
+            dst.sendall(chunk[sent:])
     except OSError:
         pass
     for sock, how in ((dst, socket.SHUT_WR), (src, socket.SHUT_RD)):
