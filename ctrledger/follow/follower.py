@@ -43,7 +43,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -691,7 +691,7 @@ class Follower:
             return self._from_payload(env.namespace, payload, at, known, pending)
         state = observed_container(wire)
         if isinstance(payload, cev.ContainerUpdate):  # what this update set, not what came after it
-            state = replace(state, labels=dict(payload.labels), image=payload.image,
+            state = _with(state, labels=dict(payload.labels), image=payload.image,
                             snapshot_key=payload.snapshot_key)
         return (payload.id, state, at), ""
 
@@ -714,7 +714,7 @@ class Follower:
         word = pending.get(ns, cid)
         if word is not None:
             state, when = word
-            return None if state is None else replace(state, updated_at=when)
+            return None if state is None else _with(state, updated_at=when)
         try:
             return self.store.get(cid, namespace=ns)
         except ctrledger.NotFound:
@@ -744,7 +744,7 @@ class Follower:
             return (payload.id, state, at), SEEN_IN_EVENT
         if known is None:
             return None
-        state = replace(known, labels=dict(payload.labels), image=payload.image, snapshot_key=payload.snapshot_key)
+        state = _with(known, labels=dict(payload.labels), image=payload.image, snapshot_key=payload.snapshot_key)
         return (payload.id, state, at), SEEN_IN_EVENT
 
     def _task_event(self, env: epb.Envelope) -> None:
@@ -851,6 +851,12 @@ def connect(address: str, timeout: float = 5.0) -> grpc.Channel:
         channel.close()
         raise OSError(f"cannot reach containerd at {address}: it does not answer") from None
     return channel
+
+
+def _with(record: Container, **fields: Any) -> Container:
+    """``record`` with ``fields`` replaced, without ``replace``'s checks and copies: what the
+    follower builds is checked by ``observe`` before anything is written."""
+    return Container.trusted(**{**record.__dict__, **fields})
 
 
 def _unchanged(have: Container, seen: Container) -> bool:
