@@ -18,6 +18,7 @@ Request metadata a client may add (all optional, UTF-8, at most 1024 bytes each)
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import secrets
@@ -25,6 +26,7 @@ import socket
 import stat
 import struct
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,8 @@ import grpc
 from .status import WireError
 
 __all__ = ["Caller", "Peer", "UnixFront", "caller_of", "peer_caller", "relay"]
+
+log = logging.getLogger("ctrledger.server")
 
 MAX_HEADER = 1024
 REASON, ON_BEHALF_OF, CORRELATION_ID = "ctrledger-reason", "ctrledger-on-behalf-of", "ctrledger-correlation-id"
@@ -57,8 +61,8 @@ class Peer:
             user = pwd.getpwuid(uid).pw_name
         except KeyError:
             user = f"uid:{uid}"
-        try:
-            process = Path(f"/proc/{pid}/comm").read_text().strip()
+        try:  # any bytes a process names itself (prctl), kept readable
+            process = Path(f"/proc/{pid}/comm").read_bytes().decode("utf-8", "backslashreplace").strip()
         except OSError:
             process = "?"
         return cls(uid, gid, pid, user, process)
@@ -176,14 +180,25 @@ class UnixFront:
             pass
 
     def _accept(self) -> None:
+        failing = False
         while not self._closed.is_set():
             try:
                 conn, _ = self._sock.accept()
-            except OSError:
-                return
+            except OSError as e:
+                if self._closed.is_set():
+                    return
+                # out of file descriptors (EMFILE, ENFILE), say: the connection waits in the
+                # backlog; accept again once connections have closed, never stop serving
+                if not failing:
+                    log.warning("cannot accept connections on %s (retrying): %s", self.path, e)
+                failing = True
+                time.sleep(0.05)
+                continue
+            failing = False
             try:
                 self._open(conn)
-            except OSError:
+            except Exception as e:  # noqa: BLE001 - one connection's failure never stops the others'
+                log.warning("cannot serve a connection on %s: %s", self.path, e)
                 conn.close()
 
     def _open(self, conn: socket.socket) -> None:

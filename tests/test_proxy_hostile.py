@@ -1,0 +1,174 @@
+"""The auditing proxy (``ctrledger serve --upstream``) under hostile callers, against a real
+containerd: odd processes, running out of file descriptors, raw HTTP/2 that stops or breaks
+half-way, streams that never end. What must hold: containerd's answers pass unchanged, every
+accepted change is recorded once under its caller, no claim is left held, and the proxy keeps
+accepting and stops within its grace."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import hpack
+import pytest
+
+import ctrledger
+from ctrledger.follow import Proxy
+from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as cpb
+from ctrledger.wire.containerd.services.containers.v1 import containers_pb2_grpc as cgrpc
+
+from .conftest import missing_component
+from .live_containerd import Containerd, missing, rootfs
+
+SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
+CREATE = "/containerd.services.containers.v1.Containers/Create"
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+DATA, HEADERS, RST, SETTINGS = 0x0, 0x1, 0x3, 0x4
+
+
+@pytest.fixture(scope="module")
+def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
+    why = missing()
+    if why is not None:
+        missing_component(why)
+    c = Containerd(tmp_path_factory.mktemp("containerd") / "cd").start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return rootfs(tmp_path_factory.mktemp("rootfs"))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ctrledger.Store]:
+    with ctrledger.open(tmp_path / "ledger.db") as s:
+        yield s
+
+
+def me() -> str:
+    return subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def wait_until(check: Callable[[], object], timeout: float = 10.0, what: str = "the ledger to catch up") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except ctrledger.NotFound:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def wire_container(cid: str, **labels: str) -> cpb.Container:
+    c = cpb.Container(id=cid, runtime=cpb.Container.Runtime(name="io.containerd.runc.v2"), labels=labels)
+    c.spec.type_url, c.spec.value = SPEC_URL, b"{}"
+    return c
+
+
+def create(path: str, ns: str, cid: str, timeout: float = 10) -> None:
+    with grpc.insecure_channel(f"unix://{path}") as ch:
+        cgrpc.ContainersStub(ch).Create(cpb.CreateContainerRequest(container=wire_container(cid)),
+                                        metadata=(("containerd-namespace", ns),), timeout=timeout)
+
+
+def ids(cd: Containerd, ns: str) -> set[str]:
+    with grpc.insecure_channel(f"unix://{cd.socket}") as ch:
+        got = cgrpc.ContainersStub(ch).List(cpb.ListContainersRequest(), metadata=(("containerd-namespace", ns),),
+                                            timeout=30)
+        return {c.id for c in got.containers}
+
+
+# -- raw HTTP/2, for what a grpc library would not send ------------------------------------
+
+
+def frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def request_headers(enc: hpack.Encoder, path: str, ns: str) -> bytes:
+    return enc.encode([(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "localhost"),
+                       ("content-type", "application/grpc"), ("te", "trailers"), ("containerd-namespace", ns)])
+
+
+def create_message(cid: str) -> bytes:
+    body = cpb.CreateContainerRequest(container=wire_container(cid)).SerializeToString()
+    return b"\0" + len(body).to_bytes(4, "big") + body
+
+
+# -- the unix front: whoever connects, it keeps accepting ------------------------------------
+
+_NAMED = r"""
+import ctypes, sys
+import grpc
+from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as cpb
+from ctrledger.wire.containerd.services.containers.v1 import containers_pb2_grpc as cgrpc
+ctypes.CDLL(None).prctl(15, ctypes.c_char_p(b"odd\xff\xfename"), 0, 0, 0)  # PR_SET_NAME
+c = cpb.Container(id=sys.argv[3], runtime=cpb.Container.Runtime(name="io.containerd.runc.v2"))
+c.spec.type_url, c.spec.value = "types.containerd.io/opencontainers/runtime-spec/1/Spec", b"{}"
+with grpc.insecure_channel("unix://" + sys.argv[1]) as ch:
+    cgrpc.ContainersStub(ch).Create(cpb.CreateContainerRequest(container=c),
+                                    metadata=(("containerd-namespace", sys.argv[2]),), timeout=10)
+"""
+
+
+def test_a_caller_whose_process_name_is_not_utf8_is_served_and_named(tmp_path: Path, store: ctrledger.Store,
+                                                                      containerd: Containerd) -> None:
+    """A process may name itself any bytes (prctl): reading that name once killed the accepting
+    thread (UnicodeDecodeError), and the proxy accepted no connection after it."""
+    ns = "hostile-comm"
+    with Proxy(store, containerd.socket, address=f"unix://{tmp_path}/proxy.sock", follow=False) as proxy:
+        done = subprocess.run([sys.executable, "-c", _NAMED, proxy.path, ns, "odd1"], capture_output=True,
+                              text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        [entry] = store.history("odd1", namespace=ns)
+        assert (entry.kind, entry.actor) == ("Created", me())
+        assert entry.client.startswith("grpc odd\\xff\\xfename["), entry.client
+        create(proxy.path, ns, "after", timeout=5)  # and the next caller is served as ever
+        assert [e.kind for e in store.history("after", namespace=ns)] == ["Created"]
+
+
+def test_running_out_of_file_descriptors_does_not_stop_accepting(tmp_path: Path, store: ctrledger.Store,
+                                                                 containerd: Containerd) -> None:
+    """accept() failing with EMFILE (too many connections for the process's limit) once ended the
+    accepting thread for good: once descriptors are free again, the proxy serves again."""
+    ns = "hostile-emfile"
+    with Proxy(store, containerd.socket, address=f"unix://{tmp_path}/proxy.sock", follow=False) as proxy:
+        # a caller that connects on cue, from its own process (its own descriptors)
+        caller = subprocess.Popen([sys.executable, "-c", "import socket, sys\nsys.stdin.read(1)\n"
+                                   "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); sys.stdin.read(1)",
+                                   proxy.path], stdin=subprocess.PIPE)
+        assert caller.stdin is not None
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        held: list[int] = []
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(512, hard), hard))
+            try:
+                while True:
+                    held.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                pass
+            # The pending accept() holds one descriptor already; leave one more, for the relay's
+            # socket to containerd: the accept after it finds none.
+            os.close(held.pop())
+            caller.stdin.write(b"x")
+            caller.stdin.flush()
+            time.sleep(0.3)
+        finally:
+            for fd in held:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        caller.communicate(b"x", timeout=10)
+        create(proxy.path, ns, "later", timeout=5)
+        assert [e.kind for e in store.history("later", namespace=ns)] == ["Created"]
