@@ -10,6 +10,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -81,6 +82,11 @@ def create(path: str, ns: str, cid: str, timeout: float = 10) -> None:
     with grpc.insecure_channel(f"unix://{path}") as ch:
         cgrpc.ContainersStub(ch).Create(cpb.CreateContainerRequest(container=wire_container(cid)),
                                         metadata=(("containerd-namespace", ns),), timeout=timeout)
+
+
+def own_connection(path: str) -> grpc.Channel:
+    """A channel on a connection of its own (grpcio otherwise shares one between channels)."""
+    return grpc.insecure_channel(f"unix://{path}", options=(("grpc.use_local_subchannel_pool", 1),))
 
 
 def ids(cd: Containerd, ns: str) -> set[str]:
@@ -172,3 +178,68 @@ def test_running_out_of_file_descriptors_does_not_stop_accepting(tmp_path: Path,
         caller.communicate(b"x", timeout=10)
         create(proxy.path, ns, "later", timeout=5)
         assert [e.kind for e in store.history("later", namespace=ns)] == ["Created"]
+
+
+# -- calls on one container from two connections ----------------------------------------------
+
+
+class _Stalled:
+    """A store whose ``observe`` of container ``w`` labelled ``k=x`` waits for ``go`` (a slow disk, say)."""
+
+    def __init__(self, store: ctrledger.Store) -> None:
+        self.store = store
+        self.go = threading.Event()
+        self.waiting = threading.Event()
+
+    def observe(self, cid: str, state: ctrledger.Container | None, **kwargs: object) -> object:
+        if cid == "w" and state is not None and state.labels.get("k") == "x":
+            self.waiting.set()
+            assert self.go.wait(30)
+        return self.store.observe(cid, state, **kwargs)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+
+def _label(k: str, cid: str = "u") -> cpb.UpdateContainerRequest:
+    return cpb.UpdateContainerRequest(container=wire_container(cid, k=k), update_mask={"paths": ["labels.k"]})
+
+
+@pytest.mark.parametrize("then", ["update", "delete"])
+def test_a_late_record_of_an_earlier_call_does_not_take_the_ledger_back(
+    tmp_path: Path, store: ctrledger.Store, containerd: Containerd, then: str
+) -> None:
+    """Two connections' calls on one container: containerd applies A then B, but each connection's
+    answers are recorded by its own thread, so B may be recorded first (here: A's connection is
+    still recording an earlier call, of another container, when A's answer comes). A's state,
+    recorded after B's, once took the ledger back to it (B's label change undone, or B's delete
+    undone: the container brought back), and the ledger disagreed with containerd for good."""
+    ns = f"hostile-order-{then}"
+    md = (("containerd-namespace", ns),)
+    stalled = _Stalled(store)
+    with Proxy(stalled, containerd.socket, address=f"unix://{tmp_path}/proxy.sock",  # type: ignore[arg-type]
+               follow=False) as proxy, own_connection(proxy.path) as one, own_connection(proxy.path) as two:
+        a, b = cgrpc.ContainersStub(one), cgrpc.ContainersStub(two)
+        for cid in ("u", "w"):
+            b.Create(cpb.CreateContainerRequest(container=wire_container(cid, k="zero")), metadata=md, timeout=10)
+        first = [a.Update.future(_label("x", "w"), metadata=md, timeout=30)]
+        assert stalled.waiting.wait(10)  # connection one records w: its answers wait
+        first.append(a.Update.future(_label("first"), metadata=md, timeout=30))
+        with grpc.insecure_channel(f"unix://{containerd.socket}") as ch:
+            direct = cgrpc.ContainersStub(ch)
+            wait_until(lambda: direct.Get(cpb.GetContainerRequest(id="u"), metadata=md, timeout=10)
+                       .container.labels["k"] == "first", what="containerd to apply A")
+            if then == "update":
+                b.Update(_label("second"), metadata=md, timeout=10)
+            else:
+                b.Delete(cpb.DeleteContainerRequest(id="u"), metadata=md, timeout=10)
+            stalled.go.set()
+            for f in first:
+                f.result(timeout=10)
+            real = {c.id: dict(c.labels) for c in direct.List(cpb.ListContainersRequest(), metadata=md,
+                                                              timeout=10).containers}
+        assert real == ({"u": {"k": "second"}, "w": {"k": "x"}} if then == "update" else {"w": {"k": "x"}})
+        assert {c.id: dict(c.labels) for c in store.list(namespace=ns)} == real
+        kinds = [e.kind for e in store.history("u", namespace=ns)]
+        assert kinds == (["Created", "LabelsChanged"] if then == "update" else ["Created", "Deleted"]), kinds
+        assert proxy.errors == 0

@@ -54,7 +54,8 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -91,7 +92,8 @@ def _header(headers: Sequence[tuple[str, str]], name: str) -> str | None:
 
 Recorder = Callable[[bytes, bytes, str, Caller], None]
 RECORD_MODES = ("before-answer", "after-answer")  # when an accepted call is recorded (module docstring)
-_Record = tuple[Recorder, bytes, bytes, str, Caller, str, str]  # recorder, request, answer, ns, caller, method, target
+# recorder, request, answer, ns, caller, method, target, claimed
+_Record = tuple[Recorder, bytes, bytes, str, Caller, str, str, bool]
 
 
 class Proxy:
@@ -121,11 +123,13 @@ class Proxy:
         self.errors = 0
         self._links: set[_Link] = set()
         self._links_lock = threading.Lock()
+        self._recordings: dict[tuple[str, str], list[Any]] = {}  # (ns, id) being recorded: [lock, users]
+        self._recording_lock = threading.Lock()
         # For the one read a recorder may make itself (a task call on a container not recorded yet).
         self._up = grpc.insecure_channel(f"unix://{upstream}")
         self._containers = cgrpc.ContainersStub(self._up)  # type: ignore[no-untyped-call]
         self._recorders: dict[str, Recorder] = {
-            _CONTAINERS + "Create": self._container_written, _CONTAINERS + "Update": self._container_written,
+            _CONTAINERS + "Create": self._container_created, _CONTAINERS + "Update": self._container_updated,
             _CONTAINERS + "Delete": self._container_deleted, _TASKS + "Start": self._task_started,
             _TASKS + "Pause": self._task_paused, _TASKS + "Resume": self._task_resumed,
             _TASKS + "Delete": self._task_deleted,
@@ -225,10 +229,11 @@ class Proxy:
             if call.caller is None:
                 return
             if self.record_before_answer:
-                self._record(call.handler, call.request, answer, call.namespace, call.caller, call.method)
+                self._record(call.handler, call.request, answer, call.namespace, call.caller, call.method,
+                             call.target)
             else:
                 self._queue.put((call.handler, call.request, answer, call.namespace, call.caller, call.method,
-                                 call.target if call.claimed else ""))
+                                 call.target, call.claimed))
                 queued = True
         finally:
             if not queued:
@@ -240,11 +245,11 @@ class Proxy:
             item = self._queue.get()
             if item is None:
                 return
-            recorder, raw, answer, ns, caller, method, target = item
+            recorder, raw, answer, ns, caller, method, target, claimed = item
             try:
-                self._record(recorder, raw, answer, ns, caller, method)
+                self._record(recorder, raw, answer, ns, caller, method, target)
             finally:
-                if target:
+                if claimed:
                     self.claims.release(ns, target)
                 self._queue.task_done()
 
@@ -252,12 +257,31 @@ class Proxy:
         """Wait until every call containerd has answered so far is recorded."""
         self._queue.join()
 
-    def _record(self, recorder: Recorder, raw: bytes, answer: bytes, ns: str, caller: Caller, method: str) -> None:
+    def _record(self, recorder: Recorder, raw: bytes, answer: bytes, ns: str, caller: Caller, method: str,
+                target: str) -> None:
         try:
-            recorder(raw, answer, ns, caller)
+            with self._recording_of(ns, target):
+                recorder(raw, answer, ns, caller)
         except Exception as e:  # noqa: BLE001 - recording never changes containerd's answer
             self.errors += 1
             log.warning("could not record %s in %s: %s", method, ns or "no namespace", e)
+
+    @contextmanager
+    def _recording_of(self, ns: str, cid: str) -> Iterator[None]:
+        """One record of a container at a time: a recorder's look at the ledger and its write are
+        not split by another connection's record of the same container."""
+        key = (ns, cid)
+        with self._recording_lock:
+            entry = self._recordings.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._recording_lock:
+                entry[1] -= 1
+                if not entry[1]:
+                    del self._recordings[key]
 
     # -- recorders ------------------------------------------------------------------
 
@@ -265,11 +289,38 @@ class Proxy:
         return {"namespace": ns, "actor": caller.actor, "correlation_id": caller.correlation_id,
                 "client": caller.client}
 
-    def _container_written(self, raw: bytes, answer: bytes, ns: str, caller: Caller) -> None:
+    def _container_created(self, raw: bytes, answer: bytes, ns: str, caller: Caller) -> None:
+        self._container_written(answer, ns, caller, update=False)
+
+    def _container_updated(self, raw: bytes, answer: bytes, ns: str, caller: Caller) -> None:
+        self._container_written(answer, ns, caller, update=True)
+
+    def _container_written(self, answer: bytes, ns: str, caller: Caller, *, update: bool) -> None:
         wire = cpb.CreateContainerResponse.FromString(answer).container  # Update's answer has the same shape
         state = observed_container(wire)
         at = observed_time(wire.updated_at) or observed_time(wire.created_at)
+        if at is not None and self._superseded(ns, state.id, at, update=update):
+            return
         self.store.observe(state.id, state, at=at, reason=caller.reason, **self._kw(ns, caller))
+
+    def _superseded(self, ns: str, cid: str, at: datetime, *, update: bool) -> bool:
+        """The ledger holds a later change of ``cid`` than ``at``: two connections' calls on one
+        container are answered (and recorded) in any order, so another caller's later change may
+        be recorded first; this state would take the ledger back (or bring back a container
+        deleted since). That later record holds this change too (as the follower's do)."""
+        try:
+            have = self.store.get(cid, namespace=ns)
+        except ctrledger.NotFound:
+            if not update:
+                return False  # a create: a new incarnation, whatever was deleted before
+            last = None
+            try:
+                for entry in self.store.history(cid, namespace=ns):
+                    last = entry
+            except (ctrledger.NotFound, ctrledger.FailedPrecondition):
+                return False
+            return last is not None and last.kind == "Deleted" and last.recorded_at >= at
+        return have.updated_at is not None and have.updated_at > at
 
     def _container_deleted(self, raw: bytes, answer: bytes, ns: str, caller: Caller) -> None:
         cid = cpb.DeleteContainerRequest.FromString(raw).id
