@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import resource
+import select
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as c
 from ctrledger.wire.containerd.services.containers.v1 import containers_pb2_grpc as cgrpc
 
 from .conftest import missing_component
-from .live_containerd import Containerd, missing, rootfs
+from .live_containerd import CTR, Containerd, missing, rootfs
 
 SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 CREATE = "/containerd.services.containers.v1.Containers/Create"
@@ -243,3 +244,35 @@ def test_a_late_record_of_an_earlier_call_does_not_take_the_ledger_back(
         kinds = [e.kind for e in store.history("u", namespace=ns)]
         assert kinds == (["Created", "LabelsChanged"] if then == "update" else ["Created", "Deleted"]), kinds
         assert proxy.errors == 0
+
+
+# -- stopping -----------------------------------------------------------------------------------
+
+
+def test_stop_ends_an_event_subscription_at_once(tmp_path: Path, store: ctrledger.Store,
+                                                  containerd: Containerd) -> None:
+    """``ctr events`` through the proxy: its events pass; on stop, the subscription (a call that
+    never ends by itself) once kept the proxy waiting its whole grace, as if a call were in flight.
+    It ends at once now, as when containerd stops (``Unavailable``)."""
+    ns = "hostile-events"
+    with Proxy(store, containerd.socket, address=f"unix://{tmp_path}/proxy.sock", follow=False) as proxy:
+        events = subprocess.Popen([CTR, "-a", proxy.path, "events"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            assert events.stdout is not None
+            deadline = time.monotonic() + 10
+            seen = ""
+            while "/containers/create" not in seen and time.monotonic() < deadline:
+                create(proxy.path, ns, f"e{int(time.monotonic() * 1000)}")  # until the subscription is up
+                if select.select([events.stdout], [], [], 0.5)[0]:
+                    seen += events.stdout.readline()
+            assert f" {ns} /containers/create " in seen, seen
+            began = time.monotonic()
+            proxy.stop(grace=5)
+            took = time.monotonic() - began
+            _, err = events.communicate(timeout=10)
+        finally:
+            events.kill()
+            events.wait()
+        assert took < 2, took
+        assert events.returncode != 0 and "Unavailable" in err, err

@@ -81,6 +81,7 @@ log = logging.getLogger("ctrledger.follow.proxy")
 _NAMESPACE = "containerd-namespace"
 _CONTAINERS = "/containerd.services.containers.v1.Containers/"
 _TASKS = "/containerd.services.tasks.v1.Tasks/"
+_SUBSCRIBE = "/containerd.services.events.v1.Events/Subscribe"
 
 
 def _header(headers: Sequence[tuple[str, str]], name: str) -> str | None:
@@ -161,8 +162,9 @@ class Proxy:
         return self
 
     def stop(self, grace: float = 10.0) -> None:
-        """Stop accepting; give the calls in flight up to ``grace`` seconds to finish, then close
-        every connection; record everything answered (after-answer) before returning."""
+        """Stop accepting; give the calls in flight up to ``grace`` seconds to finish (event
+        subscriptions are not waited for: they end now, as containerd's own end when it stops),
+        then close every connection; record everything answered (after-answer) before returning."""
         if self._stopped.is_set():
             return
         self._stopped.set()
@@ -484,9 +486,10 @@ class _Link:
         if event.kind == "headers":
             if event.headers is None or event.stream in self.open:
                 return None
-            with self.lock:
-                self.open.add(event.stream)
             method = next((v for k, v in event.headers if k == ":path"), "")
+            if method != _SUBSCRIBE:  # a subscription never ends by itself: ``stop`` does not wait for it
+                with self.lock:
+                    self.open.add(event.stream)
             recorder = self.proxy._recorders.get(method)
             if recorder is not None:
                 call = _Call(method, recorder, event.headers)
