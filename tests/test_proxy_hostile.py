@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import resource
 import select
+import socket
 import subprocess
 import sys
 import threading
@@ -276,3 +277,39 @@ def test_stop_ends_an_event_subscription_at_once(tmp_path: Path, store: ctrledge
             events.wait()
         assert took < 2, took
         assert events.returncode != 0 and "Unavailable" in err, err
+
+
+# -- claims -------------------------------------------------------------------------------------
+
+
+def test_a_claim_taken_while_the_connection_becomes_unreadable_is_released(
+    tmp_path: Path, store: ctrledger.Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A recorded call's claim is taken before its last frame goes on, and may wait (the follower
+    committing that container). If the other direction becomes unreadable meanwhile, the call is
+    no longer followed: its claim, taken afterwards, was never released, and the follower would
+    wait 30 s on every event of that container from then on. Here the upstream is a socket that
+    answers with a frame the reader refuses (containerd's own bytes never are)."""
+    ns, cid = "hostile-claim", "c1"
+    upstream = socket.socket(socket.AF_UNIX)
+    upstream.bind(str(tmp_path / "upstream.sock"))
+    upstream.listen(1)
+    body = create_message(cid)
+    with upstream, Proxy(store, str(tmp_path / "upstream.sock"), address=f"unix://{tmp_path}/proxy.sock",
+                         follow=False) as proxy, socket.socket(socket.AF_UNIX) as caller:
+        caller.connect(proxy.path)
+        up, _ = upstream.accept()
+        with up:
+            up.settimeout(10)
+            with proxy.claims.writing({(ns, cid)}):  # the follower committing c1: the claim waits
+                caller.sendall(PREFACE + frame(SETTINGS, 0, 0, b"")
+                               + frame(HEADERS, 0x4, 1, request_headers(hpack.Encoder(), CREATE, ns))
+                               + frame(DATA, 0x1, 1, body))
+                up.sendall(frame(0x9, 0x4, 1, b"x"))  # CONTINUATION without HEADERS: unreadable
+                wait_until(lambda: "cannot read the calls" in caplog.text, timeout=5, what="the tap to give up")
+            got = b""
+            while not got.endswith(body):  # the request went on, after its claim
+                got += up.recv(65536)
+            began = time.monotonic()
+            proxy.claims.wait(ns, cid, timeout=3)  # as the follower does, for an event of c1
+            assert time.monotonic() - began < 1, "the claim on c1 is still held"

@@ -499,7 +499,8 @@ class _Link:
                     log.warning("cannot tell who called %s (the follower records it): %s", method, e)
                 else:
                     with self.lock:
-                        self.calls[event.stream] = call
+                        if self.tapping:  # not if the other direction just became unreadable
+                            self.calls[event.stream] = call
             return None
         if event.kind == "reset":
             with self.lock:
@@ -525,8 +526,13 @@ class _Link:
             return None
 
         def claim() -> None:  # before containerd has the whole request
-            self.proxy.claims.take(call.namespace, call.target)
-            call.claimed = True
+            self.proxy.claims.take(call.namespace, call.target)  # may wait (the follower writing it)
+            with self.lock:
+                if self.calls.get(event.stream) is call:
+                    call.claimed = True
+                    return
+            # meanwhile the connection became unreadable (its calls are left to the follower)
+            self.proxy.claims.release(call.namespace, call.target)
         return claim
 
     def _answer_event(self, event: Event) -> Callable[[], None] | None:
