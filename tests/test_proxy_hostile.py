@@ -313,3 +313,26 @@ def test_a_claim_taken_while_the_connection_becomes_unreadable_is_released(
             began = time.monotonic()
             proxy.claims.wait(ns, cid, timeout=3)  # as the follower does, for an event of c1
             assert time.monotonic() - began < 1, "the claim on c1 is still held"
+
+
+def test_a_call_with_metadata_that_is_not_utf8_is_recorded_and_so_are_the_next(
+    tmp_path: Path, store: ctrledger.Store, containerd: Containerd
+) -> None:
+    """containerd takes a metadata value that is not UTF-8 (a Latin-1 reason, say): the proxy once
+    stopped reading that connection at it, and none of its calls was recorded under its caller."""
+    ns = "hostile-latin1"
+    with Proxy(store, containerd.socket, address=f"unix://{tmp_path}/proxy.sock", follow=False) as proxy, \
+            socket.socket(socket.AF_UNIX) as caller:
+        caller.connect(proxy.path)
+        enc = hpack.Encoder()
+        out = PREFACE + frame(SETTINGS, 0, 0, b"")
+        for stream, cid in ((1, "l1"), (3, "l2")):
+            block = enc.encode([(":method", "POST"), (":scheme", "http"), (":path", CREATE), (":authority", "x"),
+                                ("content-type", "application/grpc"), ("te", "trailers"),
+                                ("containerd-namespace", ns), (b"ctrledger-reason", b"caf\xe9")])
+            out += frame(HEADERS, 0x4, stream, block) + frame(DATA, 0x1, stream, create_message(cid))
+        caller.sendall(out)
+        wait_until(lambda: ids(containerd, ns) == {"l1", "l2"}, what="containerd to create both")
+        wait_until(lambda: len(list(store.audit(namespace=ns))) == 2, timeout=5)
+        assert sorted((e.id, e.kind, e.actor, e.reason) for e in store.audit(namespace=ns)) == [
+            ("l1", "Created", me(), "caf\\xe9"), ("l2", "Created", me(), "caf\\xe9")]

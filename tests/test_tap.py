@@ -148,3 +148,14 @@ def test_grpc_message_plain_and_compressed() -> None:
     assert grpc_message(message(body)[:-1]) is None  # incomplete
     assert grpc_message(message(body) + message(body)) is None  # two messages: not a unary call's
     assert grpc_message(b"") is None and grpc_message(bytes([7, 0, 0, 0, 0])) is None
+
+
+def test_a_header_value_that_is_not_utf8_is_read_and_the_table_stays_in_step() -> None:
+    """containerd takes metadata values that are not UTF-8; the reader once gave up on the whole
+    connection (its calls no longer recorded under their caller) at the first one."""
+    enc = hpack.Encoder()
+    odd = [(b":path", b"/containerd.services.containers.v1.Containers/Create"), (b"ctrledger-reason", b"caf\xe9")]
+    data = PREFACE + frame(HEADERS, 0x4, 1, enc.encode(odd)) + frame(HEADERS, 0x4 | 0x1, 3, enc.encode(odd))
+    events = read(data, [], set())
+    assert [e.headers for e in events] == [[(":path", "/containerd.services.containers.v1.Containers/Create"),
+                                            ("ctrledger-reason", "caf\\xe9")]] * 2

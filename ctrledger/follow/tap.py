@@ -133,11 +133,15 @@ class Frames:
         assert self._block is not None
         stream, end_stream, block = self._block
         self._block = None
-        try:
-            headers = [(str(k), str(v)) for k, v in self._decoder.decode(bytes(block))]
+        try:  # any bytes (containerd takes values that are not UTF-8), kept readable
+            headers = [(_text(k), _text(v)) for k, v in self._decoder.decode(bytes(block), raw=True)]
         except hpack.HPACKError as e:
             raise TapError(f"cannot decode a header block: {e}") from e
         return Event(start, "headers", stream, headers=headers, end_stream=end_stream)
+
+
+def _text(field: str | bytes) -> str:
+    return field.decode("utf-8", "backslashreplace") if isinstance(field, bytes) else field
 
 
 def _unpadded(payload: bytes, flags: int) -> bytes:
