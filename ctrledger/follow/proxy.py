@@ -218,6 +218,8 @@ class Proxy:
         with self._links_lock:
             self._links.add(link)
         link.start()
+        if self._stopped.is_set():  # ``stop`` came meanwhile, after it closed the links it saw
+            link.close()
 
     def _closed(self, link: _Link) -> None:
         with self._links_lock:
