@@ -735,8 +735,8 @@ def test_proxy_many_callers_at_once(tmp_path: Path, store: ctrledger.Store, cont
     ns = "proxy-many"
     me = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
     with Proxy(store, containerd.socket, address=f"unix://{tmp_path}/proxy.sock", follow=False) as proxy:
-        def client(t: int) -> None:
-            with grpc.insecure_channel(f"unix://{proxy.path}") as ch:
+        def client(t: int) -> None:  # a connection each (grpcio would share one between the channels)
+            with grpc.insecure_channel(f"unix://{proxy.path}", options=(("grpc.use_local_subchannel_pool", 1),)) as ch:
                 stub = cgrpc.ContainersStub(ch)
                 md = (("containerd-namespace", ns), ("ctrledger-reason", f"thread {t}"))
                 for i in range(25):
