@@ -247,6 +247,19 @@ def test_a_late_record_of_an_earlier_call_does_not_take_the_ledger_back(
         assert proxy.errors == 0
 
 
+def subscribed(events: subprocess.Popen[str], path: str, ns: str) -> str:
+    """Once ``ctr events`` (``events``) is subscribed: a container is created in ``ns`` until its
+    event comes through. Returns what it printed."""
+    assert events.stdout is not None
+    deadline = time.monotonic() + 10
+    seen = ""
+    while "/containers/create" not in seen and time.monotonic() < deadline:
+        create(path, ns, f"probe{int(time.monotonic() * 1000)}")
+        if select.select([events.stdout], [], [], 0.5)[0]:
+            seen += events.stdout.readline()
+    return seen
+
+
 # -- stopping -----------------------------------------------------------------------------------
 
 
@@ -260,13 +273,7 @@ def test_stop_ends_an_event_subscription_at_once(tmp_path: Path, store: ctrledge
         events = subprocess.Popen([CTR, "-a", proxy.path, "events"], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
         try:
-            assert events.stdout is not None
-            deadline = time.monotonic() + 10
-            seen = ""
-            while "/containers/create" not in seen and time.monotonic() < deadline:
-                create(proxy.path, ns, f"e{int(time.monotonic() * 1000)}")  # until the subscription is up
-                if select.select([events.stdout], [], [], 0.5)[0]:
-                    seen += events.stdout.readline()
+            seen = subscribed(events, proxy.path, ns)
             assert f" {ns} /containers/create " in seen, seen
             began = time.monotonic()
             proxy.stop(grace=5)
@@ -336,3 +343,52 @@ def test_a_call_with_metadata_that_is_not_utf8_is_recorded_and_so_are_the_next(
         wait_until(lambda: len(list(store.audit(namespace=ns))) == 2, timeout=5)
         assert sorted((e.id, e.kind, e.actor, e.reason) for e in store.audit(namespace=ns)) == [
             ("l1", "Created", me(), "caf\\xe9"), ("l2", "Created", me(), "caf\\xe9")]
+
+
+# -- ctr through the proxy, pinned ----------------------------------------------------------------
+
+
+def test_ctr_run_detached_exec_pause_kill_and_remove_through_the_proxy(
+    tmp_path: Path, store: ctrledger.Store, containerd: Containerd, root: Path
+) -> None:
+    """The real ctr, with the follower beside the proxy: each change under the caller's name but
+    the exit (not a call: the follower's, as containerd); an exec neither starts nor ends the
+    container, and its exit code comes back as directly; ``ctr events`` through the proxy sees it
+    all; no claim is left held and nothing failed to record."""
+    ns = "hostile-ctr"
+    user = me()
+    with Proxy(store, containerd.socket, address=f"unix://{tmp_path}/proxy.sock") as proxy:
+        events = subprocess.Popen([CTR, "-a", proxy.path, "events"], stdout=subprocess.PIPE, text=True)
+        try:
+            def ctr(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+                return containerd.ctr(*args, namespace=ns, address=proxy.path, check=check)
+
+            assert "/containers/create" in subscribed(events, proxy.path, f"{ns}-probe")
+            ctr("run", "-d", "--rootfs", str(root), "d1", "/bin/sleep", "100")
+            assert ctr("tasks", "exec", "--exec-id", "x1", "d1", "/bin/echo", "hi").stdout == "hi\n"
+            codes = [containerd.ctr("tasks", "exec", "--exec-id", f"x{i}", "d1", "/bin/sh", "-c", "exit 3",
+                                    namespace=ns, address=a, check=False).returncode
+                     for i, a in ((2, proxy.path), (3, containerd.socket))]
+            assert codes == [3, 3]
+            ctr("tasks", "pause", "d1")
+            ctr("tasks", "resume", "d1")
+            ctr("tasks", "kill", "-s", "KILL", "d1")
+            wait_until(lambda: store.get("d1", namespace=ns).status.state == "EXITED", what="the exit")
+            ctr("tasks", "rm", "d1")
+            ctr("containers", "rm", "d1")
+            wait_until(lambda: len(list(store.history("d1", namespace=ns))) >= 6)
+        finally:
+            events.terminate()
+            out, _ = events.communicate(timeout=10)
+        entries = [(e.kind, e.actor) for e in store.history("d1", namespace=ns)]
+        assert entries == [("Created", user), ("Started", user), ("Paused", user), ("Resumed", user),
+                           ("Exited", "containerd"), ("Deleted", user)], entries
+        assert store.get("d1", namespace=ns, as_of=list(store.history("d1", namespace=ns))[4].recorded_at
+                         ).status.exit_code == 137
+        topics = [line.split()[5] for line in out.splitlines() if line.split()[4:5] == [ns]]
+        for topic in ("/containers/create", "/tasks/start", "/tasks/exec-started", "/tasks/paused",
+                      "/tasks/resumed", "/tasks/exit", "/tasks/delete", "/containers/delete"):
+            assert topic in topics, (topic, topics)
+        began = time.monotonic()
+        proxy.claims.wait(ns, "d1", timeout=2)
+        assert time.monotonic() - began < 0.5 and proxy.errors == 0
