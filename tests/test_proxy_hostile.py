@@ -392,3 +392,57 @@ def test_ctr_run_detached_exec_pause_kill_and_remove_through_the_proxy(
         began = time.monotonic()
         proxy.claims.wait(ns, "d1", timeout=2)
         assert time.monotonic() - began < 0.5 and proxy.errors == 0
+
+
+# -- connections that stop half-way, pinned ---------------------------------------------------------
+
+
+def test_connections_cut_anywhere_leave_no_thread_socket_or_claim(tmp_path: Path, store: ctrledger.Store,
+                                                                   containerd: Containerd) -> None:
+    """Callers that hang up at once, after the preface, half-closed, mid-request, after a whole
+    request (before its answer), after resetting it, or with bytes that are not HTTP/2: every
+    link ends, its threads and descriptors with it, no claim stays held, nothing is recorded twice
+    or that containerd does not have (what it took without answering is the follower's)."""
+    ns = "hostile-cut"
+    with Proxy(store, containerd.socket, address=f"unix://{tmp_path}/proxy.sock", follow=False) as proxy:
+        create(proxy.path, ns, "warm")  # the proxy's own threads and channel are up
+        wait_until(lambda: not proxy._open_links(), what="the first connection to end")
+        threads, fds = threading.active_count(), len(os.listdir("/proc/self/fd"))
+        for i in range(16):
+            kind, cid = i % 8, f"k{i}"
+            enc = hpack.Encoder()
+            start = PREFACE + frame(SETTINGS, 0, 0, b"") + frame(HEADERS, 0x4, 1, request_headers(enc, CREATE, ns))
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(proxy.path)
+                s.settimeout(10)
+                if kind == 1:
+                    s.sendall(PREFACE)
+                elif kind == 2:
+                    s.sendall(PREFACE + frame(SETTINGS, 0, 0, b""))
+                    s.shutdown(socket.SHUT_WR)
+                    while s.recv(65536):  # containerd hangs up: so does the proxy
+                        pass
+                elif kind == 3:
+                    s.sendall(b"garbage" * 100)
+                elif kind == 4:
+                    s.sendall(start + frame(DATA, 0x1, 1, create_message(cid)))
+                elif kind == 5:
+                    s.sendall(start + frame(DATA, 0, 1, create_message(cid)[:10]))
+                elif kind == 6:
+                    s.sendall(start + frame(DATA, 0x1, 1, create_message(cid)) + frame(RST, 0, 1, b"\0\0\0\x08"))
+                elif kind == 7:
+                    s.sendall(start + frame(DATA, 0x1, 1, create_message(cid)))
+                    s.shutdown(socket.SHUT_WR)
+                    while s.recv(65536):
+                        pass
+        wait_until(lambda: not proxy._open_links(), what="every link to end")
+        wait_until(lambda: threading.active_count() == threads and len(os.listdir("/proc/self/fd")) == fds,
+                   what=f"threads {threads} and descriptors {fds} as before")
+        for i in range(16):
+            began = time.monotonic()
+            proxy.claims.wait(ns, f"k{i}", timeout=2)
+            assert time.monotonic() - began < 0.5, f"a claim on k{i} is held"
+        recorded = [e.id for e in store.audit(namespace=ns)]
+        assert recorded[0] == "warm" and len(set(recorded)) == len(recorded) and set(recorded) <= ids(containerd, ns)
+        create(proxy.path, ns, "after")  # and the proxy serves on
+        assert [e.id for e in store.audit(namespace=ns)] == [*recorded, "after"]
