@@ -19,6 +19,8 @@ pytest.register_assert_rewrite("ctrledger.testing")
 import ctrledger  # noqa: E402
 from ctrledger import Container, Payload, Runtime  # noqa: E402
 
+from .live_containerd import Containerd, missing, rootfs  # noqa: E402
+
 SPEC = Payload("types.containerd.io/opencontainers/runtime-spec/1/Spec", b'{"ociVersion":"1.0.2"}')
 RUNC = Runtime("io.containerd.runc.v2")
 
@@ -163,3 +165,26 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def store(target: str, clock: StepClock) -> Iterator[ctrledger.Store]:
     with ctrledger.open(target, clock=clock, actor="tester", follow=False) as s:
         yield s
+
+
+# -- a real containerd (tests/live_containerd.py) -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
+    """One containerd per test module (temp-dir config, CRI disabled, stopped by PID); each test
+    works in namespaces of its own. Missing: a failure on CI, a skip with the reason elsewhere."""
+    why = missing()
+    if why is not None:
+        missing_component(why)
+    c = Containerd(tmp_path_factory.mktemp("containerd") / "cd").start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A minimal root filesystem for ``ctr run --rootfs``."""
+    return rootfs(tmp_path_factory.mktemp("rootfs"))

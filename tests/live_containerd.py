@@ -15,7 +15,10 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import ctrledger
 
 __all__ = ["BUSYBOX", "CONTAINERD", "CTR", "Containerd", "missing", "rootfs"]
 
@@ -107,3 +110,15 @@ class Containerd:
         if check and done.returncode != 0:
             raise AssertionError(f"ctr {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
         return done
+
+
+def wait_until(check: Callable[[], object], timeout: float = 10.0, what: str = "the ledger to catch up") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except ctrledger.NotFound:  # the follower has not recorded the container yet
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

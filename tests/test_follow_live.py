@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,46 +27,15 @@ from ctrledger.wire.containerd.services.containers.v1 import containers_pb2_grpc
 from ctrledger.wire.containerd.services.events.v1 import events_pb2 as epb
 from ctrledger.wire.containerd.services.events.v1 import events_pb2_grpc as egrpc
 
-from .conftest import missing_component
-from .live_containerd import Containerd, missing, rootfs
+from .live_containerd import Containerd, wait_until
 
 SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
-
-
-@pytest.fixture(scope="module")
-def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
-    why = missing()
-    if why is not None:
-        missing_component(why)
-    d = tmp_path_factory.mktemp("containerd")
-    c = Containerd(d / "cd").start()
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return rootfs(tmp_path_factory.mktemp("rootfs"))
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[ctrledger.Store]:
     with ctrledger.open(tmp_path / "ledger.db") as s:
         yield s
-
-
-def wait_until(check: Callable[[], object], timeout: float = 10.0, what: str = "the ledger to catch up") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except ctrledger.NotFound:  # the follower has not recorded the container yet
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @contextmanager

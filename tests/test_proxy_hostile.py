@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -26,30 +26,12 @@ from ctrledger.follow import Proxy
 from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as cpb
 from ctrledger.wire.containerd.services.containers.v1 import containers_pb2_grpc as cgrpc
 
-from .conftest import missing_component
-from .live_containerd import CTR, Containerd, missing, rootfs
+from .live_containerd import CTR, Containerd, wait_until
 
 SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 CREATE = "/containerd.services.containers.v1.Containers/Create"
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST, SETTINGS = 0x0, 0x1, 0x3, 0x4
-
-
-@pytest.fixture(scope="module")
-def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
-    why = missing()
-    if why is not None:
-        missing_component(why)
-    c = Containerd(tmp_path_factory.mktemp("containerd") / "cd").start()
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return rootfs(tmp_path_factory.mktemp("rootfs"))
 
 
 @pytest.fixture
@@ -60,18 +42,6 @@ def store(tmp_path: Path) -> Iterator[ctrledger.Store]:
 
 def me() -> str:
     return subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
-
-
-def wait_until(check: Callable[[], object], timeout: float = 10.0, what: str = "the ledger to catch up") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except ctrledger.NotFound:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def wire_container(cid: str, **labels: str) -> cpb.Container:
