@@ -159,3 +159,18 @@ def test_a_header_value_that_is_not_utf8_is_read_and_the_table_stays_in_step() -
     events = read(data, [], set())
     assert [e.headers for e in events] == [[(":path", "/containerd.services.containers.v1.Containers/Create"),
                                             ("ctrledger-reason", "caf\\xe9")]] * 2
+
+
+def test_a_push_promise_is_decoded_to_keep_the_table_in_step_and_not_reported() -> None:
+    """A server's PUSH_PROMISE (gRPC never pushes) carries a header block that may add to the
+    HPACK table; a later block that refers to that entry must still read right."""
+    enc = hpack.Encoder()
+    promised = enc.encode([(":path", "/pushed"), ("x-pushed", "value-in-the-table")])
+    later = enc.encode([("x-pushed", "value-in-the-table"), ("grpc-status", "0")])  # indexed now
+    data = (frame(SETTINGS, 0, 0, b"")
+            + frame(0x5, 0x4 | 0x8, 1, bytes([2]) + (2).to_bytes(4, "big") + promised + b"pp")  # padded
+            + frame(HEADERS, 0x4 | 0x1, 1, later))
+    events: list[Event] = []
+    Frames(preface=False, wants=lambda _: False).feed(data, events.append)
+    assert [(e.kind, e.stream, e.headers, e.end_stream) for e in events] == [
+        ("headers", 1, [("x-pushed", "value-in-the-table"), ("grpc-status", "0")], True)]

@@ -20,7 +20,7 @@ import hpack
 __all__ = ["MAX_MESSAGE", "Event", "Frames", "TapError", "grpc_message"]
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-_DATA, _HEADERS, _RST_STREAM, _CONTINUATION = 0x0, 0x1, 0x3, 0x9
+_DATA, _HEADERS, _RST_STREAM, _PUSH_PROMISE, _CONTINUATION = 0x0, 0x1, 0x3, 0x5, 0x9
 _END_STREAM, _END_HEADERS, _PADDED, _PRIORITY = 0x1, 0x4, 0x8, 0x20
 
 
@@ -62,7 +62,8 @@ class Frames:
         self._start = 0  # where that frame began (counted from the connection's first byte)
         self._payload = bytearray()
         self._skip = 0  # payload bytes of an unwanted frame still to pass
-        self._block: tuple[int, bool, bytearray] | None = None  # a header block awaiting CONTINUATION
+        # a header block awaiting CONTINUATION: (stream, end_stream, fragments, whether to report it)
+        self._block: tuple[int, bool, bytearray, bool] | None = None
 
     def feed(self, data: bytes | memoryview, then: Callable[[Event], None]) -> None:
         """Read ``data`` (the next bytes of this direction), calling ``then`` with each event as
@@ -92,7 +93,8 @@ class Frames:
                 length, kind, flags = int.from_bytes(head[:3], "big"), head[3], head[4]
                 stream = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
                 self._head = bytearray()
-                if kind in (_HEADERS, _CONTINUATION, _RST_STREAM) or (kind == _DATA and self._wants(stream)):
+                if kind in (_HEADERS, _CONTINUATION, _RST_STREAM, _PUSH_PROMISE) or (
+                        kind == _DATA and self._wants(stream)):
                     self._frame = (length, kind, flags, stream)
                     self._payload = bytearray()
                 else:
@@ -123,7 +125,9 @@ class Frames:
             fragment = _unpadded(payload, flags)
             if flags & _PRIORITY:
                 fragment = fragment[5:]
-            self._block = (stream, bool(flags & _END_STREAM), bytearray(fragment))
+            self._block = (stream, bool(flags & _END_STREAM), bytearray(fragment), True)
+        elif kind == _PUSH_PROMISE:  # gRPC never pushes; decoded all the same, to keep HPACK in step
+            self._block = (stream, False, bytearray(_unpadded(payload, flags)[4:]), False)
         elif kind == _CONTINUATION:
             if self._block is None or self._block[0] != stream:
                 raise TapError("CONTINUATION without its HEADERS")
@@ -131,13 +135,13 @@ class Frames:
         if not flags & _END_HEADERS:
             return None
         assert self._block is not None
-        stream, end_stream, block = self._block
+        stream, end_stream, block, report = self._block
         self._block = None
         try:  # any bytes (containerd takes values that are not UTF-8), kept readable
             headers = [(_text(k), _text(v)) for k, v in self._decoder.decode(bytes(block), raw=True)]
         except hpack.HPACKError as e:
             raise TapError(f"cannot decode a header block: {e}") from e
-        return Event(start, "headers", stream, headers=headers, end_stream=end_stream)
+        return Event(start, "headers", stream, headers=headers, end_stream=end_stream) if report else None
 
 
 def _text(field: str | bytes) -> str:

@@ -232,12 +232,15 @@ class UnixFront:
         self._forget(name)
 
 
+_CHUNK = 64 * 1024  # per direction and connection: four HTTP/2 frames of the default size
+
+
 def relay(src: socket.socket, dst: socket.socket, done: threading.Barrier,
           tap: Callable[[memoryview], int] | None = None) -> None:
     """Copy ``src``'s bytes to ``dst`` until ``src`` ends, then half-close both ways and wait at
     ``done`` (the other direction's relay). ``tap`` sees each chunk first and may send a prefix
     of it to ``dst`` itself: it returns how many bytes it sent."""
-    buf = bytearray(256 * 1024)
+    buf = bytearray(_CHUNK)
     view = memoryview(buf)
     try:
         while n := src.recv_into(buf):
