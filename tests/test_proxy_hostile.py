@@ -6,6 +6,7 @@ accepting and stops within its grace."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import select
@@ -231,6 +232,39 @@ def subscribed(events: subprocess.Popen[str], path: str, ns: str) -> str:
 
 
 # -- stopping -----------------------------------------------------------------------------------
+
+
+def test_after_answer_stop_records_a_call_answered_while_it_runs(tmp_path: Path, store: ctrledger.Store,
+                                                                 containerd: Containerd) -> None:
+    """A call whose answer came in just as stop began (its relay still queueing the record) is
+    recorded: stop waits for the relays it closed to end before the recording thread's last
+    item (before, the record could be queued after it, and never written)."""
+    ns = "hostile-stop-race"
+    proxy = Proxy(store, containerd.socket, address=f"unix://{tmp_path}/proxy.sock", follow=False,
+                  record="after-answer").start()
+    queueing, late = threading.Event(), threading.Event()
+    accepted = proxy._accepted
+
+    def slow(call: object, answer: bytes) -> None:
+        queueing.set()
+        assert late.wait(10)  # stop has begun
+        time.sleep(0.2)  # and has closed the relays by now
+        accepted(call, answer)  # type: ignore[arg-type]
+
+    proxy._accepted = slow  # type: ignore[method-assign]
+    def call() -> None:
+        with contextlib.suppress(grpc.RpcError):  # stop closes the connection before the answer is relayed
+            create(proxy.path, ns, "late1")
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    assert queueing.wait(10)
+    stopping = threading.Thread(target=proxy.stop, kwargs={"grace": 0.0})
+    stopping.start()
+    late.set()
+    stopping.join(15)
+    assert not stopping.is_alive()
+    assert [(e.id, e.kind, e.actor) for e in store.audit(namespace=ns)] == [("late1", "Created", me())]
 
 
 def test_stop_ends_an_event_subscription_at_once(tmp_path: Path, store: ctrledger.Store,

@@ -175,6 +175,9 @@ class Proxy:
             time.sleep(0.01)
         for link in self._open_links():
             link.close()
+        closing = time.monotonic() + 5.0  # their relays end: a call answered meanwhile is queued first
+        while self._open_links() and time.monotonic() < closing:
+            time.sleep(0.005)
         if self._recorder.is_alive():
             self._queue.put(None)  # after everything answered: all of it is recorded first
             self._recorder.join()
