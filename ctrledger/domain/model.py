@@ -242,8 +242,6 @@ class Status:
         }
 
 
-
-
 NO_STATUS: Final = Status()  # a record's status before anything is known (immutable: shared)
 
 

@@ -51,9 +51,6 @@ STATUS_COLUMNS: Final = tuple(STATUS_COLUMN_TYPES)
 #: the column values of a container never started (each column's default)
 DEFAULT_STATUS: Final = tuple(default for _, default in STATUS_COLUMN_TYPES.values())
 
-_EMPTY_RESOURCES: Final = NO_RESOURCES
-
-
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -105,7 +102,7 @@ def status_of(values: Sequence[Any], created_at: datetime) -> Status:
         "reason": reason,
         "message": message,
         "paused": bool(paused),
-        "resources": _EMPTY_RESOURCES if resources is None else Resources(**unpackb(resources)),
+        "resources": NO_RESOURCES if resources is None else Resources(**unpackb(resources)),
         "runs": runs,
     })
     return obj
