@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import hpack
@@ -172,6 +173,40 @@ class _Stalled:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.store, name)
+
+
+class _FollowerFirst:
+    """A store on which the follower records each exit just before the proxy does (as it may: it
+    reads ``/tasks/exit`` while the proxy records the ``Tasks/Delete`` that follows)."""
+
+    def __init__(self, store: ctrledger.Store) -> None:
+        self.store = store
+
+    def exited(self, cid: str, **kwargs: Any) -> object:
+        self.store.exited(cid, exit_code=kwargs["exit_code"], at=kwargs["at"], namespace=kwargs["namespace"],
+                          actor="containerd")
+        return self.store.exited(cid, **kwargs)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+
+def test_an_exit_the_follower_recorded_first_is_no_error(tmp_path: Path, store: ctrledger.Store,
+                                                         containerd: Containerd, root: Path) -> None:
+    """The proxy checks the status, then records the exit; the follower may record it in
+    between. The store then refuses the proxy's write (already exited): that is the change
+    recorded, not a failure to record (it was counted and logged as one)."""
+    ns = "hostile-exit-race"
+    with Proxy(_FollowerFirst(store), containerd.socket, address=f"unix://{tmp_path}/proxy.sock",  # type: ignore[arg-type]
+               follow=False) as proxy:
+        done = containerd.ctr("run", "--rm", "--rootfs", str(root), "race1", "/bin/sh", "-c", "exit 5",
+                              namespace=ns, address=proxy.path, check=False)
+        assert done.returncode == 5
+        entries = [(e.kind, e.actor) for e in store.history("race1", namespace=ns)]
+        assert entries == [("Created", me()), ("Started", me()), ("Exited", "containerd"), ("Deleted", me())]
+        exited = list(store.history("race1", namespace=ns))[2]
+        assert store.get("race1", namespace=ns, as_of=exited.recorded_at).status.exit_code == 5
+        assert proxy.errors == 0
 
 
 def _label(k: str, cid: str = "u") -> cpb.UpdateContainerRequest:

@@ -343,30 +343,45 @@ class Proxy:
             status = _status(self.store, ns, cid)
         return status
 
+    def _status_write(self, ns: str, cid: str, write: Callable[[], object], done: Callable[[Any], bool]) -> None:
+        """``write()``, unless the store refuses it because the status moved meanwhile to where
+        the write would take it (``done(status)``): the follower, beside the proxy, records the
+        same change from containerd's events (an exit, above all), and got there first."""
+        try:
+            write()
+        except ctrledger.FailedPrecondition:
+            status = _status(self.store, ns, cid)
+            if status is None or not done(status):
+                raise
+
     def _task_started(self, raw: bytes, answer: bytes, ns: str, caller: Caller) -> None:
         request = tpb.StartRequest.FromString(raw)
         if request.exec_id:
             return  # an exec: not the container's run
         pid = tpb.StartResponse.FromString(answer).pid
-        status = self._ensure(ns, request.container_id, caller)
+        cid = request.container_id
+        status = self._ensure(ns, cid, caller)
         if status.state == "RUNNING" and status.pid == pid:
             return
-        self.store.started(request.container_id, pid=pid, at=_not_before(datetime.now(UTC), status),
-                           reason=caller.reason, **self._kw(ns, caller))
+        self._status_write(ns, cid, lambda: self.store.started(
+            cid, pid=pid, at=_not_before(datetime.now(UTC), status), reason=caller.reason, **self._kw(ns, caller)),
+            lambda now: now.pid == pid and now.started_at is not None)
 
     def _task_paused(self, raw: bytes, answer: bytes, ns: str, caller: Caller) -> None:
         cid = tpb.PauseTaskRequest.FromString(raw).container_id
         status = self._ensure(ns, cid, caller)
         if status.state == "RUNNING" and not status.paused:
-            self.store.paused(cid, at=_not_before(datetime.now(UTC), status), reason=caller.reason,
-                              **self._kw(ns, caller))
+            self._status_write(ns, cid, lambda: self.store.paused(
+                cid, at=_not_before(datetime.now(UTC), status), reason=caller.reason, **self._kw(ns, caller)),
+                lambda now: now.paused or now.state != "RUNNING")
 
     def _task_resumed(self, raw: bytes, answer: bytes, ns: str, caller: Caller) -> None:
         cid = tpb.ResumeTaskRequest.FromString(raw).container_id
         status = self._ensure(ns, cid, caller)
         if status.paused:
-            self.store.resumed(cid, at=_not_before(datetime.now(UTC), status), reason=caller.reason,
-                               **self._kw(ns, caller))
+            self._status_write(ns, cid, lambda: self.store.resumed(
+                cid, at=_not_before(datetime.now(UTC), status), reason=caller.reason, **self._kw(ns, caller)),
+                lambda now: not now.paused)
 
     def _task_deleted(self, raw: bytes, answer: bytes, ns: str, caller: Caller) -> None:
         cid = tpb.DeleteTaskRequest.FromString(raw).container_id
@@ -375,8 +390,9 @@ class Proxy:
         if status is not None and status.state == "RUNNING":
             at = _not_before(observed_time(done.exited_at) or datetime.now(UTC), status)
             code = done.exit_status - (1 << 32) if done.exit_status >= 1 << 31 else done.exit_status
-            self.store.exited(cid, exit_code=code, at=at, audit_reason=caller.reason, **self._kw(ns, caller))
-
+            self._status_write(ns, cid, lambda: self.store.exited(
+                cid, exit_code=code, at=at, audit_reason=caller.reason, **self._kw(ns, caller)),
+                lambda now: now.state != "RUNNING")
 
 def _target(method: str, raw: bytes) -> str:
     """The container a recorded call changes (for :class:`Claims`)."""
