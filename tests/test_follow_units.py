@@ -115,3 +115,37 @@ _SEEN = Container(id="web-1", labels={"a": "1"}, runtime=Runtime("io.containerd.
 )
 def test_a_reconcile_skips_only_what_the_store_would_not_write(seen: Container, unchanged: bool) -> None:
     assert _unchanged(_SEEN, seen) is unchanged
+
+
+def test_a_late_observation_of_a_deleted_incarnation_does_not_bring_it_back(tmp_path: Path) -> None:
+    """A create or update seen on containerd before the container was deleted (the deletion
+    recorded first, through the proxy) is of the incarnation the ledger deleted: told by
+    containerd's created_at, so a container created again under the name, however soon, is new.
+    Seen in a soak of ctr runs through the proxy: the follower's late Created brought a deleted
+    container back."""
+    import ctrledger
+    from ctrledger.follow import Follower
+    from ctrledger.follow.claims import Claims
+    from ctrledger.follow.follower import deleted_incarnation
+
+    t0 = datetime(2026, 12, 2, 9, 0, 0, tzinfo=UTC)
+    spec = Payload("types.containerd.io/opencontainers/runtime-spec/1/Spec", b"{}")
+
+    def seen(created: datetime | None, **labels: str) -> Container:
+        return Container(id="x", runtime=Runtime("io.containerd.runc.v2"), spec=spec, labels=labels, created_at=created)
+
+    with ctrledger.open(tmp_path / "l.db") as store:
+        assert not deleted_incarnation(store, "ns", seen(t0), t0)  # never seen
+        store.observe("x", seen(t0, a="1"), at=t0, namespace="ns")
+        store.observe("x", None, at=t0.replace(second=2), namespace="ns")
+        later = t0.replace(second=1)  # an update seen before the deletion, recorded after it
+        assert deleted_incarnation(store, "ns", seen(t0, a="2"), later)
+        again = t0.replace(microsecond=500)  # created again before the deletion's recorded time: new
+        assert not deleted_incarnation(store, "ns", seen(again), again)
+        # without a created_at, by time: the deletion at or after what was seen
+        assert deleted_incarnation(store, "ns", seen(None), later)
+        assert not deleted_incarnation(store, "ns", seen(None), t0.replace(second=3))
+        # the follower's check before a commit beside the proxy says the same
+        follower = Follower(store, str(tmp_path / "no.sock"), claims=Claims())
+        assert follower._superseded("ns", ("x", seen(t0, a="2"), later))
+        assert not follower._superseded("ns", ("x", seen(again), again))

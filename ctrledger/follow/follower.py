@@ -424,8 +424,8 @@ class Follower:
             return False
         try:
             have = self.store.get(cid, namespace=ns)
-        except ctrledger.NotFound:
-            return False
+        except ctrledger.NotFound:  # deleted meanwhile (through the proxy): not brought back
+            return state is not None and deleted_incarnation(self.store, ns, state, at)
         last = have.updated_at if state is not None else have.created_at
         return last is not None and last > at
 
@@ -851,6 +851,30 @@ def connect(address: str, timeout: float = 5.0) -> grpc.Channel:
         channel.close()
         raise OSError(f"cannot reach containerd at {address}: it does not answer") from None
     return channel
+
+
+def deleted_incarnation(store: ctrledger.Store, ns: str, state: Container, at: datetime | None) -> bool:
+    """``state``, seen on containerd at ``at`` for a name the ledger does not hold now, is of the
+    incarnation the ledger last deleted: recording it would bring a deleted container back (a
+    late record of a call or event that came before the deletion). Told by containerd's
+    ``created_at``, which each incarnation has its own of (a container created again under the
+    name is new, however soon); without one, by time: the deletion at or after ``at``."""
+    last = None
+    try:
+        for entry in store.history(state.id, namespace=ns):
+            last = entry
+    except (ctrledger.NotFound, ctrledger.FailedPrecondition):  # never seen, or a store without history
+        return False
+    if last is None or last.kind != "Deleted":
+        return False
+    if state.created_at is not None:
+        try:
+            gone = store.get(state.id, namespace=ns, as_of=ctrledger.Version(last.version - 1))
+        except ctrledger.StoreError:
+            gone = None
+        if gone is not None and gone.created_at is not None:
+            return gone.created_at == state.created_at
+    return at is not None and last.recorded_at >= at
 
 
 def _with(record: Container, **fields: Any) -> Container:

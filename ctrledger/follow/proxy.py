@@ -70,7 +70,7 @@ from ctrledger.wire.containerd.services.containers.v1 import containers_pb2_grpc
 from ctrledger.wire.containerd.services.tasks.v1 import tasks_pb2 as tpb
 
 from .claims import Claims
-from .follower import Follower, _not_before, _status
+from .follower import Follower, _not_before, _status, deleted_incarnation
 from .observed import observed_container, observed_time
 from .tap import MAX_MESSAGE, Event, Frames, grpc_message
 
@@ -130,7 +130,7 @@ class Proxy:
         self._up = grpc.insecure_channel(f"unix://{upstream}")
         self._containers = cgrpc.ContainersStub(self._up)  # type: ignore[no-untyped-call]
         self._recorders: dict[str, Recorder] = {
-            _CONTAINERS + "Create": self._container_created, _CONTAINERS + "Update": self._container_updated,
+            _CONTAINERS + "Create": self._container_written, _CONTAINERS + "Update": self._container_written,
             _CONTAINERS + "Delete": self._container_deleted, _TASKS + "Start": self._task_started,
             _TASKS + "Pause": self._task_paused, _TASKS + "Resume": self._task_resumed,
             _TASKS + "Delete": self._task_deleted,
@@ -296,37 +296,23 @@ class Proxy:
         return {"namespace": ns, "actor": caller.actor, "correlation_id": caller.correlation_id,
                 "client": caller.client}
 
-    def _container_created(self, raw: bytes, answer: bytes, ns: str, caller: Caller) -> None:
-        self._container_written(answer, ns, caller, update=False)
-
-    def _container_updated(self, raw: bytes, answer: bytes, ns: str, caller: Caller) -> None:
-        self._container_written(answer, ns, caller, update=True)
-
-    def _container_written(self, answer: bytes, ns: str, caller: Caller, *, update: bool) -> None:
+    def _container_written(self, raw: bytes, answer: bytes, ns: str, caller: Caller) -> None:
         wire = cpb.CreateContainerResponse.FromString(answer).container  # Update's answer has the same shape
         state = observed_container(wire)
         at = observed_time(wire.updated_at) or observed_time(wire.created_at)
-        if at is not None and self._superseded(ns, state.id, at, update=update):
+        if at is not None and self._superseded(state, ns, at):
             return
         self.store.observe(state.id, state, at=at, reason=caller.reason, **self._kw(ns, caller))
 
-    def _superseded(self, ns: str, cid: str, at: datetime, *, update: bool) -> bool:
-        """The ledger holds a later change of ``cid`` than ``at``: two connections' calls on one
-        container are answered (and recorded) in any order, so another caller's later change may
-        be recorded first; this state would take the ledger back (or bring back a container
-        deleted since). That later record holds this change too (as the follower's do)."""
+    def _superseded(self, state: ctrledger.Container, ns: str, at: datetime) -> bool:
+        """The ledger holds a later change of the container than ``at``: two connections' calls
+        on one container are answered (and recorded) in any order, so another caller's later
+        change may be recorded first; this state would take the ledger back (or bring back a
+        container deleted since). That later record holds this change too (as the follower's do)."""
         try:
-            have = self.store.get(cid, namespace=ns)
+            have = self.store.get(state.id, namespace=ns)
         except ctrledger.NotFound:
-            if not update:
-                return False  # a create: a new incarnation, whatever was deleted before
-            last = None
-            try:
-                for entry in self.store.history(cid, namespace=ns):
-                    last = entry
-            except (ctrledger.NotFound, ctrledger.FailedPrecondition):
-                return False
-            return last is not None and last.kind == "Deleted" and last.recorded_at >= at
+            return deleted_incarnation(self.store, ns, state, at)
         return have.updated_at is not None and have.updated_at > at
 
     def _container_deleted(self, raw: bytes, answer: bytes, ns: str, caller: Caller) -> None:
