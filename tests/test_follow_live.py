@@ -140,6 +140,9 @@ def test_replayed_events_write_nothing(store: ctrledger.Store, containerd: Conta
         again.close()
     assert store.position == head
     assert ledger_state(store, ns) == {"r1": {"x": "1"}}
+    # one reconcile, for the namespace it had not seen; not one more for each /tasks/start of r2,
+    # which is gone (deleted since: nothing to fetch)
+    assert again.stats.reconciles == 1, again.stats
 
 
 # -- tasks ---------------------------------------------------------------------------

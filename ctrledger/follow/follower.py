@@ -364,7 +364,7 @@ class Follower:
         seen: set[str] = set()
         ledger = {c.id: c for c in self.store.list(namespace=ns)}
         written = 0
-        batch: list[tuple[str, Container | None, datetime | None]] = []
+        batch: list[_Item] = []
         for chunk in _listed(self._containers.ListStream(cpb.ListContainersRequest(), metadata=md, timeout=600)):
             for wire, c in chunk:
                 seen.add(c.id)
@@ -372,13 +372,14 @@ class Follower:
                 if have is not None and _unchanged(have, c):
                     continue  # the common case of a reconcile: not worth a round through the store
                 at = c.created_at if have is None else (observed_time(wire.updated_at) or None)
-                batch.append((c.id, c, at))
+                batch.append((c.id, c, at, reason))
                 if len(batch) >= _BATCH:
-                    written += self._observe(ns, batch, reason)
+                    written += self._commit(ns, batch)
                     batch = []
         now = datetime.now(UTC)
-        batch += [(cid, None, now) for cid in ledger if cid not in seen]
-        written += self._observe(ns, batch, reason)
+        batch += [(cid, None, now, reason) for cid in ledger if cid not in seen]
+        # As the events' batches: beside a proxy, nothing the proxy recorded since the listing is undone
+        written += self._commit(ns, batch)
         tasks = {t.container_id: t for t in self._tasks.List(tpb.ListTasksRequest(), metadata=md, timeout=60).tasks}
         for cid in sorted(seen):
             known = ledger.get(cid)
@@ -701,13 +702,7 @@ class Follower:
         if word is not None:
             state, when = word
             return state is None and when is not None and when >= at
-        last = None
-        try:
-            for entry in self.store.history(cid, namespace=ns):
-                last = entry
-        except (ctrledger.NotFound, ctrledger.FailedPrecondition):  # never seen, or a store without history
-            return False
-        return last is not None and last.kind == "Deleted" and last.recorded_at >= at
+        return _deleted_since(self.store, ns, cid, at)
 
     def _known_record(self, ns: str, cid: str, pending: _Pending) -> Container | None:
         """The container as the ledger will hold it once ``pending`` is written (None: absent)."""
@@ -730,11 +725,8 @@ class Follower:
             if word is not None:
                 last = word[1]
             else:
-                try:
-                    for entry in self.store.history(payload.id, namespace=ns):
-                        last = entry.recorded_at
-                except ctrledger.NotFound:
-                    pass
+                entry = _last_word(self.store, ns, payload.id)
+                last = None if entry is None else entry.recorded_at
             if last is not None and at is not None and last >= at:
                 return None  # an old create, replayed: the ledger has seen this name since
             options = (ctrledger.Payload(payload.runtime.options.type_url, payload.runtime.options.value)
@@ -778,8 +770,10 @@ class Follower:
         if not isinstance(payload, (tev.TaskStart, tev.TaskPaused, tev.TaskResumed)):
             return
         status = _status(self.store, ns, cid)
-        if status is None:  # the container came before its event: fetch it
-            self.reconcile(AFTER_GAP, [ns])
+        if status is None:
+            if at is not None and _deleted_since(self.store, ns, cid, at):
+                return  # the event of a container deleted since (the follower is behind): nothing to do
+            self.reconcile(AFTER_GAP, [ns])  # the container came before its event: fetch it
             return
         kw: dict[str, Any] = {"namespace": ns, "actor": ACTOR, "at": _not_before(at, status)}
         last = max((t for t in (status.started_at, status.finished_at) if t is not None), default=None)
@@ -853,18 +847,30 @@ def connect(address: str, timeout: float = 5.0) -> grpc.Channel:
     return channel
 
 
+def _last_word(store: ctrledger.Store, ns: str, cid: str) -> Any:
+    """The last entry of ``cid``'s history (None: never seen, or a store without history)."""
+    last = None
+    try:
+        for entry in store.history(cid, namespace=ns):
+            last = entry
+    except (ctrledger.NotFound, ctrledger.FailedPrecondition):
+        return None
+    return last
+
+
+def _deleted_since(store: ctrledger.Store, ns: str, cid: str, at: datetime) -> bool:
+    """The ledger's last word on ``cid`` is a deletion at or after ``at``."""
+    last = _last_word(store, ns, cid)
+    return last is not None and last.kind == "Deleted" and last.recorded_at >= at
+
+
 def deleted_incarnation(store: ctrledger.Store, ns: str, state: Container, at: datetime | None) -> bool:
     """``state``, seen on containerd at ``at`` for a name the ledger does not hold now, is of the
     incarnation the ledger last deleted: recording it would bring a deleted container back (a
     late record of a call or event that came before the deletion). Told by containerd's
     ``created_at``, which each incarnation has its own of (a container created again under the
     name is new, however soon); without one, by time: the deletion at or after ``at``."""
-    last = None
-    try:
-        for entry in store.history(state.id, namespace=ns):
-            last = entry
-    except (ctrledger.NotFound, ctrledger.FailedPrecondition):  # never seen, or a store without history
-        return False
+    last = _last_word(store, ns, state.id)
     if last is None or last.kind != "Deleted":
         return False
     if state.created_at is not None:
