@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -275,6 +276,312 @@ def test_pause_resume_and_exec_is_not_an_exit(store: ctrledger.Store, containerd
         containerd.ctr("task", "rm", "p1", namespace=ns)
 
 
+def _envelope(ns: str, topic: str, event: object, at: datetime | None = None) -> epb.Envelope:
+    from google.protobuf import any_pb2
+
+    e = epb.Envelope(namespace=ns, topic=topic, event=any_pb2.Any(
+        type_url=f"containerd.events.{type(event).__name__}", value=event.SerializeToString()))  # type: ignore[attr-defined]
+    if at is None:
+        e.timestamp.GetCurrentTime()
+    else:
+        e.timestamp.FromDatetime(at)
+    return e
+
+
+def test_a_reconcile_reads_the_tasks_containerd_lists(store: ctrledger.Store, containerd: Containerd,
+                                                      root: Path) -> None:
+    """containerd's Tasks/List names each task by its id (the container's ID), container_id left
+    empty: the reconcile keyed them by container_id, so it saw no task at all. Found in a hostile
+    soak: every reconcile (one after each task event of a container the ledger had not yet
+    recorded) ended each running container of the namespace with exit code 255, reason Unknown
+    ("the task was gone when the follower looked again"), and its real exit was then ignored."""
+    ns = "reconcile-tasks"
+    containerd.ctr("run", "-d", "--rootfs", str(root), "up", "/bin/sleep", "60", namespace=ns)
+    containerd.ctr("run", "-d", "--rootfs", str(root), "held", "/bin/sleep", "60", namespace=ns)
+    containerd.ctr("task", "pause", "held", namespace=ns)
+    containerd.ctr("run", "-d", "--rootfs", str(root), "done", "/bin/sh", "-c", "exit 3", namespace=ns)
+    try:
+        wait_until(lambda: "STOPPED" in containerd.ctr("task", "ls", namespace=ns).stdout, what="done to exit")
+        pids = {line.split()[0]: int(line.split()[1])
+                for line in containerd.ctr("task", "ls", namespace=ns).stdout.splitlines()[1:]}
+        f = Follower(store, containerd.socket, namespaces=[ns])
+        try:
+            f.reconcile(AT_SYNC)
+            got = {cid: (status(store, cid, ns).state, status(store, cid, ns).pid, status(store, cid, ns).paused,
+                         status(store, cid, ns).exit_code) for cid in ("up", "held", "done")}
+            assert got == {"up": ("RUNNING", pids["up"], False, 0), "held": ("RUNNING", pids["held"], True, 0),
+                           "done": ("EXITED", 0, False, 3)}
+            assert f.reconcile(AFTER_GAP) == 0  # and a reconcile again finds nothing to change
+            assert status(store, "up", ns).state == "RUNNING"
+        finally:
+            f.close()
+    finally:
+        for cid in ("up", "held"):
+            containerd.ctr("task", "kill", "-s", "SIGKILL", cid, namespace=ns, check=False)
+        wait_until(lambda: "RUNNING" not in containerd.ctr("task", "ls", namespace=ns).stdout
+                   and "PAUSED" not in containerd.ctr("task", "ls", namespace=ns).stdout, what="the kills")
+        for cid in ("up", "held", "done"):
+            containerd.ctr("task", "rm", cid, namespace=ns, check=False)
+
+
+def test_a_reconcile_leaves_a_vanished_task_to_its_exit_read_already(store: ctrledger.Store,
+                                                                      containerd: Containerd, root: Path) -> None:
+    """A reconcile while following: a task that exited and was deleted just before the tasks
+    were listed (a ctr run --rm, over in milliseconds) published its exit first, and the exit is
+    among the events read. Found in a hostile soak: the reconcile ended such runs with 255,
+    reason Unknown ("the task was gone when the follower looked again"), and their real exit
+    was then ignored (the ledger said 255 where ctr said 0-3)."""
+    import queue
+
+    from ctrledger.wire.containerd.events import task_pb2 as tev
+
+    ns = "vanished"
+    containerd.ctr("containers", "create", "--rootfs", str(root), "x", "/bin/true", namespace=ns)
+    f = Follower(store, containerd.socket, namespaces=[ns])
+    try:
+        f.reconcile(AT_SYNC)
+        store.started("x", pid=42, namespace=ns, actor="caller")  # through the proxy; gone since
+        inbox: queue.SimpleQueue[epb.Envelope | BaseException | None] = queue.SimpleQueue()
+        inbox.put(_envelope(ns, "/tasks/exit", tev.TaskExit(container_id="x", id="x", pid=42, exit_status=3)))
+        f._inbox = inbox  # as while following: the exit read from the stream, not yet recorded
+        assert f.reconcile(AFTER_GAP, [ns]) == 0
+        assert status(store, "x", ns).state == "RUNNING"
+        f.apply([])  # the events read go on in order
+        s = status(store, "x", ns)
+        assert (s.state, s.exit_code, s.reason) == ("EXITED", 3, "Error")
+        f._inbox = queue.SimpleQueue()  # and with no exit on its way, the run is ended as Unknown
+        store.started("x", pid=43, namespace=ns, actor="caller")
+        began = time.monotonic()
+        assert f.reconcile(AFTER_GAP, [ns]) == 1
+        assert time.monotonic() - began < 5
+        s = status(store, "x", ns)
+        assert (s.state, s.exit_code, s.reason) == ("EXITED", 255, "Unknown")
+    finally:
+        f.close()
+        containerd.ctr("containers", "rm", "x", namespace=ns, check=False)
+
+
+def test_a_reconcile_does_not_end_a_run_started_after_it_listed_the_tasks(store: ctrledger.Store,
+                                                                           containerd: Containerd,
+                                                                           root: Path) -> None:
+    """The reconcile lists the tasks, then looks at each container in the ledger: a start
+    recorded in between (through the proxy) is of a task the listing has not, or has as CREATED.
+    Found in a hostile soak (the proxy's first ctr runs while its follower's first reconcile ran):
+    such runs were ended as Unknown (255) "the task was gone", their real exit then ignored."""
+    from ctrledger.wire.containerd.types.task import task_pb2 as ttypes
+
+    ns = "listed-before"
+    containerd.ctr("containers", "create", "--rootfs", str(root), "x", "/bin/true", namespace=ns)
+    f = Follower(store, containerd.socket, namespaces=[ns])
+    try:
+        f.reconcile(AT_SYNC)
+        real = f._tasks
+
+        class StartedAfterTheList:
+            def __getattr__(self, name: str) -> object:
+                return getattr(real, name)
+
+            def List(self, *args: object, **kwargs: object) -> object:  # noqa: N802 - the stub's name
+                got = real.List(*args, **kwargs)
+                # as containerd lists a task created, not yet started (ctr run: Tasks/Create, then Start)
+                got.tasks.add(id="x", pid=42, status=ttypes.CREATED)
+                time.sleep(0.01)
+                store.started("x", pid=42, namespace=ns, actor="caller")  # the proxy, right after the list
+                return got
+
+        f._tasks = StartedAfterTheList()
+        assert f.reconcile(AFTER_GAP, [ns]) == 0
+        s = status(store, "x", ns)
+        assert (s.state, s.pid) == ("RUNNING", 42)
+        f._tasks = real  # and once containerd is asked after it, a run with no task is ended
+        assert f.reconcile(AFTER_GAP, [ns]) == 1
+        assert (status(store, "x", ns).exit_code, status(store, "x", ns).reason) == (255, "Unknown")
+    finally:
+        f.close()
+        containerd.ctr("containers", "rm", "x", namespace=ns, check=False)
+
+
+def test_a_reconcile_does_not_pause_again_a_task_resumed_after_it_listed_them(store: ctrledger.Store,
+                                                                             containerd: Containerd,
+                                                                             root: Path) -> None:
+    """The same with a pause: listed PAUSED, resumed through the proxy before the reconcile
+    looked at the ledger. Found in a hostile soak (the proxy SIGKILLed and restarted: its new
+    follower's reconcile ran while callers used the new proxy): recorded Paused again, while
+    containerd had the task running."""
+    ns = "resumed-after-list"
+    containerd.ctr("run", "-d", "--rootfs", str(root), "p", "/bin/sleep", "60", namespace=ns)
+    f = Follower(store, containerd.socket, namespaces=[ns])
+    try:
+        f.reconcile(AT_SYNC)
+        containerd.ctr("task", "pause", "p", namespace=ns)
+        store.paused("p", namespace=ns, actor="caller")
+        real = f._tasks
+
+        class ResumedAfterTheList:
+            def __getattr__(self, name: str) -> object:
+                return getattr(real, name)
+
+            def List(self, *args: object, **kwargs: object) -> object:  # noqa: N802 - the stub's name
+                got = real.List(*args, **kwargs)
+                containerd.ctr("task", "resume", "p", namespace=ns)
+                store.resumed("p", namespace=ns, actor="caller")  # the proxy, right after the list
+                return got
+
+        f._tasks = ResumedAfterTheList()
+        assert f.reconcile(AFTER_GAP, [ns]) == 0
+        assert not status(store, "p", ns).paused
+        f._tasks = real
+        assert f.reconcile(AFTER_GAP, [ns]) == 0  # containerd agrees
+        assert kinds(store, "p", ns) == ["Created", "Started", "Paused", "Resumed"]
+    finally:
+        f.close()
+        containerd.ctr("task", "kill", "-s", "SIGKILL", "p", namespace=ns, check=False)
+        wait_until(lambda: "STOPPED" in containerd.ctr("task", "ls", namespace=ns).stdout, what="the kill")
+        containerd.ctr("task", "rm", "p", namespace=ns, check=False)
+
+
+def test_a_task_event_of_a_container_deleted_since_needs_no_reconcile(store: ctrledger.Store,
+                                                                      containerd: Containerd) -> None:
+    """A start read after the container's deletion was recorded (through the proxy: a ctr run
+    --rm is often over before the follower reads its start) is of a container gone: the
+    follower reconciled the whole namespace for each, which kept it behind in a hostile soak
+    (355 reconciles in 90 s) and raced with the runs in flight (above)."""
+    from ctrledger.wire.containerd.events import task_pb2 as tev
+
+    ns = "started-gone"
+    started = datetime.now(UTC)
+    store.create(ctrledger.Container(id="x", runtime=ctrledger.Runtime("io.containerd.runc.v2"),
+                                     spec=ctrledger.Payload(SPEC_URL, b"{}")), namespace=ns, actor="caller")
+    store.delete("x", namespace=ns, actor="caller")
+    before = [(e.kind, e.actor) for e in store.history("x", namespace=ns)]
+    f = Follower(store, containerd.socket, namespaces=[ns])
+    f._known.add(ns)
+    try:
+        f.apply([_envelope(ns, "/tasks/start", tev.TaskStart(container_id="x", pid=42), started)])
+    finally:
+        f.close()
+    assert (f.stats.reconciles, f.stats.errors) == (0, 0)
+    assert [(e.kind, e.actor) for e in store.history("x", namespace=ns)] == before
+    # a container the ledger never heard of still is fetched
+    f = Follower(store, containerd.socket, namespaces=[ns])
+    f._known.add(ns)
+    try:
+        f.apply([_envelope(ns, "/tasks/start", tev.TaskStart(container_id="y", pid=42))])
+    finally:
+        f.close()
+    assert f.stats.reconciles == 1
+
+
+@pytest.mark.parametrize("meanwhile", ["exit", "delete", "delete-and-run-again"])
+def test_an_exit_is_not_split_from_its_look_by_a_proxied_record(store: ctrledger.Store, containerd: Containerd,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 meanwhile: str) -> None:
+    """The follower looks at the ledger (running) before it records an exit; a proxied call on
+    the container (ctr tasks rm, ctr containers rm, and a ctr run of the name again) may be
+    recorded between the look and the write. Seen in a hostile soak (ctr run -d, ctr tasks kill,
+    then tasks rm and containers rm through the proxy): "cannot record /tasks/exit: container is
+    in CONTAINER_EXITED state", or "not found", counted as follower errors. Beside a proxy the
+    follower now looks again under ``Claims.writing``, which a proxied record waits for."""
+    from ctrledger.follow import follower as follower_module
+    from ctrledger.follow.claims import Claims
+    from ctrledger.wire.containerd.events import task_pb2 as tev
+
+    ns = f"split-{meanwhile}"
+    spec = ctrledger.Payload(SPEC_URL, b"{}")
+    record = ctrledger.Container(id="x", runtime=ctrledger.Runtime("io.containerd.runc.v2"), spec=spec)
+    store.create(record, namespace=ns)
+    store.started("x", pid=42, namespace=ns)
+    claims = Claims()
+    looks = []
+    real_status = follower_module._status
+
+    def proxied() -> None:  # what the proxy does for a call: claim, record, release
+        with claims.hold(ns, "x"):
+            if meanwhile == "exit":
+                store.exited("x", exit_code=7, namespace=ns, actor="caller")
+            else:
+                store.delete("x", namespace=ns, actor="caller")
+                if meanwhile == "delete-and-run-again":
+                    store.create(record, namespace=ns, actor="caller")
+                    store.started("x", pid=43, namespace=ns, actor="caller")
+
+    def look(s: ctrledger.Store, n: str, cid: str) -> object:
+        got = real_status(s, n, cid)
+        looks.append(got)
+        if len(looks) == 1:
+            proxied()  # right after the follower's first look
+        return got
+
+    monkeypatch.setattr(follower_module, "_status", look)
+    exited_at = datetime.now(UTC)
+    f = Follower(store, containerd.socket, namespaces=[ns], claims=claims)
+    f._known.add(ns)
+    try:
+        f.apply([_envelope(ns, "/tasks/exit", tev.TaskExit(container_id="x", id="x", pid=42, exit_status=7,
+                                                           exited_at=_timestamp(exited_at)))])
+    finally:
+        f.close()
+    assert (f.stats.errors, f.stats.last_error) == (0, "")
+    entries = [(e.kind, e.actor) for e in store.history("x", namespace=ns)]
+    assert ("Exited", "containerd") not in entries, entries
+    if meanwhile == "delete-and-run-again":
+        assert status(store, "x", ns).state == "RUNNING" and status(store, "x", ns).pid == 43
+
+
+def _timestamp(at: datetime) -> object:
+    from google.protobuf import timestamp_pb2
+
+    t = timestamp_pb2.Timestamp()
+    t.FromDatetime(at)
+    return t
+
+
+def test_an_old_pause_or_resume_read_late_is_no_error(store: ctrledger.Store, containerd: Containerd,
+                                                     root: Path) -> None:
+    """A pause or resume event read after a later pause or resume was recorded through the
+    proxy (at the time containerd answered it: after the event) is an old one: the store
+    refuses it (dated before the last status change) and the ledger must stay with the task as
+    containerd has it. Seen in a hostile soak (pause, resume, pause through the proxy, the
+    follower behind): "cannot record /tasks/resumed: at ... is earlier than the last status
+    change", a follower error each time."""
+    from ctrledger.wire.containerd.events import task_pb2 as tev
+
+    ns = "old-pause"
+    containerd.ctr("run", "-d", "--rootfs", str(root), "p", "/bin/sleep", "60", namespace=ns)
+    try:
+        f = Follower(store, containerd.socket, namespaces=[ns])
+        try:
+            f.reconcile(AT_SYNC)
+            assert status(store, "p", ns).state == "RUNNING"
+
+            def proxied(call: str) -> datetime:  # the call, and its record as the proxy makes it
+                containerd.ctr("task", call, "p", namespace=ns)
+                published = datetime.now(UTC)  # about when containerd published its event
+                time.sleep(0.01)
+                getattr(store, f"{call}d")("p", namespace=ns, actor="caller")
+                return published
+
+            proxied("pause")
+            resumed = proxied("resume")
+            proxied("pause")
+            # the resume's event, read only now: the ledger has the later pause
+            f.apply([_envelope(ns, "/tasks/resumed", tev.TaskResumed(container_id="p"), resumed)])
+            assert (f.stats.errors, f.stats.last_error) == (0, "")
+            assert status(store, "p", ns).paused  # as containerd has it
+            paused = datetime.now(UTC)
+            proxied("resume")
+            f.apply([_envelope(ns, "/tasks/paused", tev.TaskPaused(container_id="p"), paused)])
+            assert (f.stats.errors, f.stats.last_error) == (0, "")
+            assert not status(store, "p", ns).paused
+            assert kinds(store, "p", ns) == ["Created", "Started", "Paused", "Resumed", "Paused", "Resumed"]
+        finally:
+            f.close()
+    finally:
+        containerd.ctr("task", "kill", "-s", "SIGKILL", "p", namespace=ns, check=False)
+        wait_until(lambda: "STOPPED" in containerd.ctr("task", "ls", namespace=ns).stdout, what="the kill")
+        containerd.ctr("task", "rm", "p", namespace=ns, check=False)
+
+
 # -- gaps ----------------------------------------------------------------------------
 
 
@@ -293,6 +600,34 @@ def test_containerd_restarted_mid_stream(store: ctrledger.Store, containerd: Con
         assert f.stats.connects >= 2 and f.stats.errors >= 1
         containerd.ctr("containers", "rm", "after", namespace=ns)  # and events flow again
         wait_until(lambda: ledger_state(store, ns) == {"before": {"seen": "after"}})
+
+
+def test_the_backoff_starts_over_after_a_session_that_had_reconciled(store: ctrledger.Store,
+                                                                      containerd: Containerd,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """Each break of a healthy session (containerd restarted, say) is retried after the shortest
+    wait: the backoff doubled on every break of the follower's life and was never reset (the
+    reset sat after ``_session``, which only ever returns by raising), so from the sixth
+    containerd restart on the follower stayed away 5 s each time. Found in a hostile soak
+    (containerd restarted every 10 s): every exit and deletion in those 5 s was lost, the runs
+    ended as Unknown (255) by the reconcile."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="ctrledger.follow")
+    ns = "backoff"
+    f = Follower(store, containerd.socket, namespaces=[ns], backoff=(0.2, 3.0))
+    t = threading.Thread(target=f.run, daemon=True)
+    t.start()
+    try:
+        wait_until(lambda: f.stats.reconciles == 1, what="the follower to start")
+        for n in range(2, 5):
+            f._call.cancel()  # the stream breaks, as when containerd goes away
+            wait_until(lambda n=n: f.stats.connects == n and f.stats.reconciles >= n, what="the follower back")
+    finally:
+        f.stop()
+        t.join(10)
+    waits = [r.getMessage().rsplit("retrying in ", 1)[1] for r in caplog.records if "retrying in" in r.getMessage()]
+    assert waits == ["0.2s"] * 3, waits
 
 
 def test_follower_sigkilled_during_a_burst(tmp_path: Path, containerd: Containerd) -> None:

@@ -43,6 +43,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -87,6 +88,7 @@ _BATCH = 1000  # observations written in one commit at most
 # was free made batches of 1.3 and 1.1-1.3 ms of CPU per event; 5 ms gave p50 7 ms but p99
 # <= 50 ms in 5 of 15 bursts; 10 ms, p50 10 ms and p99 <= 50 ms in 11 of 18 (docs/benchmarks.md).
 _SPACING = 0.010
+_EXIT_AHEAD = 0.3  # seconds after a reconcile listed the tasks to wait for the exit of a running one gone from them
 _OOM_LATE = 0.5  # seconds after a SIGKILLed task's exit was published to wait for a /tasks/oom published after it
 _CHUNK = 200  # containers a reconcile's list reader hands over at once
 
@@ -213,6 +215,8 @@ class Follower:
         self._ahead: deque[epb.Envelope] = deque()  # events read, not yet recorded (in order)
         self._inbox: queue.SimpleQueue[epb.Envelope | BaseException | None] | None = None
         self._ended: BaseException | None = None  # how the stream ended, once read
+        self._listed_at = 0.0  # when the last reconcile listed the tasks (time.monotonic)
+        self._synced = False  # the session has reconciled: its break starts the backoff over
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -233,18 +237,23 @@ class Follower:
         wait = self.backoff[0]
         first = True
         while not self._stop.is_set():
+            self._synced = False
             try:
                 self._session(AT_SYNC if first and self._ledger_is_new() else AFTER_GAP)
                 wait = self.backoff[0]
             except (grpc.RpcError, _Gone, ctrledger.StoreError, OSError) as e:
                 if self._stop.is_set():
                     break
+                if self._synced:  # the break of a session that had reconciled: wait from the shortest again
+                    wait = self.backoff[0]
                 self.stats.errors += 1
                 self.stats.last_error = _describe(e)
                 log.warning("follow %s: %s; retrying in %.1fs", self.address, self.stats.last_error, wait)
             except Exception as e:  # noqa: BLE001 - a bug must not stop the recording: log it, start over
                 if self._stop.is_set():
                     break
+                if self._synced:
+                    wait = self.backoff[0]
                 self.stats.errors += 1
                 self.stats.last_error = f"unexpected {type(e).__name__}: {e}"
                 log.exception("follow %s: unexpected error; reconciling again in %.1fs", self.address, wait)
@@ -305,6 +314,7 @@ class Follower:
         time.sleep(0.05)  # let the subscription reach containerd (it sends no headers before an event)
         self.stats.connects += 1
         self.reconcile(reason)
+        self._synced = True
         if self.on_ready is not None:
             self.on_ready(self)
         next_relist = time.monotonic() + self.relist
@@ -380,11 +390,16 @@ class Follower:
         batch += [(cid, None, now, reason) for cid in ledger if cid not in seen]
         # As the events' batches: beside a proxy, nothing the proxy recorded since the listing is undone
         written += self._commit(ns, batch)
-        tasks = {t.container_id: t for t in self._tasks.List(tpb.ListTasksRequest(), metadata=md, timeout=60).tasks}
+        # containerd lists each container's task (its init process) under its id, the container's
+        # ID: container_id is left empty (1.6 and 1.7; read either)
+        asked = {c.id: _mark(c) for c in self.store.list(namespace=ns)}  # the ledger before containerd's answer
+        listed = self._tasks.List(tpb.ListTasksRequest(), metadata=md, timeout=60).tasks
+        self._listed_at = time.monotonic()
+        tasks = {t.container_id or t.id: t for t in listed}
         for cid in sorted(seen):
             known = ledger.get(cid)
             if cid in tasks or (known is not None and known.status.state == "RUNNING"):
-                written += self._reconcile_task(ns, cid, tasks.get(cid), reason)
+                written += self._reconcile_task(ns, cid, tasks.get(cid), asked.get(cid), reason)
         return written
 
     def _observe(self, ns: str, batch: Sequence[_Item | tuple[str, Container | None, datetime | None]],
@@ -499,13 +514,24 @@ class Follower:
             self._wake = self._inbox = None
             self._ahead.clear()  # read but not recorded: the next session's reconcile makes up for them
 
-    def _reconcile_task(self, ns: str, cid: str, task: ttypes.Process | None, reason: str) -> int:
-        """Bring the container's status to its task's (None: it has no task)."""
+    def _reconcile_task(self, ns: str, cid: str, task: ttypes.Process | None, asked: tuple[int, object] | None,
+                        reason: str) -> int:
+        """Bring the container's status to its task's (None: it has no task), as containerd
+        answered when the ledger's record of the container was ``asked`` (``_mark``)."""
         if self.claims is not None:
             self.claims.wait(ns, cid)  # a proxied call records it first, under its caller's name
-        status = _status(self.store, ns, cid)
-        if status is None:
+        try:
+            have = self.store.get(cid, namespace=ns)
+        except ctrledger.NotFound:
             return 0
+        if asked is None or _mark(have) != asked:
+            # recorded since containerd was asked (through the proxy, or an event read since):
+            # the answer may be older than that record, and cannot overrule it. Found in a
+            # hostile soak: a task listed CREATED (or not yet there), then started through the
+            # proxy before the reconcile looked at the ledger, was ended as Unknown (255); one
+            # listed PAUSED, then resumed through the proxy, was recorded paused again.
+            return 0
+        status = have.status
         running = status.state == "RUNNING"
         now = datetime.now(UTC)
         written = 0
@@ -514,11 +540,19 @@ class Follower:
             if running:
                 if task is not None and task.status == ttypes.STOPPED:
                     self._exited(ns, cid, task.exit_status, observed_time(task.exited_at) or now, reason)
+                elif task is None and self._exit_ahead(ns, cid):
+                    return written  # gone since it exited: its exit, read already, says how
                 else:
                     self.store.exited(cid, exit_code=UNKNOWN_EXIT, at=_not_before(now, status), reason="Unknown",
                                       message="the task was gone when the follower looked again",
                                       audit_reason=reason, **kw)
                 written += 1
+            elif task is not None and task.status == ttypes.STOPPED and status.state == "CREATED":
+                # the task ran and exited while nobody watched: its run, dated by its exit
+                at = _not_before(observed_time(task.exited_at) or now, status)
+                self.store.started(cid, pid=task.pid, at=at, reason=reason, **kw)
+                self._exited(ns, cid, task.exit_status, at, reason)
+                written += 2
             return written
         if running and status.pid != task.pid:  # another run began and this one ended unseen
             self.store.exited(cid, exit_code=UNKNOWN_EXIT, at=_not_before(now, status), reason="Unknown",
@@ -754,48 +788,106 @@ class Follower:
         if isinstance(payload, (tev.TaskExit, tev.TaskDelete)):
             if payload.id and payload.id != cid:
                 return  # an exec process: not the container's exit
-            status = _status(self.store, ns, cid)
             exited_at = observed_time(payload.exited_at) or at
-            if status is not None and status.state == "RUNNING":
-                if (exited_at is not None and status.started_at is not None and exited_at < status.started_at
-                        and payload.pid != status.pid):
-                    return  # the exit of an earlier run, replayed (a reconcile may date this run's start
-                    # after its exit: it saw the task running, and the exit came before it recorded that)
-                if (payload.exit_status == 137 and (ns, cid) not in self._oom
-                        and self._oom_follows(ns, cid, at)):
-                    self._oom.add((ns, cid))
-                self._exited(ns, cid, payload.exit_status, exited_at, "")
-                self.stats.writes += 1
+            if not _exit_applies(_status(self.store, ns, cid), payload, exited_at):
+                return
+            if payload.exit_status == 137 and (ns, cid) not in self._oom and self._oom_follows(ns, cid, at):
+                self._oom.add((ns, cid))
+            with self._holding(ns, cid):
+                # again, held: a proxied call may have recorded the exit (Tasks/Delete) or the
+                # container's deletion since the look above (or during the wait for an OOM)
+                if _exit_applies(_status(self.store, ns, cid), payload, exited_at):
+                    self._exited(ns, cid, payload.exit_status, exited_at, "")
+                    self.stats.writes += 1
             return
         if not isinstance(payload, (tev.TaskStart, tev.TaskPaused, tev.TaskResumed)):
             return
-        status = _status(self.store, ns, cid)
-        if status is None:
+        with self._holding(ns, cid):
+            known = self._status_event(ns, cid, payload, at)
+        if not known:
             if at is not None and _deleted_since(self.store, ns, cid, at):
                 return  # the event of a container deleted since (the follower is behind): nothing to do
             self.reconcile(AFTER_GAP, [ns])  # the container came before its event: fetch it
+
+    @contextmanager
+    def _holding(self, ns: str, cid: str) -> Iterator[None]:
+        """Beside a proxy, no proxied call records ``cid`` while the block looks at the ledger
+        and writes (``Claims.writing``): the look and the write are not split by its record."""
+        if self.claims is None:
+            yield
             return
+        with self.claims.writing({(ns, cid)}):
+            yield
+
+    def _status_event(self, ns: str, cid: str, payload: tev.TaskStart | tev.TaskPaused | tev.TaskResumed,
+                      at: datetime | None) -> bool:
+        """Record a start, pause or resume; False if the ledger does not have the container."""
+        status = _status(self.store, ns, cid)
+        if status is None:
+            return False
         kw: dict[str, Any] = {"namespace": ns, "actor": ACTOR, "at": _not_before(at, status)}
         last = max((t for t in (status.started_at, status.finished_at) if t is not None), default=None)
         if at is not None and last is not None and at <= last:
-            return  # no newer than what the ledger knows: a duplicate, or queued while a reconcile recorded it
+            return True  # no newer than what the ledger knows: a duplicate, or queued while a reconcile recorded it
         if isinstance(payload, tev.TaskStart):
             if status.state == "RUNNING" and status.pid == payload.pid:
-                return  # a duplicate
+                return True  # a duplicate
             if status.state == "RUNNING":
                 self.store.exited(cid, exit_code=UNKNOWN_EXIT, reason="Unknown",
                                   message="a new task started before its exit was seen", **kw)
             self._oom.discard((ns, cid))
             self.store.started(cid, pid=payload.pid, **kw)
-        elif isinstance(payload, tev.TaskPaused):
-            if status.state != "RUNNING" or status.paused:
-                return
-            self.store.paused(cid, **kw)
         else:
-            if not status.paused:
-                return
-            self.store.resumed(cid, **kw)
+            pause = isinstance(payload, tev.TaskPaused)
+            if status.state != "RUNNING" or status.paused == pause:
+                return True
+            try:
+                (self.store.paused if pause else self.store.resumed)(cid, **kw)
+            except ctrledger.InvalidArgument:
+                # dated before the last status change recorded: a pause or resume recorded
+                # since, through the proxy (at the time containerd answered it, after this
+                # event), or by a reconcile (at the time it looked). The event is an old one:
+                # the task as containerd has it now is what the status must say.
+                asked = _mark(self.store.get(cid, namespace=ns))
+                self.stats.writes += self._reconcile_task(ns, cid, self._task(ns, cid), asked, AFTER_GAP)
+                return True
         self.stats.writes += 1
+        return True
+
+    def _task(self, ns: str, cid: str) -> ttypes.Process | None:
+        """The container's task as containerd has it now (None: it has none)."""
+        try:
+            got: tpb.GetResponse = self._tasks.Get(tpb.GetRequest(container_id=cid), metadata=_ns(ns), timeout=30)
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+        return got.process
+
+    def _exit_ahead(self, ns: str, cid: str) -> bool:
+        """Whether an exit of ``cid`` is among the events read and not yet recorded (waiting for
+        more until ``_EXIT_AHEAD`` after the reconcile listed the tasks). A task deleted before a
+        reconcile listed them (a ctr run --rm, over in milliseconds) published its exit before:
+        while following, the exit is read or about to be, with its code; ending the run as
+        Unknown (255) would have the ledger ignore it."""
+        if self._inbox is None:
+            return False
+        deadline = self._listed_at + _EXIT_AHEAD
+        seen = 0
+        while True:
+            for i in range(seen, len(self._ahead)):
+                env = self._ahead[i]
+                if env.namespace == ns and env.topic in ("/tasks/exit", "/tasks/delete"):
+                    got = payload_of(env)
+                    if getattr(got, "container_id", "") == cid and getattr(got, "id", cid) in (cid, ""):
+                        return True
+            seen = len(self._ahead)
+            left = deadline - time.monotonic()
+            if self._ended is not None or left <= 0:
+                return False
+            batch, ended = _drain(self._inbox, timeout=left)
+            self._ahead.extend(batch)
+            self._ended = ended
 
     def _oom_follows(self, ns: str, cid: str, published: datetime | None) -> bool:
         """Whether a ``/tasks/oom`` of ``cid`` comes among the next events (taken out of them),
@@ -831,6 +923,22 @@ class Follower:
         self.store.exited(cid, exit_code=_int32(code), at=_not_before(at, status),
                           reason="OOMKilled" if oom else None, namespace=ns, actor=ACTOR,
                           audit_reason=reason or None)
+
+
+def _mark(record: Container) -> tuple[int, object]:
+    """What changes whenever anything of the container is recorded: its version in its
+    incarnation (told apart by its creation time)."""
+    return record.version, record.created_at
+
+
+def _exit_applies(status: Any, payload: tev.TaskExit | tev.TaskDelete, exited_at: datetime | None) -> bool:
+    """Whether an exit is this run's and not yet recorded: the container is running, and the
+    exit is not that of an earlier run, replayed (a reconcile may date this run's start after
+    its exit: it saw the task running, and the exit came before it recorded that)."""
+    if status is None or status.state != "RUNNING":
+        return False
+    return not (exited_at is not None and status.started_at is not None and exited_at < status.started_at
+                and payload.pid != status.pid)
 
 
 def connect(address: str, timeout: float = 5.0) -> grpc.Channel:
