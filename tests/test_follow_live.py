@@ -12,10 +12,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -361,6 +362,22 @@ def test_a_reconcile_leaves_a_vanished_task_to_its_exit_read_already(store: ctrl
         containerd.ctr("containers", "rm", "x", namespace=ns, check=False)
 
 
+class _ListingThen:
+    """containerd's Tasks stub, whose List calls ``then(answer)`` before it returns: something
+    happening right after containerd listed the tasks."""
+
+    def __init__(self, real: Any, then: Callable[[Any], None]) -> None:
+        self.real, self.then = real, then
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+    def List(self, *args: object, **kwargs: object) -> object:  # noqa: N802 - the stub's name
+        got = self.real.List(*args, **kwargs)
+        self.then(got)
+        return got
+
+
 def test_a_reconcile_does_not_end_a_run_started_after_it_listed_the_tasks(store: ctrledger.Store,
                                                                            containerd: Containerd,
                                                                            root: Path) -> None:
@@ -377,19 +394,13 @@ def test_a_reconcile_does_not_end_a_run_started_after_it_listed_the_tasks(store:
         f.reconcile(AT_SYNC)
         real = f._tasks
 
-        class StartedAfterTheList:
-            def __getattr__(self, name: str) -> object:
-                return getattr(real, name)
+        def started_after(got: Any) -> None:
+            # as containerd lists a task created, not yet started (ctr run: Tasks/Create, then Start)
+            got.tasks.add(id="x", pid=42, status=ttypes.CREATED)
+            time.sleep(0.01)
+            store.started("x", pid=42, namespace=ns, actor="caller")  # the proxy, right after the list
 
-            def List(self, *args: object, **kwargs: object) -> object:  # noqa: N802 - the stub's name
-                got = real.List(*args, **kwargs)
-                # as containerd lists a task created, not yet started (ctr run: Tasks/Create, then Start)
-                got.tasks.add(id="x", pid=42, status=ttypes.CREATED)
-                time.sleep(0.01)
-                store.started("x", pid=42, namespace=ns, actor="caller")  # the proxy, right after the list
-                return got
-
-        f._tasks = StartedAfterTheList()
+        f._tasks = _ListingThen(real, started_after)
         assert f.reconcile(AFTER_GAP, [ns]) == 0
         s = status(store, "x", ns)
         assert (s.state, s.pid) == ("RUNNING", 42)
@@ -417,17 +428,11 @@ def test_a_reconcile_does_not_pause_again_a_task_resumed_after_it_listed_them(st
         store.paused("p", namespace=ns, actor="caller")
         real = f._tasks
 
-        class ResumedAfterTheList:
-            def __getattr__(self, name: str) -> object:
-                return getattr(real, name)
+        def resumed_after(got: Any) -> None:
+            containerd.ctr("task", "resume", "p", namespace=ns)
+            store.resumed("p", namespace=ns, actor="caller")  # the proxy, right after the list
 
-            def List(self, *args: object, **kwargs: object) -> object:  # noqa: N802 - the stub's name
-                got = real.List(*args, **kwargs)
-                containerd.ctr("task", "resume", "p", namespace=ns)
-                store.resumed("p", namespace=ns, actor="caller")  # the proxy, right after the list
-                return got
-
-        f._tasks = ResumedAfterTheList()
+        f._tasks = _ListingThen(real, resumed_after)
         assert f.reconcile(AFTER_GAP, [ns]) == 0
         assert not status(store, "p", ns).paused
         f._tasks = real
