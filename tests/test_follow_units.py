@@ -122,7 +122,8 @@ def test_a_late_observation_of_a_deleted_incarnation_does_not_bring_it_back(tmp_
     recorded first, through the proxy) is of the incarnation the ledger deleted: told by
     containerd's created_at, so a container created again under the name, however soon, is new.
     Seen in a soak of ctr runs through the proxy: the follower's late Created brought a deleted
-    container back."""
+    container back (and once more after a first fix compared containerd's created_at with the
+    ledger's, which is its Created event's time: never equal)."""
     import ctrledger
     from ctrledger.follow import Follower
     from ctrledger.follow.claims import Claims
@@ -136,11 +137,13 @@ def test_a_late_observation_of_a_deleted_incarnation_does_not_bring_it_back(tmp_
 
     with ctrledger.open(tmp_path / "l.db") as store:
         assert not deleted_incarnation(store, "ns", seen(t0), t0)  # never seen
-        store.observe("x", seen(t0, a="1"), at=t0, namespace="ns")
+        # recorded as the follower does: at the event's time, a little after containerd's created_at
+        store.observe("x", seen(t0, a="1"), at=t0.replace(microsecond=1500), namespace="ns")
         store.observe("x", None, at=t0.replace(second=2), namespace="ns")
         later = t0.replace(second=1)  # an update seen before the deletion, recorded after it
         assert deleted_incarnation(store, "ns", seen(t0, a="2"), later)
-        again = t0.replace(microsecond=500)  # created again before the deletion's recorded time: new
+        assert deleted_incarnation(store, "ns", seen(t0, a="2"), t0.replace(second=5))  # by created_at
+        again = t0.replace(second=2, microsecond=500)  # created again after the deletion: new
         assert not deleted_incarnation(store, "ns", seen(again), again)
         # without a created_at, by time: the deletion at or after what was seen
         assert deleted_incarnation(store, "ns", seen(None), later)

@@ -976,19 +976,14 @@ def deleted_incarnation(store: ctrledger.Store, ns: str, state: Container, at: d
     """``state``, seen on containerd at ``at`` for a name the ledger does not hold now, is of the
     incarnation the ledger last deleted: recording it would bring a deleted container back (a
     late record of a call or event that came before the deletion). Told by containerd's
-    ``created_at``, which each incarnation has its own of (a container created again under the
-    name is new, however soon); without one, by time: the deletion at or after ``at``."""
+    ``created_at`` of what was seen (else ``at``): at or before the deletion's recorded time, it
+    is the incarnation deleted; after it, one created again. (The ledger's own ``created_at`` is
+    its Created event's time, not containerd's: they cannot be compared for equality.)"""
     last = _last_word(store, ns, state.id)
     if last is None or last.kind != "Deleted":
         return False
-    if state.created_at is not None:
-        try:
-            gone = store.get(state.id, namespace=ns, as_of=ctrledger.Version(last.version - 1))
-        except ctrledger.StoreError:
-            gone = None
-        if gone is not None and gone.created_at is not None:
-            return gone.created_at == state.created_at
-    return at is not None and last.recorded_at >= at
+    seen = state.created_at if state.created_at is not None else at
+    return seen is not None and seen <= last.recorded_at
 
 
 def _with(record: Container, **fields: Any) -> Container:
