@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -49,6 +50,15 @@ fault_window = threading.Event()  # set while a fault is being injected
 serve_log: list[tuple[bool, float, str]] = []
 
 
+
+def rounds(seed: int) -> Iterator[tuple[random.Random, int, str]]:
+    """A worker's rounds until the soak ends: its random source, the round's number, a namespace."""
+    r = random.Random(seed)
+    i = 0
+    while time.monotonic() < stop_at:
+        i += 1
+        yield r, i, r.choice(NSS)
+
 def ctr(addr: str, ns: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(["ctr", "-a", addr, "-n", ns, *args], capture_output=True, text=True,
@@ -65,11 +75,7 @@ SCRIPT = "trap 'exit 7' TERM; while true; do sleep 0.2; done"
 
 
 def detached(t: int) -> None:
-    r = random.Random(t)
-    i = 0
-    while time.monotonic() < stop_at:
-        i += 1
-        ns = r.choice(NSS)
+    for r, i, ns in rounds(t):
         cid = f"d{t}-{i % 6}"  # names reused: new incarnations
         res = ctr(side(r), ns, "run", "-d", "--rootfs", str(rf), cid, "/bin/sh", "-c", SCRIPT)
         if res.returncode != 0 and "already exists" in res.stderr:
@@ -130,11 +136,7 @@ def detached(t: int) -> None:
 
 
 def runs(t: int) -> None:
-    r = random.Random(100 + t)
-    i = 0
-    while time.monotonic() < stop_at:
-        i += 1
-        ns = r.choice(NSS)
+    for r, i, ns in rounds(100 + t):
         code = i % 4
         res = ctr(side(r), ns, "run", "--rm", "--rootfs", str(rf), f"r{t}-{i}", "/bin/sh", "-c", f"exit {code}")
         counts["run --rm"] += 1
@@ -144,11 +146,7 @@ def runs(t: int) -> None:
 
 
 def labels(t: int) -> None:
-    r = random.Random(200 + t)
-    i = 0
-    while time.monotonic() < stop_at:
-        i += 1
-        ns = r.choice(NSS)
+    for r, i, ns in rounds(200 + t):
         cid = f"shared-{i % 5}"  # the same names from several threads and both sides
         ctr(side(r), ns, "containers", "create", "--rootfs", str(rf), cid, "/bin/true")
         ctr(side(r), ns, "containers", "label", cid, f"t{t}={i}", f"common={t}-{i}")
