@@ -436,14 +436,7 @@ class Follower:
     def _superseded(self, ns: str, item: _Item) -> bool:
         """The ledger holds a change of ``item``'s container later than the item's time."""
         cid, state, at = item[:3]
-        if at is None:
-            return False
-        try:
-            have = self.store.get(cid, namespace=ns)
-        except ctrledger.NotFound:  # deleted meanwhile (through the proxy): not brought back
-            return state is not None and deleted_incarnation(self.store, ns, state, at)
-        last = have.updated_at if state is not None else have.created_at
-        return last is not None and last > at
+        return at is not None and superseded(self.store, ns, cid, state, at)
 
     def _write(self, wait: bool = False) -> None:
         """Hand the gathered observations to the writer (once the batch before them is
@@ -955,6 +948,18 @@ def connect(address: str, timeout: float = 5.0) -> grpc.Channel:
     return channel
 
 
+def superseded(store: ctrledger.Store, ns: str, cid: str, state: Container | None, at: datetime) -> bool:
+    """Recording ``state`` (None: deleted) of ``cid``, seen at ``at``, would take the ledger back:
+    it holds a later change (an observation and a proxied record, or two proxied records, are
+    written in any order), or it deleted that incarnation since (``deleted_incarnation``)."""
+    try:
+        have = store.get(cid, namespace=ns)
+    except ctrledger.NotFound:  # deleted meanwhile (through the proxy): not brought back
+        return state is not None and deleted_incarnation(store, ns, state, at)
+    last = have.updated_at if state is not None else have.created_at
+    return last is not None and last > at
+
+
 def _last_word(store: ctrledger.Store, ns: str, cid: str) -> Any:
     """The last entry of ``cid``'s history (None: never seen, or a store without history)."""
     last = None
@@ -979,11 +984,8 @@ def deleted_incarnation(store: ctrledger.Store, ns: str, state: Container, at: d
     ``created_at`` of what was seen (else ``at``): at or before the deletion's recorded time, it
     is the incarnation deleted; after it, one created again. (The ledger's own ``created_at`` is
     its Created event's time, not containerd's: they cannot be compared for equality.)"""
-    last = _last_word(store, ns, state.id)
-    if last is None or last.kind != "Deleted":
-        return False
     seen = state.created_at if state.created_at is not None else at
-    return seen is not None and seen <= last.recorded_at
+    return seen is not None and _deleted_since(store, ns, state.id, seen)
 
 
 def _with(record: Container, **fields: Any) -> Container:

@@ -70,7 +70,7 @@ from ctrledger.wire.containerd.services.containers.v1 import containers_pb2_grpc
 from ctrledger.wire.containerd.services.tasks.v1 import tasks_pb2 as tpb
 
 from .claims import Claims
-from .follower import Follower, _not_before, _status, deleted_incarnation
+from .follower import Follower, _not_before, _status, superseded
 from .observed import observed_container, observed_time
 from .tap import MAX_MESSAGE, Event, Frames, grpc_message
 
@@ -300,20 +300,11 @@ class Proxy:
         wire = cpb.CreateContainerResponse.FromString(answer).container  # Update's answer has the same shape
         state = observed_container(wire)
         at = observed_time(wire.updated_at) or observed_time(wire.created_at)
-        if at is not None and self._superseded(state, ns, at):
+        # two connections' calls on one container are answered (and recorded) in any order: a
+        # later change recorded first holds this one too (as the follower's records do)
+        if at is not None and superseded(self.store, ns, state.id, state, at):
             return
         self.store.observe(state.id, state, at=at, reason=caller.reason, **self._kw(ns, caller))
-
-    def _superseded(self, state: ctrledger.Container, ns: str, at: datetime) -> bool:
-        """The ledger holds a later change of the container than ``at``: two connections' calls
-        on one container are answered (and recorded) in any order, so another caller's later
-        change may be recorded first; this state would take the ledger back (or bring back a
-        container deleted since). That later record holds this change too (as the follower's do)."""
-        try:
-            have = self.store.get(state.id, namespace=ns)
-        except ctrledger.NotFound:
-            return deleted_incarnation(self.store, ns, state, at)
-        return have.updated_at is not None and have.updated_at > at
 
     def _container_deleted(self, raw: bytes, answer: bytes, ns: str, caller: Caller) -> None:
         cid = cpb.DeleteContainerRequest.FromString(raw).id
