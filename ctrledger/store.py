@@ -346,6 +346,22 @@ class Store:
             raise NotFound(f"container {go_quote(str(id))} in namespace {go_quote(ns)}: not found")
         return self._history_entries(ns, id)
 
+    def last_change(self, id: str, *, namespace: str | None = "default") -> AuditRecord | None:  # noqa: A002
+        """The audit record of the last change to the name ``id`` (its deletion, if that came
+        last), or None if the name never existed in the namespace: one indexed read, where
+        ``history`` reads and diffs the whole stream.
+
+        ``FailedPrecondition`` with ``history=False``.
+        """
+        ns = validate_namespace(namespace)
+        check_storable(id, "id")
+        self._require_history()
+        self._sync()
+        if not isinstance(id, str):
+            return None
+        with self._rm.connection() as conn:
+            return TemporalReader(conn, self._rm.spec_of).last_change(ns, id)
+
     def _history_entries(self, ns: str, cid: str) -> Iterator[HistoryEntry]:
         conn = self._rm.reading()
         try:

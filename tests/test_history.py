@@ -220,6 +220,40 @@ def test_audit_of_one_container_is_its_every_event(story: ctrledger.Store) -> No
     assert kinds[-5:] == ["Started", "Paused", "Resumed", "ResourcesUpdated", "Exited"]
 
 
+def test_last_change_is_the_last_audit_record_of_the_name(story: ctrledger.Store) -> None:
+    """``last_change`` (one indexed read) agrees with the whole audit after every kind of event,
+    a deletion last included, across incarnations and namespaces; None for a name never seen."""
+    def check() -> None:
+        for ns, cid in [("default", "web-1"), ("default", "db-1"), ("other", "db-1")]:
+            assert story.last_change(cid, namespace=ns) == list(story.audit(namespace=ns, id=cid))[-1], (ns, cid)
+        assert story.last_change("nope") is None
+        assert story.last_change("web-1", namespace="nowhere") is None
+
+    check()
+    for write in (lambda: story.started("web-1", pid=7), lambda: story.paused("web-1"),
+                  lambda: story.resumed("web-1"),
+                  lambda: story.update_resources("web-1", ctrledger.Resources(memory_limit_in_bytes=1 << 20)),
+                  lambda: story.exited("web-1", exit_code=1), lambda: story.delete("web-1"),
+                  lambda: story.delete("db-1", namespace="other"),
+                  lambda: story.create(make("web-1", image="nginx:4"), actor="erin")):
+        write()
+        check()
+    last = story.last_change("web-1")
+    entries = list(story.history("web-1"))
+    assert last is not None and (last.kind, last.actor) == ("Created", "erin")
+    assert (last.position, last.version, last.recorded_at) == (
+        entries[-1].position, entries[-1].version, entries[-1].recorded_at)
+    with pytest.raises(ctrledger.InvalidArgument):
+        story.last_change("web-1", namespace="bad/ns")
+
+
+def test_last_change_needs_the_temporal_model(db_path: Path) -> None:
+    with ctrledger.open(db_path, history=False) as plain:
+        plain.create(make())
+        with pytest.raises(ctrledger.FailedPrecondition):
+            plain.last_change("web-1")
+
+
 def test_history_queries_need_the_temporal_model(db_path: Path) -> None:
     with ctrledger.open(db_path, history=False) as plain:
         plain.create(make())

@@ -960,15 +960,12 @@ def superseded(store: ctrledger.Store, ns: str, cid: str, state: Container | Non
     return last is not None and last > at
 
 
-def _last_word(store: ctrledger.Store, ns: str, cid: str) -> Any:
-    """The last entry of ``cid``'s history (None: never seen, or a store without history)."""
-    last = None
+def _last_word(store: ctrledger.Store, ns: str, cid: str) -> ctrledger.AuditRecord | None:
+    """The audit record of ``cid``'s last change (None: never seen, or a store without history)."""
     try:
-        for entry in store.history(cid, namespace=ns):
-            last = entry
-    except (ctrledger.NotFound, ctrledger.FailedPrecondition):
+        return store.last_change(cid, namespace=ns)
+    except ctrledger.FailedPrecondition:
         return None
-    return last
 
 
 def _deleted_since(store: ctrledger.Store, ns: str, cid: str, at: datetime) -> bool:

@@ -386,18 +386,31 @@ class TemporalReader:
                 "SELECT to_pos FROM versions WHERE namespace = ? AND id = ? AND to_pos IS NOT NULL)")
             params.extend((namespace, container_id, namespace, container_id))
         where = " AND ".join(clauses) or "1"
-        cursor = self.conn.execute(
-            "SELECT position, recorded_at, namespace, id, version, kind, actor, reason, correlation_id, "
-            f"fieldpaths, client FROM audit WHERE {where} ORDER BY position",
-            params,
-        )
+        cursor = self.conn.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE {where} ORDER BY position", params)
         try:
             while rows := cursor.fetchmany(batch):
                 for r in rows:
-                    yield AuditRecord(
-                        position=r[0], recorded_at=from_micros(r[1]), namespace=r[2], id=r[3], version=r[4],
-                        kind=r[5], actor=r[6], reason=r[7], correlation_id=r[8],
-                        fieldpaths=() if r[9] == "[]" else tuple(json.loads(r[9])), client=r[10],
-                    )
+                    yield _audit_record(r)
         finally:
             cursor.close()
+
+    def last_change(self, namespace: str, container_id: str) -> AuditRecord | None:
+        """The audit row of the name's last event (None if it never existed): its stream's last
+        version row ends at its deletion, or else began at its last event."""
+        row = self.conn.execute(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE position = (SELECT COALESCE(to_pos, from_pos) FROM versions "
+            "WHERE namespace=? AND id=? ORDER BY version DESC LIMIT 1)",
+            (namespace, container_id),
+        ).fetchone()
+        return None if row is None else _audit_record(row)
+
+
+_AUDIT_COLUMNS = ("position, recorded_at, namespace, id, version, kind, actor, reason, correlation_id, fieldpaths, "
+                  "client")
+
+
+def _audit_record(r: Sequence[Any]) -> AuditRecord:
+    return AuditRecord(
+        position=r[0], recorded_at=from_micros(r[1]), namespace=r[2], id=r[3], version=r[4], kind=r[5], actor=r[6],
+        reason=r[7], correlation_id=r[8], fieldpaths=() if r[9] == "[]" else tuple(json.loads(r[9])), client=r[10],
+    )
