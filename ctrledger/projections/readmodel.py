@@ -72,6 +72,7 @@ class ReadModel:
         self.past = TemporalReader(self._conn, self.spec_of)
         self._closed = False
         self._checked_at: int | None = None  # PRAGMA data_version when the views were last found current
+        self._read_uri: str | None = None  # ``reading``'s URI, found once
         log.add_inline_hook(InlineRunner(self.views, log.mapper))
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -177,7 +178,9 @@ class ReadModel:
     def reading(self) -> sqlite3.Connection:
         """A read-only connection of its own (SQL functions registered), for a streamed answer."""
         self.check_open()
-        conn = read_only_connection(self.path)
+        if self._read_uri is None:
+            self._read_uri = readonly_uri(self.path)  # the file's read-only mode does not change while open
+        conn = read_only_connection(self.path, self._read_uri)
         register_functions(conn)
         return conn
 
