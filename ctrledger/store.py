@@ -329,8 +329,8 @@ class Store:
                 def then(start: int, after: str) -> Iterator[Container]:
                     return past.scan_at(ns, flt, Position(start), after=after)
 
-            return _closing(CurrentStateReader(conn).scan(ns, flt, then=then, after=after), conn)
-        return _closing(TemporalReader(conn, self._rm.spec_of).scan_at(ns, flt, point, after=after), conn)
+            return _closing(CurrentStateReader(conn).scan(ns, flt, then=then, after=after), conn, self._rm)
+        return _closing(TemporalReader(conn, self._rm.spec_of).scan_at(ns, flt, point, after=after), conn, self._rm)
 
     # -- history --------------------------------------------------------------
 
@@ -363,8 +363,7 @@ class Store:
             return TemporalReader(conn, self._rm.spec_of).last_change(ns, id)
 
     def _history_entries(self, ns: str, cid: str) -> Iterator[HistoryEntry]:
-        conn = self._rm.reading()
-        try:
+        with self._rm.reader() as conn:
             agg: ContainerAggregate | None = None
             for position, event in read_stream(conn, self._log.mapper, stream_id(ns, cid)):
                 changes = event_changes(event, agg)
@@ -377,8 +376,6 @@ class Store:
                     actor=a.actor, reason=a.reason, correlation_id=a.correlation_id,
                     fieldpaths=a.fieldpaths, client=a.client, changes=changes,
                 )
-        finally:
-            conn.close()
 
     def events_after(self, position: int = 0, *, limit: int = 1000) -> builtins.list[LogEvent]:
         """The log's events after ``position`` (at most ``limit``), in log order, across every
@@ -394,9 +391,8 @@ class Store:
                                       "invalid argument")
         self._require_history()
         self._sync()
-        conn = self._rm.reading()
         out: builtins.list[LogEvent] = []
-        try:
+        with self._rm.reader() as conn:
             conn.execute("BEGIN")
             past = TemporalReader(conn, self._rm.spec_of)
             for events, positions in read_events(conn, self._log.mapper, position, batch=limit):
@@ -412,8 +408,6 @@ class Store:
                     ))
                 break
             conn.execute("COMMIT")
-        finally:
-            conn.close()
         return out
 
     def diff(
@@ -528,7 +522,7 @@ class Store:
             since=times[0], until=times[1], correlation_id=correlation_id, client=client, reason=reason,
             after=after,
         )
-        return _closing(rows, conn)
+        return _closing(rows, conn, self._rm)
 
     # -- replay (ctrledger.replay does the work) -----------------------------------
 
@@ -1391,11 +1385,15 @@ def _describe(point: datetime | Version | Position) -> str:
     return point.isoformat().replace("+00:00", "Z")
 
 
-def _closing(rows: Iterator[T], conn: sqlite3.Connection) -> Iterator[T]:
+def _closing(rows: Iterator[T], conn: sqlite3.Connection, rm: ReadModel) -> Iterator[T]:
+    """``rows``, read through ``conn`` (from ``rm.reading``), which is handed back at the end:
+    reused if the answer was read to the end, else closed."""
+    finished = False
     try:
         yield from rows
+        finished = True
     finally:
-        conn.close()
+        rm.done_reading(conn, finished=finished)
 
 
 def _stored_form(c: Container) -> Container:

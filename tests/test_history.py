@@ -382,3 +382,44 @@ def test_history_written_by_a_handle_without_it_is_caught_up_for_other_readers(d
         assert [e.kind for e in reader.history("a")] == ["Created", "LabelsChanged"]
         assert reader.get("a", as_of=Position(2)).labels == {"x": "1"}
         assert [a.kind for a in reader.audit(id="a")] == ["Created", "LabelsChanged"]
+
+
+def test_streamed_answers_reuse_only_readers_read_to_the_end(
+    store: ctrledger.Store, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A streamed answer (history, audit, scan, events_after) reads through a connection of its
+    own; one read to the end is kept for the next, so a run of short answers opens one. One left
+    half-read holds a snapshot: it is closed, never handed on, so no later answer is stale."""
+    import sqlite3
+    import threading
+
+    for i in range(3):
+        store.create(make(f"c{i}"))
+    list(store.history("c0"))  # the first reader, kept
+    opened: list[object] = []
+    real = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: opened.append(a) or real(*a, **k))
+    for _ in range(5):
+        assert [e.kind for e in store.history("c1")] == ["Created"]
+        assert len(list(store.audit(id="c2", namespace="default"))) == 1
+        assert [c.id for c in store.scan()] == ["c0", "c1", "c2"]
+        assert store.events_after(0, limit=1)[0].id == "c0"
+    assert opened == []
+
+    half = store.audit()
+    assert next(half).id == "c0"  # its snapshot is open
+    half.close()
+    paged = store.scan()
+    assert next(paged).id == "c0"
+    del paged
+    store.create(make("late"))
+    assert [a.id for a in store.audit()][-1] == "late"
+    assert [c.id for c in store.scan()][-1] == "late"
+    store.update(Container(id="late", labels={"a": "1"}), "labels.a")
+    assert [e.kind for e in store.history("late")] == ["Created", "LabelsChanged"]
+
+    seen: list[object] = []  # a kept reader serves another thread too
+    worker = threading.Thread(target=lambda: seen.extend(e.kind for e in store.history("late")))
+    worker.start()
+    worker.join()
+    assert seen == ["Created", "LabelsChanged"]

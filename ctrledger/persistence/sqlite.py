@@ -142,12 +142,14 @@ def store_problem(path: str) -> str | None:
     return None
 
 
-def read_only_connection(path: str, uri: str | None = None) -> sqlite3.Connection:
+def read_only_connection(path: str, uri: str | None = None, *, shared: bool = False) -> sqlite3.Connection:
     """A read-only connection of its own to an SQLite file (the one setup every reader uses):
     autocommit (each statement, or an explicit ``BEGIN``, is one consistent read), a busy
     timeout, and lenient text. ``uri``: ``readonly_uri(path)`` as found before (finding it
-    opens a connection and reads the schema: a reader that opens many keeps it)."""
-    conn = sqlite3.connect(uri or readonly_uri(path), uri=True, isolation_level=None, timeout=30)
+    opens a connection and reads the schema: a reader that opens many keeps it). ``shared``:
+    usable from any thread (one at a time: a pool of idle readers hands it on)."""
+    conn = sqlite3.connect(uri or readonly_uri(path), uri=True, isolation_level=None, timeout=30,
+                           check_same_thread=not shared)
     conn.text_factory = lenient_text
     return conn
 

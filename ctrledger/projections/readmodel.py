@@ -40,6 +40,8 @@ from .temporal import AuditView, TemporalReader, TemporalView
 __all__ = ["ReadModel"]
 
 
+_IDLE_READERS = 4  # idle read-only connections kept for streamed answers (``ReadModel.reading``)
+
 class ReadModel:
     """The views of one local SQLite file (see the module docstring)."""
 
@@ -73,6 +75,8 @@ class ReadModel:
         self._closed = False
         self._checked_at: int | None = None  # PRAGMA data_version when the views were last found current
         self._read_uri: str | None = None  # ``reading``'s URI, found once
+        self._idle: list[sqlite3.Connection] = []  # readers handed back whole (``done_reading``)
+        self._idle_lock = threading.Lock()
         log.add_inline_hook(InlineRunner(self.views, log.mapper))
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -131,6 +135,10 @@ class ReadModel:
         if self._closed:
             return
         self._closed = True
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
         with self._lock:
             self._conn.close()
 
@@ -176,13 +184,40 @@ class ReadModel:
                 yield cur
 
     def reading(self) -> sqlite3.Connection:
-        """A read-only connection of its own (SQL functions registered), for a streamed answer."""
+        """A read-only connection of its own (SQL functions registered), for a streamed answer;
+        hand it back with ``done_reading``. An idle one is reused: opening one costs more than
+        a short answer (the connection, then its first statement parses the whole schema)."""
         self.check_open()
+        with self._idle_lock:
+            if self._idle:
+                return self._idle.pop()
         if self._read_uri is None:
             self._read_uri = readonly_uri(self.path)  # the file's read-only mode does not change while open
-        conn = read_only_connection(self.path, self._read_uri)
+        conn = read_only_connection(self.path, self._read_uri, shared=True)
         register_functions(conn)
         return conn
+
+    def done_reading(self, conn: sqlite3.Connection, *, finished: bool) -> None:
+        """``conn`` (from ``reading``) is no longer used. Kept for the next reader only if its
+        answer was read to the end (``finished``): every statement done and no transaction
+        open, so it holds no snapshot; one left half-read, or failed, is closed."""
+        if finished and not conn.in_transaction:
+            with self._idle_lock:
+                if not self._closed and len(self._idle) < _IDLE_READERS:
+                    self._idle.append(conn)
+                    return
+        conn.close()
+
+    @contextmanager
+    def reader(self) -> Iterator[sqlite3.Connection]:
+        """``reading`` for a block: handed back when it ends (kept only if it ends normally)."""
+        conn = self.reading()
+        finished = False
+        try:
+            yield conn
+            finished = True
+        finally:
+            self.done_reading(conn, finished=finished)
 
     # -- catch-up ---------------------------------------------------------------------------------
 
