@@ -434,3 +434,36 @@ def test_imports_and_replays_give_the_records_the_views_write(tmp_path: Path, hi
         assert {k: v for k, v in reads(store).items() if " ns0" in k} == {k: v for k, v in want.items() if " ns0" in k}
     with ctrledger.open(into, follow=False) as store:  # history (back) on: the history views catch up
         assert store.verify_projections().ok
+
+
+def test_stored_times_read_back_exactly_on_both_paths() -> None:
+    """``from_micros`` (and the record reader's inlined copy) takes a float's fast path below
+    2**32 seconds: it must give the exact datetime the long way gives, at every microsecond
+    that could round wrong, at the edges of the fast path, and outside it (Go's zero time,
+    before the epoch, the year 9999)."""
+    from datetime import UTC, datetime, timedelta
+
+    from ctrledger.persistence.transcoder import micros
+    from ctrledger.projections.current import _FLOAT_EXACT, from_micros
+
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    rng = random.Random(7)
+    limit = _FLOAT_EXACT
+    values = [0, 1, 999_999, 1_000_000, limit - 1, limit, limit + 1, -1, -1_000_001,
+              micros(datetime(1, 1, 1, tzinfo=UTC)), micros(datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC))]
+    values += [rng.randrange(0, limit) for _ in range(50_000)]
+    values += [rng.randrange(limit - 10**12, limit) for _ in range(20_000)]  # where a float's error is largest
+    values += [s * 1_000_000 + us for s in (rng.randrange(0, 2**32) for _ in range(2_000))
+               for us in (0, 1, 499_999, 500_000, 500_001, 999_999)]
+    for us in values:
+        want = epoch + timedelta(0, 0, us)
+        got = from_micros(us)
+        assert (got, got.tzinfo, got.utcoffset()) == (want, UTC, timedelta(0)), us
+        assert micros(got) == us
+    record = Container(id="c", image="i", runtime=Runtime("r"), spec=Payload("t", b"x"))
+    for us in values[:2_000:7]:
+        row = pack_record(["c", 1, "t", "i", "r", None, "", "", "", {}, {}, us, us + 1])
+        read = _row_to_container((b"x", row))
+        assert (read.created_at, read.updated_at) == (from_micros(us), from_micros(us + 1)), us
+        assert read.status.created_at == read.created_at
+        assert (read.id, read.image) == (record.id, record.image)
