@@ -50,7 +50,6 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -128,17 +127,20 @@ def _default_actor() -> str:
 
 
 def _time_ordered_uuid() -> str:
-    """A UUIDv7 (RFC 9562): milliseconds since the epoch, then random bits.
+    """A UUIDv7 (RFC 9562), in its canonical text: 48 bits of milliseconds since the epoch, the
+    version (7), 12 random bits, the variant (0b10), 62 random bits.
 
     Correlation ids are indexed in the audit model; ids that grow with time land at the
     end of that index instead of on a random page, which a durable commit pays for.
+    Formatted from the hex digits directly: every write makes two (its request and its
+    correlation id), and a ``uuid.UUID`` built and printed costs several times more.
     """
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80 | rand
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    return str(uuid.UUID(int=value))
+    ms = f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}"
+    r = os.urandom(10).hex()  # 20 random digits: 3 for rand_a, then 2 bits and 15 digits for rand_b
+    return f"{ms[:8]}-{ms[8:]}-7{r[:3]}-{_VARIANT[r[3]]}{r[4:7]}-{r[7:19]}"
+
+
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}  # a digit's 2 low bits under 0b10
 
 
 def _utcnow() -> datetime:

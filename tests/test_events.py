@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,25 @@ def test_create_emits_created_with_the_stored_record(store: ctrledger.Store) -> 
     assert created.audit.reason == "deploy 42"
     assert created.audit.client == "library"
     assert len(created.audit.correlation_id) == 36
+
+
+def test_generated_correlation_and_request_ids_are_uuidv7_in_time_order(store: ctrledger.Store) -> None:
+    # RFC 9562 version 7: 48 bits of Unix milliseconds, the version, the RFC variant, random bits.
+    before = time.time_ns() // 1_000_000
+    for i in range(200):
+        store.create(make(f"c{i}"))
+    after = time.time_ns() // 1_000_000
+    ids = [store.log.events_of(stream_id("default", f"c{i}"))[0].audit.correlation_id for i in range(200)]
+    ids += [r[0] for r in store.log.read(lambda db: db.all("SELECT request_id FROM {requests}"))]
+    parsed = [uuid.UUID(text) for text in ids]
+    assert [str(u) for u in parsed] == ids  # the canonical lower-case form
+    assert {u.version for u in parsed} == {7} and {u.variant for u in parsed} == {uuid.RFC_4122}
+    assert all(before <= u.int >> 80 <= after for u in parsed)
+    assert len(set(ids)) == len(ids) == 400
+    # The 74 random bits are random: every hex digit after the time takes many values.
+    digits = [text.replace("-", "")[12:] for text in ids]
+    assert all(len({d[k] for d in digits}) >= 8 for k in (1, 2, 3, 5, 10, 19))
+    assert {d[4] for d in digits} == set("89ab")
 
 
 @pytest.mark.parametrize(
