@@ -43,6 +43,7 @@ where the Python time goes (callgrind cannot name Python frames; the split is cP
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import random
@@ -195,6 +196,8 @@ def main() -> int:
     parser.add_argument("--existing", type=int, default=1000, help="containers in the store first")
     parser.add_argument("--ops", default=",".join(OPS), help="comma-separated, of: " + ", ".join(OPS))
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--template", help="the starting store: built here if missing, else reused (so that "
+                                           "two trees are measured on the same file)")
     parser.add_argument("--profile", metavar="OP", help="cProfile OP natively instead of counting")
     parser.add_argument("--work", nargs=4, metavar=("PATH", "OP", "EXISTING", "RUNS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -206,10 +209,12 @@ def main() -> int:
         raise SystemExit("valgrind is not installed")
     ops = args.ops.split(",")
     with tempfile.TemporaryDirectory(prefix="ctrledger-instr-") as d:
-        template = str(Path(d) / "template.db")
+        template = args.template or str(Path(d) / "template.db")
         if args.existing < args.n:
             raise SystemExit("--existing must be at least --n (updates and deletes take existing containers)")
-        build(template, args.existing)
+        if not Path(template).exists():
+            build(template, args.existing)
+        compileall.compile_dir(str(Path(ctrledger.__file__).parent), quiet=1)  # no run compiles what it imports
         if args.profile:
             import cProfile
             import pstats
