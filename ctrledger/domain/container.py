@@ -518,9 +518,10 @@ class ContainerAggregate(BaseAggregate[str]):
         if found == "recreate":
             self.recreate(record, audit, timestamp)
         elif found == "changed":
-            self.change_to(replace(self.to_container(), labels=dict(record.labels), image=record.image,
-                                   spec=record.spec, snapshot_key=record.snapshot_key,
-                                   extensions=dict(record.extensions)), audit, timestamp)
+            self.change_to(Container.trusted(**{
+                **self.to_container().__dict__, "labels": dict(record.labels), "image": record.image,
+                "spec": record.spec, "snapshot_key": record.snapshot_key, "extensions": dict(record.extensions)}),
+                audit, timestamp)
 
     # -- the status lifecycle ---------------------------------------------
     #
@@ -601,8 +602,9 @@ class ContainerAggregate(BaseAggregate[str]):
     # -- queries ----------------------------------------------------------
 
     def to_container(self) -> Container:
-        """The current incarnation as a ``Container`` record."""
-        return Container(
+        """The current incarnation as a ``Container`` record (built from the aggregate's own
+        checked fields, without ``Container.__init__``: every write makes one or two)."""
+        return Container.trusted(
             id=self.container_id,
             labels=dict(self.labels),
             image=self.image,

@@ -22,7 +22,6 @@ anything else          ``InvalidArgument``: cannot update "<path>" field on "<id
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from ..errors import InvalidArgument
 from .model import Container, Payload, Runtime
@@ -91,13 +90,10 @@ def merge_update(current: Container, request: Container, fieldpaths: Sequence[st
                 f"cannot update {go_quote(path)} field on {go_quote(current.id)}: invalid argument"
             )
 
-    merged = replace(
-        current,
-        labels=labels,
-        extensions=extensions,
-        image=image,
-        spec=spec,
-        snapshot_key=snapshot_key,
-    )
+    # Records built from the fields (``Container.trusted``), not through ``__init__`` again: the
+    # maps are this function's own copies, the rest ``current``'s and the request's values,
+    # which ``check_record`` checks next.
+    merged = Container.trusted(**{**current.__dict__, "labels": labels, "extensions": extensions, "image": image,
+                                  "spec": spec, "snapshot_key": snapshot_key})
     check_record(merged, "update failed validation")
-    return replace(merged, labels=drop_empty_labels(merged.labels))
+    return Container.trusted(**{**merged.__dict__, "labels": drop_empty_labels(labels)})
