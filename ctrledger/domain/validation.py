@@ -78,6 +78,21 @@ def _not_text(item: object, name: str) -> str:
 
 
 def _record_text_problem(c: Container) -> str | None:
+    # Every record of every write is checked: when all its texts are strings and ASCII (nearly
+    # always), none can be a problem, and one join and one ``isascii`` tell it. Otherwise (a
+    # non-ASCII text, or a value that is not a string) each text is checked by name.
+    labels = c.labels if isinstance(c.labels, Mapping) else {}
+    extensions = c.extensions if isinstance(c.extensions, Mapping) else {}
+    try:
+        joined = "".join((
+            c.id, c.image, c.snapshotter, c.snapshot_key, c.sandbox, getattr(c.runtime, "name", ""), *labels,
+            *labels.values(), *extensions, *(getattr(v, "type_url", "") for v in extensions.values()),
+            getattr(c.spec, "type_url", ""), getattr(getattr(c.runtime, "options", None), "type_url", "")))
+    except TypeError:
+        pass
+    else:
+        if joined.isascii():
+            return None
     named: list[tuple[str, object]] = [
         ("container.ID", c.id), ("container.Image", c.image), ("container.Snapshotter", c.snapshotter),
         ("container.SnapshotKey", c.snapshot_key), ("container.Sandbox", c.sandbox),
