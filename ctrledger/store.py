@@ -44,7 +44,6 @@ log's uniqueness of (stream, version): exactly one create of a name succeeds.
 from __future__ import annotations
 
 import builtins
-import copy
 import getpass
 import os
 import sqlite3
@@ -1239,9 +1238,9 @@ class Store:
                 cached = self._cache.get(stream)
                 if cached is not None:
                     self._cache.move_to_end(stream)
-                    return copy.deepcopy(cached)
+                    return cached.clone()
         agg = self._log.load(stream)
-        self._remember(stream, None if agg is None else copy.deepcopy(agg))
+        self._remember(stream, None if agg is None else agg.clone())
         return agg
 
     def _remember(self, stream: str, agg: ContainerAggregate | None) -> None:

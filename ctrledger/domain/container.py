@@ -460,6 +460,11 @@ class ContainerAggregate(BaseAggregate[str]):
         clone.__dict__.update(state)
         return clone
 
+    def clone(self) -> ContainerAggregate:
+        """A deep copy (as ``copy.deepcopy``, without its machinery: the store copies an aggregate
+        on every write from its cache)."""
+        return self.__deepcopy__({})
+
     def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
         """eventsourcing's ``trigger_event``: the next event of the stream, applied and pending;
         without its per-event check that the class's explicit topic is registered (every event
