@@ -51,7 +51,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -734,8 +733,13 @@ class Store:
         # Optimistic first try: most creates are of new names, so skip the read and
         # let the log's (stream, version) uniqueness tell us if the name was taken.
         now = self._clock()  # one time per operation, whatever the retries
-        with self._outcome(request, "create"):
+        try:
             return self._create(ns, record, audit, now, stream, request, write_problem)
+        except Unavailable as e:
+            unknown = self._unknown_outcome(e, request, "create")
+            if unknown is None:
+                raise
+            raise unknown from e
 
     def _create(
         self, ns: str, record: Container, audit: Audit, now: datetime, stream: str, request: str,
@@ -948,11 +952,16 @@ class Store:
         if not aggs:
             return kinds
         request = self._request_id(request_id)
-        with self._outcome(request, "observe"):
+        try:
             if self._append_all(aggs, request):
                 return kinds
             for i, (cid, record, when, audit) in enumerate(prepared):  # one at a time, on the log's state
                 kinds[i] = self._observe_one(ns, cid, record, when, audit, f"{request}/{i}")
+        except Unavailable as e:
+            unknown = self._unknown_outcome(e, request, "observe")
+            if unknown is None:
+                raise
+            raise unknown from e
         return kinds
 
     def _observed(
@@ -1196,22 +1205,25 @@ class Store:
     ) -> Container:
         """One write to a live container, as the command ``request_id`` (idempotent; see ``create``)."""
         request = self._request_id(request_id)
-        with self._outcome(request, operation):
-            return self._modify(ns, container_id, operation, expected_version, change, request).to_container()
-
-    @contextmanager
-    def _outcome(self, request_id: str, operation: str) -> Iterator[None]:
-        """On a shared log, ``Unavailable`` during a write cannot promise that nothing was
-        written (an earlier attempt of the same request may still commit): say so."""
         try:
-            yield
+            return self._modify(ns, container_id, operation, expected_version, change, request).to_container()
         except Unavailable as e:
-            if self._log.definite_failures or "outcome of this" in e.message:
+            unknown = self._unknown_outcome(e, request, operation)
+            if unknown is None:
                 raise
-            raise Unavailable(
-                f"the outcome of this {operation} is unknown ({e.message}); it is safe to retry with the same "
-                f"request_id={request_id!r}"
-            ) from e
+            raise unknown from e
+
+    def _unknown_outcome(self, e: Unavailable, request_id: str, operation: str) -> Unavailable | None:
+        """On a shared log, ``Unavailable`` during a write cannot promise that nothing was
+        written (an earlier attempt of the same request may still commit): the error that says
+        so, to raise from ``e``; None to raise ``e`` itself. (A ``try`` in each write, not a
+        context manager: entering a generator's costs every write thousands of instructions.)"""
+        if self._log.definite_failures or "outcome of this" in e.message:
+            return None
+        return Unavailable(
+            f"the outcome of this {operation} is unknown ({e.message}); it is safe to retry with the same "
+            f"request_id={request_id!r}"
+        )
 
     def _request_id(self, request_id: str | None) -> str:
         if request_id is None:
