@@ -25,6 +25,7 @@ a datetime must be timezone-aware (it is normalised to UTC).
 
 from __future__ import annotations
 
+import functools
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -72,23 +73,63 @@ def micros(ts: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+# An ext value built as the tuple it is (``ExtType`` is a namedtuple): ``ExtType(code, data)`` runs
+# two Python functions to check arguments that are right by construction here (a known code,
+# bytes from a packer), and every event packs three or four ext values.
+_ext: Any = functools.partial(tuple.__new__, msgpack.ExtType)
+
+
+def _pack_datetime(obj: datetime) -> msgpack.ExtType:
+    if obj.tzinfo is None:
+        raise TypeError(f"cannot encode a naive datetime: {obj!r}")
+    ext: msgpack.ExtType = _ext((_DATETIME, pack_plain(micros(obj))))
+    return ext
+
+
+def _pack_audit(obj: Audit) -> msgpack.ExtType:
+    # Plain strings only inside: decoded by msgpack's C code, with no nested ext.
+    ext: msgpack.ExtType = _ext(
+        (_AUDIT, pack_plain([obj.actor, obj.reason, obj.correlation_id, list(obj.fieldpaths), obj.client])))
+    return ext
+
+
+def _pack_payload(obj: Payload) -> msgpack.ExtType:
+    ext: msgpack.ExtType = _ext((_PAYLOAD, pack_plain((obj.type_url, obj.value))))
+    return ext
+
+
+def _pack_runtime(obj: Runtime) -> msgpack.ExtType:
+    ext: msgpack.ExtType = _ext((_RUNTIME, packb([obj.name, obj.options])))
+    return ext
+
+
+def _pack_tuple(obj: tuple[Any, ...]) -> msgpack.ExtType:
+    ext: msgpack.ExtType = _ext((_TUPLE, packb(list(obj))))
+    return ext
+
+
+# The exact types every event holds, straight to their packing; anything else (a subclass) by the chain.
+_BY_TYPE: dict[type, Any] = {
+    datetime: _pack_datetime, Audit: _pack_audit, Payload: _pack_payload, Runtime: _pack_runtime,
+    tuple: _pack_tuple,
+}
+
+
 def _default(obj: Any) -> msgpack.ExtType:
+    pack = _BY_TYPE.get(type(obj))
+    if pack is not None:
+        ext: msgpack.ExtType = pack(obj)
+        return ext
     if isinstance(obj, datetime):
-        if obj.tzinfo is None:
-            raise TypeError(f"cannot encode a naive datetime: {obj!r}")
-        return msgpack.ExtType(_DATETIME, pack_plain(micros(obj)))
+        return _pack_datetime(obj)
     if isinstance(obj, tuple):
-        return msgpack.ExtType(_TUPLE, packb(list(obj)))
+        return _pack_tuple(obj)
     if isinstance(obj, Payload):
-        return msgpack.ExtType(_PAYLOAD, pack_plain((obj.type_url, obj.value)))
+        return _pack_payload(obj)
     if isinstance(obj, Runtime):
-        return msgpack.ExtType(_RUNTIME, packb([obj.name, obj.options]))
+        return _pack_runtime(obj)
     if isinstance(obj, Audit):
-        # Plain strings only inside: decoded by msgpack's C code, with no nested ext.
-        return msgpack.ExtType(
-            _AUDIT,
-            pack_plain([obj.actor, obj.reason, obj.correlation_id, list(obj.fieldpaths), obj.client]),
-        )
+        return _pack_audit(obj)
     if isinstance(obj, UUID):
         return msgpack.ExtType(_UUID, obj.bytes)
     if isinstance(obj, Resources):
