@@ -163,8 +163,7 @@ class CurrentStateView:
         record[_R_UPDATED] = ts
         record[_R_VERSION] = event.originator_version
         cur.execute(
-            f"UPDATE containers SET {sets}version=?, updated_at=?, record=? WHERE namespace=? AND id=?",
-            (*params, event.originator_version, ts, pack_record(record), ns, cid),
+            _touch_statement(sets), (*params, event.originator_version, ts, pack_record(record), ns, cid),
         )
 
     def _created(self, cur: sqlite3.Cursor, e: Created, pos: int) -> None:
@@ -311,10 +310,22 @@ def pack_record(values: Sequence[Any]) -> bytes:
     return packb(values)
 
 
+# The handlers' statements whose text depends on the event, each built once (a text built on
+# every write is also hashed again by the driver's statement cache).
+@lru_cache(maxsize=64)
+def _touch_statement(sets: str) -> str:
+    return f"UPDATE containers SET {sets}version=?, updated_at=?, record=? WHERE namespace=? AND id=?"
+
+
+@lru_cache(maxsize=64)
+def _read_statement(column: str) -> str:
+    return f"SELECT {column} FROM containers WHERE namespace=? AND id=?"
+
+
 def _read_record(cur: sqlite3.Cursor, ns: str, cid: str, column: str = "record") -> Any:
     """The row's ``column`` (unpacked) of a container an event changes; the log says it is live, so
     no row means the read model was changed outside ctrledger (the write is refused, nothing applied)."""
-    row = cur.execute(f"SELECT {column} FROM containers WHERE namespace=? AND id=?", (ns, cid)).fetchone()
+    row = cur.execute(_read_statement(column), (ns, cid)).fetchone()
     if row is None:
         raise RuntimeError(f"the read model has no row for container {cid!r} in namespace {ns!r}, which the "
                            "log holds: it was changed outside ctrledger; `ctrledger rebuild` rebuilds it")

@@ -43,14 +43,14 @@ class InlineRunner:
     def __init__(self, views: Sequence[View], mapper: Mapper[Any]) -> None:
         self.views = list(views)
         self.mapper = mapper
+        self._names = tuple(view.name for view in self.views)
+        self._advance = (f"UPDATE ctrledger_tracking SET position=? WHERE position=? AND view IN "
+                         f"({', '.join('?' * len(self._names))})")
 
     def __call__(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None:
         # Fast path, one statement: every view is exactly at the position before these events.
-        names = [view.name for view in self.views]
-        cur.execute(
-            f"UPDATE ctrledger_tracking SET position=? WHERE position=? AND view IN ({', '.join('?' * len(names))})",
-            (positions[-1], positions[0] - 1, *names),
-        )
+        names = self._names
+        cur.execute(self._advance, (positions[-1], positions[0] - 1, *names))
         if cur.rowcount == len(names):
             for view in self.views:
                 view.apply(cur, events, positions)

@@ -21,6 +21,7 @@ derived from the previous version row (``version - 1``), never from another view
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -109,12 +110,8 @@ class TemporalView:
         """A new version row: the previous one with ``changed`` columns replaced (and, with
         ``touch``, ``updated_at`` moved to the event's time)."""
         ns, cid = _key(e)
-        exprs = ", ".join("?" if col in changed else col for col in _COPY)
-        updated = "?" if touch else "updated_at"
         cur.execute(
-            f"INSERT INTO versions(namespace, id, version, from_pos, from_time, updated_at, {', '.join(_COPY)}) "
-            f"SELECT namespace, id, ?, ?, ?, {updated}, {exprs} FROM versions "
-            "WHERE namespace=? AND id=? AND version=?",
+            _next_statement(tuple(changed), touch),
             (e.originator_version, pos, micros(e.timestamp), *((micros(e.timestamp),) if touch else ()),
              *(changed[c] for c in _COPY if c in changed), ns, cid, e.originator_version - 1),
         )
@@ -124,10 +121,7 @@ class TemporalView:
 
     def _previous_blob(self, cur: sqlite3.Cursor, e: ContainerEvent, column: str) -> Any:
         ns, cid = _key(e)
-        row = cur.execute(
-            f"SELECT {column} FROM versions WHERE namespace=? AND id=? AND version=?",
-            (ns, cid, e.originator_version - 1),
-        ).fetchone()
+        row = cur.execute(_previous_statement(column), (ns, cid, e.originator_version - 1)).fetchone()
         if row is None:
             _no_version(ns, cid, e.originator_version - 1)
         return unpackb(row[0])
@@ -179,6 +173,22 @@ class TemporalView:
         self._next(cur, e, pos, touch=False, **columns_of(e.next_status(status_of(row[1:], from_micros(row[0])))))
 
 
+@functools.cache
+def _previous_statement(column: str) -> str:
+    return f"SELECT {column} FROM versions WHERE namespace=? AND id=? AND version=?"
+
+
+@functools.cache
+def _next_statement(changed: tuple[str, ...], touch: bool) -> str:
+    """``TemporalView._next``'s INSERT for the columns ``changed`` (and ``updated_at`` with ``touch``):
+    built once per kind of event, not on every write."""
+    exprs = ", ".join("?" if col in changed else col for col in _COPY)
+    updated = "?" if touch else "updated_at"
+    return (f"INSERT INTO versions(namespace, id, version, from_pos, from_time, updated_at, {', '.join(_COPY)}) "
+            f"SELECT namespace, id, ?, ?, ?, {updated}, {exprs} FROM versions "
+            "WHERE namespace=? AND id=? AND version=?")
+
+
 def _no_version(ns: str, cid: str, version: int) -> NoReturn:
     """The version an event follows is not in ``versions``: the read model was changed outside
     ctrledger (the write is refused, nothing applied)."""
@@ -204,7 +214,8 @@ class AuditView:
             a = e.audit
             rows.append((
                 pos, micros(e.timestamp), ns, cid, e.originator_version, type(e).__name__,
-                a.actor, a.reason, a.correlation_id, json.dumps(list(a.fieldpaths)), a.client,
+                a.actor, a.reason, a.correlation_id, json.dumps(list(a.fieldpaths)) if a.fieldpaths else "[]",
+                a.client,
             ))
         cur.executemany("INSERT INTO audit VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
 
