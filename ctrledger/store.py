@@ -876,7 +876,8 @@ class Store:
         anyway (a retry finds the state reached and writes nothing).
         """
         ns = validate_namespace(namespace)
-        self._request_id(request_id)  # checked before anything is read or written
+        if request_id is not None:
+            self._request_id(request_id)  # checked before anything is read or written
         prepared: builtins.list[tuple[str, Container | None, datetime, Audit]] = []
         base = self._audit(actor, reason, correlation_id, (), client)
         if isinstance(states, (str, bytes)) or not isinstance(states, Iterable):

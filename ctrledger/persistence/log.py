@@ -466,22 +466,23 @@ class SQLiteLog(_AppLog):
         return None
 
     def _insert(self, cur: sqlite3.Cursor, job: _Append) -> None:
-        positions: list[int] = []
-        for s in job.stored:
-            cur.execute("INSERT INTO stored_events VALUES (?,?,?,?)",
-                        (str(s.originator_id), s.originator_version, s.topic, s.state))
-            assert cur.lastrowid is not None
-            positions.append(cur.lastrowid)
+        rows = [(str(s.originator_id), s.originator_version, s.topic, s.state) for s in job.stored]
+        cur.execute("INSERT INTO stored_events VALUES (?,?,?,?)", rows[0])
+        first = cur.lastrowid
+        assert first is not None
+        if len(rows) > 1:
+            # The others in one statement, at the positions that follow: SQLite gives a new row the
+            # highest rowid plus one, and this transaction holds the write lock.
+            cur.executemany(
+                "INSERT INTO stored_events(rowid, originator_id, originator_version, topic, state) VALUES (?,?,?,?,?)",
+                [(first + i, *row) for i, row in enumerate(rows[1:], 1)])
+        positions = list(range(first, first + len(rows)))
+        db = integrity.Sql(cur)
         # Tamper evidence: hash and chain the events where their order is decided.
-        integrity.append_hashes(
-            integrity.Sql(cur),
-            [(p, str(s.originator_id), s.originator_version, s.topic, s.state)
-             for p, s in zip(positions, job.stored, strict=True)],
-        )
+        integrity.append_hashes(db, [(p, *row) for p, row in zip(positions, rows, strict=True)])
         if job.request_id is not None:  # idempotency: a second application of one command is refused
-            last = job.stored[-1]
-            requests.record(integrity.Sql(cur), job.request_id, str(last.originator_id), last.originator_version,
-                            positions[-1])
+            stream, version = rows[-1][:2]
+            requests.record(db, job.request_id, stream, version, positions[-1])
         for hook in self._hooks:
             hook(cur, job.events, positions)
 
