@@ -83,6 +83,26 @@ def test_observe_many_is_one_transaction_and_idempotent(store: ctrledger.Store) 
     assert store.position == head
 
 
+def test_a_batch_of_creates_reads_as_one_by_one_creates(store: ctrledger.Store) -> None:
+    # observe_many appends a burst of new containers as one run of Created events, which the
+    # read models write together: every read, now and as of a point, agrees with a rebuild.
+    store.create(make("c0", labels={"team": "a"}))
+    before = store.position
+    batch = [(f"c{i}", make(f"c{i}", labels={"team": "ab"[i % 2], f"k{i}": "v"}), T0) for i in range(1, 8)]
+    assert store.observe_many(batch) == [("Created",)] * 7
+    store.observe_many([("c8", make("c8", labels={"team": "b"}), T0), ("c1", None, None),
+                        ("c1", make("c1", labels={"team": "c"}), None), ("c9", make("c9"), None)])
+    assert [c.id for c in store.list("labels.team==b")] == ["c3", "c5", "c7", "c8"]
+    assert [c.id for c in store.list("labels.team==a", as_of=ctrledger.Position(before))] == ["c0"]
+    assert [c.id for c in store.list("labels.team==b", as_of=ctrledger.Position(before + 7))] == [
+        "c1", "c3", "c5", "c7"]
+    assert [c.id for c in store.list("labels.team==a")] == ["c0", "c2", "c4", "c6"]
+    assert store.get("c3").labels == {"team": "b", "k3": "v"}
+    assert store.get("c1").labels == {"team": "c"}
+    assert [e.kind for e in store.history("c1")] == ["Created", "Deleted", "Created"]
+    assert store.verify_projections().ok
+
+
 def test_observe_sees_another_writer(target: str) -> None:
     # a second node: on PostgreSQL, the same log with a read model of its own
     other = target.replace("node.db", "node2.db") if target.startswith("postgresql") else target

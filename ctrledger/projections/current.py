@@ -41,7 +41,10 @@ from ..persistence.transcoder import micros, packb, unpackb
 from .sqlfilter import compile_filter, register_functions
 from .statuscols import DEFAULT_STATUS, STATUS_COLUMNS, columns_of, status_of
 
-__all__ = ["CurrentStateReader", "CurrentStateView", "advance_tracking", "from_micros", "micros", "row_to_container"]
+__all__ = [
+    "CurrentStateReader", "CurrentStateView", "advance_tracking", "from_micros", "micros", "row_to_container",
+    "run_rows",
+]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -81,12 +84,20 @@ def tracked_position(conn: sqlite3.Connection | sqlite3.Cursor, view: str) -> in
     return int(row[0]) if row else 0
 
 
+def run_rows(cur: sqlite3.Cursor, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+    """``statement`` for each of ``rows``: one ``execute`` for one row (a little cheaper), else ``executemany``."""
+    if len(rows) == 1:
+        cur.execute(statement, rows[0])
+    else:
+        cur.executemany(statement, rows)
+
+
+_OPEN_SPAN = "INSERT INTO label_spans(namespace, id, key, value, from_pos, from_time) VALUES (?,?,?,?,?,?)"
+
+
 def open_spans(cur: sqlite3.Cursor, ns: str, cid: str, pos: int, ts: int, labels: Mapping[str, str]) -> None:
     """Open a span, from ``pos``/``ts``, for each label in ``labels``."""
-    cur.executemany(
-        "INSERT INTO label_spans(namespace, id, key, value, from_pos, from_time) VALUES (?,?,?,?,?,?)",
-        [(ns, cid, k, v, pos, ts) for k, v in labels.items()],
-    )
+    cur.executemany(_OPEN_SPAN, [(ns, cid, k, v, pos, ts) for k, v in labels.items()])
 
 
 def close_spans(cur: sqlite3.Cursor, ns: str, cid: str, pos: int, ts: int, old: Mapping[str, str]) -> None:
@@ -113,7 +124,6 @@ class CurrentStateView:
 
     def __init__(self) -> None:
         self._handlers: dict[type[ContainerEvent], Callable[[sqlite3.Cursor, Any, int], None]] = {
-            Created: self._created,
             LabelsChanged: self._labels_changed,
             ImageChanged: lambda c, e, p: self._touch(c, e, "image=?, ", (e.image,), {_R_IMAGE: e.image}),
             SpecUpdated: lambda c, e, p: self._touch(c, e, "spec_type_url=?, spec_value=?, ",
@@ -135,11 +145,24 @@ class CurrentStateView:
         self.apply(cur, events, positions)
 
     def apply(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None:
-        """Apply ``events`` (at ``positions``) to the rows; the caller owns the tracking position."""
+        """Apply ``events`` (at ``positions``) to the rows; the caller owns the tracking position.
+
+        Consecutive ``Created`` events (a sync, a burst of creates observed on containerd) are
+        written together, a few statements for all of them; no two of them are of one stream
+        (a name is created again only after a ``Deleted``, which ends the run)."""
+        created: list[tuple[Created, int]] = []
         for event, position in zip(events, positions, strict=True):
+            if type(event) is Created:
+                created.append((event, position))
+                continue
+            if created:
+                self._created(cur, created)
+                created = []
             handler = self._handlers.get(type(event))
             if handler is not None:
                 handler(cur, event, position)
+        if created:
+            self._created(cur, created)
 
     # Every handler keys rows by the stream, i.e. (namespace, id) from the stream ID.
     @staticmethod
@@ -166,26 +189,37 @@ class CurrentStateView:
             _touch_statement(sets), (*params, event.originator_version, ts, pack_record(record), ns, cid),
         )
 
-    def _created(self, cur: sqlite3.Cursor, e: Created, pos: int) -> None:
-        ns, cid = self._key(e)
-        ts = micros(e.timestamp)
-        if e.incarnation == 1:
-            cur.execute("INSERT OR IGNORE INTO namespaces(name) VALUES (?)", (ns,))
-        options = None if e.runtime.options is None else packb(e.runtime.options)
-        labels, extensions = packb(dict(e.labels)), packb(dict(e.extensions))
-        cur.execute(
-            "INSERT OR REPLACE INTO containers(namespace, id, version, incarnation, image, runtime_name, "
-            "runtime_options, spec_type_url, spec_value, snapshotter, snapshot_key, sandbox, labels, "
-            "extensions, created_at, updated_at, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
+    def _created(self, cur: sqlite3.Cursor, created: Sequence[tuple[Created, int]]) -> None:
+        """The rows of containers created (each event with its position), a statement per table."""
+        rows: list[tuple[Any, ...]] = []
+        spans: list[tuple[str, str, str, str, int, int]] = []
+        namespaces: dict[str, None] = {}  # the new namespaces, in order
+        for e, pos in created:
+            ns, cid = self._key(e)
+            ts = micros(e.timestamp)
+            if e.incarnation == 1:
+                namespaces[ns] = None
+            options = None if e.runtime.options is None else packb(e.runtime.options)
+            labels, extensions = packb(dict(e.labels)), packb(dict(e.extensions))
+            rows.append((
                 ns, cid, e.originator_version, e.incarnation, e.image, e.runtime.name, options,
                 e.spec.type_url, e.spec.value, e.snapshotter, e.snapshot_key, e.sandbox, labels, extensions, ts, ts,
                 pack_record((cid, e.originator_version, e.spec.type_url, e.image, e.runtime.name, options,
                              e.snapshotter, e.snapshot_key, e.sandbox, dict(e.labels), dict(e.extensions), ts, ts,
                              *DEFAULT_STATUS)),
-            ),
+            ))
+            spans += [(ns, cid, k, v, pos, ts) for k, v in e.labels.items()]
+        if namespaces:
+            run_rows(cur, "INSERT OR IGNORE INTO namespaces(name) VALUES (?)", [(ns,) for ns in namespaces])
+        run_rows(
+            cur,
+            "INSERT OR REPLACE INTO containers(namespace, id, version, incarnation, image, runtime_name, "
+            "runtime_options, spec_type_url, spec_value, snapshotter, snapshot_key, sandbox, labels, "
+            "extensions, created_at, updated_at, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            rows,
         )
-        open_spans(cur, ns, cid, pos, ts, e.labels)
+        if spans:
+            cur.executemany(_OPEN_SPAN, spans)
 
     def _labels(self, cur: sqlite3.Cursor, e: ContainerEvent) -> dict[str, str]:
         labels: dict[str, str] = _read_record(cur, *self._key(e), "labels")

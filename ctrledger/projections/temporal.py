@@ -45,7 +45,7 @@ from ..domain.filters import Filter
 from ..domain.history import AuditRecord, Position, Version
 from ..domain.model import Container, Payload
 from ..persistence.transcoder import packb, unpackb
-from .current import advance_tracking, from_micros, micros, row_to_container
+from .current import advance_tracking, from_micros, micros, row_to_container, run_rows
 from .sqlfilter import Scope, compile_filter
 from .statuscols import STATUS_COLUMNS, columns_of, status_of
 
@@ -70,7 +70,6 @@ class TemporalView:
 
     def __init__(self) -> None:
         self._handlers: dict[type[ContainerEvent], Callable[[sqlite3.Cursor, Any, int], None]] = {
-            Created: self._created,
             LabelsChanged: self._labels_changed,
             ImageChanged: lambda c, e, p: self._next(c, e, p, image=e.image),
             SpecUpdated: self._spec_updated,
@@ -87,10 +86,21 @@ class TemporalView:
             self.apply(cur, events, positions)
 
     def apply(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None:
+        # Consecutive ``Created`` events in one statement (as ``CurrentStateView.apply``): each is
+        # the first version row of its incarnation and reads nothing.
+        created: list[tuple[Created, int]] = []
         for event, position in zip(events, positions, strict=True):
+            if type(event) is Created:
+                created.append((event, position))
+                continue
+            if created:
+                self._created(cur, created)
+                created = []
             handler = self._handlers.get(type(event))
             if handler is not None:
                 handler(cur, event, position)
+        if created:
+            self._created(cur, created)
 
     # -- helpers ----------------------------------------------------------
 
@@ -128,18 +138,22 @@ class TemporalView:
 
     # -- handlers ---------------------------------------------------------
 
-    def _created(self, cur: sqlite3.Cursor, e: Created, pos: int) -> None:
-        ns, cid = _key(e)
-        ts = micros(e.timestamp)
-        cur.execute(
-            "INSERT INTO versions(namespace, id, incarnation, version, from_pos, from_time, image, "
-            "runtime_name, runtime_options, spec_pos, snapshotter, snapshot_key, sandbox, labels, extensions, "
-            "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
+    def _created(self, cur: sqlite3.Cursor, created: Sequence[tuple[Created, int]]) -> None:
+        rows = []
+        for e, pos in created:
+            ns, cid = _key(e)
+            ts = micros(e.timestamp)
+            rows.append((
                 ns, cid, e.incarnation, e.originator_version, pos, ts, e.image, e.runtime.name,
                 None if e.runtime.options is None else packb(e.runtime.options), pos, e.snapshotter,
                 e.snapshot_key, e.sandbox, packb(dict(e.labels)), packb(dict(e.extensions)), ts, ts,
-            ),
+            ))
+        run_rows(
+            cur,
+            "INSERT INTO versions(namespace, id, incarnation, version, from_pos, from_time, image, "
+            "runtime_name, runtime_options, spec_pos, snapshotter, snapshot_key, sandbox, labels, extensions, "
+            "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            rows,
         )
 
     def _labels_changed(self, cur: sqlite3.Cursor, e: LabelsChanged, pos: int) -> None:
