@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import PersistenceError
+from eventsourcing.persistence import PersistenceError, StoredEvent
 from eventsourcing.utils import Environment
 
 from ..domain.container import ContainerAggregate, ContainerEvent
@@ -60,19 +60,20 @@ class LedgerApplication(Application[str]):
         except PersistenceError:
             pass  # another node took it, or the storage is busy: the next one will do
 
-    def load(self, stream: str) -> ContainerAggregate | None:
+    def load(self, stream: str, recent: Sequence[StoredEvent] | None = None) -> ContainerAggregate | None:
         """The aggregate of a stream, or None if the stream has no events.
 
-        A stream's last ``SNAPSHOT_EVERY`` events are read first, newest first: when they
-        reach its first version (most streams are shorter than that), they are the whole
-        stream, decoded and projected without a snapshot. eventsourcing's repository would ask
-        the snapshot store first, one more read transaction on every cold load. A longer
-        stream loads from its latest snapshot, through the repository (its recent events
-        read twice, decoded once).
+        A stream's last ``SNAPSHOT_EVERY`` events are read first, newest first (``recent``: as
+        the caller read them, else through the recorder): when they reach its first version
+        (most streams are shorter than that), they are the whole stream, decoded and projected
+        without a snapshot. eventsourcing's repository would ask the snapshot store first, one
+        more read transaction on every cold load. A longer stream loads from its latest
+        snapshot, through the repository (its recent events read twice, decoded once).
         """
         from eventsourcing.application import AggregateNotFoundError
 
-        recent = self.recorder.select_events(stream, desc=True, limit=SNAPSHOT_EVERY)  # not decoded yet
+        if recent is None:
+            recent = self.recorder.select_events(stream, desc=True, limit=SNAPSHOT_EVERY)  # not decoded yet
         if not recent:
             return None
         agg: Any
