@@ -905,7 +905,7 @@ class Store:
                        "extensions": dict(state.extensions), "updated_at": None, "version": 0,
                        "created_at": _observed_time(state.created_at, "created_at")})
             when = _observed_time(at, "at") or self._clock()
-            audit = base if correlation_id is not None and why is None else Audit(
+            audit = base if correlation_id is not None and why is None else Audit.trusted(
                 base.actor, base.reason if why is None else why,
                 base.correlation_id if correlation_id is not None else self._new_correlation_id(),  # one per item
                 (), base.client)
@@ -1187,12 +1187,9 @@ class Store:
             if not isinstance(path, str):
                 raise InvalidArgument(f"a field path must be a string, not {type(path).__name__}: invalid argument")
             check_storable(path, "field path")
-        return Audit(
-            actor=actor or self._actor,
-            reason=reason or "",
-            correlation_id=correlation_id or self._new_correlation_id(),
-            fieldpaths=paths,
-            client=client or self._client,
+        return Audit.trusted(  # checked above
+            actor or self._actor, reason or "", correlation_id or self._new_correlation_id(), paths,
+            client or self._client,
         )
 
     def _command(

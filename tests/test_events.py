@@ -57,6 +57,39 @@ def test_generated_correlation_and_request_ids_are_uuidv7_in_time_order(store: c
     assert {d[4] for d in digits} == set("89ab")
 
 
+def test_the_aggregate_builds_its_events_as_their_init_would() -> None:
+    # The aggregate builds events without __init__: the same fields, in the same order (the
+    # stored bytes follow it), the same stored state.
+    from datetime import UTC, datetime, timedelta
+
+    from ctrledger.domain.model import Audit, Resources
+    from ctrledger.persistence.mapper import LedgerMapper
+    from ctrledger.persistence.transcoder import MsgPackTranscoder
+
+    mapper = LedgerMapper(transcoder=MsgPackTranscoder())
+    t0, audit = datetime(2026, 12, 1, tzinfo=UTC), Audit("alice", "why", "c-1", ("labels",), "test")
+    agg = ev.ContainerAggregate.create("default", make(labels={"a": "1", "b": "2"}, snapshotter="overlayfs",
+                                                       snapshot_key="k", extensions={"e": Payload("x", b"1")}),
+                                       audit, t0)
+    agg.change_to(make(labels={"a": "2"}, image="img:2", spec=Payload("t", b"2"), snapshotter="overlayfs",
+                       snapshot_key="k2", extensions={}), audit, t0 + timedelta(seconds=1))
+    events = list(agg.collect_events())
+    agg.change_to(agg.to_container(), audit, t0 + timedelta(seconds=2))  # Touched
+    agg.start(42, None, audit, t0 + timedelta(seconds=3))
+    agg.pause(None, audit, t0 + timedelta(seconds=4))
+    agg.resume(None, audit, t0 + timedelta(seconds=5))
+    agg.update_resources(Resources(cpu_quota=5), None, audit, t0 + timedelta(seconds=6))
+    agg.exit(1, None, "bye", None, audit, t0 + timedelta(seconds=7))
+    agg.delete(audit, t0 + timedelta(seconds=8))
+    agg.recreate(make(), audit, t0 + timedelta(seconds=9))
+    events += agg.collect_events()
+    assert {type(e) for e in events} == set(ev.EVENT_CLASSES)
+    for e in events:
+        again = type(e)(**vars(e))
+        assert again == e and list(vars(again)) == list(vars(e))
+        assert mapper.to_stored_event(again) == mapper.to_stored_event(e)
+
+
 @pytest.mark.parametrize(
     ("request_fields", "paths", "expected"),
     [

@@ -40,7 +40,7 @@ exited container may start again (a new run).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -471,7 +471,7 @@ class ContainerAggregate(BaseAggregate[str]):
         class registers its topic when this module is imported, and a test pins them all)."""
         if kwargs.get("timestamp") is None:
             kwargs["timestamp"] = event_class.create_timestamp()
-        event = event_class(originator_id=self.id, originator_version=self.version + 1, **kwargs)
+        event = _new_event(event_class, {"originator_id": self.id, "originator_version": self.version + 1, **kwargs})
         event.mutate(self)
         self.pending_events.append(event)
 
@@ -673,23 +673,42 @@ def _created(
     incarnation: int,
 ) -> Created:
     assert record.spec is not None
-    return Created(
-        originator_id=originator_id,
-        originator_version=version,
-        timestamp=timestamp,
-        audit=audit,
-        namespace=namespace,
-        container_id=record.id,
-        incarnation=incarnation,
-        image=record.image,
-        runtime=record.runtime,
-        spec=record.spec,
-        snapshotter=record.snapshotter,
-        snapshot_key=record.snapshot_key,
-        labels=dict(record.labels),
-        extensions=dict(record.extensions),
-        sandbox=record.sandbox,
-    )
+    created: Created = _new_event(Created, {
+        "originator_id": originator_id,
+        "originator_version": version,
+        "timestamp": timestamp,
+        "audit": audit,
+        "namespace": namespace,
+        "container_id": record.id,
+        "incarnation": incarnation,
+        "image": record.image,
+        "runtime": record.runtime,
+        "spec": record.spec,
+        "snapshotter": record.snapshotter,
+        "snapshot_key": record.snapshot_key,
+        "labels": dict(record.labels),
+        "extensions": dict(record.extensions),
+        "sandbox": record.sandbox,
+    })
+    return created
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _new_event(cls: type[Any], values: dict[str, Any]) -> Any:
+    """``cls(**values)`` for an event class, without ``__init__``: a frozen dataclass assigns each
+    field through ``object.__setattr__``, ~1k instructions a field, and a Created has fifteen. The
+    state is laid out in the fields' order, as ``__init__`` lays it out (the stored bytes follow
+    it); values that are not exactly the fields go through ``__init__``."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    if len(values) != len(names) or not all(name in values for name in names):
+        return cls(**values)
+    event = object.__new__(cls)
+    object.__setattr__(event, "__dict__", {name: values[name] for name in names})
+    return event
 
 
 _TOPICAL: tuple[Any, ...] = (ContainerEvent, StatusEvent, *EVENT_CLASSES, ContainerAggregate)
