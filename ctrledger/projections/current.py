@@ -41,10 +41,7 @@ from ..persistence.transcoder import micros, packb, unpackb
 from .sqlfilter import compile_filter, register_functions
 from .statuscols import DEFAULT_STATUS, STATUS_COLUMNS, columns_of, status_of
 
-__all__ = [
-    "CurrentStateReader", "CurrentStateView", "advance_tracking", "from_micros", "micros", "row_to_container",
-    "run_rows",
-]
+__all__ = ["CurrentStateReader", "CurrentStateView", "advance_tracking", "from_micros", "micros", "row_to_container"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -84,14 +81,11 @@ def tracked_position(conn: sqlite3.Connection | sqlite3.Cursor, view: str) -> in
     return int(row[0]) if row else 0
 
 
-def run_rows(cur: sqlite3.Cursor, statement: str, rows: Sequence[Sequence[Any]]) -> None:
-    """``statement`` for each of ``rows``: one ``execute`` for one row (a little cheaper), else ``executemany``."""
-    if len(rows) == 1:
-        cur.execute(statement, rows[0])
-    else:
-        cur.executemany(statement, rows)
-
-
+_INSERT_CONTAINER = (
+    "INSERT OR REPLACE INTO containers(namespace, id, version, incarnation, image, runtime_name, runtime_options, "
+    "spec_type_url, spec_value, snapshotter, snapshot_key, sandbox, labels, extensions, created_at, updated_at, "
+    "record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
 _OPEN_SPAN = "INSERT INTO label_spans(namespace, id, key, value, from_pos, from_time) VALUES (?,?,?,?,?,?)"
 
 
@@ -190,15 +184,16 @@ class CurrentStateView:
         )
 
     def _created(self, cur: sqlite3.Cursor, created: Sequence[tuple[Created, int]]) -> None:
-        """The rows of containers created (each event with its position), a statement per table."""
+        """The rows of containers created (each event with its position), a statement per table
+        (plain loops, no comprehensions: one create, the common case, pays for no batching)."""
         rows: list[tuple[Any, ...]] = []
         spans: list[tuple[str, str, str, str, int, int]] = []
-        namespaces: dict[str, None] = {}  # the new namespaces, in order
+        namespaces: list[str] = []  # the new namespaces, in order
         for e, pos in created:
             ns, cid = self._key(e)
             ts = micros(e.timestamp)
-            if e.incarnation == 1:
-                namespaces[ns] = None
+            if e.incarnation == 1 and ns not in namespaces:
+                namespaces.append(ns)
             options = None if e.runtime.options is None else packb(e.runtime.options)
             labels, extensions = packb(dict(e.labels)), packb(dict(e.extensions))
             rows.append((
@@ -208,16 +203,14 @@ class CurrentStateView:
                              e.snapshotter, e.snapshot_key, e.sandbox, dict(e.labels), dict(e.extensions), ts, ts,
                              *DEFAULT_STATUS)),
             ))
-            spans += [(ns, cid, k, v, pos, ts) for k, v in e.labels.items()]
-        if namespaces:
-            run_rows(cur, "INSERT OR IGNORE INTO namespaces(name) VALUES (?)", [(ns,) for ns in namespaces])
-        run_rows(
-            cur,
-            "INSERT OR REPLACE INTO containers(namespace, id, version, incarnation, image, runtime_name, "
-            "runtime_options, spec_type_url, spec_value, snapshotter, snapshot_key, sandbox, labels, "
-            "extensions, created_at, updated_at, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            rows,
-        )
+            for k, v in e.labels.items():
+                spans.append((ns, cid, k, v, pos, ts))
+        for ns in namespaces:
+            cur.execute("INSERT OR IGNORE INTO namespaces(name) VALUES (?)", (ns,))
+        if len(rows) == 1:
+            cur.execute(_INSERT_CONTAINER, rows[0])
+        else:
+            cur.executemany(_INSERT_CONTAINER, rows)
         if spans:
             cur.executemany(_OPEN_SPAN, spans)
 

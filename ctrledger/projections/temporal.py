@@ -45,7 +45,7 @@ from ..domain.filters import Filter
 from ..domain.history import AuditRecord, Position, Version
 from ..domain.model import Container, Payload
 from ..persistence.transcoder import packb, unpackb
-from .current import advance_tracking, from_micros, micros, row_to_container, run_rows
+from .current import advance_tracking, from_micros, micros, row_to_container
 from .sqlfilter import Scope, compile_filter
 from .statuscols import STATUS_COLUMNS, columns_of, status_of
 
@@ -148,13 +148,10 @@ class TemporalView:
                 None if e.runtime.options is None else packb(e.runtime.options), pos, e.snapshotter,
                 e.snapshot_key, e.sandbox, packb(dict(e.labels)), packb(dict(e.extensions)), ts, ts,
             ))
-        run_rows(
-            cur,
-            "INSERT INTO versions(namespace, id, incarnation, version, from_pos, from_time, image, "
-            "runtime_name, runtime_options, spec_pos, snapshotter, snapshot_key, sandbox, labels, extensions, "
-            "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            rows,
-        )
+        if len(rows) == 1:
+            cur.execute(_INSERT_VERSION, rows[0])
+        else:
+            cur.executemany(_INSERT_VERSION, rows)
 
     def _labels_changed(self, cur: sqlite3.Cursor, e: LabelsChanged, pos: int) -> None:
         labels: dict[str, str] = self._previous_blob(cur, e, "labels")
@@ -185,6 +182,13 @@ class TemporalView:
         if row is None:
             _no_version(ns, cid, e.originator_version - 1)
         self._next(cur, e, pos, touch=False, **columns_of(e.next_status(status_of(row[1:], from_micros(row[0])))))
+
+
+_INSERT_VERSION = (
+    "INSERT INTO versions(namespace, id, incarnation, version, from_pos, from_time, image, runtime_name, "
+    "runtime_options, spec_pos, snapshotter, snapshot_key, sandbox, labels, extensions, created_at, updated_at) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
 
 
 @functools.cache
