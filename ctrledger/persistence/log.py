@@ -488,20 +488,26 @@ class SQLiteLog(_AppLog):
         return None
 
     def _insert(self, cur: sqlite3.Cursor, job: _Append) -> None:
-        rows = [(str(s.originator_id), s.originator_version, s.topic, s.state) for s in job.stored]
+        rows = []  # plain loops, no comprehensions: one event, the common case, pays for no batching
+        for s in job.stored:
+            rows.append((str(s.originator_id), s.originator_version, s.topic, s.state))
         cur.execute("INSERT INTO stored_events VALUES (?,?,?,?)", rows[0])
         first = cur.lastrowid
         assert first is not None
+        positions = [first]
+        hashed = [(first, *rows[0])]
         if len(rows) > 1:
             # The others in one statement, at the positions that follow: SQLite gives a new row the
             # highest rowid plus one, and this transaction holds the write lock.
+            for row in rows[1:]:
+                positions.append(positions[-1] + 1)
+                hashed.append((positions[-1], *row))
             cur.executemany(
                 "INSERT INTO stored_events(rowid, originator_id, originator_version, topic, state) VALUES (?,?,?,?,?)",
-                [(first + i, *row) for i, row in enumerate(rows[1:], 1)])
-        positions = list(range(first, first + len(rows)))
+                hashed[1:])
         db = integrity.Sql(cur)
         # Tamper evidence: hash and chain the events where their order is decided.
-        integrity.append_hashes(db, [(p, *row) for p, row in zip(positions, rows, strict=True)])
+        integrity.append_hashes(db, hashed)
         if job.request_id is not None:  # idempotency: a second application of one command is refused
             stream, version = rows[-1][:2]
             requests.record(db, job.request_id, stream, version, positions[-1])
