@@ -184,6 +184,10 @@ class TemporalView:
         self._next(cur, e, pos, touch=False, **columns_of(e.next_status(status_of(row[1:], from_micros(row[0])))))
 
 
+_MAX_POSITION = (1 << 63) - 1  # no log position is larger (SQLite's INTEGER, PostgreSQL's BIGINT): a larger bound
+# means the same as it, and SQLite cannot bind one
+
+
 _INSERT_VERSION = (
     "INSERT INTO versions(namespace, id, incarnation, version, from_pos, from_time, image, runtime_name, "
     "runtime_options, spec_pos, snapshotter, snapshot_key, sandbox, labels, extensions, created_at, updated_at) "
@@ -393,16 +397,16 @@ class TemporalReader:
                 params.extend(values)
         if after is not None:
             clauses.append("position > ?")
-            params.append(after.number)
+            params.append(min(after.number, _MAX_POSITION))
         if isinstance(since, Position):
             clauses.append("position > ?")
-            params.append(since.number)
+            params.append(min(since.number, _MAX_POSITION))
         elif since is not None:
             clauses.append("recorded_at >= ?")
             params.append(micros(since))
         if isinstance(until, Position):
             clauses.append("position <= ?")
-            params.append(until.number)
+            params.append(min(until.number, _MAX_POSITION))
         elif until is not None:
             clauses.append("recorded_at <= ?")
             params.append(micros(until))
