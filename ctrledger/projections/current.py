@@ -89,6 +89,30 @@ _INSERT_CONTAINER = (
 _OPEN_SPAN = "INSERT INTO label_spans(namespace, id, key, value, from_pos, from_time) VALUES (?,?,?,?,?,?)"
 
 
+def apply_events(
+    cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int],
+    handlers: Mapping[type[ContainerEvent], Callable[[sqlite3.Cursor, Any, int], None]],
+    created: Callable[[sqlite3.Cursor, Sequence[tuple[Created, int]]], None],
+) -> None:
+    """A view's ``apply``: each event (at its position) to its type's handler, except that each
+    run of consecutive ``Created`` events goes to ``created`` at once (a few statements for all
+    of them). No two events of a run are of one stream: a name is created again only after a
+    ``Deleted``, which ends the run."""
+    run: list[tuple[Created, int]] = []
+    for event, position in zip(events, positions, strict=True):
+        if type(event) is Created:
+            run.append((event, position))
+            continue
+        if run:
+            created(cur, run)
+            run = []
+        handler = handlers.get(type(event))
+        if handler is not None:
+            handler(cur, event, position)
+    if run:
+        created(cur, run)
+
+
 def open_spans(cur: sqlite3.Cursor, ns: str, cid: str, pos: int, ts: int, labels: Mapping[str, str]) -> None:
     """Open a span, from ``pos``/``ts``, for each label in ``labels``."""
     cur.executemany(_OPEN_SPAN, [(ns, cid, k, v, pos, ts) for k, v in labels.items()])
@@ -144,19 +168,7 @@ class CurrentStateView:
         Consecutive ``Created`` events (a sync, a burst of creates observed on containerd) are
         written together, a few statements for all of them; no two of them are of one stream
         (a name is created again only after a ``Deleted``, which ends the run)."""
-        created: list[tuple[Created, int]] = []
-        for event, position in zip(events, positions, strict=True):
-            if type(event) is Created:
-                created.append((event, position))
-                continue
-            if created:
-                self._created(cur, created)
-                created = []
-            handler = self._handlers.get(type(event))
-            if handler is not None:
-                handler(cur, event, position)
-        if created:
-            self._created(cur, created)
+        apply_events(cur, events, positions, self._handlers, self._created)
 
     # Every handler keys rows by the stream, i.e. (namespace, id) from the stream ID.
     @staticmethod

@@ -45,7 +45,7 @@ from ..domain.filters import Filter
 from ..domain.history import AuditRecord, Position, Version
 from ..domain.model import Container, Payload
 from ..persistence.transcoder import packb, unpackb
-from .current import advance_tracking, from_micros, micros, row_to_container
+from .current import advance_tracking, apply_events, from_micros, micros, row_to_container
 from .sqlfilter import Scope, compile_filter
 from .statuscols import STATUS_COLUMNS, columns_of, status_of
 
@@ -86,21 +86,9 @@ class TemporalView:
             self.apply(cur, events, positions)
 
     def apply(self, cur: sqlite3.Cursor, events: Sequence[Any], positions: Sequence[int]) -> None:
-        # Consecutive ``Created`` events in one statement (as ``CurrentStateView.apply``): each is
-        # the first version row of its incarnation and reads nothing.
-        created: list[tuple[Created, int]] = []
-        for event, position in zip(events, positions, strict=True):
-            if type(event) is Created:
-                created.append((event, position))
-                continue
-            if created:
-                self._created(cur, created)
-                created = []
-            handler = self._handlers.get(type(event))
-            if handler is not None:
-                handler(cur, event, position)
-        if created:
-            self._created(cur, created)
+        # Consecutive ``Created`` events in one statement: each is the first version row of its
+        # incarnation and reads nothing.
+        apply_events(cur, events, positions, self._handlers, self._created)
 
     # -- helpers ----------------------------------------------------------
 
