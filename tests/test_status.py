@@ -596,3 +596,20 @@ def test_a_records_resources_cannot_be_changed_under_it(tmp_path: Path) -> None:
         with pytest.raises(TypeError):
             a.status.resources.unified["x"] = "y"  # type: ignore[index]
         assert b.status.resources.unified == {} and store.get("a").status.resources == ctrledger.Resources()
+
+
+def test_a_created_status_is_the_dataclass_built_the_long_way() -> None:
+    """``created_status`` (a create's status, and a never-started record's read back) skips the
+    frozen dataclass's ``__init__``: the same fields, values, field order and behaviour."""
+    from dataclasses import fields, replace
+    from datetime import UTC, datetime
+
+    from ctrledger.domain.model import Status, created_status
+
+    at = datetime(2026, 12, 2, 3, 4, 5, 678_901, tzinfo=UTC)
+    fast, slow = created_status(at), Status(created_at=at)
+    assert type(fast) is Status and fast == slow and repr(fast) == repr(slow) and fast.state == "CREATED"
+    assert list(vars(fast)) == [f.name for f in fields(Status)] and vars(fast) == vars(slow)
+    assert fast.to_dict() == slow.to_dict()
+    assert replace(fast, pid=3).pid == 3 and fast.pid == 0
+    assert created_status(at) is not created_status(at)

@@ -48,7 +48,7 @@ from eventsourcing.domain import BaseAggregate, CanMutateAggregate
 from eventsourcing.utils import register_topic
 
 from ..errors import FailedPrecondition, InvalidArgument
-from .model import RESOURCE_FIELDS, Audit, Container, Payload, Resources, Runtime, Status
+from .model import NO_STATUS, RESOURCE_FIELDS, Audit, Container, Payload, Resources, Runtime, Status, created_status
 from .validation import go_quote
 
 __all__ = [
@@ -150,7 +150,7 @@ class Created(ContainerEvent):
         a.sandbox = self.sandbox
         a.created_at = self.timestamp
         a.updated_at = self.timestamp
-        a.status = Status(created_at=self.timestamp)
+        a.status = created_status(self.timestamp)
         a.status_at = self.timestamp
 
 
@@ -445,7 +445,7 @@ class ContainerAggregate(BaseAggregate[str]):
         self.sandbox: str = ""
         self.created_at: datetime = datetime.min
         self.updated_at: datetime = datetime.min
-        self.status: Status = Status()
+        self.status: Status = NO_STATUS  # immutable: shared
         self.status_at: datetime = datetime.min  # the time of the last status change (or creation)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ContainerAggregate:

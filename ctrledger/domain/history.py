@@ -30,7 +30,7 @@ from .container import (
     SpecUpdated,
     StatusEvent,
 )
-from .model import RESOURCE_FIELDS, Container, Payload, Runtime, Status
+from .model import RESOURCE_FIELDS, Container, Payload, Runtime, Status, created_status
 
 __all__ = [
     "AuditRecord",
@@ -349,7 +349,7 @@ def event_changes(event: Any, before: Any) -> tuple[FieldChange, ...]:
         fresh = Container(
             id=event.container_id, labels=event.labels, image=event.image, runtime=event.runtime,
             spec=event.spec, snapshotter=event.snapshotter, snapshot_key=event.snapshot_key,
-            extensions=event.extensions, sandbox=event.sandbox, status=Status(created_at=event.timestamp),
+            extensions=event.extensions, sandbox=event.sandbox, status=created_status(event.timestamp),
         )
         return tuple(diff_containers(None, fresh))
     if isinstance(event, LabelsChanged):

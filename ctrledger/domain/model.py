@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
@@ -243,6 +243,21 @@ class Status:
 
 
 NO_STATUS: Final = Status()  # a record's status before anything is known (immutable: shared)
+
+
+def created_status(created_at: datetime) -> Status:
+    """``Status(created_at=created_at)``: created, never started. Built from a template of its
+    fields, not through the frozen dataclass's ``__init__`` (a setattr per field and the state
+    derived): every create makes one."""
+    obj = object.__new__(Status)
+    fields = dict(_CREATED_FIELDS)
+    fields["created_at"] = created_at
+    object.__setattr__(obj, "__dict__", fields)
+    return obj
+
+
+_CREATED = Status(created_at=datetime(2000, 1, 1, tzinfo=UTC))
+_CREATED_FIELDS: Final = {f.name: getattr(_CREATED, f.name) for f in fields(Status)}  # in field order
 
 
 @dataclass(frozen=True)

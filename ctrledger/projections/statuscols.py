@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from ..domain.model import NO_RESOURCES, RESOURCE_FIELDS, Resources, Status
+from ..domain.model import NO_RESOURCES, RESOURCE_FIELDS, Resources, Status, created_status
 from ..persistence.transcoder import packb, unpackb
 
 __all__ = ["DEFAULT_STATUS", "STATUS_COLUMNS", "STATUS_COLUMN_TYPES", "columns_of", "status_of"]
@@ -85,11 +85,7 @@ def status_of(values: Sequence[Any], created_at: datetime) -> Status:
     """A ``Status`` from the column values (in ``STATUS_COLUMNS`` order; none: ``DEFAULT_STATUS``),
     without re-validating."""
     if not values:
-        obj = object.__new__(Status)
-        fresh = dict(_FRESH)
-        fresh["created_at"] = created_at
-        object.__setattr__(obj, "__dict__", fresh)
-        return obj
+        return created_status(created_at)  # what DEFAULT_STATUS reads as, the long way
     _state, pid, started, finished, exit_code, reason, message, paused, resources, runs = values
     obj = object.__new__(Status)
     object.__setattr__(obj, "__dict__", {  # a literal, handed over: no keyword arguments, no copy
@@ -107,6 +103,3 @@ def status_of(values: Sequence[Any], created_at: datetime) -> Status:
     })
     return obj
 
-
-# The fields of a status never started (``DEFAULT_STATUS`` read the long way), for its fast path.
-_FRESH: Final = dict(vars(status_of(DEFAULT_STATUS, None)))  # type: ignore[arg-type]
