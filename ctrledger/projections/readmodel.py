@@ -42,6 +42,7 @@ __all__ = ["ReadModel"]
 
 _IDLE_READERS = 4  # idle read-only connections kept for streamed answers (``ReadModel.reading``)
 
+
 class ReadModel:
     """The views of one local SQLite file (see the module docstring)."""
 
