@@ -359,8 +359,8 @@ class Store:
         self._sync()
         if not isinstance(id, str):
             return None
-        with self._rm.connection() as conn:
-            return TemporalReader(conn, self._rm.spec_of).last_change(ns, id)
+        with self._rm.connection():
+            return self._rm.past.last_change(ns, id)
 
     def _history_entries(self, ns: str, cid: str) -> Iterator[HistoryEntry]:
         with self._rm.reader() as conn:
