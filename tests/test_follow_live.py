@@ -22,7 +22,7 @@ import grpc
 import pytest
 
 import ctrledger
-from ctrledger.follow import AFTER_GAP, AT_SYNC, NEW_NAMESPACE, Follower, Proxy
+from ctrledger.follow import AFTER_GAP, AT_SYNC, NEW_NAMESPACE, Follower, Proxy, WriterProcess
 from ctrledger.wire.containerd.events import container_pb2 as cev
 from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as cpb
 from ctrledger.wire.containerd.services.containers.v1 import containers_pb2_grpc as cgrpc
@@ -40,20 +40,31 @@ def store(tmp_path: Path) -> Iterator[ctrledger.Store]:
         yield s
 
 
+@pytest.fixture(params=["thread", "process"])
+def writes(request: pytest.FixtureRequest) -> str:
+    """Where the follower writes: in its own process (a thread of it), or in a writer process
+    (``WriterProcess``, as ``ctrledger follow`` does)."""
+    return str(request.param)
+
+
 @contextmanager
-def following(store: ctrledger.Store, cd: Containerd, *namespaces: str) -> Iterator[Follower]:
+def following(store: ctrledger.Store, cd: Containerd, *namespaces: str, writes: str = "thread") -> Iterator[Follower]:
     ready = threading.Event()
+    writer = WriterProcess(store.path, client="follow") if writes == "process" else None
     f = Follower(store, cd.socket, namespaces=list(namespaces) or None, relist=0.5, backoff=(0.05, 0.5),
-                 on_ready=lambda _: ready.set())
+                 on_ready=lambda _: ready.set(), writer=writer)
     t = threading.Thread(target=f.run, daemon=True)
     t.start()
     assert ready.wait(15), f.stats
+    assert writer is None or writer.pid is not None  # the writes go to the writer process
     try:
         yield f
     finally:
         f.stop()
         t.join(10)
         assert not t.is_alive()
+        if writer is not None:
+            assert writer.pid is None  # run() ended the writer process
 
 
 def kinds(store: ctrledger.Store, cid: str, ns: str) -> list[str]:
@@ -79,11 +90,11 @@ def ledger_state(store: ctrledger.Store, ns: str) -> dict[str, dict[str, str]]:
 
 
 def test_sync_then_create_label_and_delete_through_ctr(store: ctrledger.Store, containerd: Containerd,
-                                                        root: Path) -> None:
-    ns = "meta"
+                                                        root: Path, writes: str) -> None:
+    ns = f"meta-{writes}"
     containerd.ctr("containers", "create", "--label", "tier=web", "--rootfs", str(root), "pre", "/bin/true",
                    namespace=ns)
-    with following(store, containerd, ns) as f:
+    with following(store, containerd, ns, writes=writes) as f:
         pre = store.get("pre", namespace=ns)
         assert pre.labels == {"tier": "web"}
         [entry] = store.history("pre", namespace=ns)
@@ -150,9 +161,9 @@ def test_replayed_events_write_nothing(store: ctrledger.Store, containerd: Conta
 # -- tasks ---------------------------------------------------------------------------
 
 
-def test_task_exit_code_and_kill(store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
-    ns = "exits"
-    with following(store, containerd, ns):
+def test_task_exit_code_and_kill(store: ctrledger.Store, containerd: Containerd, root: Path, writes: str) -> None:
+    ns = f"exits-{writes}"
+    with following(store, containerd, ns, writes=writes):
         done = containerd.ctr("run", "--rootfs", str(root), "three", "/bin/sh", "-c", "exit 3", namespace=ns,
                               check=False)
         assert done.returncode == 3
@@ -204,13 +215,13 @@ def published_ooms(cd: Containerd, ns: str) -> Iterator[set[str]]:
             t.join(5)
 
 
-def test_oom_killed(store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
+def test_oom_killed(store: ctrledger.Store, containerd: Containerd, root: Path, writes: str) -> None:
     # containerd does not always publish the OOM of a task the kernel OOM-killed (one run in eight
     # here): then nothing says it was one, and the exit is recorded as CRI records it, "Error".
     # The ledger must say OOMKilled exactly when containerd published the OOM; up to four runs,
     # until one was published.
-    ns = "oom"
-    with following(store, containerd, ns), published_ooms(containerd, ns) as ooms:
+    ns = f"oom-{writes}"
+    with following(store, containerd, ns, writes=writes), published_ooms(containerd, ns) as ooms:
         for attempt in range(4):
             hog = f"hog{attempt}"
             done = containerd.ctr("run", "--memory-limit", "16777216", "--rootfs", str(root), hog, "/bin/sh", "-c",
@@ -256,9 +267,10 @@ def test_an_oom_published_after_the_exit_still_names_it(store: ctrledger.Store, 
     assert (status(store, "killed", ns).exit_code, status(store, "killed", ns).reason) == (137, "Error")
 
 
-def test_pause_resume_and_exec_is_not_an_exit(store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
-    ns = "pause"
-    with following(store, containerd, ns):
+def test_pause_resume_and_exec_is_not_an_exit(store: ctrledger.Store, containerd: Containerd, root: Path,
+                                              writes: str) -> None:
+    ns = f"pause-{writes}"
+    with following(store, containerd, ns, writes=writes):
         containerd.ctr("run", "-d", "--rootfs", str(root), "p1", "/bin/sleep", "60", namespace=ns)
         wait_until(lambda: status(store, "p1", ns).state == "RUNNING")
         containerd.ctr("task", "pause", "p1", namespace=ns)
@@ -590,9 +602,10 @@ def test_an_old_pause_or_resume_read_late_is_no_error(store: ctrledger.Store, co
 # -- gaps ----------------------------------------------------------------------------
 
 
-def test_containerd_restarted_mid_stream(store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
-    ns = "restart"
-    with following(store, containerd, ns) as f:
+def test_containerd_restarted_mid_stream(store: ctrledger.Store, containerd: Containerd, root: Path,
+                                         writes: str) -> None:
+    ns = f"restart-{writes}"
+    with following(store, containerd, ns, writes=writes) as f:
         containerd.ctr("containers", "create", "--rootfs", str(root), "before", "/bin/true", namespace=ns)
         wait_until(lambda: "before" in ledger_state(store, ns))
         containerd.stop()
@@ -822,18 +835,20 @@ def test_a_failed_batch_is_made_up_for_by_the_reconcile(store: ctrledger.Store, 
     assert AFTER_GAP in {e.reason for e in store.audit(namespace=ns)}
 
 
-def test_namespaces_two_explicit_and_implicit(store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
-    with following(store, containerd) as f:
-        containerd.ctr("namespaces", "create", "alpha")
-        containerd.ctr("containers", "create", "--rootfs", str(root), "a1", "/bin/true", namespace="alpha")
-        # "beta" has no namespace event: its first container creates it implicitly
-        containerd.ctr("containers", "create", "--rootfs", str(root), "b1", "/bin/true", namespace="beta")
+def test_namespaces_two_explicit_and_implicit(store: ctrledger.Store, containerd: Containerd, root: Path,
+                                              writes: str) -> None:
+    alpha, beta = f"alpha-{writes}", f"beta-{writes}"
+    with following(store, containerd, writes=writes) as f:
+        containerd.ctr("namespaces", "create", alpha)
+        containerd.ctr("containers", "create", "--rootfs", str(root), "a1", "/bin/true", namespace=alpha)
+        # beta has no namespace event: its first container creates it implicitly
+        containerd.ctr("containers", "create", "--rootfs", str(root), "b1", "/bin/true", namespace=beta)
         # the follower counts a namespace after its write: wait for both, not only the ledger
-        wait_until(lambda: {"alpha", "beta"} <= set(store.namespaces()) and {"alpha", "beta"} <= f.stats.namespaces)
-        assert ledger_state(store, "alpha") == {"a1": {}} and ledger_state(store, "beta") == {"b1": {}}
-        assert [e.reason for e in store.history("b1", namespace="beta")] in ([NEW_NAMESPACE], [""])
-        containerd.ctr("containers", "rm", "b1", namespace="beta")
-        wait_until(lambda: not ledger_state(store, "beta"))
+        wait_until(lambda: {alpha, beta} <= set(store.namespaces()) and {alpha, beta} <= f.stats.namespaces)
+        assert ledger_state(store, alpha) == {"a1": {}} and ledger_state(store, beta) == {"b1": {}}
+        assert [e.reason for e in store.history("b1", namespace=beta)] in ([NEW_NAMESPACE], [""])
+        containerd.ctr("containers", "rm", "b1", namespace=beta)
+        wait_until(lambda: not ledger_state(store, beta))
 
 
 # -- the proxy -----------------------------------------------------------------------

@@ -7,5 +7,6 @@ from __future__ import annotations
 from .claims import Claims
 from .follower import AFTER_GAP, AT_SYNC, NEW_NAMESPACE, Follower, Stats, connect
 from .proxy import Proxy
+from .writer import WriterProcess
 
-__all__ = ["AFTER_GAP", "AT_SYNC", "NEW_NAMESPACE", "Claims", "Follower", "Proxy", "Stats", "connect"]
+__all__ = ["AFTER_GAP", "AT_SYNC", "NEW_NAMESPACE", "Claims", "Follower", "Proxy", "Stats", "WriterProcess", "connect"]

@@ -50,6 +50,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import message
+from grpc.experimental import ChannelOptions
 
 import ctrledger
 from ctrledger import Container
@@ -68,6 +69,7 @@ from ctrledger.wire.containerd.types.task import task_pb2 as ttypes
 
 from .claims import Claims
 from .observed import observed_container, observed_time
+from .writer import WriterProcess
 
 __all__ = ["AFTER_GAP", "AT_SYNC", "NEW_NAMESPACE", "SEEN_IN_EVENT", "Follower", "Stats", "connect"]
 
@@ -91,6 +93,7 @@ _SPACING = 0.010
 _EXIT_AHEAD = 0.3  # seconds after a reconcile listed the tasks to wait for the exit of a running one gone from them
 _OOM_LATE = 0.5  # seconds after a SIGKILLed task's exit was published to wait for a /tasks/oom published after it
 _CHUNK = 200  # containers a reconcile's list reader hands over at once
+_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 1 << 30)]
 
 _PAYLOADS: dict[str, type[message.Message]] = {
     f"containerd.events.{cls.__name__}": cls
@@ -174,7 +177,10 @@ class Follower:
     ``namespaces``: follow only these (default: every namespace). ``relist``: seconds between
     namespace re-lists. ``backoff``: first and longest wait between reconnects, doubled after
     each failure. ``run()`` returns only when ``stop()`` is called; transient errors (containerd
-    down, a refused record) are logged and retried, never raised.
+    down, a refused record) are logged and retried, never raised. ``writer``: write through
+    this ``WriterProcess`` (over ``store``'s file) instead of ``store``, from a process of its
+    own (``ctrledger follow`` does; see :mod:`ctrledger.follow.writer`); ``store`` is still
+    what the follower reads. ``run()`` ends the process when it returns, as ``close()`` does.
     """
 
     def __init__(
@@ -187,7 +193,11 @@ class Follower:
         backoff: tuple[float, float] = (0.1, 5.0),
         on_ready: Callable[[Follower], None] | None = None,
         claims: Claims | None = None,
+        writer: WriterProcess | None = None,
     ) -> None:
+        if writer is not None and claims is not None:
+            raise ValueError("a follower beside a proxy writes in the proxy's process (the claims are that "
+                             "process's locks): give it no writer process")
         self.store = store
         self.address = address
         self.only = frozenset(namespaces) if namespaces else None
@@ -195,6 +205,9 @@ class Follower:
         self.backoff = backoff
         self.on_ready = on_ready
         self.claims = claims
+        self.writer = writer
+        # What the follower writes with: the store, or its writer process (the same calls).
+        self._writes: Any = store if writer is None else writer
         self.stats = Stats()
         self._stop = threading.Event()
         self._oom: set[tuple[str, str]] = set()
@@ -205,6 +218,7 @@ class Follower:
         self._last_read: dict[tuple[str, str], Future[cpb.Container | None]] = {}
         self._reads_lock = threading.Lock()
         self._channel: grpc.Channel | None = None
+        self._events_channel: grpc.Channel | None = None
         # Group commit: one thread commits a batch of observations while the events that
         # arrive meanwhile are read and judged (against ``_pending``), to be the next batch.
         self._pending = _Pending()
@@ -228,8 +242,11 @@ class Follower:
             call.cancel()
 
     def close(self) -> None:
-        """Close the connection ``reconcile`` or ``apply`` opened outside ``run``."""
+        """Close the connection ``reconcile`` or ``apply`` opened outside ``run``, and end the
+        writer process."""
         self._close_channel()
+        if self.writer is not None:
+            self.writer.close()
 
     def run(self) -> None:
         """Follow until ``stop()``: connect, subscribe, reconcile, apply events; on any break,
@@ -264,6 +281,8 @@ class Follower:
             if self._stop.wait(wait):
                 break
             wait = min(wait * 2, self.backoff[1])
+        if self.writer is not None:
+            self.writer.close()
 
     def _ledger_is_new(self) -> bool:
         """Nothing recorded from containerd yet: the first reconcile is the initial sync."""
@@ -276,9 +295,10 @@ class Follower:
         if self._call is not None:
             self._call.cancel()
             self._call = None
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
+        for channel in (self._channel, self._events_channel):
+            if channel is not None:
+                channel.close()
+        self._channel = self._events_channel = None
 
     def sync_once(self) -> int:
         """Connect, reconcile once (``observed at sync`` on a new ledger, else ``observed after a
@@ -297,8 +317,15 @@ class Follower:
         return channel
 
     def _session(self, reason: str) -> None:
-        channel = self._connect()
-        events = egrpc.EventsStub(channel)  # type: ignore[no-untyped-call]
+        if self.writer is not None:
+            self.writer.start()  # again if it died: the break that ended the last session
+        self._connect()
+        # The event stream on a connection of its own, read by the thread that waits for its
+        # events (grpcio's single-threaded stream): each event is one handoff fewer, and it
+        # does not queue behind the answers of the reads (docs/benchmarks.md).
+        self._events_channel = grpc.insecure_channel(
+            f"unix://{self.address}", options=[*_CHANNEL_OPTIONS, (ChannelOptions.SingleThreadedUnaryStream, 1)])
+        events = egrpc.EventsStub(self._events_channel)  # type: ignore[no-untyped-call]
         # Subscribe before listing, so nothing that happens while we list is lost: those
         # events wait in the queue and are applied after the reconcile (idempotently).
         call = events.Subscribe(epb.SubscribeRequest(filters=list(TOPICS)))
@@ -409,12 +436,12 @@ class Follower:
         if not batch:
             return 0
         try:
-            kinds = self.store.observe_many(batch, namespace=ns, actor=ACTOR, reason=reason, client="follow")
+            kinds = self._writes.observe_many(batch, namespace=ns, actor=ACTOR, reason=reason, client="follow")
         except ctrledger.InvalidArgument:
             kinds = []  # one record the store refuses must not keep the others out
             for item in batch:
                 try:
-                    kinds.append(self.store.observe(*item[:2], at=item[2], namespace=ns, actor=ACTOR,
+                    kinds.append(self._writes.observe(*item[:2], at=item[2], namespace=ns, actor=ACTOR,
                                                     reason=item[3] if len(item) == 4 else reason,
                                                     client="follow"))
                 except ctrledger.InvalidArgument as e:
@@ -536,34 +563,34 @@ class Follower:
                 elif task is None and self._exit_ahead(ns, cid):
                     return written  # gone since it exited: its exit, read already, says how
                 else:
-                    self.store.exited(cid, exit_code=UNKNOWN_EXIT, at=_not_before(now, status), reason="Unknown",
+                    self._writes.exited(cid, exit_code=UNKNOWN_EXIT, at=_not_before(now, status), reason="Unknown",
                                       message="the task was gone when the follower looked again",
                                       audit_reason=reason, **kw)
                 written += 1
             elif task is not None and task.status == ttypes.STOPPED and status.state == "CREATED":
                 # the task ran and exited while nobody watched: its run, dated by its exit
                 at = _not_before(observed_time(task.exited_at) or now, status)
-                self.store.started(cid, pid=task.pid, at=at, reason=reason, **kw)
+                self._writes.started(cid, pid=task.pid, at=at, reason=reason, **kw)
                 self._exited(ns, cid, task.exit_status, at, reason)
                 written += 2
             return written
         if running and status.pid != task.pid:  # another run began and this one ended unseen
-            self.store.exited(cid, exit_code=UNKNOWN_EXIT, at=_not_before(now, status), reason="Unknown",
+            self._writes.exited(cid, exit_code=UNKNOWN_EXIT, at=_not_before(now, status), reason="Unknown",
                               message="a new task replaced it while nobody watched", audit_reason=reason, **kw)
             written += 1
             running = False
         if not running:
-            self.store.started(cid, pid=task.pid, at=_not_before(now, _status(self.store, ns, cid)), reason=reason,
+            self._writes.started(cid, pid=task.pid, at=_not_before(now, _status(self.store, ns, cid)), reason=reason,
                                **kw)
             written += 1
         status = _status(self.store, ns, cid)
         assert status is not None
         paused = task.status in (ttypes.PAUSED, ttypes.PAUSING)
         if paused and not status.paused:
-            self.store.paused(cid, at=_not_before(now, status), reason=reason, **kw)
+            self._writes.paused(cid, at=_not_before(now, status), reason=reason, **kw)
             written += 1
         elif not paused and status.paused:
-            self.store.resumed(cid, at=_not_before(now, status), reason=reason, **kw)
+            self._writes.resumed(cid, at=_not_before(now, status), reason=reason, **kw)
             written += 1
         return written
 
@@ -826,16 +853,16 @@ class Follower:
             if status.state == "RUNNING" and status.pid == payload.pid:
                 return True  # a duplicate
             if status.state == "RUNNING":
-                self.store.exited(cid, exit_code=UNKNOWN_EXIT, reason="Unknown",
+                self._writes.exited(cid, exit_code=UNKNOWN_EXIT, reason="Unknown",
                                   message="a new task started before its exit was seen", **kw)
             self._oom.discard((ns, cid))
-            self.store.started(cid, pid=payload.pid, **kw)
+            self._writes.started(cid, pid=payload.pid, **kw)
         else:
             pause = isinstance(payload, tev.TaskPaused)
             if status.state != "RUNNING" or status.paused == pause:
                 return True
             try:
-                (self.store.paused if pause else self.store.resumed)(cid, **kw)
+                (self._writes.paused if pause else self._writes.resumed)(cid, **kw)
             except ctrledger.InvalidArgument:
                 # dated before the last status change recorded: a pause or resume recorded
                 # since, through the proxy (at the time containerd answered it, after this
@@ -913,7 +940,7 @@ class Follower:
         oom = (ns, cid) in self._oom
         self._oom.discard((ns, cid))
         status = _status(self.store, ns, cid)
-        self.store.exited(cid, exit_code=_int32(code), at=_not_before(at, status),
+        self._writes.exited(cid, exit_code=_int32(code), at=_not_before(at, status),
                           reason="OOMKilled" if oom else None, namespace=ns, actor=ACTOR,
                           audit_reason=reason or None)
 
@@ -939,7 +966,7 @@ def connect(address: str, timeout: float = 5.0) -> grpc.Channel:
     ``OSError`` saying why if it does not within ``timeout`` seconds."""
     if not os.path.exists(address):
         raise OSError(f"cannot reach containerd at {address}: no such socket")
-    channel = grpc.insecure_channel(f"unix://{address}", options=[("grpc.max_receive_message_length", 1 << 30)])
+    channel = grpc.insecure_channel(f"unix://{address}", options=_CHANNEL_OPTIONS)
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout)
     except grpc.FutureTimeoutError:
