@@ -8,13 +8,17 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 from click.testing import CliRunner
 from google.protobuf import timestamp_pb2
 
+import ctrledger
 from ctrledger import Container, Payload, Runtime
 from ctrledger.cli import main
+from ctrledger.follow import Follower
 from ctrledger.follow.follower import _int32, _listed, _unchanged, payload_of
 from ctrledger.follow.observed import observed_time
 from ctrledger.wire.containerd.events import container_pb2 as cev
@@ -152,3 +156,95 @@ def test_a_late_observation_of_a_deleted_incarnation_does_not_bring_it_back(tmp_
         follower = Follower(store, str(tmp_path / "no.sock"), claims=Claims())
         assert follower._superseded("ns", ("x", seen(t0, a="2"), later))
         assert not follower._superseded("ns", ("x", seen(again), again))
+
+
+class _NotFound(grpc.RpcError):
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.NOT_FOUND
+
+
+class _Answer:
+    """A Containers/Get in flight: answered (its callbacks run) when the test says so."""
+
+    def __init__(self, found: cpb.Container | None) -> None:
+        self.found, self.callbacks = found, []  # type: ignore[var-annotated]
+
+    def add_done_callback(self, fn: Any) -> None:
+        self.callbacks.append(fn)
+
+    def result(self) -> cpb.GetContainerResponse:
+        if self.found is None:
+            raise _NotFound()
+        return cpb.GetContainerResponse(container=self.found)
+
+    def answer(self) -> None:
+        for fn in self.callbacks:
+            fn(self)
+
+
+class _Gets:
+    """The Containers stub of a follower: each Get answers from ``live`` as it is when sent."""
+
+    def __init__(self) -> None:
+        self.live: dict[str, cpb.Container] = {}
+        self.sent: list[tuple[str, _Answer]] = []
+        self.Get = self
+
+    def future(self, request: cpb.GetContainerRequest, **_: Any) -> _Answer:
+        answer = _Answer(self.live.get(request.id))
+        self.sent.append((request.id, answer))
+        return answer
+
+
+def container_event(topic: str, payload: Any) -> epb.Envelope:
+    return envelope(topic, f"containerd.events.{type(payload).__name__}", payload.SerializeToString())
+
+
+@pytest.fixture
+def prefetching(tmp_path: Path) -> Iterator[tuple[Follower, _Gets]]:
+    with ctrledger.open(tmp_path / "ledger.db") as store:
+        f = Follower(store, str(tmp_path / "no.sock"))
+        gets = _Gets()
+        f._containers = gets
+        yield f, gets
+
+
+def test_an_update_read_after_a_read_that_found_its_container_gone_sends_no_get(
+        prefetching: tuple[Follower, _Gets]) -> None:
+    """Its incarnation was deleted before that answer: a Get now could find only its absence or
+    a later incarnation, so the update's read is answered None at once."""
+    f, gets = prefetching
+    create = container_event("/containers/create", cev.ContainerCreate(id="web-1"))
+    update = container_event("/containers/update", cev.ContainerUpdate(id="web-1", labels={"a": "1"}))
+    f.prefetch(create)  # sent: web-1 is already gone (deleted right after its create)
+    f.prefetch(update)  # waits for the create's read
+    assert [cid for cid, _ in gets.sent] == ["web-1"]
+    gets.sent[0][1].answer()
+    assert f._fetched[id(create)][1].result() is None and f._fetched[id(update)][1].result() is None
+    assert len(gets.sent) == 1  # no Get for the update
+    late = container_event("/containers/update", cev.ContainerUpdate(id="web-1"))
+    f.prefetch(late)  # the create's read answered before this update came: still known to be gone
+    assert len(gets.sent) == 1 and f._fetched[id(late)][1].result() is None
+    # its delete ends the chain: a new incarnation is read again, and so are its updates
+    f.prefetch(container_event("/containers/delete", cev.ContainerDelete(id="web-1")))
+    gets.live["web-1"] = cpb.Container(id="web-1", labels={"new": "yes"})
+    again = container_event("/containers/create", cev.ContainerCreate(id="web-1"))
+    f.prefetch(again)
+    assert len(gets.sent) == 2
+    gets.sent[1][1].answer()
+    assert dict(f._fetched[id(again)][1].result().labels) == {"new": "yes"}
+    relabel = container_event("/containers/update", cev.ContainerUpdate(id="web-1"))
+    f.prefetch(relabel)
+    assert len(gets.sent) == 3  # found before: read again
+    assert f._last_read == {("default", "web-1"): f._fetched[id(relabel)][1]}
+
+
+def test_a_create_read_after_a_read_that_found_nothing_is_still_sent(prefetching: tuple[Follower, _Gets]) -> None:
+    """A create is a new incarnation even when the read before it (of an earlier one, whose
+    delete event has not come yet in this order of calls) found nothing."""
+    f, gets = prefetching
+    f.prefetch(container_event("/containers/create", cev.ContainerCreate(id="web-1")))
+    gets.sent[0][1].answer()  # gone
+    gets.live["web-1"] = cpb.Container(id="web-1")
+    f.prefetch(container_event("/containers/create", cev.ContainerCreate(id="web-1")))
+    assert len(gets.sent) == 2

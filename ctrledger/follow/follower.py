@@ -50,7 +50,6 @@ from typing import Any
 
 import grpc
 from google.protobuf import message
-from grpc.experimental import ChannelOptions
 
 import ctrledger
 from ctrledger import Container
@@ -93,7 +92,6 @@ _SPACING = 0.010
 _EXIT_AHEAD = 0.3  # seconds after a reconcile listed the tasks to wait for the exit of a running one gone from them
 _OOM_LATE = 0.5  # seconds after a SIGKILLed task's exit was published to wait for a /tasks/oom published after it
 _CHUNK = 200  # containers a reconcile's list reader hands over at once
-_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 1 << 30)]
 
 _PAYLOADS: dict[str, type[message.Message]] = {
     f"containerd.events.{cls.__name__}": cls
@@ -218,7 +216,6 @@ class Follower:
         self._last_read: dict[tuple[str, str], Future[cpb.Container | None]] = {}
         self._reads_lock = threading.Lock()
         self._channel: grpc.Channel | None = None
-        self._events_channel: grpc.Channel | None = None
         # Group commit: one thread commits a batch of observations while the events that
         # arrive meanwhile are read and judged (against ``_pending``), to be the next batch.
         self._pending = _Pending()
@@ -295,10 +292,9 @@ class Follower:
         if self._call is not None:
             self._call.cancel()
             self._call = None
-        for channel in (self._channel, self._events_channel):
-            if channel is not None:
-                channel.close()
-        self._channel = self._events_channel = None
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
 
     def sync_once(self) -> int:
         """Connect, reconcile once (``observed at sync`` on a new ledger, else ``observed after a
@@ -319,13 +315,8 @@ class Follower:
     def _session(self, reason: str) -> None:
         if self.writer is not None:
             self.writer.start()  # again if it died: the break that ended the last session
-        self._connect()
-        # The event stream on a connection of its own, read by the thread that waits for its
-        # events (grpcio's single-threaded stream): each event is one handoff fewer, and it
-        # does not queue behind the answers of the reads (docs/benchmarks.md).
-        self._events_channel = grpc.insecure_channel(
-            f"unix://{self.address}", options=[*_CHANNEL_OPTIONS, (ChannelOptions.SingleThreadedUnaryStream, 1)])
-        events = egrpc.EventsStub(self._events_channel)  # type: ignore[no-untyped-call]
+        channel = self._connect()
+        events = egrpc.EventsStub(channel)  # type: ignore[no-untyped-call]
         # Subscribe before listing, so nothing that happens while we list is lost: those
         # events wait in the queue and are applied after the reconcile (idempotently).
         call = events.Subscribe(epb.SubscribeRequest(filters=list(TOPICS)))
@@ -662,22 +653,40 @@ class Follower:
         (the event stream's reader calls this; the reads are asynchronous calls, many at once,
         but those of one container one after the other, in the events' order), so the state
         read is as close to the event as it can be: the payloads lack the spec, and a create's
-        its labels."""
-        if not env.topic.startswith(("/containers/create", "/containers/update")) or not self._follows(env.namespace):
+        its labels. A delete event ends its container's chain of reads (``_read_after``)."""
+        if not env.topic.startswith("/containers/") or not self._follows(env.namespace):
             return
         payload = payload_of(env)
-        if isinstance(payload, (cev.ContainerCreate, cev.ContainerUpdate)):
+        if isinstance(payload, cev.ContainerDelete):
+            with self._reads_lock:
+                self._last_read.pop((env.namespace, payload.id), None)
+        elif isinstance(payload, (cev.ContainerCreate, cev.ContainerUpdate)):
             key, ns, cid = (env.namespace, payload.id), env.namespace, payload.id
             read: Future[cpb.Container | None] = Future()
             with self._reads_lock:
                 before = self._last_read.get(key)
                 self._last_read[key] = read
-            read.add_done_callback(lambda done: self._forget_read(key, done))  # the next read need not wait
+            read.add_done_callback(lambda done: self._forget_read(key, done))
             self._fetched[id(env)] = (payload, read)
             if before is None:
                 self._start_read(ns, cid, read)
+            elif isinstance(payload, cev.ContainerUpdate):
+                before.add_done_callback(lambda done: self._read_after(done, ns, cid, read))
             else:
                 before.add_done_callback(lambda _: self._start_read(ns, cid, read))
+
+    def _read_after(self, before: Future[cpb.Container | None], ns: str, cid: str,
+                    read: Future[cpb.Container | None]) -> None:
+        """An update's read, once the read before it (of the same container: its create's or an
+        earlier update's) is answered. None, without a call, when that read found the container
+        gone: the update's incarnation was deleted before that answer (it existed from its create
+        event, which came before the read was sent, to its deletion), so a read now could find
+        only its absence or a later incarnation, which the update is not about. In a burst of
+        short-lived containers this saves the Get of most updates."""
+        if before.exception() is None and before.result() is None:
+            read.set_result(None)
+        else:
+            self._start_read(ns, cid, read)
 
     def _start_read(self, ns: str, cid: str, read: Future[cpb.Container | None]) -> None:
         """Send ``Containers/Get`` for ``cid``; its answer (None: not found) settles ``read``."""
@@ -710,6 +719,12 @@ class Follower:
             raise
 
     def _forget_read(self, key: tuple[str, str], read: Future[cpb.Container | None]) -> None:
+        """A read is answered: the next read of its container need not wait for it, unless it
+        found the container gone, which the updates read after it are told (``_read_after``)
+        until the container's delete event comes (so what is kept is bounded by the containers
+        that exist, or did until a moment ago)."""
+        if read.exception() is None and read.result() is None:
+            return
         with self._reads_lock:
             if self._last_read.get(key) is read:
                 del self._last_read[key]
@@ -966,7 +981,7 @@ def connect(address: str, timeout: float = 5.0) -> grpc.Channel:
     ``OSError`` saying why if it does not within ``timeout`` seconds."""
     if not os.path.exists(address):
         raise OSError(f"cannot reach containerd at {address}: no such socket")
-    channel = grpc.insecure_channel(f"unix://{address}", options=_CHANNEL_OPTIONS)
+    channel = grpc.insecure_channel(f"unix://{address}", options=[("grpc.max_receive_message_length", 1 << 30)])
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout)
     except grpc.FutureTimeoutError:
