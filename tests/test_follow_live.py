@@ -695,6 +695,45 @@ def test_follower_sigkilled_during_a_burst(tmp_path: Path, containerd: Container
                 follower.wait()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_to_the_whole_group_ends_the_follower_cleanly(tmp_path: Path, containerd: Containerd,
+                                                                   root: Path, signum: int) -> None:
+    """Ctrl-C in a terminal, or a service manager stopping the unit, signals every process of the
+    group, the writer process too: it ignores the signal, so the follower still commits what it
+    read through it, then ends it; nothing is left running and nothing is logged as an error."""
+    ns = f"stop-{signum}"
+    db = tmp_path / "ledger.db"
+    follower = subprocess.Popen([sys.executable, "-m", "ctrledger", "follow", "--address", containerd.socket,
+                                 "--db", str(db), "--namespace", ns], stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    try:
+        assert follower.stderr is not None
+        assert "ctrledger follow:" in follower.stderr.readline()  # synced: the writer process runs
+        [writer] = _children(follower.pid)
+        containerd.ctr("containers", "create", "--rootfs", str(root), "c1", "/bin/true", namespace=ns)
+        with ctrledger.open(db) as store:
+            wait_until(lambda: ledger_state(store, ns) == {"c1": {}}, what="the create recorded")
+        os.killpg(follower.pid, signum)
+        assert follower.wait(15) == 0
+        err = follower.stderr.read()
+        assert "Traceback" not in err and "could not record" not in err and "stopped;" in err, err
+        wait_until(lambda: not os.path.exists(f"/proc/{writer}"), timeout=5, what="the writer process to end")
+    finally:
+        if follower.poll() is None:
+            os.killpg(follower.pid, signal.SIGKILL)
+            follower.wait()
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        found = [int(p) for p in f.read().split()]
+    for task in os.listdir(f"/proc/{pid}/task"):  # a thread's children are listed under the thread
+        if int(task) != pid:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(p) for p in f.read().split()]
+    return found
+
+
 class _CountingStore:
     """A store that counts the follower's batched writes, and can fail one (a disk error) or
     hold the first until ``release`` is set (a slow disk); ``called`` is set at the first."""

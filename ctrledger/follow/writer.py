@@ -37,6 +37,8 @@ __all__ = ["WRITES", "WriterProcess"]
 WRITES = frozenset({"observe_many", "observe", "started", "exited", "paused", "resumed"})
 
 _PR_SET_PDEATHSIG = 1
+_CHILD = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+          "from ctrledger.follow.writer import main; main()")
 
 
 class WriterProcess:
@@ -46,10 +48,12 @@ class WriterProcess:
     store has created the file). The process starts on first use, or with ``start()``, and
     ends with ``close()``. A write the process died in (killed, or out of memory) raises
     ``Unavailable``: whether it was committed is for the caller to find out (the follower's
-    next session reconciles). A process found dead between writes is replaced. Calls are serialised: one
-    write at a time, from any thread. The process is bound to the thread that started it (the
-    kernel's parent-death signal follows the thread): it ends when that thread does, and the
-    next call starts another.
+    next session reconciles). A process found dead between writes is replaced. Calls are
+    serialised: one write at a time, from any thread. The process is bound to the thread that
+    started it (the kernel's parent-death signal follows the thread): it ends when that thread
+    does, and the next call starts another. It ignores SIGINT and SIGTERM, which a terminal's
+    Ctrl-C or a service manager sends the whole group: the follower, stopping, still commits
+    what it has read through it, then ends it.
     """
 
     def __init__(self, target: str, **open_kwargs: Any) -> None:
@@ -77,11 +81,10 @@ class WriterProcess:
             return
         self._stop()
         request = pickle.dumps((self.target, self.open_kwargs, os.getpid()))
-        # No preexec_fn (not safe beside grpcio's threads): the child asks for its parent-death
-        # signal itself, first thing.
+        # No preexec_fn (not safe beside grpcio's threads): the child ignores the stopping signals
+        # before anything else, and asks for its parent-death signal itself.
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", "from ctrledger.follow.writer import main; main()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+            [sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
         self._send(request)
         try:
             self._answer()  # opened
