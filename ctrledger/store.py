@@ -130,8 +130,9 @@ def _time_ordered_uuid() -> str:
 
     Correlation ids are indexed in the audit model; ids that grow with time land at the
     end of that index instead of on a random page, which a durable commit pays for.
-    Formatted from the hex digits directly: every write makes two (its request and its
-    correlation id), and a ``uuid.UUID`` built and printed costs several times more.
+    Formatted from the hex digits directly: every write makes one or two (its correlation id,
+    and its request id on a shared log), and a ``uuid.UUID`` built and printed costs several
+    times more.
     """
     ms = f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}"
     r = os.urandom(10).hex()  # 20 random digits: 3 for rand_a, then 2 bits and 15 digits for rand_b
@@ -712,9 +713,11 @@ class Store:
         Labels with an empty value are dropped. A deleted name can be created
         again: it continues its stream as a new incarnation.
 
-        ``request_id`` (every write takes one; default: a fresh one): the command's
-        idempotency key. A retry with the same id, after an acknowledgement was lost,
-        returns what the first attempt committed instead of applying it again.
+        ``request_id``: the command's idempotency key. A retry with the same id, after an
+        acknowledgement was lost, returns what the first attempt committed instead of
+        applying it again. Without one, a shared log's write takes a fresh one (eventsourcing
+        retries an append whose acknowledgement was lost); an embedded log's needs none (a
+        failed append wrote nothing).
         """
         ns = validate_namespace(namespace)
         if not isinstance(container, Container):
@@ -742,7 +745,7 @@ class Store:
             raise unknown from e
 
     def _create(
-        self, ns: str, record: Container, audit: Audit, now: datetime, stream: str, request: str,
+        self, ns: str, record: Container, audit: Audit, now: datetime, stream: str, request: str | None,
         write_problem: str | None,
     ) -> Container:
         if self._log.cheap_conflicts and write_problem is None:
@@ -957,7 +960,8 @@ class Store:
             if self._append_all(aggs, request):
                 return kinds
             for i, (cid, record, when, audit) in enumerate(prepared):  # one at a time, on the log's state
-                kinds[i] = self._observe_one(ns, cid, record, when, audit, f"{request}/{i}")
+                command = None if request is None else f"{request}/{i}"
+                kinds[i] = self._observe_one(ns, cid, record, when, audit, command)
         except Unavailable as e:
             unknown = self._unknown_outcome(e, request, "observe")
             if unknown is None:
@@ -993,7 +997,7 @@ class Store:
         return None
 
     def _observe_one(
-        self, ns: str, cid: str, record: Container | None, when: datetime, audit: Audit, request_id: str,
+        self, ns: str, cid: str, record: Container | None, when: datetime, audit: Audit, request_id: str | None,
     ) -> tuple[str, ...]:
         for attempt in range(_MAX_RETRIES):
             agg = self._observed(ns, cid, record, when, audit, fresh=True)
@@ -1001,11 +1005,12 @@ class Store:
                 return ()
             kinds = tuple(type(e).__name__ for e in agg.pending_events)
             # each attempt is its own command: a lost race is decided again on the log's state
-            if self._append(agg, None, f"{request_id}/{attempt}", "observe") is not None:
+            command = None if request_id is None else f"{request_id}/{attempt}"
+            if self._append(agg, None, command, "observe") is not None:
                 return kinds
         raise Unavailable(f"observe of {go_quote(cid)} kept losing races; try again")
 
-    def _append_all(self, aggs: Sequence[ContainerAggregate], request_id: str) -> bool:
+    def _append_all(self, aggs: Sequence[ContainerAggregate], request_id: str | None) -> bool:
         """Append the pending events of several aggregates in one transaction, as the command
         ``request_id``; False (nothing written) if another writer got to any of them first.
         A failed append that committed after all (a lost acknowledgement) counts as written."""
@@ -1015,13 +1020,11 @@ class Store:
         except StreamTaken:
             for agg in aggs:
                 self._remember(agg.id, None)
-            if self._log.committed(request_id, "observe") is not None:
-                return True
-            return False
+            return request_id is not None and self._log.committed(request_id, "observe") is not None
         except Unavailable:
             for agg in aggs:
                 self._remember(agg.id, None)
-            if self._log.committed(request_id, "observe") is not None:
+            if request_id is not None and self._log.committed(request_id, "observe") is not None:
                 return True
             raise
         except StoreError:
@@ -1211,7 +1214,7 @@ class Store:
                 raise
             raise unknown from e
 
-    def _unknown_outcome(self, e: Unavailable, request_id: str, operation: str) -> Unavailable | None:
+    def _unknown_outcome(self, e: Unavailable, request_id: str | None, operation: str) -> Unavailable | None:
         """On a shared log, ``Unavailable`` during a write cannot promise that nothing was
         written (an earlier attempt of the same request may still commit): the error that says
         so, to raise from ``e``; None to raise ``e`` itself. (A ``try`` in each write, not a
@@ -1223,19 +1226,24 @@ class Store:
             f"request_id={request_id!r}"
         )
 
-    def _request_id(self, request_id: str | None) -> str:
+    def _request_id(self, request_id: str | None) -> str | None:
+        """The command's id: the caller's, checked; else a fresh one, which only a log whose
+        failed appends may still commit needs (a retry after a lost acknowledgement finds the
+        first attempt by it). An embedded log's failed append wrote nothing, and a fresh id is
+        known to nobody but this call: None, and the log records no command (one b-tree
+        fewer in the commit)."""
         if request_id is None:
-            return _time_ordered_uuid()
+            return None if self._log.definite_failures else _time_ordered_uuid()
         if not isinstance(request_id, str) or not 0 < len(request_id) <= 256:
             raise InvalidArgument(
                 f"request_id must be a string of 1 to 256 characters, not {request_id!r}: invalid argument")
         check_storable(request_id, "request_id")
         return request_id
 
-    def _committed_or(self, request_id: str, operation: str, refusal: StoreError) -> ContainerAggregate:
+    def _committed_or(self, request_id: str | None, operation: str, refusal: StoreError) -> ContainerAggregate:
         """What the command ``request_id`` committed earlier (a retry after a lost
         acknowledgement), else raise ``refusal``."""
-        done = self._log.committed(request_id, operation)
+        done = None if request_id is None else self._log.committed(request_id, operation)
         if done is None:
             raise refusal
         self._remember(done.id, None)
@@ -1270,9 +1278,10 @@ class Store:
         operation: str,
         expected_version: int | None,
         change: Callable[[ContainerAggregate], None],
-        request_id: str | None = None,
+        request_id: str | None,
     ) -> ContainerAggregate:
-        """Run ``change`` on the live container and append its events, optimistically.
+        """Run ``change`` on the live container and append its events, optimistically, as the
+        command ``request_id`` (every try: a write is one command, retried as one).
 
         The first try works from the cached aggregate without reading the log; the
         append fails if the log moved on (its (stream, version) is taken), and every
@@ -1285,7 +1294,6 @@ class Store:
             raise InvalidArgument(
                 f"expected_version must be a non-negative integer, not {expected_version!r}: invalid argument"
             )
-        request_id = request_id or _time_ordered_uuid()  # every write is one command, retried as one
         check_storable(container_id, "container.ID" if operation == "update" else "id")
         if not isinstance(container_id, str):
             self._refuse_missing(ns, container_id, operation)
@@ -1326,7 +1334,8 @@ class Store:
         raise NotFound(f"container {go_quote(shown)}: not found")
 
     def _append(
-        self, agg: ContainerAggregate, expected_version: int | None, request_id: str, operation: str = "create",
+        self, agg: ContainerAggregate, expected_version: int | None, request_id: str | None,
+        operation: str = "create",
     ) -> ContainerAggregate | None:
         """Append the aggregate's pending events as the command ``request_id``.
 
@@ -1340,7 +1349,7 @@ class Store:
             self._log.append(events, request_id)
         except StreamTaken:
             self._remember(agg.id, None)
-            done = self._log.committed(request_id, operation)
+            done = None if request_id is None else self._log.committed(request_id, operation)
             if done is not None:
                 return done
             if expected_version is not None:
@@ -1351,7 +1360,8 @@ class Store:
             return None
         except Unavailable as e:
             self._remember(agg.id, None)
-            done = self._log.committed(request_id, operation)  # "outcome unknown" if it cannot ask
+            # "outcome unknown" if it cannot ask
+            done = None if request_id is None else self._log.committed(request_id, operation)
             if done is not None:
                 return done
             if self._log.definite_failures:
