@@ -15,7 +15,9 @@ the writer commits (the same SQLite file).
 
 The process dies with the follower: it asks the kernel for SIGKILL when its parent ends
 (``PR_SET_PDEATHSIG``), so a follower killed mid-burst leaves no writer committing an old
-batch beside its successor; a transaction it had begun rolls back, as in one process.
+batch beside its successor; a transaction it had begun rolls back, as in one process. It
+ignores SIGINT and SIGTERM, which a terminal's Ctrl-C or a service manager sends the whole
+process group: the follower stops on them, and commits its last events through it first.
 """
 
 from __future__ import annotations
@@ -190,6 +192,12 @@ def _reply(out: IO[bytes], kind: str, value: Any) -> None:
 
 def main() -> None:
     """The writer process: open the store, then make each call read from stdin, in order."""
+    # The follower decides when its writer ends (the end of stdin, or its death): a Ctrl-C in a
+    # terminal (SIGINT to the foreground process group) or a service manager's SIGTERM to every
+    # process of the service reaches this process too, and the follower, stopping on it,
+    # still has its last events to commit here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but answers on the answers' stream
     target, open_kwargs, parent = _read(inp)
