@@ -149,6 +149,22 @@ def test_a_signal_to_the_followers_process_group_leaves_its_write_to_finish(
     assert store.get("web-1", namespace="ns").labels == {}
 
 
+def test_the_writer_runs_the_followers_own_code_wherever_it_was_started(
+        store: ctrledger.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A follower started in a directory that holds another ``ctrledger`` (a checkout of
+    another version) writes with its own code, not that one (``python -c`` puts the working
+    directory first on the path)."""
+    shadow = tmp_path / "checkout" / "ctrledger"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('another ctrledger')\n")
+    monkeypatch.chdir(shadow.parent)
+    w = WriterProcess(store.path, client="follow")
+    try:
+        assert w.observe("web-1", web({}), at=AT, namespace="ns") == ("Created",)
+    finally:
+        w.close()
+
+
 def test_a_writer_that_cannot_open_the_store_says_why(tmp_path: Path) -> None:
     w = WriterProcess(tmp_path / "missing.db")
     with pytest.raises(ctrledger.NotFound, match="missing.db"):

@@ -39,6 +39,12 @@ __all__ = ["WRITES", "WriterProcess"]
 WRITES = frozenset({"observe_many", "observe", "started", "exited", "paused", "resumed"})
 
 _PR_SET_PDEATHSIG = 1
+# The directory the follower's ctrledger package is in: first on the writer's path unless it is
+# on it already (an installed package), so that the writer imports the same one.
+_HOME = os.path.dirname(os.path.dirname(os.path.abspath(ctrledger.__file__)))
+_MAIN = ("import sys\n"
+         "if {home!r} not in sys.path: sys.path.insert(0, {home!r})\n"
+         "from ctrledger.follow.writer import main; main()")
 
 
 class WriterProcess:
@@ -81,8 +87,10 @@ class WriterProcess:
         request = pickle.dumps((self.target, self.open_kwargs, os.getpid()))
         # No preexec_fn (not safe beside grpcio's threads): the child asks for its parent-death
         # signal itself, first thing.
+        # The follower's own ctrledger, wherever it was started: not the working directory's
+        # (``-P``: ``-c`` would put it first on the path), but the one this process imported.
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", "from ctrledger.follow.writer import main; main()"],
+            [sys.executable, "-P", "-c", _MAIN.format(home=_HOME)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
         self._send(request)
         try:
