@@ -165,6 +165,15 @@ def test_the_writer_runs_the_followers_own_code_wherever_it_was_started(
         w.close()
 
 
+def test_a_writer_whose_follower_died_before_asking_anything_ends_quietly() -> None:
+    """A follower killed while it spawned its writer (before its first request): the writer
+    ends, with no traceback on the follower's stderr (which it shares)."""
+    done = subprocess.run([sys.executable, "-c", "from ctrledger.follow.writer import main; main()"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr == "" and done.stdout == ""
+
+
 def test_a_writer_that_cannot_open_the_store_says_why(tmp_path: Path) -> None:
     w = WriterProcess(tmp_path / "missing.db")
     with pytest.raises(ctrledger.NotFound, match="missing.db"):

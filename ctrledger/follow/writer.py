@@ -208,7 +208,10 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but answers on the answers' stream
-    target, open_kwargs, parent = _read(inp)
+    try:
+        target, open_kwargs, parent = _read(inp)
+    except EOFError:  # the follower died before it asked: nothing to do, nobody to tell
+        sys.exit(1)
     _die_with(parent)
     try:
         store = ctrledger.open(target, mode="w", **open_kwargs)
