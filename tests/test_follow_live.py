@@ -158,6 +158,48 @@ def test_replayed_events_write_nothing(store: ctrledger.Store, containerd: Conta
     assert again.stats.reconciles == 1, again.stats
 
 
+def test_a_name_deleted_created_and_deleted_again_behind_a_reconcile_stays_deleted(
+        store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
+    """Events queued behind a reconcile that found the name gone (the stream is subscribed
+    before the listing): delete, create again, delete. The create is older than the
+    reconcile's deletion and is not recorded (it would be stamped after that deletion, and
+    its own delete then taken for an old one, replayed: the ledger kept a container containerd
+    no longer had; seen in a soak, after a restart of the follower mid-burst)."""
+    ns = "gap-again"
+    containerd.ctr("containers", "create", "--rootfs", str(root), "x", "/bin/true", namespace=ns)
+    seen: list[epb.Envelope] = []
+    with grpc.insecure_channel(f"unix://{containerd.socket}") as ch:
+        call = egrpc.EventsStub(ch).Subscribe(epb.SubscribeRequest(filters=[f'namespace=={ns},topic~="/containers/"']))
+
+        def collect() -> None:
+            try:
+                for env in call:
+                    seen.append(env)
+            except grpc.RpcError:
+                pass
+
+        threading.Thread(target=collect, daemon=True).start()
+        time.sleep(0.2)
+        f = Follower(store, containerd.socket, namespaces=[ns])
+        try:
+            f.reconcile()
+            assert ledger_state(store, ns) == {"x": {}}
+            containerd.ctr("containers", "rm", "x", namespace=ns)
+            containerd.ctr("containers", "create", "--label", "again=1", "--rootfs", str(root), "x", "/bin/true",
+                           namespace=ns)
+            containerd.ctr("containers", "rm", "x", namespace=ns)
+            wait_until(lambda: len(seen) >= 3, what="the events")
+            f.reconcile()  # x is gone: deleted, observed after a gap
+            assert kinds(store, "x", ns) == ["Created", "Deleted"]
+            f.apply(seen[:2])  # the events read meanwhile: delete, create
+            f.apply(seen[2:])  # and, in a batch of its own, the last delete
+        finally:
+            f.close()
+            call.cancel()
+    assert [e.topic for e in seen] == ["/containers/delete", "/containers/create", "/containers/delete"]
+    assert ledger_state(store, ns) == {}
+
+
 # -- tasks ---------------------------------------------------------------------------
 
 

@@ -766,11 +766,17 @@ class Follower:
         return (payload.id, state, at), ""
 
     def _deleted_since(self, ns: str, cid: str, at: datetime, pending: _Pending) -> bool:
-        """The ledger's last word on ``cid`` (or the pending one's) is a deletion at or after ``at``."""
+        """The ledger's last word on ``cid`` (or the pending one's) is a deletion at or after ``at``.
+        A pending deletion older than ``at`` does not hide the ledger's: behind a reconcile that
+        found the name gone, the events queued meanwhile are older than its deletion (delete,
+        create again, delete: the create's incarnation is gone too)."""
         word = pending.get(ns, cid)
         if word is not None:
             state, when = word
-            return state is None and when is not None and when >= at
+            if state is not None:
+                return False
+            if when is not None and when >= at:
+                return True
         return _deleted_since(self.store, ns, cid, at)
 
     def _known_record(self, ns: str, cid: str, pending: _Pending) -> Container | None:
