@@ -158,6 +158,113 @@ def test_replayed_events_write_nothing(store: ctrledger.Store, containerd: Conta
     assert again.stats.reconciles == 1, again.stats
 
 
+def test_a_name_deleted_created_and_deleted_again_behind_a_reconcile_stays_deleted(
+        store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
+    """Events queued behind a reconcile that found the name gone (the stream is subscribed
+    before the listing): delete, create again, delete. The create is older than the
+    reconcile's deletion and is not recorded (it would be stamped after that deletion, and
+    its own delete then taken for an old one, replayed: the ledger kept a container containerd
+    no longer had; seen in a soak, after a restart of the follower mid-burst)."""
+    ns = "gap-again"
+    containerd.ctr("containers", "create", "--rootfs", str(root), "x", "/bin/true", namespace=ns)
+    seen: list[epb.Envelope] = []
+    with grpc.insecure_channel(f"unix://{containerd.socket}") as ch:
+        call = egrpc.EventsStub(ch).Subscribe(epb.SubscribeRequest(filters=[f'namespace=={ns},topic~="/containers/"']))
+
+        def collect() -> None:
+            try:
+                for env in call:
+                    seen.append(env)
+            except grpc.RpcError:
+                pass
+
+        threading.Thread(target=collect, daemon=True).start()
+        time.sleep(0.2)
+        f = Follower(store, containerd.socket, namespaces=[ns])
+        try:
+            f.reconcile()
+            assert ledger_state(store, ns) == {"x": {}}
+            containerd.ctr("containers", "rm", "x", namespace=ns)
+            containerd.ctr("containers", "create", "--label", "again=1", "--rootfs", str(root), "x", "/bin/true",
+                           namespace=ns)
+            containerd.ctr("containers", "rm", "x", namespace=ns)
+            wait_until(lambda: len(seen) >= 3, what="the events")
+            f.reconcile()  # x is gone: deleted, observed after a gap
+            assert kinds(store, "x", ns) == ["Created", "Deleted"]
+            f.apply(seen[:2])  # the events read meanwhile: delete, create
+            f.apply(seen[2:])  # and, in a batch of its own, the last delete
+        finally:
+            f.close()
+            call.cancel()
+    assert [e.topic for e in seen] == ["/containers/delete", "/containers/create", "/containers/delete"]
+    assert ledger_state(store, ns) == {}
+
+
+class _ContainersListedThen:
+    """containerd's Containers stub, whose ListStream calls ``then()`` once containerd has
+    listed the containers: something happening while the reconcile compares what it listed."""
+
+    def __init__(self, real: Any, then: Callable[[], None]) -> None:
+        self.real, self.then = real, then
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+    def ListStream(self, *args: object, **kwargs: object) -> object:  # noqa: N802 - the stub's name
+        got = list(self.real.ListStream(*args, **kwargs))
+        self.then()
+        return iter(got)
+
+
+def test_a_name_created_again_after_the_listing_that_found_it_gone_is_recorded(
+        store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
+    """A reconcile's listing finds a name gone (deleted while the follower was away); the name
+    is created again right after the listing, before the reconcile records the deletion. The
+    deletion is of when containerd listed, not of when the reconcile got to it: else the
+    create's event looked older than it and was dropped, and the ledger lacked a container
+    containerd had (until the next reconcile)."""
+    ns = "listed-gone"
+    containerd.ctr("containers", "create", "--rootfs", str(root), "x", "/bin/true", namespace=ns)
+    seen: list[epb.Envelope] = []
+    with grpc.insecure_channel(f"unix://{containerd.socket}") as ch:
+        events = egrpc.EventsStub(ch)
+        call = None
+
+        def collect() -> None:
+            assert call is not None
+            try:
+                for env in call:
+                    seen.append(env)
+            except grpc.RpcError:
+                pass
+
+        f = Follower(store, containerd.socket, namespaces=[ns])
+        try:
+            f.reconcile()
+            containerd.ctr("containers", "rm", "x", namespace=ns)  # while the follower was away
+            call = events.Subscribe(epb.SubscribeRequest(filters=[f'namespace=={ns},topic~="/containers/"']))
+            threading.Thread(target=collect, daemon=True).start()
+            time.sleep(0.2)
+
+            def create_again() -> None:
+                containerd.ctr("containers", "create", "--label", "again=1", "--rootfs", str(root), "x",
+                               "/bin/true", namespace=ns)
+                time.sleep(0.05)
+
+            f._containers = _ContainersListedThen(f._containers, create_again)
+            f.reconcile()
+            wait_until(lambda: len(seen) >= 1, what="the create's event")
+            f.apply(seen)
+        finally:
+            f.close()
+            if call is not None:
+                call.cancel()
+            containerd.ctr("containers", "rm", "x", namespace=ns, check=False)
+    assert [e.topic for e in seen] == ["/containers/create"]
+    assert kinds(store, "x", ns) == ["Created", "Deleted", "Created"]
+    assert store.get("x", namespace=ns).labels == {"again": "1"}
+
+
 # -- tasks ---------------------------------------------------------------------------
 
 

@@ -127,6 +127,53 @@ def test_a_write_the_writer_dies_in_is_unavailable(store: ctrledger.Store, write
     assert writer.observe("web-1", web({}), at=AT, namespace="ns") == ("Created",)  # a new one
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_to_the_followers_process_group_leaves_its_write_to_finish(
+        store: ctrledger.Store, writer: WriterProcess, signum: int) -> None:
+    """Ctrl-C in a terminal (SIGINT to the foreground process group) or a service manager's
+    SIGTERM to every process of the service reaches the writer too: the follower stops on it
+    and commits what it had read, so its writer must not die of it mid-commit."""
+    writer.start()
+    pid = writer.pid
+    assert pid is not None
+    blocker = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")  # the writer's commit waits for this lock
+    try:
+        threading.Timer(0.3, os.kill, (pid, signum)).start()
+        threading.Timer(0.8, blocker.rollback).start()
+        assert writer.observe("web-1", web({}), at=AT, namespace="ns") == ("Created",)
+    finally:
+        time.sleep(0.9)
+        blocker.close()
+    assert writer.pid == pid  # the same process: the follower's close ends it
+    assert store.get("web-1", namespace="ns").labels == {}
+
+
+def test_the_writer_runs_the_followers_own_code_wherever_it_was_started(
+        store: ctrledger.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A follower started in a directory that holds another ``ctrledger`` (a checkout of
+    another version) writes with its own code, not that one (``python -c`` puts the working
+    directory first on the path)."""
+    shadow = tmp_path / "checkout" / "ctrledger"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('another ctrledger')\n")
+    monkeypatch.chdir(shadow.parent)
+    w = WriterProcess(store.path, client="follow")
+    try:
+        assert w.observe("web-1", web({}), at=AT, namespace="ns") == ("Created",)
+    finally:
+        w.close()
+
+
+def test_a_writer_whose_follower_died_before_asking_anything_ends_quietly() -> None:
+    """A follower killed while it spawned its writer (before its first request): the writer
+    ends, with no traceback on the follower's stderr (which it shares)."""
+    done = subprocess.run([sys.executable, "-c", "from ctrledger.follow.writer import main; main()"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr == "" and done.stdout == ""
+
+
 def test_a_writer_that_cannot_open_the_store_says_why(tmp_path: Path) -> None:
     w = WriterProcess(tmp_path / "missing.db")
     with pytest.raises(ctrledger.NotFound, match="missing.db"):

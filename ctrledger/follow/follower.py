@@ -393,6 +393,9 @@ class Follower:
         ledger = {c.id: c for c in self.store.list(namespace=ns)}
         written = 0
         batch: list[_Item] = []
+        # What the listing lacks was gone when containerd listed, not when the listing is read
+        # through: a name created again meanwhile has an event later than its deletion.
+        listed_at = datetime.now(UTC)
         for chunk in _listed(self._containers.ListStream(cpb.ListContainersRequest(), metadata=md, timeout=600)):
             for wire, c in chunk:
                 seen.add(c.id)
@@ -404,8 +407,7 @@ class Follower:
                 if len(batch) >= _BATCH:
                     written += self._commit(ns, batch)
                     batch = []
-        now = datetime.now(UTC)
-        batch += [(cid, None, now, reason) for cid in ledger if cid not in seen]
+        batch += [(cid, None, listed_at, reason) for cid in ledger if cid not in seen]
         # As the events' batches: beside a proxy, nothing the proxy recorded since the listing is undone
         written += self._commit(ns, batch)
         # containerd lists each container's task (its init process) under its id, the container's
@@ -766,11 +768,17 @@ class Follower:
         return (payload.id, state, at), ""
 
     def _deleted_since(self, ns: str, cid: str, at: datetime, pending: _Pending) -> bool:
-        """The ledger's last word on ``cid`` (or the pending one's) is a deletion at or after ``at``."""
+        """The ledger's last word on ``cid`` (or the pending one's) is a deletion at or after ``at``.
+        A pending deletion older than ``at`` does not hide the ledger's: behind a reconcile that
+        found the name gone, the events queued meanwhile are older than its deletion (delete,
+        create again, delete: the create's incarnation is gone too)."""
         word = pending.get(ns, cid)
         if word is not None:
             state, when = word
-            return state is None and when is not None and when >= at
+            if state is not None:
+                return False
+            if when is not None and when >= at:
+                return True
         return _deleted_since(self.store, ns, cid, at)
 
     def _known_record(self, ns: str, cid: str, pending: _Pending) -> Container | None:

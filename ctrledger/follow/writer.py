@@ -15,7 +15,9 @@ the writer commits (the same SQLite file).
 
 The process dies with the follower: it asks the kernel for SIGKILL when its parent ends
 (``PR_SET_PDEATHSIG``), so a follower killed mid-burst leaves no writer committing an old
-batch beside its successor; a transaction it had begun rolls back, as in one process.
+batch beside its successor; a transaction it had begun rolls back, as in one process. It
+ignores SIGINT and SIGTERM, which a terminal's Ctrl-C or a service manager sends the whole
+process group: the follower stops on them, and commits its last events through it first.
 """
 
 from __future__ import annotations
@@ -37,8 +39,14 @@ __all__ = ["WRITES", "WriterProcess"]
 WRITES = frozenset({"observe_many", "observe", "started", "exited", "paused", "resumed"})
 
 _PR_SET_PDEATHSIG = 1
-_CHILD = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-          "from ctrledger.follow.writer import main; main()")
+# The directory the follower's ctrledger package is in: first on the writer's path unless it is
+# on it already (an installed package), so that the writer imports the same one. The stopping
+# signals are ignored before anything else (see main()).
+_HOME = os.path.dirname(os.path.dirname(os.path.abspath(ctrledger.__file__)))
+_MAIN = ("import signal, sys\n"
+         "signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+         "if {home!r} not in sys.path: sys.path.insert(0, {home!r})\n"
+         "from ctrledger.follow.writer import main; main()")
 
 
 class WriterProcess:
@@ -82,9 +90,12 @@ class WriterProcess:
         self._stop()
         request = pickle.dumps((self.target, self.open_kwargs, os.getpid()))
         # No preexec_fn (not safe beside grpcio's threads): the child ignores the stopping signals
-        # before anything else, and asks for its parent-death signal itself.
+        # before anything else, and asks for its parent-death signal itself. The follower's own
+        # ctrledger, wherever it was started: not the working directory's (``-P``: ``-c`` would
+        # put it first on the path), but the one this process imported.
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+            [sys.executable, "-P", "-c", _MAIN.format(home=_HOME)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
         self._send(request)
         try:
             self._answer()  # opened
@@ -193,9 +204,16 @@ def _reply(out: IO[bytes], kind: str, value: Any) -> None:
 
 def main() -> None:
     """The writer process: open the store, then make each call read from stdin, in order."""
+    # The follower decides when its writer ends (the end of stdin, or its death): a Ctrl-C in a
+    # terminal (SIGINT to the foreground process group) or a service manager's SIGTERM to every
+    # process of the service reaches this process too, and the follower, stopping on it,
+    # still has its last events to commit here. (``_MAIN`` ignores both before its imports.)
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but answers on the answers' stream
-    target, open_kwargs, parent = _read(inp)
+    try:
+        target, open_kwargs, parent = _read(inp)
+    except EOFError:  # the follower died before it asked: nothing to do, nobody to tell
+        sys.exit(1)
     _die_with(parent)
     try:
         store = ctrledger.open(target, mode="w", **open_kwargs)
