@@ -4,6 +4,7 @@ reader, the reconcile's shortcut, and `follow --once` without a containerd."""
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -220,11 +221,11 @@ def test_an_update_read_after_a_read_that_found_its_container_gone_sends_no_get(
     f.prefetch(update)  # waits for the create's read
     assert [cid for cid, _ in gets.sent] == ["web-1"]
     gets.sent[0][1].answer()
-    assert f._fetched[id(create)][1].result() is None and f._fetched[id(update)][1].result() is None
+    assert f._fetched[id(create)][2].result() is None and f._fetched[id(update)][2].result() is None
     assert len(gets.sent) == 1  # no Get for the update
     late = container_event("/containers/update", cev.ContainerUpdate(id="web-1"))
     f.prefetch(late)  # the create's read answered before this update came: still known to be gone
-    assert len(gets.sent) == 1 and f._fetched[id(late)][1].result() is None
+    assert len(gets.sent) == 1 and f._fetched[id(late)][2].result() is None
     # its delete ends the chain: a new incarnation is read again, and so are its updates
     f.prefetch(container_event("/containers/delete", cev.ContainerDelete(id="web-1")))
     gets.live["web-1"] = cpb.Container(id="web-1", labels={"new": "yes"})
@@ -232,11 +233,11 @@ def test_an_update_read_after_a_read_that_found_its_container_gone_sends_no_get(
     f.prefetch(again)
     assert len(gets.sent) == 2
     gets.sent[1][1].answer()
-    assert dict(f._fetched[id(again)][1].result().labels) == {"new": "yes"}
+    assert dict(f._fetched[id(again)][2].result().labels) == {"new": "yes"}
     relabel = container_event("/containers/update", cev.ContainerUpdate(id="web-1"))
     f.prefetch(relabel)
     assert len(gets.sent) == 3  # found before: read again
-    assert f._last_read == {("default", "web-1"): f._fetched[id(relabel)][1]}
+    assert f._last_read == {("default", "web-1"): f._fetched[id(relabel)][2]}
 
 
 def test_a_create_read_after_a_read_that_found_nothing_is_still_sent(prefetching: tuple[Follower, _Gets]) -> None:
@@ -248,3 +249,14 @@ def test_a_create_read_after_a_read_that_found_nothing_is_still_sent(prefetching
     gets.live["web-1"] = cpb.Container(id="web-1")
     f.prefetch(container_event("/containers/create", cev.ContainerCreate(id="web-1")))
     assert len(gets.sent) == 2
+
+
+def test_a_prefetched_envelope_is_held_while_its_read_waits(prefetching: tuple[Follower, _Gets]) -> None:
+    """The prefetched reads are found by the envelope's id: the entry holds the envelope, so a
+    new envelope can never have the id of one whose entry is still there (one the last
+    session's stream reader prefetched as that session ended, and nobody will ask for)."""
+    f, _ = prefetching
+    env = container_event("/containers/create", cev.ContainerCreate(id="web-1"))
+    before = sys.getrefcount(env)
+    f.prefetch(env)
+    assert f._fetched[id(env)][0] is env and sys.getrefcount(env) > before

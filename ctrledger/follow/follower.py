@@ -211,8 +211,11 @@ class Follower:
         self._oom: set[tuple[str, str]] = set()
         self._known: set[str] = set()
         self._call: Any = None
-        # by id(envelope): its decoded payload and the read started for it (``prefetch``)
-        self._fetched: dict[int, tuple[message.Message, Future[cpb.Container | None]]] = {}
+        # by id(envelope): the envelope, its decoded payload and the read started for it
+        # (``prefetch``). The envelope is held so that its id is not reused while its entry is
+        # here: one the last session's stream reader prefetched as that session ended, then
+        # freed, would otherwise hand its payload and read to a new envelope of the same id.
+        self._fetched: dict[int, tuple[epb.Envelope, message.Message, Future[cpb.Container | None]]] = {}
         self._last_read: dict[tuple[str, str], Future[cpb.Container | None]] = {}
         self._reads_lock = threading.Lock()
         self._channel: grpc.Channel | None = None
@@ -669,7 +672,7 @@ class Follower:
                 before = self._last_read.get(key)
                 self._last_read[key] = read
             read.add_done_callback(lambda done: self._forget_read(key, done))
-            self._fetched[id(env)] = (payload, read)
+            self._fetched[id(env)] = (env, payload, read)
             if before is None:
                 self._start_read(ns, cid, read)
             elif isinstance(payload, cev.ContainerUpdate):
@@ -736,7 +739,7 @@ class Follower:
     ) -> tuple[tuple[str, Container | None, datetime | None], str] | None:
         """The observation an event makes, and its reason ("" for an ordinary event)."""
         fetched = self._fetched.pop(id(env), None)
-        payload, started = (payload_of(env), None) if fetched is None else fetched
+        payload, started = (payload_of(env), None) if fetched is None else fetched[1:]
         at = observed_time(env.timestamp)
         if isinstance(payload, cev.ContainerDelete):
             if self.claims is not None:
