@@ -86,6 +86,32 @@ def ledger_state(store: ctrledger.Store, ns: str) -> dict[str, dict[str, str]]:
     return {c.id: dict(c.labels) for c in store.list(namespace=ns)}
 
 
+@contextmanager
+def collected(cd: Containerd, *filters: str) -> Iterator[list[epb.Envelope]]:
+    """containerd's events matching ``filters``, gathered by a subscriber of the test's own
+    from the moment the block begins (a subscription is in place 0.2 s after it is made) to
+    its end."""
+    seen: list[epb.Envelope] = []
+    with grpc.insecure_channel(f"unix://{cd.socket}") as ch:
+        call = egrpc.EventsStub(ch).Subscribe(epb.SubscribeRequest(filters=list(filters)))
+
+        def collect() -> None:
+            try:
+                for env in call:
+                    seen.append(env)
+            except grpc.RpcError:
+                pass
+
+        t = threading.Thread(target=collect, daemon=True)
+        t.start()
+        time.sleep(0.2)
+        try:
+            yield seen
+        finally:
+            call.cancel()
+            t.join(5)
+
+
 # -- metadata ------------------------------------------------------------------------
 
 
@@ -123,27 +149,11 @@ def test_sync_then_create_label_and_delete_through_ctr(store: ctrledger.Store, c
 
 def test_replayed_events_write_nothing(store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
     ns = "replay"
-    seen: list[epb.Envelope] = []
-    with grpc.insecure_channel(f"unix://{containerd.socket}") as ch:
-        call = egrpc.EventsStub(ch).Subscribe(epb.SubscribeRequest(filters=[f"namespace=={ns}"]))
-
-        def collect() -> None:
-            try:
-                for env in call:
-                    seen.append(env)
-            except grpc.RpcError:
-                pass
-
-        t = threading.Thread(target=collect, daemon=True)
-        t.start()
-        time.sleep(0.2)
-        with following(store, containerd, ns):
-            containerd.ctr("containers", "create", "--rootfs", str(root), "r1", "/bin/true", namespace=ns)
-            containerd.ctr("containers", "label", "r1", "x=1", namespace=ns)
-            containerd.ctr("run", "--rm", "--rootfs", str(root), "r2", "/bin/true", namespace=ns)
-            wait_until(lambda: len(seen) >= 8 and store.position >= 6)
-        call.cancel()
-        t.join(5)
+    with collected(containerd, f"namespace=={ns}") as seen, following(store, containerd, ns):
+        containerd.ctr("containers", "create", "--rootfs", str(root), "r1", "/bin/true", namespace=ns)
+        containerd.ctr("containers", "label", "r1", "x=1", namespace=ns)
+        containerd.ctr("run", "--rm", "--rootfs", str(root), "r2", "/bin/true", namespace=ns)
+        wait_until(lambda: len(seen) >= 8 and store.position >= 6)
     head = store.position
     again = Follower(store, containerd.socket, namespaces=[ns])
     try:
@@ -167,19 +177,7 @@ def test_a_name_deleted_created_and_deleted_again_behind_a_reconcile_stays_delet
     no longer had; seen in a soak, after a restart of the follower mid-burst)."""
     ns = "gap-again"
     containerd.ctr("containers", "create", "--rootfs", str(root), "x", "/bin/true", namespace=ns)
-    seen: list[epb.Envelope] = []
-    with grpc.insecure_channel(f"unix://{containerd.socket}") as ch:
-        call = egrpc.EventsStub(ch).Subscribe(epb.SubscribeRequest(filters=[f'namespace=={ns},topic~="/containers/"']))
-
-        def collect() -> None:
-            try:
-                for env in call:
-                    seen.append(env)
-            except grpc.RpcError:
-                pass
-
-        threading.Thread(target=collect, daemon=True).start()
-        time.sleep(0.2)
+    with collected(containerd, f'namespace=={ns},topic~="/containers/"') as seen:
         f = Follower(store, containerd.socket, namespaces=[ns])
         try:
             f.reconcile()
@@ -195,7 +193,6 @@ def test_a_name_deleted_created_and_deleted_again_behind_a_reconcile_stays_delet
             f.apply(seen[2:])  # and, in a batch of its own, the last delete
         finally:
             f.close()
-            call.cancel()
     assert [e.topic for e in seen] == ["/containers/delete", "/containers/create", "/containers/delete"]
     assert ledger_state(store, ns) == {}
 
@@ -225,26 +222,11 @@ def test_a_name_created_again_after_the_listing_that_found_it_gone_is_recorded(
     containerd had (until the next reconcile)."""
     ns = "listed-gone"
     containerd.ctr("containers", "create", "--rootfs", str(root), "x", "/bin/true", namespace=ns)
-    seen: list[epb.Envelope] = []
-    with grpc.insecure_channel(f"unix://{containerd.socket}") as ch:
-        events = egrpc.EventsStub(ch)
-        call = None
-
-        def collect() -> None:
-            assert call is not None
-            try:
-                for env in call:
-                    seen.append(env)
-            except grpc.RpcError:
-                pass
-
-        f = Follower(store, containerd.socket, namespaces=[ns])
-        try:
-            f.reconcile()
-            containerd.ctr("containers", "rm", "x", namespace=ns)  # while the follower was away
-            call = events.Subscribe(epb.SubscribeRequest(filters=[f'namespace=={ns},topic~="/containers/"']))
-            threading.Thread(target=collect, daemon=True).start()
-            time.sleep(0.2)
+    f = Follower(store, containerd.socket, namespaces=[ns])
+    try:
+        f.reconcile()
+        containerd.ctr("containers", "rm", "x", namespace=ns)  # while the follower was away
+        with collected(containerd, f'namespace=={ns},topic~="/containers/"') as seen:
 
             def create_again() -> None:
                 containerd.ctr("containers", "create", "--label", "again=1", "--rootfs", str(root), "x",
@@ -255,11 +237,9 @@ def test_a_name_created_again_after_the_listing_that_found_it_gone_is_recorded(
             f.reconcile()
             wait_until(lambda: len(seen) >= 1, what="the create's event")
             f.apply(seen)
-        finally:
-            f.close()
-            if call is not None:
-                call.cancel()
-            containerd.ctr("containers", "rm", "x", namespace=ns, check=False)
+    finally:
+        f.close()
+        containerd.ctr("containers", "rm", "x", namespace=ns, check=False)
     assert [e.topic for e in seen] == ["/containers/create"]
     assert kinds(store, "x", ns) == ["Created", "Deleted", "Created"]
     assert store.get("x", namespace=ns).labels == {"again": "1"}
@@ -293,33 +273,16 @@ def test_task_exit_code_and_kill(store: ctrledger.Store, containerd: Containerd,
         assert kinds(store, "sleeper", ns) == ["Created", "Started", "Exited", "Deleted"]
 
 
-@contextmanager
-def published_ooms(cd: Containerd, ns: str) -> Iterator[set[str]]:
-    """The containers containerd publishes a ``/tasks/oom`` for, as a subscriber of its own sees them."""
+def oom_killed(envelopes: list[epb.Envelope]) -> set[str]:
+    """The containers of the ``/tasks/oom`` events among ``envelopes``."""
     from ctrledger.wire.containerd.events import task_pb2 as tev
 
-    seen: set[str] = set()
-    with grpc.insecure_channel(f"unix://{cd.socket}") as ch:
-        call = egrpc.EventsStub(ch).Subscribe(
-            epb.SubscribeRequest(filters=[f'namespace=={ns},topic=="/tasks/oom"']))
-
-        def collect() -> None:
-            try:
-                for env in call:
-                    oom = tev.TaskOOM()
-                    oom.ParseFromString(env.event.value)
-                    seen.add(oom.container_id)
-            except grpc.RpcError:
-                pass
-
-        t = threading.Thread(target=collect, daemon=True)
-        t.start()
-        time.sleep(0.2)
-        try:
-            yield seen
-        finally:
-            call.cancel()
-            t.join(5)
+    found: set[str] = set()
+    for env in list(envelopes):
+        oom = tev.TaskOOM()
+        oom.ParseFromString(env.event.value)
+        found.add(oom.container_id)
+    return found
 
 
 def test_oom_killed(store: ctrledger.Store, containerd: Containerd, root: Path, writes: str) -> None:
@@ -328,7 +291,8 @@ def test_oom_killed(store: ctrledger.Store, containerd: Containerd, root: Path, 
     # The ledger must say OOMKilled exactly when containerd published the OOM; up to four runs,
     # until one was published.
     ns = f"oom-{writes}"
-    with following(store, containerd, ns, writes=writes), published_ooms(containerd, ns) as ooms:
+    with (following(store, containerd, ns, writes=writes),
+          collected(containerd, f'namespace=={ns},topic=="/tasks/oom"') as published):
         for attempt in range(4):
             hog = f"hog{attempt}"
             done = containerd.ctr("run", "--memory-limit", "16777216", "--rootfs", str(root), hog, "/bin/sh", "-c",
@@ -337,6 +301,7 @@ def test_oom_killed(store: ctrledger.Store, containerd: Containerd, root: Path, 
             wait_until(lambda hog=hog: status(store, hog, ns).state == "EXITED")
             time.sleep(0.3)  # the OOM, when containerd publishes it after the exit, has reached the subscriber
             s = status(store, hog, ns)
+            ooms = oom_killed(published)  # what containerd published, as a subscriber of its own saw it
             assert (s.exit_code, s.reason) == (137, "OOMKilled" if hog in ooms else "Error"), (hog, ooms)
             if hog in ooms:
                 break
