@@ -767,6 +767,34 @@ def test_follower_sigkilled_during_a_burst(tmp_path: Path, containerd: Container
                 follower.wait()
 
 
+def test_a_writer_killed_during_a_commit_is_replaced_and_the_session_goes_on(
+        store: ctrledger.Store, containerd: Containerd, root: Path) -> None:
+    """The batch it died in is written again through a new writer process, as its event said
+    (not "observed after a gap" by a new session's reconcile)."""
+    import sqlite3
+
+    ns = "writer-dies"
+    with following(store, containerd, ns, writes="process") as f:
+        assert f.writer is not None
+        first = f.writer.pid
+        assert first is not None
+        blocker = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+        blocker.execute("BEGIN IMMEDIATE")  # the writer's commit of the next batch waits for this lock
+        try:
+            containerd.ctr("containers", "create", "--rootfs", str(root), "c1", "/bin/true", namespace=ns)
+            time.sleep(0.5)  # the event read, its batch at the writer, waiting for the lock
+            os.kill(first, signal.SIGKILL)
+            wait_until(lambda: f.writer is not None and f.writer.pid not in (None, first),
+                       what="a new writer process")
+        finally:
+            blocker.rollback()
+            blocker.close()
+        wait_until(lambda: ledger_state(store, ns) == {"c1": {}}, what="the batch written again")
+        [entry] = store.history("c1", namespace=ns)
+        assert (entry.kind, entry.reason) == ("Created", "")  # from its event, not a reconcile
+        assert f.stats.connects == 1  # the same session
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_stop_signal_to_the_whole_group_ends_the_follower_cleanly(tmp_path: Path, containerd: Containerd,
                                                                    root: Path, signum: int) -> None:

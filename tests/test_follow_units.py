@@ -22,6 +22,7 @@ from ctrledger.cli import main
 from ctrledger.follow import Follower
 from ctrledger.follow.follower import _int32, _listed, _unchanged, payload_of
 from ctrledger.follow.observed import observed_time
+from ctrledger.follow.writer import WriterGone
 from ctrledger.wire.containerd.events import container_pb2 as cev
 from ctrledger.wire.containerd.events import task_pb2 as tev
 from ctrledger.wire.containerd.services.containers.v1 import containers_pb2 as cpb
@@ -260,3 +261,45 @@ def test_a_prefetched_envelope_is_held_while_its_read_waits(prefetching: tuple[F
     before = sys.getrefcount(env)
     f.prefetch(env)
     assert f._fetched[id(env)][0] is env and sys.getrefcount(env) > before
+
+
+class _DyingWriter:
+    """A follower's writer process that dies during its first ``deaths`` batches, having
+    committed each (``committed=True``: its answer was lost) or not."""
+
+    def __init__(self, store: ctrledger.Store, deaths: int, committed: bool) -> None:
+        self.store, self.deaths, self.committed, self.calls = store, deaths, committed, 0
+
+    def observe_many(self, *args: Any, **kwargs: Any) -> list[tuple[str, ...]]:
+        self.calls += 1
+        if self.calls <= self.deaths:
+            if self.committed:
+                self.store.observe_many(*args, **kwargs)
+            raise WriterGone("the follower's writer process ended (killed by signal 9)")
+        return self.store.observe_many(*args, **kwargs)
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["after-its-commit", "before-its-commit"])
+def test_a_batch_the_writer_died_in_is_written_again_once(tmp_path: Path, committed: bool) -> None:
+    """Committed or not, the batch is observed again through a new writer: once, and the session
+    goes on (observing is idempotent: nothing is applied twice)."""
+    at = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    state = Container(id="web-1", runtime=Runtime("io.containerd.runc.v2"), spec=Payload("t", b"{}"),
+                      labels={"a": "1"})
+    with ctrledger.open(tmp_path / "ledger.db") as store:
+        writer = _DyingWriter(store, deaths=1, committed=committed)
+        f = Follower(store, str(tmp_path / "no.sock"), writer=writer)  # type: ignore[arg-type]
+        written = f._commit("default", [("web-1", state, at, None)])
+        assert writer.calls == 2
+        assert [e.kind for e in store.history("web-1")] == ["Created"]
+        assert store.get("web-1").labels == {"a": "1"}
+        assert written == (0 if committed else 1)  # what the second attempt wrote
+
+
+def test_a_writer_that_dies_twice_in_one_batch_ends_the_session(tmp_path: Path) -> None:
+    with ctrledger.open(tmp_path / "ledger.db") as store:
+        writer = _DyingWriter(store, deaths=2, committed=False)
+        f = Follower(store, str(tmp_path / "no.sock"), writer=writer)  # type: ignore[arg-type]
+        with pytest.raises(WriterGone):
+            f._commit("default", [("web-1", None, datetime(2026, 12, 2, tzinfo=UTC), None)])
+        assert writer.calls == 2

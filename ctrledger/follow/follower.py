@@ -68,7 +68,7 @@ from ctrledger.wire.containerd.types.task import task_pb2 as ttypes
 
 from .claims import Claims
 from .observed import observed_container, observed_time
-from .writer import WriterProcess
+from .writer import WriterGone, WriterProcess
 
 __all__ = ["AFTER_GAP", "AT_SYNC", "NEW_NAMESPACE", "SEEN_IN_EVENT", "Follower", "Stats", "connect"]
 
@@ -432,17 +432,30 @@ class Follower:
         if not batch:
             return 0
         try:
-            kinds = self._writes.observe_many(batch, namespace=ns, actor=ACTOR, reason=reason, client="follow")
+            kinds = self._observe_batch(ns, batch, reason)
+        except WriterGone as e:
+            # Committed or not, observing is idempotent: the same batch once more, through a
+            # new writer process, and the session goes on (a second death ends it).
+            log.warning("%s; writing its batch again through a new one", e)
+            kinds = self._observe_batch(ns, batch, reason)
+        return sum(len(k) for k in kinds)
+
+    def _observe_batch(self, ns: str, batch: Sequence[_Item | tuple[str, Container | None, datetime | None]],
+                       reason: str) -> list[tuple[str, ...]]:
+        try:
+            kinds: list[tuple[str, ...]] = self._writes.observe_many(batch, namespace=ns, actor=ACTOR, reason=reason,
+                                                                      client="follow")
+            return kinds
         except ctrledger.InvalidArgument:
             kinds = []  # one record the store refuses must not keep the others out
             for item in batch:
                 try:
                     kinds.append(self._writes.observe(*item[:2], at=item[2], namespace=ns, actor=ACTOR,
-                                                    reason=item[3] if len(item) == 4 else reason,
-                                                    client="follow"))
+                                                      reason=item[3] if len(item) == 4 else reason,
+                                                      client="follow"))
                 except ctrledger.InvalidArgument as e:
                     log.warning("cannot record %s/%s: %s", ns, item[0], e)
-        return sum(len(k) for k in kinds)
+            return kinds
 
     # -- group commit -----------------------------------------------------------------
 

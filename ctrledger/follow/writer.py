@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import ctrledger
 
-__all__ = ["WRITES", "WriterProcess"]
+__all__ = ["WRITES", "WriterGone", "WriterProcess"]
 
 # The store calls a follower writes with (everything else it reads, from its own store).
 WRITES = frozenset({"observe_many", "observe", "started", "exited", "paused", "resumed"})
@@ -49,14 +49,20 @@ _MAIN = ("import signal, sys\n"
          "from ctrledger.follow.writer import main; main()")
 
 
+class WriterGone(ctrledger.Unavailable):
+    """The writer process ended during the call (killed, or out of memory): the call may or may
+    not have committed."""
+
+
 class WriterProcess:
     """The store at ``target`` (an embedded SQLite file), written from a process of its own.
 
     ``open_kwargs`` go to ``ctrledger.open`` in that process (with ``mode="w"``: the follower's
     store has created the file). The process starts on first use, or with ``start()``, and
     ends with ``close()``. A write the process died in (killed, or out of memory) raises
-    ``Unavailable``: whether it was committed is for the caller to find out (the follower's
-    next session reconciles). A process found dead between writes is replaced. Calls are
+    ``WriterGone`` (an ``Unavailable``): whether it was committed is for the caller to find out
+    (the follower writes an observed batch again, which is idempotent). A process found dead
+    between writes is replaced. Calls are
     serialised: one write at a time, from any thread. The process is bound to the thread that
     started it (the kernel's parent-death signal follows the thread): it ends when that thread
     does, and the next call starts another. It ignores SIGINT and SIGTERM, which a terminal's
@@ -142,7 +148,7 @@ class WriterProcess:
             proc.stdin.flush()
         except OSError as e:
             self._stop()
-            raise ctrledger.Unavailable(f"the follower's writer process ended: {e}") from None
+            raise WriterGone(f"the follower's writer process ended: {e}") from None
 
     def _answer(self) -> Any:
         proc = self._proc
@@ -155,7 +161,7 @@ class WriterProcess:
             except subprocess.TimeoutExpired:
                 code = None
             self._stop()
-            raise ctrledger.Unavailable(f"the follower's writer process ended ({_ended(code, e)})") from None
+            raise WriterGone(f"the follower's writer process ended ({_ended(code, e)})") from None
         if kind == "error":
             raise value
         return value
