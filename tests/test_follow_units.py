@@ -7,7 +7,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -303,3 +303,25 @@ def test_a_writer_that_dies_twice_in_one_batch_ends_the_session(tmp_path: Path) 
         with pytest.raises(WriterGone):
             f._commit("default", [("web-1", None, datetime(2026, 12, 2, tzinfo=UTC), None)])
         assert writer.calls == 2
+
+
+def test_a_batch_committed_before_its_writer_died_is_not_applied_again(tmp_path: Path) -> None:
+    """A batch with two words on one container (a label change, a deletion and the name created
+    again): written again after a commit whose answer was lost, it must not take the ledger back
+    and forth (the retry is recognised as the same command)."""
+    t = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+    def state(labels: dict[str, str], created: datetime) -> Container:
+        return Container(id="web-1", runtime=Runtime("io.containerd.runc.v2"), spec=Payload("t", b"{}"),
+                         labels=labels, created_at=created)
+
+    batch = [("web-1", state({"a": "1"}, t), t + timedelta(seconds=1), None),
+             ("web-1", state({"a": "2"}, t), t + timedelta(seconds=2), None),
+             ("web-1", None, t + timedelta(seconds=3), None),
+             ("web-1", state({"b": "1"}, t + timedelta(seconds=4)), t + timedelta(seconds=4), None)]
+    with ctrledger.open(tmp_path / "ledger.db") as store:
+        f = Follower(store, str(tmp_path / "no.sock"), writer=_DyingWriter(store, deaths=1, committed=True))  # type: ignore[arg-type]
+        f._commit("default", batch)
+        assert [(e.kind, e.incarnation) for e in store.history("web-1")] == [
+            ("Created", 1), ("LabelsChanged", 1), ("Deleted", 1), ("Created", 2)]
+        assert store.get("web-1").labels == {"b": "1"}

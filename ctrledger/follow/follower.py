@@ -40,6 +40,7 @@ import os
 import queue
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -431,28 +432,32 @@ class Follower:
         the number of events written."""
         if not batch:
             return 0
+        # The batch's command id: written again after its writer died, a batch that was committed
+        # is found by it and not applied twice (observing one state is idempotent, but a batch
+        # with two words on one container, or a deletion and the name created again, is not).
+        command = f"follow-{uuid.uuid4()}"
         try:
-            kinds = self._observe_batch(ns, batch, reason)
+            kinds = self._observe_batch(ns, batch, reason, command)
         except WriterGone as e:
-            # Committed or not, observing is idempotent: the same batch once more, through a
-            # new writer process, and the session goes on (a second death ends it).
+            # Committed or not: the same batch once more, as the same command, through a new
+            # writer process, and the session goes on (a second death ends it).
             log.warning("%s; writing its batch again through a new one", e)
-            kinds = self._observe_batch(ns, batch, reason)
+            kinds = self._observe_batch(ns, batch, reason, command)
         return sum(len(k) for k in kinds)
 
     def _observe_batch(self, ns: str, batch: Sequence[_Item | tuple[str, Container | None, datetime | None]],
-                       reason: str) -> list[tuple[str, ...]]:
+                       reason: str, command: str) -> list[tuple[str, ...]]:
         try:
             kinds: list[tuple[str, ...]] = self._writes.observe_many(batch, namespace=ns, actor=ACTOR, reason=reason,
-                                                                      client="follow")
+                                                                      client="follow", request_id=command)
             return kinds
         except ctrledger.InvalidArgument:
             kinds = []  # one record the store refuses must not keep the others out
-            for item in batch:
+            for i, item in enumerate(batch):
                 try:
                     kinds.append(self._writes.observe(*item[:2], at=item[2], namespace=ns, actor=ACTOR,
                                                       reason=item[3] if len(item) == 4 else reason,
-                                                      client="follow"))
+                                                      client="follow", request_id=f"{command}/{i}"))
                 except ctrledger.InvalidArgument as e:
                     log.warning("cannot record %s/%s: %s", ns, item[0], e)
             return kinds
