@@ -432,10 +432,12 @@ class Follower:
         the number of events written."""
         if not batch:
             return 0
-        # The batch's command id: written again after its writer died, a batch that was committed
+        # The batch's command id, through a writer process (whose death may come after its commit,
+        # before its answer): written again after its writer died, a batch that was committed
         # is found by it and not applied twice (observing one state is idempotent, but a batch
         # with two words on one container, or a deletion and the name created again, is not).
-        command = f"follow-{uuid.uuid4()}"
+        # In this process, a failed write wrote nothing: no id, no row for it in the commit.
+        command = None if self.writer is None else f"follow-{uuid.uuid4()}"
         try:
             kinds = self._observe_batch(ns, batch, reason, command)
         except WriterGone as e:
@@ -446,7 +448,7 @@ class Follower:
         return sum(len(k) for k in kinds)
 
     def _observe_batch(self, ns: str, batch: Sequence[_Item | tuple[str, Container | None, datetime | None]],
-                       reason: str, command: str) -> list[tuple[str, ...]]:
+                       reason: str, command: str | None) -> list[tuple[str, ...]]:
         try:
             kinds: list[tuple[str, ...]] = self._writes.observe_many(batch, namespace=ns, actor=ACTOR, reason=reason,
                                                                       client="follow", request_id=command)
@@ -457,7 +459,8 @@ class Follower:
                 try:
                     kinds.append(self._writes.observe(*item[:2], at=item[2], namespace=ns, actor=ACTOR,
                                                       reason=item[3] if len(item) == 4 else reason,
-                                                      client="follow", request_id=f"{command}/{i}"))
+                                                      client="follow",
+                                                      request_id=None if command is None else f"{command}/{i}"))
                 except ctrledger.InvalidArgument as e:
                     log.warning("cannot record %s/%s: %s", ns, item[0], e)
             return kinds

@@ -61,8 +61,8 @@ class WriterProcess:
     store has created the file). The process starts on first use, or with ``start()``, and
     ends with ``close()``. A write the process died in (killed, or out of memory) raises
     ``WriterGone`` (an ``Unavailable``): whether it was committed is for the caller to find out
-    (the follower writes an observed batch again, which is idempotent). A process found dead
-    between writes is replaced. Calls are
+    (the follower writes an observed batch again, as the same command: its ``request_id``).
+    A process found dead between writes is replaced. Calls are
     serialised: one write at a time, from any thread. The process is bound to the thread that
     started it (the kernel's parent-death signal follows the thread): it ends when that thread
     does, and the next call starts another. It ignores SIGINT and SIGTERM, which a terminal's
