@@ -40,7 +40,6 @@ import os
 import queue
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -437,7 +436,9 @@ class Follower:
         # is found by it and not applied twice (observing one state is idempotent, but a batch
         # with two words on one container, or a deletion and the name created again, is not).
         # In this process, a failed write wrote nothing: no id, no row for it in the commit.
-        command = None if self.writer is None else f"follow-{uuid.uuid4()}"
+        # Time-ordered (as the store's own ids are), so that it lands at the end of the index of
+        # command ids, not on a random page of it.
+        command = None if self.writer is None else f"follow-{time.time_ns():019d}-{os.urandom(6).hex()}"
         try:
             kinds = self._observe_batch(ns, batch, reason, command)
         except WriterGone as e:

@@ -102,4 +102,3 @@ def status_of(values: Sequence[Any], created_at: datetime) -> Status:
         "runs": runs,
     })
     return obj
-
